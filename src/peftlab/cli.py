@@ -1,0 +1,127 @@
+"""Command line: each subcommand maps to one function of the package.
+
+User mistakes (PeftlabError) print a message and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from peftlab.errors import PeftlabError
+
+EPILOG = "Docs: README.md. Every config key is documented in src/peftlab/config.py (and `peftlab methods`)."
+
+
+def _train(args) -> None:
+    from peftlab.config import load_config
+    from peftlab.train import train
+
+    train(load_config(args.config, args.set), overwrite=args.overwrite)
+
+
+def _eval(args) -> None:
+    from peftlab.evaluate import eval_run
+
+    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit)
+
+
+def _generate(args) -> None:
+    from peftlab.methods import get_method, method_options
+    from peftlab.evaluate import load_run_config
+    from peftlab.models import load_backbone
+
+    run_dir = Path(args.run_dir)
+    cfg = load_run_config(run_dir)
+    method = get_method(cfg.method.name)
+    backbone = load_backbone(cfg.model)
+    model = method.load(backbone.model, run_dir / "adapter", method_options(cfg.method)).to(backbone.device)
+    backbone.model = model
+    for text in args.text:
+        print(backbone.generate(model, [text], max_new_tokens=args.max_new_tokens)[0])
+
+
+def _demo(args) -> None:
+    from peftlab.demo import run_demo
+
+    run_demo(output_dir=Path(args.output_dir), steps=args.steps, overwrite=args.overwrite)
+
+
+def _methods(args) -> None:
+    from rich.table import Table
+
+    from peftlab.console import console
+    from peftlab.methods import REGISTRY
+
+    table = Table(title="peftlab methods", show_lines=True)
+    for col in ("method", "hooks into", "default lr", "options (default)", "paper"):
+        table.add_column(col)
+    for m in REGISTRY.values():
+        opts = "\n".join(f"{k} = {f.default!r}: {f.description}" for k, f in m.config_cls.model_fields.items()) or "-"
+        table.add_row(m.name, ", ".join(h.value for h in m.hooks), f"{m.default_lr:g}", opts, m.paper)
+    console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="peftlab",
+        description="Fine-tune language models with full fine-tuning, LoRA and other PEFT methods, and compare "
+        "them honestly: quality by free generation, trainable parameters, adapter bytes, time and memory.",
+        epilog=EPILOG,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one run from a YAML config", epilog=EPILOG,
+                       description="Train one method on one task and write a run folder "
+                       "(config.yaml, metrics.jsonl, summary.json, predictions.csv, adapter/).")
+    t.add_argument("config", help="experiment YAML, e.g. configs/sql_demo/lora.yaml")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="score a finished run on a split by free generation",
+                       description="Load the base model and the run's adapter, generate for a split and score it; "
+                       "writes predictions_<split>.csv and eval_<split>.json into the run folder.")
+    e.add_argument("run_dir", help="a run folder written by `peftlab train`")
+    e.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)")
+    e.add_argument("--limit", type=int, default=None, help="score only the first N examples")
+    e.set_defaults(func=_eval)
+
+    g = sub.add_parser("generate", help="generate with a trained run for your own input",
+                       description="Load a run's model and print its greedy answer for each TEXT "
+                       "(formatted with the model's chat template, as in training).")
+    g.add_argument("run_dir", help="a run folder written by `peftlab train`")
+    g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
+    g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
+    g.set_defaults(func=_generate)
+
+    d = sub.add_parser("demo", help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",
+                       description="The main job on the embedded default model (SmolLM2-135M-Instruct), offline on CPU: "
+                       "zero-shot, full fine-tuning and LoRA on the built-in text-to-SQL task, then a leaderboard.")
+    d.add_argument("--output-dir", default="runs/demo", help="where the three run folders go (default: runs/demo)")
+    d.add_argument("--steps", type=int, default=None, help="training steps per method (default: the demo config's)")
+    d.add_argument("--overwrite", action="store_true", help="rerun methods whose run folder is already finished")
+    d.set_defaults(func=_demo)
+
+    m = sub.add_parser("methods", help="list fine-tuning methods with their options and default learning rates")
+    m.set_defaults(func=_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PeftlabError as e:
+        print(f"peftlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peftlab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Typed experiment configs (pydantic v2).
+
+A run is described by one YAML file with five sections: model, method, task, train, eval.
+Every field has a default and a description; unknown keys are errors, and validation errors are
+rewritten to name the field (e.g. ``train.lr``) and what is allowed.
+
+The ``method`` section is open here (``name`` + options) and validated by the method's own config
+class from the registry, so adding a method never touches this file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from peftlab.errors import PeftlabError, suggest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    name: str = Field(
+        "smollm2-135m",
+        description="Bundled model ('smollm2-135m'), tiny test model ('tiny-t5', 'tiny-gpt-neo', "
+        "'tiny-llama'), a Hugging Face hub id, or a local directory.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' = float32 on CPU (bf16 is ~50x slower there), bfloat16 on GPU."
+    )
+    trust_remote_code: bool = Field(False, description="Run code shipped with a hub model. Off unless you trust it.")
+    chat_template: bool = Field(True, description="Format prompts with the tokenizer's chat template when it has one.")
+
+
+class MethodConfig(BaseModel):
+    """``name`` picks the method; the other keys are that method's options (see ``peftlab methods``)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field("lora", description="Fine-tuning method: see `peftlab methods`.")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TaskConfig(_Strict):
+    name: str = Field("sql_demo", description="Task name; a built-in task ('sql_demo') needs nothing else.")
+    data_files: dict[str, str] | None = Field(
+        None, description="Local files per split, e.g. {train: data/train.jsonl}. JSONL, CSV or Parquet."
+    )
+    hub: str | None = Field(None, description="Hugging Face dataset id (needs the hub), e.g. knkarthick/dialogsum.")
+    hub_config: str | None = Field(None, description="Dataset configuration name on the hub.")
+    input_template: str | None = Field(
+        None, description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'."
+    )
+    target_field: str | None = Field(None, description="Field holding the training target.")
+    reference_fields: list[str] | None = Field(
+        None, description="Fields holding references for scoring (several = multi-reference max); "
+        "defaults to [target_field]. Used where the example has them (e.g. DialogSum test).",
+    )
+    id_field: str | None = Field(None, description="Field holding a unique example id (default: row number).")
+    metric: Literal["rouge", "exact_match", "execution_accuracy"] = Field("rouge", description="Task metric.")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation cap; stops runaway generations.")
+    max_source_tokens: int = Field(512, ge=8, description="Inputs longer than this are truncated (counted).")
+    max_target_tokens: int = Field(128, ge=1, description="Training targets longer than this are truncated.")
+
+
+class TrainConfig(_Strict):
+    lr: float | None = Field(None, gt=0, description="Peak learning rate; default: the method's own.")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps budget (this or epochs).")
+    epochs: float | None = Field(None, gt=0, description="Epochs budget, used when max_steps is not set.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warmup.")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null disables.")
+    eval_every: int | None = Field(None, ge=1, description="Validate every N steps (and at the end); null = end only.")
+    max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
+    log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N steps.")
+
+
+class EvalConfig(_Strict):
+    batch_size: int = Field(16, ge=1, description="Generation batch size (length-sorted batches).")
+    max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
+    max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
+    num_beams: int = Field(1, ge=1, description="1 = greedy decoding.")
+
+
+class ExperimentConfig(_Strict):
+    name: str | None = Field(None, description="Run folder name under output_dir (default: TASK-METHOD).")
+    output_dir: str = Field("runs", description="Where run folders are written.")
+    seed: int = Field(0, description="Seed for data order and initialisation.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        # A run name becomes a folder: keep it inside output_dir.
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", v):
+            raise ValueError("use letters, digits and . _ + - only (no slashes), at most 128 characters")
+        return v
+
+    def run_name(self) -> str:
+        return self.name or f"{self.task.name}-{self.method.name}"
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(ExperimentConfig, e["loc"][:-1])
+            allowed = list(parent.model_fields) if parent else []
+            lines.append(f"  {loc}: unknown key{suggest(e['loc'][-1], allowed)}; allowed: {', '.join(allowed)}")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """Apply one ``--set a.b.c=value`` override to a nested dict."""
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise PeftlabError(f"--set {key}: '{p}' is not a section")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise PeftlabError(f"--set {item!r}: expected key=value, e.g. --set train.lr=1e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+    """Read a YAML config, apply ``key=value`` overrides, validate. Errors name file and field."""
+    data: dict = dict(base or {})
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise PeftlabError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise PeftlabError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise PeftlabError(f"{p}:{where} invalid YAML: {getattr(e, 'problem', e)}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise PeftlabError(f"{p}: the top level must be a mapping of sections (model, method, task, train, eval)")
+        data.update(loaded)
+    for key, value in parse_overrides(overrides or []):
+        set_dotted(data, key, value)
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise PeftlabError(_format_validation_error(e, source)) from None
+    # Validate the method's own options now, so a typo fails before the model loads.
+    from peftlab.methods import get_method, method_options
+
+    method_options(cfg.method)
+    if get_method(cfg.method.name).trains and cfg.train.max_steps is None and cfg.train.epochs is None:
+        raise PeftlabError(f"{source}: train.max_steps or train.epochs is required (the training budget)")
+    return cfg
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Readers for local data files and hub datasets."""

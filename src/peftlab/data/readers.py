@@ -1,0 +1,67 @@
+"""Read a split from JSONL, CSV or Parquet (local), or from a Hugging Face hub dataset.
+
+Errors name the file and, for JSONL, the line, so a bad row is found in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from peftlab.errors import PeftlabError
+
+FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise PeftlabError(f"data file not found: {p}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            return _read_jsonl(p)
+        if suffix == ".csv":
+            with p.open(encoding="utf-8", newline="") as f:
+                return [dict(r) for r in csv.DictReader(f)]
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(p).to_pylist()
+    except UnicodeDecodeError as e:
+        raise PeftlabError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except PeftlabError:
+        raise
+    except Exception as e:  # pyarrow / csv errors: keep the message, name the file
+        raise PeftlabError(f"{p}: cannot read as {suffix[1:]}: {e}") from None
+    raise PeftlabError(f"{p}: unsupported file type '{suffix}'; use one of {', '.join(FORMATS)}")
+
+
+def _read_jsonl(p: Path) -> list[dict]:
+    rows = []
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PeftlabError(f"{p}:{n}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise PeftlabError(f"{p}:{n}: each line must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_hub(dataset_id: str, split: str, config: str | None = None) -> list[dict]:
+    """A split of a hub dataset through `datasets` (needs the hub or a local datasets cache)."""
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(dataset_id, config, split=split).to_list()
+    except Exception as e:
+        raise PeftlabError(
+            f"task.hub: cannot load '{dataset_id}' split '{split}' ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "offline? use task.data_files with local JSONL/CSV/Parquet files instead"
+        ) from None

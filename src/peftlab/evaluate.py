@@ -1,0 +1,81 @@
+"""Scoring by free generation: the model writes its answer, the task's metric scores the text.
+
+Never teacher-forced argmax (which shows the model the gold prefix at every position and so
+overstates quality). Checkpoints are chosen on validation; test is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from torch import nn
+
+from peftlab.console import console, progress
+from peftlab.models.backbone import Backbone
+from peftlab.tasks.base import Example, Task
+
+
+def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], *,
+                       batch_size: int, num_beams: int, max_source_tokens: int, label: str,
+                       bar=None) -> tuple[dict, list[str]]:
+    t0 = time.perf_counter()
+    # rich allows one live display at a time: inside training, add a row to the training bar.
+    with (contextlib.nullcontext(bar) if bar is not None else progress()) as live:
+        tid = live.add_task(label, total=len(examples), info="")
+        preds = backbone.generate(
+            model, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, batch_size=batch_size,
+            num_beams=num_beams, max_source_tokens=max_source_tokens, progress=lambda n: live.advance(tid, n),
+        )
+        if bar is not None:
+            live.remove_task(tid)
+    scores = task.score(preds, examples)
+    scores["seconds"] = time.perf_counter() - t0
+    return scores, preds
+
+
+def limit(examples: list[Example], n: int | None) -> list[Example]:
+    return examples if n is None else examples[:n]
+
+
+def show_scores(label: str, scores: dict, primary: str) -> None:
+    others = ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if k not in (primary, "seconds"))
+    console.print(f"{label}: [bold]{primary}={scores[primary]:.4f}[/bold] {others} ({scores['seconds']:.1f} s)")
+
+
+def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print) -> dict:
+    """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv."""
+    from peftlab.methods import get_method, method_options
+    from peftlab.models import load_backbone
+    from peftlab.runio import write_json, write_predictions
+    from peftlab.tasks.base import build_task
+
+    cfg = load_run_config(run_dir)
+    method = get_method(cfg.method.name)
+    backbone = load_backbone(cfg.model, log=log)
+    model = method.load(backbone.model, run_dir / "adapter", method_options(cfg.method))
+    model = model.to(backbone.device)
+    backbone.model = model
+    task = build_task(cfg.task)
+    n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
+    examples = limit(task.split(split), n)
+    scores, preds = generate_and_score(backbone, model, task, examples, batch_size=cfg.eval.batch_size,
+                                       num_beams=cfg.eval.num_beams, max_source_tokens=cfg.task.max_source_tokens,
+                                       label=f"eval {split}")
+    write_predictions(run_dir / f"predictions_{split}.csv", examples, preds)
+    write_json(run_dir / f"eval_{split}.json", {"split": split, "examples": len(examples), "scores": scores})
+    show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
+    return scores
+
+
+def load_run_config(run_dir: Path):
+    from peftlab.config import load_config
+    from peftlab.errors import PeftlabError
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise PeftlabError(f"{run_dir}: not a run folder (no config.yaml); give a folder written by `peftlab train`")
+    if not (Path(run_dir) / "adapter").is_dir():
+        raise PeftlabError(f"{run_dir}: the run has no adapter/ folder (did training finish?)")
+    return load_config(path)

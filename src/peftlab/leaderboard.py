@@ -1,0 +1,65 @@
+"""A leaderboard of finished runs, read from their summary.json (never re-running anything)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from peftlab.console import console
+from peftlab.errors import PeftlabError
+from peftlab.runio import atomic_write_text
+
+COLUMNS = ("method", "test metric", "trainable params", "trainable %", "adapter", "train s", "peak memory", "run")
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def leaderboard_rows(run_dirs: list[Path]) -> list[dict]:
+    rows = []
+    for d in run_dirs:
+        path = Path(d) / "summary.json"
+        if not path.is_file():
+            raise PeftlabError(f"{d}: no summary.json (the run did not finish)")
+        s = json.loads(path.read_text(encoding="utf-8"))
+        rows.append({
+            "method": s["method"], "run": s["run"], "run_dir": str(d), "metric": s["primary_metric"],
+            "score": s["test"][s["primary_metric"]], "test_examples": s["test_examples"],
+            "trainable_params": s["trainable_params"], "trainable_pct": s["trainable_pct"],
+            "adapter_bytes": s["adapter_bytes"], "train_seconds": s["train_seconds"],
+            "peak_memory_bytes": s["peak_memory_bytes"],
+        })
+    return sorted(rows, key=lambda r: -r["score"])
+
+
+def _cells(r: dict) -> list[str]:
+    return [r["run"], f"{r['score']:.3f}", f"{r['trainable_params']:,}", f"{r['trainable_pct']:.2f}%",
+            human_bytes(r["adapter_bytes"]), f"{r['train_seconds']:.0f}", human_bytes(r["peak_memory_bytes"]), r["run_dir"]]
+
+
+def print_leaderboard(rows: list[dict], title: str) -> None:
+    table = Table(title=title)
+    metric = rows[0]["metric"] if rows else "metric"
+    for col in COLUMNS:
+        table.add_column(metric if col == "test metric" else col, justify="left" if col in ("method", "run") else "right")
+    for r in rows:
+        table.add_row(*_cells(r))
+    console.print(table)
+
+
+def write_leaderboard(rows: list[dict], out_dir: Path) -> None:
+    metric = rows[0]["metric"] if rows else "metric"
+    header = [metric if c == "test metric" else c for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    atomic_write_text(out_dir / "leaderboard.md", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=2) + "\n")

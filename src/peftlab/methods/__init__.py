@@ -1,0 +1,44 @@
+"""The method registry: every fine-tuning method by name.
+
+A new method is one file exporting ``METHOD`` (see ``base.Method``) plus one line below.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from peftlab.errors import PeftlabError, suggest
+from peftlab.methods import full, lora, none
+from peftlab.methods.base import Hook, Method, count_parameters, trainable_parameters
+
+REGISTRY: dict[str, Method] = {m.name: m for m in (none.METHOD, full.METHOD, lora.METHOD)}
+
+
+def get_method(name: str) -> Method:
+    if name not in REGISTRY:
+        raise PeftlabError(
+            f"method.name: unknown method '{name}'{suggest(name, list(REGISTRY))}; "
+            f"available: {', '.join(REGISTRY)}"
+        )
+    return REGISTRY[name]
+
+
+def method_options(method_cfg) -> BaseModel:
+    """Validate the options of ``method:`` against the chosen method's config class."""
+    method = get_method(method_cfg.name)
+    try:
+        return method.config_cls.model_validate(method_cfg.options())
+    except ValidationError as e:
+        lines = [f"method '{method.name}': invalid options"]
+        allowed = list(method.config_cls.model_fields)
+        for err in e.errors():
+            loc = "method." + ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                hint = suggest(str(err["loc"][-1]), allowed)
+                lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
+            else:
+                lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        raise PeftlabError("\n".join(lines)) from None
+
+
+__all__ = ["REGISTRY", "Hook", "Method", "count_parameters", "get_method", "method_options", "trainable_parameters"]

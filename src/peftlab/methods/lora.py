@@ -1,0 +1,72 @@
+"""LoRA: Low-Rank Adaptation (Hu et al., 2021, arXiv:2106.09685).
+
+Each targeted Linear W gets a parallel low-rank update W + (alpha / rank) * lora_B @ lora_A,
+with lora_B initialised to zero (paper section 4.1) so training starts from the base model.
+rsLoRA (Kalajdzievski, 2023: scale alpha / sqrt(rank)) and DoRA (Liu et al., 2024: weight
+decomposed into magnitude and direction) are peft options passed through.
+
+Implemented with peft, so the saved adapter folder loads with ``peft.PeftModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from peftlab.methods.base import Hook, Method
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rank: int = Field(16, ge=1, le=4096, description="Rank r of lora_A (r x in) and lora_B (out x r).")
+    alpha: float = Field(32.0, gt=0, description="Scaling numerator: the update is scaled by alpha / rank.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch input.")
+    target_modules: list[str] | str = Field(
+        "all-linear",
+        description="Module names to adapt; 'all-linear' = every Linear except the output head "
+        "(q/k/v/o and MLP projections on Llama, q/k/v/o/wi/wo on T5, attention and c_fc/c_proj on GPT-Neo).",
+    )
+    use_rslora: bool = Field(False, description="rsLoRA scaling alpha / sqrt(rank).")
+    use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA.")
+
+
+def _peft_config(model: nn.Module, cfg: LoraConfig) -> PeftLoraConfig:
+    task_type = "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
+    return PeftLoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        use_rslora=cfg.use_rslora,
+        use_dora=cfg.use_dora,
+        task_type=task_type,
+    )
+
+
+def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    # get_peft_model freezes the base and leaves only lora_A / lora_B trainable.
+    return get_peft_model(model, _peft_config(model, cfg))
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
+
+
+def load(base: nn.Module, folder: Path, cfg: LoraConfig) -> nn.Module:
+    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+
+
+METHOD = Method(
+    name="lora",
+    paper="Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language Models. arXiv:2106.09685.",
+    config_cls=LoraConfig,
+    hooks=frozenset({Hook.LAYER_WRAP}),
+    default_lr=1e-3,
+    apply=apply,
+    save=save,
+    load=load,
+)

@@ -1,0 +1,125 @@
+"""Backbone: hides the difference between decoder-only and encoder-decoder models.
+
+Three jobs, done the same way for every method so comparisons are fair:
+- prompt formatting: the task's prompt goes through the tokenizer's chat template when there is
+  one (SmolLM2-Instruct), else is used as plain text (T5 encoder input, GPT-Neo continuation);
+- training features: for decoder-only models the labels of prompt tokens and of padding are -100,
+  so the loss is only on the target and its end-of-sequence token; padding is dynamic (per batch);
+- generation: batched, sorted by length (little padding), greedy by default, with the KV cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+IGNORE = -100
+
+
+@dataclass
+class Backbone:
+    model: nn.Module
+    tokenizer: object
+    source: str
+    use_chat_template: bool = True
+    truncated: int = field(default=0)  # inputs cut to max_source_tokens, counted for the run summary
+
+    def __post_init__(self):
+        tok = self.tokenizer
+        if tok.pad_token_id is None:  # GPT-Neo/Llama tokenizers often have none; pad is masked anyway
+            tok.pad_token = tok.eos_token
+        self.is_seq2seq = bool(getattr(self.model.config, "is_encoder_decoder", False))
+        self.chat = self.use_chat_template and not self.is_seq2seq and bool(getattr(tok, "chat_template", None))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- formatting -------------------------------------------------------------------------
+    def format_prompt(self, prompt: str) -> str:
+        if self.chat:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+            )
+        if self.is_seq2seq:
+            return prompt
+        return prompt + "\n"  # a plain causal LM continues after the prompt's line
+
+    def _truncate(self, prompt: str, max_tokens: int) -> str:
+        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+        if len(ids) <= max_tokens:
+            return prompt
+        self.truncated += 1
+        return self.tokenizer.decode(ids[:max_tokens])
+
+    def prompt_ids(self, prompt: str, max_source_tokens: int = 512) -> list[int]:
+        text = self.format_prompt(self._truncate(prompt, max_source_tokens))
+        # Seq2seq inputs carry the tokenizer's own end marker (</s> for T5); chat templates
+        # already contain every special token they need.
+        return self.tokenizer(text, add_special_tokens=self.is_seq2seq).input_ids
+
+    # ---- training features ------------------------------------------------------------------
+    def encode(self, prompt: str, target: str, max_source_tokens: int = 512, max_target_tokens: int = 128) -> dict:
+        tok = self.tokenizer
+        src = self.prompt_ids(prompt, max_source_tokens)
+        if self.is_seq2seq:
+            tgt = tok(target, add_special_tokens=True).input_ids[:max_target_tokens]
+            return {"input_ids": src, "labels": tgt}
+        # The target ends with EOS so the model learns to stop (for SmolLM2 EOS is <|im_end|>).
+        tgt = tok(target, add_special_tokens=False).input_ids[: max_target_tokens - 1] + [tok.eos_token_id]
+        return {"input_ids": src + tgt, "labels": [IGNORE] * len(src) + tgt}
+
+    def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest example of this batch (not to a fixed 512)."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[i, : len(f["input_ids"])] = 1
+        lwidth = max(len(f["labels"]) for f in features)
+        labels = torch.full((len(features), lwidth), IGNORE, dtype=torch.long)
+        for i, f in enumerate(features):
+            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    # ---- generation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
+                 num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[str]:
+        """Decoded continuations, in the order of ``prompts``."""
+        tok = self.tokenizer
+        encoded = [self.prompt_ids(p, max_source_tokens) for p in prompts]
+        # Longest first: batches of similar length waste little compute on padding, and an
+        # out-of-memory error shows up in the first batch rather than the last.
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        out: list[str | None] = [None] * len(encoded)
+        was_training = model.training
+        model.eval()
+        device = self.device
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = encoded[i]
+                if self.is_seq2seq:
+                    ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
+                else:  # left-pad decoder-only prompts so every row's next token is at the end
+                    ids[row, width - len(seq):], mask[row, width - len(seq):] = torch.tensor(seq), 1
+            gen = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=num_beams, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            new = gen if self.is_seq2seq else gen[:, width:]
+            for row, i in enumerate(idx):
+                out[i] = tok.decode(new[row], skip_special_tokens=True).strip()
+            if progress is not None:
+                progress(len(idx))
+        model.train(was_training)
+        return out  # type: ignore[return-value]

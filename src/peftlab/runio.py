@@ -1,0 +1,84 @@
+"""The run folder: what a run writes, written so that a crash never leaves half a file.
+
+    config.yaml      the resolved config (every default filled in)
+    metrics.jsonl    one line per logged step / validation (the learning curve)
+    summary.json     final numbers, cost, versions, hardware
+    predictions.csv  id, input, reference(s), prediction on the test split
+    adapter/         the trained weights (safetensors) + method config
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    # One write() call per line, so a reader never sees a partial record from this process.
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_predictions(path: Path, examples, predictions: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "input", "reference", "prediction"])
+    for ex, pred in zip(examples, predictions):
+        # Several references are joined with a separator that cannot occur in one line of text.
+        w.writerow([ex.id, ex.prompt, " ||| ".join(ex.references), pred])
+    atomic_write_text(path, buf.getvalue())
+
+
+def environment() -> dict:
+    """Package versions and hardware, recorded in every summary."""
+    import importlib.metadata as md
+
+    import psutil
+    import torch
+
+    versions = {}
+    for pkg in ("peftlab", "torch", "transformers", "peft", "accelerate", "safetensors", "rouge-score"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    hw = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return {"python": platform.python_version(), "versions": versions, "hardware": hw}

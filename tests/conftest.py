@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny models and a tiny task written to disk (no hub, fast on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ARCHS = ("tiny-t5", "tiny-gpt-neo", "tiny-llama")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def copy_task(tmp_path: Path) -> dict:
+    """A task the tiny models can learn quickly: copy a short word. Returns a task config dict."""
+    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "ocean", "piano", "lemon", "amber",
+             "cedar", "delta", "eagle", "flint", "grape", "honey"]
+    for split, part in (("train", words[:12]), ("validation", words[12:14]), ("test", words[14:])):
+        with (tmp_path / f"{split}.jsonl").open("w") as f:
+            for i, w in enumerate(part):
+                f.write(json.dumps({"uid": f"{split}-{i}", "word": w, "answer": w}) + "\n")
+    return {
+        "name": "copy",
+        "data_files": {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")},
+        "input_template": "Repeat: {word}",
+        "target_field": "answer",
+        "id_field": "uid",
+        "metric": "exact_match",
+        "max_new_tokens": 8,
+    }
+
+
+def fixed_batch(backbone, n: int = 4) -> dict:
+    pairs = [("Repeat: cat", "cat"), ("Repeat: dog", "dog"), ("Repeat: owl", "owl"), ("Repeat: bee", "bee")]
+    return backbone.collate([backbone.encode(p, t) for p, t in pairs[:n]])
