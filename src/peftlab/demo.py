@@ -17,7 +17,7 @@ import yaml
 from peftlab.config import dump_config, load_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.leaderboard import leaderboard_rows, print_leaderboard, write_leaderboard
+from peftlab.leaderboard import leaderboard_rows, print_examples, print_leaderboard, write_leaderboard
 
 # Same model, task, prompt, batch and budget for every method; each gets its own learning rate
 # (full fine-tuning needs a small one, LoRA a larger one).
@@ -79,6 +79,8 @@ def run_demo(output_dir: Path = Path("runs/demo"), steps: int | None = None, ove
         cmd = [sys.executable, "-m", "peftlab", "train", str(path), "--overwrite"]
         if subprocess.run(cmd).returncode != 0:
             raise PeftlabError(f"demo: the '{label}' run failed (command: {' '.join(cmd)})")
+    console.rule("side by side")
+    print_examples(run_dirs, n=3)
     rows = leaderboard_rows(run_dirs)
     write_leaderboard(rows, output_dir)
     print_leaderboard(rows, title=f"sql_demo test set ({rows[0]['test_examples']} held-out questions)")

@@ -11,7 +11,8 @@ from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text
 
-COLUMNS = ("method", "test metric", "trainable params", "trainable %", "adapter", "train s", "peak memory", "run")
+# Short headers so the table fits an 80-column terminal (CI logs are 80 wide).
+COLUMNS = ("method", "test metric", "trainable", "train %", "adapter", "train s", "peak mem")
 
 
 def human_bytes(n: float | None) -> str:
@@ -42,15 +43,16 @@ def leaderboard_rows(run_dirs: list[Path]) -> list[dict]:
 
 
 def _cells(r: dict) -> list[str]:
-    return [r["run"], f"{r['score']:.3f}", f"{r['trainable_params']:,}", f"{r['trainable_pct']:.2f}%",
-            human_bytes(r["adapter_bytes"]), f"{r['train_seconds']:.0f}", human_bytes(r["peak_memory_bytes"]), r["run_dir"]]
+    return [r["method"], f"{r['score']:.3f}", f"{r['trainable_params']:,}", f"{r['trainable_pct']:.2f}%",
+            human_bytes(r["adapter_bytes"]), f"{r['train_seconds']:.0f}", human_bytes(r["peak_memory_bytes"])]
 
 
 def print_leaderboard(rows: list[dict], title: str) -> None:
     table = Table(title=title)
     metric = rows[0]["metric"] if rows else "metric"
     for col in COLUMNS:
-        table.add_column(metric if col == "test metric" else col, justify="left" if col in ("method", "run") else "right")
+        table.add_column(metric if col == "test metric" else col, justify="left" if col == "method" else "right",
+                         no_wrap=True)
     for r in rows:
         table.add_row(*_cells(r))
     console.print(table)
@@ -59,7 +61,24 @@ def print_leaderboard(rows: list[dict], title: str) -> None:
 def write_leaderboard(rows: list[dict], out_dir: Path) -> None:
     metric = rows[0]["metric"] if rows else "metric"
     header = [metric if c == "test metric" else c for c in COLUMNS]
+    header.append("run folder")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cells(r) + [r["run_dir"]]) + " |" for r in rows]
     atomic_write_text(out_dir / "leaderboard.md", "\n".join(lines) + "\n")
     atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=2) + "\n")
+
+
+def print_examples(run_dirs: list[Path], n: int = 3) -> None:
+    """Side by side: the first n test examples, the reference, and every method's prediction."""
+    import csv
+
+    preds = {}
+    for d in run_dirs:
+        with (Path(d) / "predictions.csv").open(encoding="utf-8", newline="") as f:
+            preds[Path(d).name] = list(csv.DictReader(f))[:n]
+    first = next(iter(preds.values()))
+    for i, row in enumerate(first):
+        console.print(f"[bold]test example {row['id']}[/bold]: {row['input']}")
+        console.print(f"  [green]reference[/green]  {row['reference']}")
+        for name, rows in preds.items():
+            console.print(f"  [cyan]{name}[/cyan]  {rows[i]['prediction'] or '(empty)'}")

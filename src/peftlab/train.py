@@ -32,6 +32,25 @@ from peftlab.runio import append_jsonl, atomic_write_text, environment, write_js
 from peftlab.tasks.base import build_task
 
 
+class EncodedExamples(torch.utils.data.Dataset):
+    """Tokenizes an example the first time it is drawn: a 40-step run on a 12k-example split
+    should not pay for tokenizing all 12k."""
+
+    def __init__(self, examples, backbone, max_source_tokens: int, max_target_tokens: int):
+        self.examples, self.backbone = examples, backbone
+        self.limits = (max_source_tokens, max_target_tokens)
+        self.cache: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        if i not in self.cache:
+            e = self.examples[i]
+            self.cache[i] = self.backbone.encode(e.prompt, e.target, *self.limits)
+        return self.cache[i]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -101,8 +120,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
     with PeakMemory() as memory:
         if method.trains:
             train_examples = limit(task.split("train"), cfg.train.max_train_examples)
-            features = [backbone.encode(e.prompt, e.target, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
-                        for e in train_examples]
+            features = EncodedExamples(train_examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
             loader = DataLoader(features, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=backbone.collate,
                                 generator=torch.Generator().manual_seed(cfg.seed))
             steps_per_epoch = max(len(loader) // cfg.train.grad_accum, 1)

@@ -41,6 +41,9 @@ def load_pretrained(cfg: ModelConfig, log=print):
     if not local and (source.startswith((".", "/", "~")) or source.count("/") > 1):
         raise PeftlabError(f"model.name: '{cfg.name}' is neither a bundled model ({', '.join(BUNDLED)}), "
                            f"a tiny test model ({', '.join(TINY_MODELS)}), an existing folder, nor a hub id")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a 0.1 s load needs no bar; peftlab shows its own progress
     try:
         mcfg = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
@@ -54,6 +57,8 @@ def load_pretrained(cfg: ModelConfig, log=print):
                 "it is not cached locally and the hub cannot be reached (offline?); "
                 f"use a local folder or a bundled model ({', '.join(BUNDLED)})")
         raise PeftlabError(f"model.name: cannot load '{cfg.name}': {hint}.\n  detail: {str(e).splitlines()[0]}") from None
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tok, source
 
 
