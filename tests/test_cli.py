@@ -33,6 +33,9 @@ def test_generate_with_a_trained_run(tmp_path, copy_task, capsys):
 
     run_dir = train(make_config(tmp_path, copy_task, max_steps=2, eval_every=None))
     capsys.readouterr()
-    assert main(["generate", str(run_dir), "Repeat: honey", "--max-new-tokens", "4"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1  # one line of output per input text
+    assert main(["generate", str(run_dir), "honey", "lemon", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\n") and out.strip()
+    # the task template is applied by default: "honey" gives what the full prompt gives with --raw
+    assert main(["generate", str(run_dir), "Repeat: honey", "Repeat: lemon", "--raw", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out == out

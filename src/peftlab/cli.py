@@ -31,6 +31,7 @@ def _generate(args) -> None:
     from peftlab.methods import get_method, method_options
     from peftlab.evaluate import load_run_config
     from peftlab.models import load_backbone
+    from peftlab.tasks.base import build_task
 
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)
@@ -38,8 +39,10 @@ def _generate(args) -> None:
     backbone = load_backbone(cfg.model)
     model = method.load(backbone.model, run_dir / "adapter", method_options(cfg.method)).to(backbone.device)
     backbone.model = model
+    fmt = None if args.raw else build_task(cfg.task).format_input
     for text in args.text:
-        print(backbone.generate(model, [text], max_new_tokens=args.max_new_tokens)[0])
+        prompt = fmt(text) if fmt else text
+        print(backbone.generate(model, [prompt], max_new_tokens=args.max_new_tokens)[0])
 
 
 def _demo(args) -> None:
@@ -90,11 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_eval)
 
     g = sub.add_parser("generate", help="generate with a trained run for your own input",
-                       description="Load a run's model and print its greedy answer for each TEXT "
-                       "(formatted with the model's chat template, as in training).")
+                       description="Load a run's model and print its greedy answer for each TEXT. TEXT is put "
+                       "into the task's prompt template (e.g. a question for sql_demo, a dialogue for DialogSum) and "
+                       "the model's chat template, exactly as in training; --raw skips the task template.")
     g.add_argument("run_dir", help="a run folder written by `peftlab train`")
     g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
     g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
+    g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
     g.set_defaults(func=_generate)
 
     d = sub.add_parser("demo", help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from peftlab.console import console
@@ -12,7 +13,7 @@ from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text
 
 # Short headers so the table fits an 80-column terminal (CI logs are 80 wide).
-COLUMNS = ("method", "test metric", "trainable", "train %", "adapter", "train s", "peak mem")
+COLUMNS = ("method", "test metric", "trainable", "%", "adapter", "train s", "peak mem")
 
 
 def human_bytes(n: float | None) -> str:
@@ -48,10 +49,10 @@ def _cells(r: dict) -> list[str]:
 
 
 def print_leaderboard(rows: list[dict], title: str) -> None:
-    table = Table(title=title)
     metric = rows[0]["metric"] if rows else "metric"
+    table = Table(title=f"{title}: test {metric}", box=box.SIMPLE_HEAD)
     for col in COLUMNS:
-        table.add_column(metric if col == "test metric" else col, justify="left" if col == "method" else "right",
+        table.add_column("test" if col == "test metric" else col, justify="left" if col == "method" else "right",
                          no_wrap=True)
     for r in rows:
         table.add_row(*_cells(r))

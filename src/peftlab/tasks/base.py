@@ -5,6 +5,7 @@ Every method of a comparison gets its examples from here, so all of them see the
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,6 +33,8 @@ class Task:
     primary: str
     max_new_tokens: int
     higher_is_better: bool = True
+    # Turns a user's raw text into the task's prompt (for `peftlab generate`); None = use as is.
+    format_input: Callable[[str], str] | None = None
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits or not self.splits[name]:
@@ -68,7 +71,9 @@ def build_task(cfg: TaskConfig) -> Task:
     if cfg.metric == "execution_accuracy":
         raise PeftlabError("task.metric: execution_accuracy needs a database; use the built-in 'sql_demo' task")
     score_fn = metrics.rouge if cfg.metric == "rouge" else metrics.exact_match
-    return Task(cfg.name, splits, score_fn, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens)
+    fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
+    format_input = (lambda text, f=fields.pop(): cfg.input_template.format(**{f: text})) if len(fields) == 1 else None
+    return Task(cfg.name, splits, score_fn, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens, format_input=format_input)
 
 
 def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:

@@ -22,7 +22,8 @@ def sql_demo(cfg: TaskConfig) -> Task:
         for split, rows in demo.make_examples(seed=0).items()
     }
     max_new = cfg.max_new_tokens if "max_new_tokens" in cfg.model_fields_set else 48
-    return Task("sql_demo", splits, metrics.execution_accuracy(db), "execution_accuracy", max_new)
+    return Task("sql_demo", splits, metrics.execution_accuracy(db), "execution_accuracy", max_new,
+                format_input=demo.prompt)
 
 
 BUILTIN = {"sql_demo": sql_demo}
