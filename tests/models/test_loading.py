@@ -17,7 +17,11 @@ def test_local_folder_architecture_read_from_config(tmp_path, arch, seq2seq):
 
 
 def test_hub_id_offline_and_not_cached_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the env var is read at import time; set the parsed constant too so no network call is tried
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(PeftlabError, match="not cached locally and the hub cannot be reached"):
         load_backbone(ModelConfig(name="some-org/some-model-that-is-not-here"))
