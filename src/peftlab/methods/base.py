@@ -17,11 +17,14 @@ from torch import nn
 
 
 class Hook(str, Enum):
+    """Where a method changes the network. Two methods of a hybrid may not share a hook."""
+
     NONE = "none"                            # zero-shot: nothing trains
-    PARAMETER_SUBSET = "parameter_subset"    # full fine-tuning, last layers
-    LAYER_WRAP = "layer_wrap"                # LoRA, IA3, parallel adapters
-    INPUT_EMBEDDINGS = "input_embeddings"    # soft prompt tuning
-    ATTENTION_KV = "attention_kv"            # prefix tuning
+    PARAMETER_SUBSET = "parameter_subset"    # full fine-tuning, last layers: existing weights train
+    LINEAR_WRAP = "linear_wrap"              # LoRA, IA3: each targeted nn.Linear is wrapped
+    BLOCK_PARALLEL = "block_parallel"        # parallel adapters: a module beside the FFN / attention block
+    INPUT_EMBEDDINGS = "input_embeddings"    # soft prompt tuning: virtual tokens before the input
+    ATTENTION_KV = "attention_kv"            # prefix tuning: virtual keys/values in attention
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class Method:
     # load(fresh_base_model, folder, options) -> model with the saved method applied
     load: Callable[[nn.Module, Path, BaseModel], nn.Module]
     trains: bool = True
+    # True when the method's output starts at zero (LoRA's lora_B, a parallel adapter's Up), so
+    # the model's logits are the base model's until the first update.
+    zero_init: bool = False
+    # For methods peft implements: options -> peft config. Hybrids use it to inject the method
+    # without peft's outer wrapper (see hybrid.py).
+    peft_config: Callable[[nn.Module, BaseModel], object] | None = None
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -10,13 +10,11 @@ Implemented with peft, so the saved adapter folder loads with ``peft.PeftModel.f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from peftlab.methods import peft_common
 from peftlab.methods.base import Hook, Method
 
 
@@ -34,8 +32,7 @@ class LoraConfig(BaseModel):
     use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA.")
 
 
-def _peft_config(model: nn.Module, cfg: LoraConfig) -> PeftLoraConfig:
-    task_type = "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
+def peft_config(model: nn.Module, cfg: LoraConfig) -> PeftLoraConfig:
     return PeftLoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,
@@ -43,30 +40,20 @@ def _peft_config(model: nn.Module, cfg: LoraConfig) -> PeftLoraConfig:
         target_modules=cfg.target_modules,
         use_rslora=cfg.use_rslora,
         use_dora=cfg.use_dora,
-        task_type=task_type,
+        task_type=peft_common.task_type(model),
     )
-
-
-def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
-    # get_peft_model freezes the base and leaves only lora_A / lora_B trainable.
-    return get_peft_model(model, _peft_config(model, cfg))
-
-
-def save(model: nn.Module, folder: Path) -> None:
-    model.save_pretrained(str(folder), safe_serialization=True)
-
-
-def load(base: nn.Module, folder: Path, cfg: LoraConfig) -> nn.Module:
-    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
 
 
 METHOD = Method(
     name="lora",
     paper="Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language Models. arXiv:2106.09685.",
     config_cls=LoraConfig,
-    hooks=frozenset({Hook.LAYER_WRAP}),
+    hooks=frozenset({Hook.LINEAR_WRAP}),
     default_lr=1e-3,
-    apply=apply,
-    save=save,
-    load=load,
+    # get_peft_model freezes the base and leaves only lora_A / lora_B trainable.
+    apply=peft_common.make_apply(peft_config),
+    save=peft_common.save,
+    load=peft_common.load,
+    zero_init=True,
+    peft_config=peft_config,
 )

@@ -1,0 +1,32 @@
+"""Shared plumbing for methods that peft implements (LoRA, IA3, prompt and prefix tuning).
+
+peft's own folder format is kept, so a saved adapter loads with ``peft.PeftModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import PeftModel, get_peft_model
+from torch import nn
+
+
+def task_type(model: nn.Module) -> str:
+    return "SEQ_2_SEQ_LM" if getattr(model.config, "is_encoder_decoder", False) else "CAUSAL_LM"
+
+
+def make_apply(peft_config):
+    """apply(model, options) for a peft method: wrap, freeze the base, train the method's parameters."""
+
+    def apply(model: nn.Module, cfg) -> nn.Module:
+        return get_peft_model(model, peft_config(model, cfg))
+
+    return apply
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
+
+
+def load(base: nn.Module, folder: Path, cfg) -> nn.Module:
+    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
