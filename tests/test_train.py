@@ -76,3 +76,26 @@ def test_existing_finished_run_is_not_overwritten(tmp_path, copy_task):
     with pytest.raises(PeftlabError, match="already holds a finished run"):
         train(cfg)
     assert (run_dir / "summary.json").read_text() == before
+
+
+def test_hybrid_components_train_at_their_own_learning_rates(tmp_path, copy_task):
+    """lora + prompt_tuning: the soft prompt's group runs at prompt tuning's default lr, LoRA at LoRA's."""
+    import torch
+
+    from peftlab.methods import get_method
+
+    seen = {}
+    real_adamw = torch.optim.AdamW
+
+    def spy(groups, **kw):
+        opt = real_adamw(groups, **kw)
+        seen.update({g.get("name"): g["lr"] for g in opt.param_groups})
+        return opt
+
+    method = {"name": "hybrid", "methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 4}]}
+    torch.optim.AdamW = spy
+    try:
+        train(make_config(tmp_path, copy_task, method=method, max_steps=2, eval_every=None, lr=None))
+    finally:
+        torch.optim.AdamW = real_adamw
+    assert seen == {"lora": get_method("lora").default_lr, "prompt_tuning": get_method("prompt_tuning").default_lr}

@@ -45,6 +45,12 @@ def _generate(args) -> None:
         print(backbone.generate(model, [prompt], max_new_tokens=args.max_new_tokens)[0])
 
 
+def _merge(args) -> None:
+    from peftlab.merge import merge_run
+
+    merge_run(Path(args.run_dir), Path(args.out_dir))
+
+
 def _demo(args) -> None:
     from peftlab.demo import run_demo
 
@@ -101,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
     g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
     g.set_defaults(func=_generate)
+
+    mg = sub.add_parser("merge", help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",
+                        description="Load RUN_DIR's base model and adapter, merge the adapter into the weights "
+                        "(peft merge_and_unload, float32 on CPU) and save a plain transformers model (safetensors, "
+                        "config, tokenizer) into OUT_DIR, loadable without peft. Only LoRA and IA3 runs can be merged.")
+    mg.add_argument("run_dir", metavar="RUN_DIR", help="a finished LoRA or IA3 run folder written by `peftlab train`")
+    mg.add_argument("out_dir", metavar="OUT_DIR", help="new or empty folder for the merged model")
+    mg.set_defaults(func=_merge)
 
     d = sub.add_parser("demo", help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",
                        description="The main job on the embedded default model (SmolLM2-135M-Instruct), offline on CPU: "

@@ -95,7 +95,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
     console.print(f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
                   f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
 
-    lr = cfg.train.lr if cfg.train.lr is not None else method.default_lr
+    lr = cfg.train.lr if cfg.train.lr is not None else method.lr(options)
     ev = cfg.eval
     gen_kwargs = dict(batch_size=ev.batch_size, num_beams=ev.num_beams, max_source_tokens=cfg.task.max_source_tokens)
     validation = limit(task.splits.get("validation") or [], ev.max_validation)
@@ -126,7 +126,9 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
             steps_per_epoch = max(len(loader) // cfg.train.grad_accum, 1)
             total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
             params = list(trainable_parameters(model).values())
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
+            # Hybrids give each component its own group (soft prompts need ~30x LoRA's lr).
+            groups = method.param_groups(model, options, lr) if method.param_groups else [{"params": params}]
+            optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
             scheduler = get_scheduler(
                 "constant_with_warmup" if cfg.train.schedule == "constant" else cfg.train.schedule,
                 optimizer, num_warmup_steps=int(cfg.train.warmup_ratio * total_steps), num_training_steps=total_steps,

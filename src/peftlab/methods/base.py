@@ -47,6 +47,13 @@ class Method:
     # For methods peft implements: options -> peft config. Hybrids use it to inject the method
     # without peft's outer wrapper (see hybrid.py).
     peft_config: Callable[[nn.Module, BaseModel], object] | None = None
+    # Methods made of parts that need different learning rates (hybrids): options -> default lr,
+    # and (model, options, lr) -> AdamW parameter groups. None = one group at default_lr.
+    default_lr_for: Callable[[BaseModel], float] | None = None
+    param_groups: Callable[[nn.Module, BaseModel, float], list[dict]] | None = None
+
+    def lr(self, options: BaseModel) -> float:
+        return self.default_lr_for(options) if self.default_lr_for else self.default_lr
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -10,6 +10,8 @@ from pathlib import Path
 from peft import PeftModel, get_peft_model
 from torch import nn
 
+from peftlab.errors import PeftlabError
+
 
 def task_type(model: nn.Module) -> str:
     return "SEQ_2_SEQ_LM" if getattr(model.config, "is_encoder_decoder", False) else "CAUSAL_LM"
@@ -19,7 +21,10 @@ def make_apply(peft_config):
     """apply(model, options) for a peft method: wrap, freeze the base, train the method's parameters."""
 
     def apply(model: nn.Module, cfg) -> nn.Module:
-        return get_peft_model(model, peft_config(model, cfg))
+        try:
+            return get_peft_model(model, peft_config(model, cfg))
+        except ValueError as e:  # e.g. target_modules that match no layer of this model
+            raise PeftlabError(f"method options do not fit this model: {e}") from None
 
     return apply
 

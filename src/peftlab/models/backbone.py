@@ -87,6 +87,20 @@ class Backbone:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     # ---- generation -------------------------------------------------------------------------
+    def _batches(self, model: nn.Module, order: list[int], encoded: list[list[int]], batch_size: int):
+        """Consecutive slices of the length-sorted order. A prompt-tuned decoder-only model gets
+        padding-free batches (equal lengths only): peft (0.21) puts the soft prompt before the left
+        padding and drops position_ids, so a padded row would not see what it saw in training."""
+        split_on_length = not self.is_seq2seq and _uses_soft_prompt(model)
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == batch_size or (split_on_length and len(encoded[i]) != len(encoded[batch[0]]))):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
     @torch.no_grad()
     def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
                  num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[str]:
@@ -100,8 +114,7 @@ class Backbone:
         was_training = model.training
         model.eval()
         device = self.device
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in self._batches(model, order, encoded, batch_size):
             width = max(len(encoded[i]) for i in idx)
             ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -123,3 +136,8 @@ class Backbone:
                 progress(len(idx))
         model.train(was_training)
         return out  # type: ignore[return-value]
+
+
+def _uses_soft_prompt(model: nn.Module) -> bool:
+    config = getattr(model, "active_peft_config", None)
+    return getattr(getattr(config, "peft_type", None), "value", None) == "PROMPT_TUNING"

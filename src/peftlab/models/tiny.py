@@ -9,6 +9,7 @@ The tokenizer is ByT5's byte-level tokenizer, which needs no vocabulary file (in
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers import (
     ByT5Tokenizer,
     GPTNeoConfig,
@@ -41,9 +42,12 @@ def tiny_model(name: str, seed: int = 0):
         cfg = T5Config(
             vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
             num_heads=4, pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD,
-            feed_forward_proj="gated-gelu", tie_word_embeddings=False,  # FLAN-T5's layout
+            feed_forward_proj="gated-gelu", tie_word_embeddings=False,
         )
         model = T5ForConditionalGeneration(cfg)
+        # FLAN-T5 has an lm_head of its own; transformers 5's T5 ties it to `shared` whatever the
+        # config says, so give it its own copy (as a FLAN-T5 checkpoint loads).
+        model.lm_head.weight = nn.Parameter(model.shared.weight.detach().clone())
     elif name == "tiny-gpt-neo":
         cfg = GPTNeoConfig(
             vocab_size=VOCAB, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,

@@ -1,0 +1,208 @@
+"""Hybrid: several methods trained together, each hooking into a different place.
+
+He et al. (2022, "Towards a Unified View of Parameter-Efficient Transfer Learning", ICLR,
+arXiv:2110.04366) show that methods modifying different places combine well: their MAM adapter is
+prefix tuning in attention + a scaled parallel adapter beside the FFN (the default here). Prompt
+tuning + LoRA is another common pairing that peft cannot build by itself: get_peft_model takes one
+config, and peft's PeftMixedModel refuses prompt learning (peft issues #183, #720, #2307).
+
+Composition (order matters, and is the same in apply and load so parameter names match):
+1. peft methods that wrap Linear layers (LoRA, IA3) are injected without peft's outer wrapper,
+   with ``peft.inject_adapter_in_model`` (it freezes every non-adapter parameter);
+2. peftlab's own methods (parallel_adapter) run their ``apply``; after 1, so LoRA's 'all-linear'
+   does not wrap the adapters' own Linear layers;
+3. at most one prompt-learning peft method (prompt_tuning or prefix_tuning) goes last, through
+   ``peft.get_peft_model``: peft prepends virtual tokens / key-values in the outer PeftModel's
+   forward, so that wrapper must be the outermost module. peft can hold only one prompt-learning
+   adapter active at a time, so prompt_tuning + prefix_tuning is refused.
+Each step may freeze what the previous ones made trainable, so the trainable parameters of every
+step are collected and re-enabled at the end.
+
+Two components may not share a hook point (two Linear wraps would have to nest), and methods that
+train existing weights (full, last layers) or nothing (none) are refused: a hybrid's trainable
+parameters must belong to exactly one component.
+
+Learning rate: each component trains in its own AdamW group at its own default lr
+(``param_groups``); ``train.lr`` sets the largest component's lr (``default_lr(cfg)``) and the
+others keep their ratio to it. ``METHOD.default_lr`` (1e-3) is only what `peftlab methods` lists.
+
+Saved format ("peftlab format", version 1), in the adapter folder:
+    hybrid.safetensors    every trainable tensor, keyed by its parameter name in the hybrid model
+                          (e.g. ``base_model.model.layers.0.self_attn.q_proj.lora_A.default.weight``,
+                          ``prompt_encoder.default.embedding.weight``)
+    peftlab_method.json   {"method": "hybrid", "format": 1, "methods": [{"name": ..., <options>}, ...],
+                           "owners": {parameter name: component name}}
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from peft import get_peft_model, inject_adapter_in_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from torch import nn
+
+from peftlab.errors import PeftlabError, suggest
+from peftlab.methods.base import Hook, Method
+from peftlab.methods.parallel_adapter import load_tensors, save_tensors
+
+WEIGHTS = "hybrid.safetensors"
+PROMPT_HOOKS = frozenset({Hook.INPUT_EMBEDDINGS, Hook.ATTENTION_KV})  # peft prompt learning
+EXCLUSIVE_HOOKS = {Hook.PARAMETER_SUBSET: "trains existing weights", Hook.NONE: "trains nothing"}
+
+
+class HybridConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    methods: list[dict[str, Any]] = Field(
+        [{"name": "prefix_tuning"}, {"name": "parallel_adapter"}],
+        min_length=2,
+        description="Component methods, each {name: <method>, <its options>}, at least 2, no two hooking into "
+        "the same place. Default: He et al.'s MAM adapter (prefix tuning + parallel adapter).",
+    )
+    _components: list[tuple[Method, BaseModel]] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _validate_components(self) -> "HybridConfig":
+        # Raises PeftlabError (not ValueError) so the messages keep their method.methods[i] names.
+        self._components = validate_components(self.methods)
+        return self
+
+    def components(self) -> list[tuple[Method, BaseModel]]:
+        return self._components
+
+
+def _option_errors(err: ValidationError, method: Method, where: str) -> str:
+    lines = [f"{where}: invalid options for '{method.name}'"]
+    allowed = list(method.config_cls.model_fields)
+    for e in err.errors():
+        loc = where + "".join(f".{p}" for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            hint = suggest(str(e["loc"][-1]), allowed)
+            lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
+    from peftlab.methods import get_method  # the registry imports this module
+
+    where = f"method.methods[{i}]"
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise PeftlabError(f"{where}: each component is a mapping {{name: <method>, <its options>}}, got {entry!r}")
+    if entry["name"] == "hybrid":
+        raise PeftlabError(f"{where}.name: a hybrid cannot contain a hybrid; list its methods directly")
+    try:
+        method = get_method(entry["name"])
+    except PeftlabError as e:
+        raise PeftlabError(f"{where}.name: {str(e).removeprefix('method.name: ')}") from None
+    try:
+        options = method.config_cls.model_validate({k: v for k, v in entry.items() if k != "name"})
+    except ValidationError as e:
+        raise PeftlabError(_option_errors(e, method, where)) from None
+    return method, options
+
+
+def check_compatible(methods: list[Method]) -> None:
+    """Refuse duplicates, shared hook points, exclusive methods and two prompt-learning methods."""
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            if a.name == b.name:
+                raise PeftlabError(f"method.methods: '{a.name}' is listed twice; a hybrid combines different methods")
+            for m, other in ((a, b), (b, a)):
+                for hook in m.hooks & set(EXCLUSIVE_HOOKS):
+                    raise PeftlabError(f"method.methods: '{m.name}' (hook {hook.value}) {EXCLUSIVE_HOOKS[hook]} and "
+                                       f"cannot be combined with '{other.name}'")
+            shared = a.hooks & b.hooks
+            if shared:
+                hook = sorted(h.value for h in shared)[0]
+                raise PeftlabError(f"method.methods: '{a.name}' and '{b.name}' both hook into {hook}; "
+                                   "a hybrid combines methods that change different places")
+            if a.hooks & PROMPT_HOOKS and b.hooks & PROMPT_HOOKS:
+                raise PeftlabError(f"method.methods: '{a.name}' and '{b.name}' are both prompt-learning methods, which "
+                                   "peft cannot stack (one prompt-learning adapter is active at a time); keep one")
+
+
+def validate_components(entries: list[dict[str, Any]]) -> list[tuple[Method, BaseModel]]:
+    components = [_component(i, e) for i, e in enumerate(entries)]
+    check_compatible([m for m, _ in components])
+    return components
+
+
+def _kind(method: Method) -> int:
+    """Application order: 0 = peft Linear wrap (injected), 1 = own method, 2 = peft prompt learning."""
+    if method.peft_config is None:
+        return 1
+    return 2 if method.hooks & PROMPT_HOOKS else 0
+
+
+def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Module:
+    kind = _kind(method)
+    if kind == 0:
+        return inject_adapter_in_model(method.peft_config(model, options), model)
+    if kind == 1:
+        return method.apply(model, options)
+    with warnings.catch_warnings():
+        # get_peft_model warns when the model already holds peft layers: here that is the point.
+        warnings.filterwarnings("ignore", message="You are trying to modify a model with PEFT for a second time")
+        return get_peft_model(model, method.peft_config(model, options))
+
+
+def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
+    owner: dict[int, str] = {}  # id(parameter) -> component that made it trainable
+    for method, options in sorted(cfg.components(), key=lambda c: _kind(c[0])):
+        model = _apply_one(model, method, options)
+        for p in model.parameters():
+            if p.requires_grad:
+                owner.setdefault(id(p), method.name)
+    for p in model.parameters():  # later steps froze earlier components: re-enable exactly those
+        p.requires_grad_(id(p) in owner)
+    model.peftlab_hybrid = {  # read by save() and param_groups()
+        "methods": list(cfg.methods),
+        "owners": {n: owner[id(p)] for n, p in model.named_parameters() if id(p) in owner},
+    }
+    return model
+
+
+def default_lr(cfg: HybridConfig) -> float:
+    """The largest component default: with a single lr, the component that needs the most gets it."""
+    return max(m.default_lr for m, _ in cfg.components())
+
+
+def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[dict]:
+    """AdamW parameter groups, one per component, each at its own default lr * base_lr / default_lr(cfg):
+    with base_lr = default_lr(cfg) every component trains at its own default."""
+    owners = model.peftlab_hybrid["owners"]
+    params = dict(model.named_parameters())
+    scale = base_lr / default_lr(cfg)
+    return [{"name": m.name, "lr": m.default_lr * scale,
+             "params": [params[n] for n, o in owners.items() if o == m.name]} for m, _ in cfg.components()]
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    meta = {"method": "hybrid", "format": 1, **model.peftlab_hybrid}
+    save_tensors(model, list(meta["owners"]), folder, WEIGHTS, meta)
+
+
+def load(base: nn.Module, folder: Path, cfg: HybridConfig) -> nn.Module:
+    model = apply(base, cfg)
+    return load_tensors(model, list(model.peftlab_hybrid["owners"]), folder, WEIGHTS)
+
+
+METHOD = Method(
+    name="hybrid",
+    paper="He et al., 2022. Towards a Unified View of Parameter-Efficient Transfer Learning. ICLR. "
+    "arXiv:2110.04366 (MAM adapter: prefix tuning + parallel adapter).",
+    config_cls=HybridConfig,
+    # Those of its components; listed here for `peftlab methods`.
+    hooks=frozenset({Hook.LINEAR_WRAP, Hook.BLOCK_PARALLEL, Hook.INPUT_EMBEDDINGS, Hook.ATTENTION_KV}),
+    default_lr=1e-3,
+    apply=apply,
+    save=save,
+    load=load,
+    zero_init=False,
+    default_lr_for=default_lr,
+    param_groups=param_groups,
+)
