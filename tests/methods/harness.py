@@ -13,7 +13,7 @@ import torch
 
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.models.backbone import Backbone
-from peftlab.models.tiny import tiny_model
+from peftlab.models.tiny import EOS, PAD, tiny_model
 from tests.conftest import fixed_batch
 
 
@@ -72,3 +72,34 @@ def logits_unchanged_by_apply(arch: str, name: str, **options) -> bool:
     bb, _, _ = setup(arch, name, **options)
     bb.model.eval()
     return torch.equal(ref, logits(bb.model, batch))
+
+
+# ---- generation checks (soft prompts and prefixes change what generate must do) ----------------
+def greedy_by_hand(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
+    """New token ids of greedy decoding with a full forward pass per token: no cache, no padding."""
+    ids = torch.tensor([bb.prompt_ids(prompt)])
+    seq = torch.tensor([[PAD]]) if bb.is_seq2seq else ids  # T5's decoder starts from PAD
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if bb.is_seq2seq:
+                out = bb.model(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=seq)
+            else:
+                out = bb.model(input_ids=seq, attention_mask=torch.ones_like(seq))
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, token], dim=1)
+            if token.item() == EOS:
+                break
+    return seq[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
+
+
+def generated_ids(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
+    """New token ids from the model's generate (with its KV cache), as Backbone.generate calls it."""
+    ids = torch.tensor([bb.prompt_ids(prompt)])
+    with torch.no_grad():
+        out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
+    return out[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
+
+
+def by_hand_text(bb, prompt: str) -> str:
+    return bb.tokenizer.decode(greedy_by_hand(bb, prompt), skip_special_tokens=True).strip()

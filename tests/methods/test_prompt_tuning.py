@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from peftlab.errors import PeftlabError
 from peftlab.methods import count_parameters, get_method
 from peftlab.models.backbone import IGNORE
-from peftlab.models.tiny import EOS, PAD, tiny_model
+from peftlab.models.tiny import tiny_model
 from tests.conftest import ARCHS, fixed_batch
-from tests.methods.harness import changed_parameters, logits, save_load_max_diff, setup, train_steps
+from tests.methods.harness import (by_hand_text, changed_parameters, generated_ids, greedy_by_hand, logits,
+                                   save_load_max_diff, setup, train_steps)
 
 PROMPTS = ["Repeat: cat", "Repeat: a much longer owl", "Repeat: dog"]
 EMBEDDING = "prompt_encoder.default.embedding.weight"
@@ -73,36 +74,6 @@ def test_save_load_reproduces_logits_also_with_plain_peft(arch, tmp_path):
     fresh, _ = tiny_model(arch)
     peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
     assert (logits(peft_model, batch) - logits(bb.model, batch)).abs().max().item() <= 1e-5
-
-
-def greedy_by_hand(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
-    """New token ids of greedy decoding with a full forward pass per token: no cache, no padding."""
-    ids = torch.tensor([bb.prompt_ids(prompt)])
-    seq = torch.tensor([[PAD]]) if bb.is_seq2seq else ids  # T5's decoder starts from PAD
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            if bb.is_seq2seq:
-                out = bb.model(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=seq)
-            else:
-                out = bb.model(input_ids=seq, attention_mask=torch.ones_like(seq))
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            seq = torch.cat([seq, token], dim=1)
-            if token.item() == EOS:
-                break
-    return seq[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
-
-
-def generated_ids(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
-    """New token ids from the model's generate (with its KV cache), as Backbone.generate calls it."""
-    ids = torch.tensor([bb.prompt_ids(prompt)])
-    with torch.no_grad():
-        out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
-    return out[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
-
-
-def by_hand_text(bb, prompt: str) -> str:
-    return bb.tokenizer.decode(greedy_by_hand(bb, prompt), skip_special_tokens=True).strip()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
