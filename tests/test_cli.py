@@ -6,7 +6,7 @@ import pytest
 from peftlab.cli import main
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval", "generate", "demo", "methods"])
+@pytest.mark.parametrize("cmd", ["train", "eval", "generate", "demo", "methods", "merge"])
 def test_every_command_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
