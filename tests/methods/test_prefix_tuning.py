@@ -199,3 +199,21 @@ def test_generate_with_cache_matches_greedy_by_hand(arch):
     assert [generated_ids(bb, p) for p in prompts] == by_hand
     # Backbone.generate batches with padding (left on decoder-only models, right on T5).
     assert bb.generate(bb.model, prompts, max_new_tokens=6) == [by_hand_text(bb, p) for p in prompts]
+
+
+@pytest.mark.parametrize("arch", ["tiny-gpt-neo", "tiny-llama"])
+def test_activation_init_equals_real_tokens_before_the_input(arch):
+    """init='activations': the untrained prefix acts exactly like its vocabulary tokens placed
+    before the input (Li & Liang 2021, section 7.2), so training starts from a real-text state."""
+    n = 5
+    base, _ = tiny_model(arch)
+    bb, _, _ = setup(arch, "prefix_tuning", num_virtual_tokens=n)
+    ids = torch.randint(0, base.config.vocab_size, (1, n), generator=torch.Generator().manual_seed(0))
+    x = torch.tensor([[40, 41, 42, 43]])
+    with torch.no_grad():
+        as_text = base(input_ids=torch.cat([ids, x], dim=1)).logits[:, n:]
+        as_prefix = bb.model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+    assert (as_text - as_prefix).abs().max().item() <= 1e-4
+    random_bb, _, _ = setup(arch, "prefix_tuning", num_virtual_tokens=n, init="random")
+    with torch.no_grad():
+        assert (random_bb.model(input_ids=x, attention_mask=torch.ones_like(x)).logits - as_text).abs().max() > 1e-2

@@ -47,6 +47,9 @@ class Method:
     # For methods peft implements: options -> peft config. Hybrids use it to inject the method
     # without peft's outer wrapper (see hybrid.py).
     peft_config: Callable[[nn.Module, BaseModel], object] | None = None
+    # Run on the peft-wrapped model after get_peft_model (e.g. prefix init from activations), by
+    # apply and by hybrids alike.
+    after_peft: Callable[[nn.Module, BaseModel], None] | None = None
     # Methods made of parts that need different learning rates (hybrids): options -> default lr,
     # and (model, options, lr) -> AdamW parameter groups. None = one group at default_lr.
     default_lr_for: Callable[[BaseModel], float] | None = None

@@ -147,7 +147,10 @@ def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Modul
     with warnings.catch_warnings():
         # get_peft_model warns when the model already holds peft layers: here that is the point.
         warnings.filterwarnings("ignore", message="You are trying to modify a model with PEFT for a second time")
-        return get_peft_model(model, method.peft_config(model, options))
+        model = get_peft_model(model, method.peft_config(model, options))
+    if method.after_peft is not None:
+        method.after_peft(model, options)
+    return model
 
 
 def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
