@@ -58,18 +58,21 @@ def _demo(args) -> None:
 
 
 def _methods(args) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
     from peftlab.console import console
     from peftlab.methods import REGISTRY
 
-    table = Table(title="peftlab methods", show_lines=True)
-    for col in ("method", "hooks into", "default lr", "options (default)", "paper"):
-        table.add_column(col)
+    # One block per method (a table squeezes the option descriptions into unreadable columns).
     for m in REGISTRY.values():
-        opts = "\n".join(f"{k} = {f.default!r}: {f.description}" for k, f in m.config_cls.model_fields.items()) or "-"
-        table.add_row(m.name, ", ".join(h.value for h in m.hooks), f"{m.default_lr:g}", opts, m.paper)
-    console.print(table)
+        hooks = ", ".join(h.value for h in m.hooks)
+        lr = f"{m.default_lr:g}" + (" (depends on the options, see below)" if m.default_lr_for else "")
+        console.print(f"[bold cyan]{m.name}[/bold cyan]  hooks: {hooks}   default lr: {lr}")
+        console.print(f"  [dim]{escape(m.paper)}[/dim]")
+        for key, field in m.config_cls.model_fields.items():
+            default = "required" if field.is_required() else repr(field.default)
+            console.print(f"  [green]{key}[/green] = {escape(default)}: {escape(field.description or '')}")
+        console.print()
 
 
 def build_parser() -> argparse.ArgumentParser:
