@@ -57,6 +57,19 @@ def _demo(args) -> None:
     run_demo(output_dir=Path(args.output_dir), steps=args.steps, overwrite=args.overwrite)
 
 
+def _score(args) -> None:
+    import json
+
+    from peftlab.score import score_csv
+
+    scores = score_csv(Path(args.predictions), args.metric)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        for key, value in scores.items():
+            print(f"{key}={value:.4f}")
+
+
 def _methods(args) -> None:
     from rich.markup import escape
 
@@ -129,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("methods", help="list fine-tuning methods with their options and default learning rates")
     m.set_defaults(func=_methods)
+
+    from peftlab.tasks.metrics import METRICS
+
+    sc = sub.add_parser("score", help="score a predictions.csv with a text metric (no model needed)", epilog=EPILOG,
+                        description="Read PREDICTIONS.csv (columns id,input,reference,prediction, as written by "
+                        "`peftlab train` or `peftlab eval`; several references in one cell joined with ' ||| ') and "
+                        "print the scores in [0, 1]: rouge (rouge1/2/L/Lsum F1, best reference per example), "
+                        "bleu (corpus BLEU-1..4, sacrebleu), exact_match (normalised text), accuracy (exact label "
+                        "match after strip, plus macro-F1 over the reference labels).")
+    sc.add_argument("predictions", metavar="PREDICTIONS.csv", help="a predictions CSV, e.g. runs/x/predictions.csv")
+    sc.add_argument("--metric", required=True, choices=list(METRICS), help="which metric to compute")
+    sc.add_argument("--json", action="store_true", help="print one JSON object instead of key=value lines")
+    sc.set_defaults(func=_score)
     return p
 
 

@@ -1,6 +1,8 @@
 import pytest
 
-from peftlab.tasks.metrics import exact_match, rouge
+import math
+
+from peftlab.tasks.metrics import METRICS, accuracy, bleu, classification, exact_match, macro_f1, rouge
 
 
 def test_rouge_matches_hand_computed_values():
@@ -33,3 +35,61 @@ def test_rouge_multi_reference_takes_the_best_reference():
 def test_exact_match_normalises_case_space_and_trailing_period():
     s = exact_match(["The  Answer.", "no"], [["the answer"], ["yes", "maybe"]])
     assert s["exact_match"] == pytest.approx(0.5)
+
+
+def test_bleu1_clipped_unigram_precision_and_brevity_penalty_by_hand():
+    # pred: the the the cat (c = 4 tokens); ref: the cat is here now (r = 5 tokens)
+    # clipped unigram matches: "the" min(3, 1) = 1, "cat" 1 -> p1 = 2/4 = 0.5
+    # c < r -> BP = exp(1 - r/c) = exp(1 - 5/4) = exp(-0.25)
+    s = bleu(["the the the cat"], [["the cat is here now"]])
+    assert s["bleu1"] == pytest.approx(0.5 * math.exp(-0.25))
+    # bigrams pred: the-the x2, the-cat; ref has the-cat -> p2 = 1/3; BLEU-2 = BP * sqrt(p1 * p2)
+    assert s["bleu2"] == pytest.approx(math.exp(-0.25) * math.sqrt(0.5 * 1 / 3))
+    assert set(s) == {"bleu1", "bleu2", "bleu3", "bleu4"}
+    assert bleu(["a b c d e"], [["a b c d e"]]) == pytest.approx({f"bleu{n}": 1.0 for n in (1, 2, 3, 4)})
+
+
+def test_bleu_multi_reference_clips_by_best_reference_and_pads_missing_refs():
+    # ex1 pred "the the cat" (3): counts the:2 cat:1
+    #   ref A "the cat sat" allows the:1 cat:1 -> alone 2/3; ref B "the the dog" allows the:2 -> alone 2/3
+    #   both: clip by the max count over refs, the:2 cat:1 -> 3/3. Both refs have length 3 -> r = 3.
+    assert bleu(["the the cat"], [["the cat sat"]])["bleu1"] == pytest.approx(2 / 3)
+    assert bleu(["the the cat"], [["the the dog"]])["bleu1"] == pytest.approx(2 / 3)
+    assert bleu(["the the cat"], [["the cat sat", "the the dog"]])["bleu1"] == pytest.approx(1.0)
+    # ex2 pred "a b" (2), a single ref "a b c d" (4) -> 2/2 matched, r = 4.
+    # corpus: p1 = (3 + 2) / (3 + 2) = 1, c = 5, r = 3 + 4 = 7 -> BP = exp(1 - 7/5) = exp(-0.4).
+    # (Padding ex2's missing second reference with '' would make its closest length 0 and BP = 1.)
+    s = bleu(["the the cat", "a b"], [["the cat sat", "the the dog"], ["a b c d"]])
+    assert s["bleu1"] == pytest.approx(math.exp(-0.4))
+
+
+def test_bleu_rejects_an_example_without_reference():
+    with pytest.raises(ValueError, match="example 1"):
+        bleu(["a", "b"], [["a"], []])
+
+
+def test_accuracy_and_macro_f1_on_a_hand_computed_confusion():
+    golds = ["pos", "pos", "pos", "neg", "neg", "neu"]
+    preds = ["pos", "pos", "neg", "neg", "pos", " neu "]  # whitespace is stripped
+    # correct: 1, 2, 4, 6 -> accuracy 4/6
+    # pos: TP 2, FP 1 (ex 5), FN 1 (ex 3) -> F1 = 4 / (4 + 1 + 1) = 2/3
+    # neg: TP 1, FP 1 (ex 3), FN 1 (ex 5) -> F1 = 2 / 4 = 1/2
+    # neu: TP 1, FP 0, FN 0 -> F1 = 1
+    # macro = (2/3 + 1/2 + 1) / 3 = 13/18
+    refs = [[g] for g in golds]
+    assert accuracy(preds, refs) == pytest.approx({"accuracy": 4 / 6})
+    assert macro_f1(preds, refs) == pytest.approx({"macro_f1": 13 / 18})
+    assert classification(preds, refs) == pytest.approx({"accuracy": 4 / 6, "macro_f1": 13 / 18})
+
+
+def test_accuracy_any_reference_and_labels_are_case_sensitive():
+    # ex1 matches its second reference -> gold "b"; ex2 "A" != "a" -> miss, gold = first ref "a"
+    # accuracy 1/2. Labels {a, b}: b TP 1 -> F1 1; a TP 0 FN 1, and "A" is not a class -> F1 0. macro 1/2
+    preds, refs = ["b", "A"], [["a", "b"], ["a"]]
+    assert accuracy(preds, refs)["accuracy"] == pytest.approx(0.5)
+    assert macro_f1(preds, refs)["macro_f1"] == pytest.approx(0.5)
+
+
+def test_metrics_registry():
+    assert set(METRICS) == {"rouge", "bleu", "exact_match", "accuracy"}
+    assert set(METRICS["accuracy"](["x"], [["x"]])) == {"accuracy", "macro_f1"}

@@ -63,3 +63,87 @@ def execution_accuracy(db_path) -> Callable[[list[str], list[list[str]]], dict[s
 
 
 PRIMARY = {"rouge": "rougeL", "exact_match": "exact_match", "execution_accuracy": "execution_accuracy"}
+
+
+BLEU_ORDERS = (1, 2, 3, 4)
+
+
+def bleu(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 with sacrebleu (13a tokenisation, case-sensitive, default 'exp' smoothing), in [0, 1].
+
+    BLEU-n is sacrebleu's corpus BLEU with ``max_ngram_order=n``: the brevity penalty times the
+    geometric mean of the clipped 1..n-gram precisions. Corpus BLEU (n-gram counts and lengths
+    summed over all examples before dividing) is what papers and sacrebleu report; the mean of
+    sentence BLEUs is a different, noisier number (short outputs with no 4-gram match score 0).
+
+    Several references per example: each n-gram is clipped by its largest count in any one
+    reference, and the reference length is the one closest to the prediction's. Examples may
+    have different numbers of references: sacrebleu wants equal-length reference streams, so the
+    shorter lists are padded with ``None``, which sacrebleu drops (padding with '' would count a
+    zero-length reference and could wrongly cancel the brevity penalty).
+    """
+    from sacrebleu.metrics import BLEU
+
+    if len(predictions) != len(references):
+        raise ValueError(f"bleu: {len(predictions)} predictions but {len(references)} reference lists")
+    if not predictions:
+        return {f"bleu{n}": 0.0 for n in BLEU_ORDERS}
+    for i, refs in enumerate(references):
+        if not refs:
+            raise ValueError(f"bleu: example {i} has no reference")
+    width = max(len(refs) for refs in references)
+    streams = [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
+    return {f"bleu{n}": BLEU(max_ngram_order=n).corpus_score(list(predictions), streams).score / 100
+            for n in BLEU_ORDERS}
+
+
+def _gold_labels(predictions: list[str], references: list[list[str]]) -> list[str]:
+    """Per example, the reference the prediction matched (after strip), else the first reference."""
+    golds = []
+    for pred, refs in zip(predictions, references):
+        refs = [r.strip() for r in refs]
+        golds.append(pred.strip() if pred.strip() in refs else (refs[0] if refs else ""))
+    return golds
+
+
+def accuracy(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Share of examples whose label equals any reference label exactly after strip (case counts:
+    labels are labels, unlike exact_match's normalised free text)."""
+    hits = sum(p.strip() in {r.strip() for r in refs} for p, refs in zip(predictions, references))
+    return {"accuracy": hits / max(len(predictions), 1)}
+
+
+def macro_f1(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Unweighted mean of per-label F1 over the labels seen in the references, so rare classes
+    count as much as common ones (accuracy alone rewards always answering the majority label).
+
+    The gold label of an example is the reference the prediction matched (after strip), else its
+    first reference. A predicted label outside that set is a miss for the gold label (a false
+    negative) but not a class of its own. F1 of a label = 2TP / (2TP + FP + FN).
+    """
+    golds = _gold_labels(predictions, references)
+    preds = [p.strip() for p in predictions]
+    labels = sorted(set(golds))
+    if not labels:
+        return {"macro_f1": 0.0}
+    f1s = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(golds, preds))
+        fp = sum(g != label and p == label for g, p in zip(golds, preds))
+        fn = sum(g == label and p != label for g, p in zip(golds, preds))
+        f1s.append(2 * tp / (2 * tp + fp + fn))  # > 0 denominator: every label has a gold example
+    return {"macro_f1": sum(f1s) / len(f1s)}
+
+
+def classification(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Accuracy and macro-F1 together (the 'accuracy' metric of `peftlab score`)."""
+    return {**accuracy(predictions, references), **macro_f1(predictions, references)}
+
+
+METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
+    "rouge": rouge,
+    "bleu": bleu,
+    "exact_match": exact_match,
+    "accuracy": classification,
+}
+"""Metrics that need nothing but predictions and references (execution_accuracy needs a database)."""
