@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from peftlab.methods import trainable_parameters
+from peftlab.models.backbone import Backbone
+from peftlab.models.tiny import PAD, tiny_model
+from peftlab.tasks import loglik
+from peftlab.tasks.loglik import (
+    classify,
+    continuation_ids,
+    continuation_logprobs,
+    multiple_choice,
+    pick_choice,
+)
+from tests.methods.harness import setup
+
+ARCHS = ("tiny-t5", "tiny-gpt-neo", "tiny-llama")
+
+
+def backbone(name: str) -> Backbone:
+    model, tok = tiny_model(name)
+    return Backbone(model=model, tokenizer=tok, source=name)
+
+
+def by_hand(bb: Backbone, model, prompt: str, continuation: str) -> tuple[float, int]:
+    """One example alone, no padding: log_softmax of the logits, gathered at the continuation."""
+    src = bb.prompt_ids(prompt)
+    cont = bb.tokenizer(continuation, add_special_tokens=False).input_ids  # no EOS
+    with torch.no_grad():
+        if bb.is_seq2seq:
+            ids = torch.tensor([src])
+            dec = torch.tensor([[PAD] + cont[:-1]])  # T5's decoder starts from PAD
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=dec).logits[0]
+            logp = torch.log_softmax(logits, -1)[torch.arange(len(cont)), cont]
+        else:
+            ids = torch.tensor([src + cont])
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -ids.shape[1]:]
+            logp = torch.log_softmax(logits, -1)[torch.arange(len(src) - 1, len(src) + len(cont) - 1), cont]
+    return logp.sum().item(), len(cont)
+
+
+PROMPTS = ["Sentiment: good", "Question: which of these is a much longer prompt than the others?", "x"]
+CONTS = [["positive", "negative"], ["a", "the longest option here", "mid size"], ["y", "zz"]]
+
+
+@pytest.mark.parametrize("method", (None, "lora", "prompt_tuning", "prefix_tuning"))
+@pytest.mark.parametrize("name", ARCHS)
+def test_batched_equals_by_hand(name, method):
+    if method is None:
+        bb = backbone(name)
+    else:
+        bb = setup(name, method)[0]
+    model = bb.model.eval()  # the reference below needs eval too (LoRA dropout)
+    got = continuation_logprobs(bb, model, PROMPTS, CONTS, batch_size=16)  # all rows in one padded batch
+    small = continuation_logprobs(bb, model, PROMPTS, CONTS, batch_size=2)
+    for i, (p, conts) in enumerate(zip(PROMPTS, CONTS)):
+        for j, c in enumerate(conts):
+            ref, n = by_hand(bb, model, p, c)
+            assert got[i][j][1] == n == len(c)  # byte tokenizer: one token per character
+            assert got[i][j][0] == pytest.approx(ref, abs=1e-4)
+            assert small[i][j][0] == pytest.approx(ref, abs=1e-4)
+            assert got[i][j][0] < 0
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_continuation_is_the_training_target_without_eos(name):
+    bb = backbone(name)
+    target = [t for t in bb.encode("p", "positive")["labels"] if t >= 0]
+    assert target[-1] == bb.tokenizer.eos_token_id
+    assert continuation_ids(bb, "positive") == target[:-1]
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_classify_is_constrained(name):
+    bb = backbone(name)
+    labels = ["positive", "negative", "neutral"]
+    prompts = [f"Review {i}: {'great' if i % 2 else 'awful'} stuff" for i in range(20)]
+    preds = classify(bb, bb.model, prompts, labels)
+    assert len(preds) == 20 and set(preds) <= set(labels)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_lora_learns_sentiment(name):
+    bb, _, _ = setup(name, "lora")
+    pairs = [("Sentiment: good", "positive"), ("Sentiment: bad", "negative")]
+    batch = bb.collate([bb.encode(p, t) for p, t in pairs])
+    opt = torch.optim.AdamW(trainable_parameters(bb.model).values(), lr=1e-2)
+    bb.model.train()
+    for _ in range(30):
+        bb.model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert classify(bb, bb.model, [p for p, _ in pairs], ["positive", "negative"]) == ["positive", "negative"]
+    assert bb.model.training  # the training mode is restored
+
+
+def test_pick_choice_normalises_by_length():
+    short, long = (-2.0, 1), (-3.0, 3)  # sum prefers short (-2 > -3), mean prefers long (-1 > -2)
+    assert pick_choice([short, long]) == 1
+    assert pick_choice([(-1.0, 1), (-1.0, 1)]) == 0  # ties: first
+
+
+def test_multiple_choice_uses_the_mean(monkeypatch):
+    fake = [[(-2.0, 1), (-3.0, 3)], [(-0.5, 2), (-4.0, 2), (-0.9, 1)]]
+    monkeypatch.setattr(loglik, "continuation_logprobs", lambda *a, **k: fake)
+    bb = backbone("tiny-gpt-neo")
+    assert multiple_choice(bb, bb.model, ["q1", "q2"], [["a", "bcd"], ["xy", "zw", "v"]]) == [1, 0]
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_multiple_choice_per_prompt_choices(name):
+    bb = backbone(name)
+    choices = [["a", "bb"], ["one", "two", "three", "four"]]
+    picks = multiple_choice(bb, bb.model, ["first", "second"], choices)
+    assert 0 <= picks[0] < 2 and 0 <= picks[1] < 4
+    scores = continuation_logprobs(bb, bb.model, ["first", "second"], choices)
+    assert picks == [pick_choice(row) for row in scores]
