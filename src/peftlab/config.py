@@ -63,7 +63,22 @@ class TaskConfig(_Strict):
         "defaults to [target_field]. Used where the example has them (e.g. DialogSum test).",
     )
     id_field: str | None = Field(None, description="Field holding a unique example id (default: row number).")
-    metric: Literal["rouge", "exact_match", "execution_accuracy"] = Field("rouge", description="Task metric.")
+    metric: Literal["rouge", "bleu", "exact_match", "accuracy", "execution_accuracy"] = Field(
+        "rouge", description="Task metric (accuracy also reports macro-F1).")
+    output_type: Literal["generate", "classify", "multiple_choice"] = Field(
+        "generate",
+        description="generate: free generation, scored by the metric; classify: the label word with the highest "
+        "log-likelihood (always a valid label); multiple_choice: the option with the highest length-normalised "
+        "log-likelihood.",
+    )
+    label_words: list[str] | dict[str | int, str] | None = Field(
+        None, description="classify: the label words, or a map from the target field's values to words "
+        "(e.g. {0: negative, 1: positive}).",
+    )
+    choices_field: str | None = Field(
+        None, description="multiple_choice: field with the options, a list of texts or {label: [...], text: [...]}; "
+        "the target field holds the answer's label, index or text. The template may use {options}.",
+    )
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation cap; stops runaway generations.")
     max_source_tokens: int = Field(512, ge=8, description="Inputs longer than this are truncated (counted).")
     max_target_tokens: int = Field(128, ge=1, description="Training targets longer than this are truncated.")

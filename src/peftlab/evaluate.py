@@ -21,6 +21,11 @@ def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, example
                        batch_size: int, num_beams: int, max_source_tokens: int, label: str,
                        bar=None) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
+    if task.output_type != "generate":
+        preds = rank_options(backbone, model, task, examples, batch_size, max_source_tokens)
+        scores = task.score(preds, examples)
+        scores["seconds"] = time.perf_counter() - t0
+        return scores, preds
     # rich allows one live display at a time: inside training, add a row to the training bar.
     with (contextlib.nullcontext(bar) if bar is not None else progress()) as live:
         tid = live.add_task(label, total=len(examples), info="")
@@ -33,6 +38,20 @@ def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, example
     scores = task.score(preds, examples)
     scores["seconds"] = time.perf_counter() - t0
     return scores, preds
+
+
+def rank_options(backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], batch_size: int,
+                 max_source_tokens: int) -> list[str]:
+    """Classification and multiple choice by log-likelihood: every prediction is a valid option."""
+    from peftlab.tasks import loglik
+
+    prompts = [e.prompt for e in examples]
+    if task.output_type == "classify":
+        return loglik.classify(backbone, model, prompts, task.label_words, batch_size=batch_size,
+                               max_source_tokens=max_source_tokens)
+    picks = loglik.multiple_choice(backbone, model, prompts, [e.choices for e in examples], batch_size=batch_size,
+                                   max_source_tokens=max_source_tokens)
+    return [e.choices[i] for e, i in zip(examples, picks)]
 
 
 def limit(examples: list[Example], n: int | None) -> list[Example]:

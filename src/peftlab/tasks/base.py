@@ -23,6 +23,7 @@ class Example:
     prompt: str            # the task's prompt text, before any chat template
     target: str            # what the model is trained to produce
     references: list[str]  # what a prediction is scored against (several = multi-reference max)
+    choices: list[str] | None = None  # multiple_choice: this example's options (classify: task.label_words)
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Task:
     higher_is_better: bool = True
     # Turns a user's raw text into the task's prompt (for `peftlab generate`); None = use as is.
     format_input: Callable[[str], str] | None = None
+    output_type: str = "generate"
+    label_words: list[str] | None = None  # classify: the valid answers
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits or not self.splits[name]:
@@ -70,16 +73,59 @@ def build_task(cfg: TaskConfig) -> Task:
             splits[split] = _examples(cfg, read_hub(cfg.hub, split, cfg.hub_config), source=f"{cfg.hub}:{split}")
     if cfg.metric == "execution_accuracy":
         raise PeftlabError("task.metric: execution_accuracy needs a database; use the built-in 'sql_demo' task")
-    score_fn = metrics.rouge if cfg.metric == "rouge" else metrics.exact_match
+    score_fn = metrics.METRICS[cfg.metric]
     fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
     format_input = (lambda text, f=fields.pop(): cfg.input_template.format(**{f: text})) if len(fields) == 1 else None
-    return Task(cfg.name, splits, score_fn, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens, format_input=format_input)
+    return Task(cfg.name, splits, score_fn, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens, format_input=format_input,
+                output_type=cfg.output_type, label_words=_label_words(cfg, splits))
+
+
+def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str] | None:
+    if cfg.output_type != "classify":
+        return None
+    if cfg.label_words is None:
+        raise PeftlabError("task.label_words is required with output_type: classify (the words the model may answer)")
+    words = list(cfg.label_words.values()) if isinstance(cfg.label_words, dict) else list(cfg.label_words)
+    for split, examples in splits.items():
+        for e in examples:
+            if e.target not in words:
+                raise PeftlabError(f"task '{cfg.name}' {split} example {e.id}: label {e.target!r} is not one of "
+                                   f"task.label_words {words}")
+    return words
+
+
+def _choices(cfg: TaskConfig, row: dict, where: str) -> tuple[list[str], str]:
+    """(options, gold option text) of a multiple-choice row."""
+    raw = row.get(cfg.choices_field)
+    labels = None
+    if isinstance(raw, dict) and "text" in raw:
+        labels, raw = raw.get("label"), raw["text"]
+    if not isinstance(raw, list) or not raw:
+        raise PeftlabError(f"{where}: field '{cfg.choices_field}' must be a non-empty list of options "
+                           "or {label: [...], text: [...]}")
+    options = [str(o) for o in raw]
+    answer = row.get(cfg.target_field)
+    if labels is not None and answer in labels:
+        return options, options[labels.index(answer)]
+    if isinstance(answer, int) and 0 <= answer < len(options):
+        return options, options[answer]
+    if str(answer) in options:
+        return options, str(answer)
+    raise PeftlabError(f"{where}: answer {answer!r} in '{cfg.target_field}' matches no option "
+                       f"(labels {labels}, options {options})")
 
 
 def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
     out = []
     for n, row in enumerate(rows):
         where = f"{source} row {n + 1}"
+        choices = None
+        if cfg.output_type == "multiple_choice":
+            if cfg.choices_field is None:
+                raise PeftlabError("task.choices_field is required with output_type: multiple_choice")
+            choices, gold = _choices(cfg, row, where)
+            letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            row = {**row, "options": "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(choices))}
         try:
             prompt = cfg.input_template.format(**row)
         except KeyError as e:
@@ -96,8 +142,14 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
                 raise PeftlabError(f"{where}: no target field '{cfg.target_field}' "
                                    f"(fields: {', '.join(row)})")
             target = references[0]
+        if isinstance(cfg.label_words, dict):  # e.g. SST-2's 0/1 -> negative/positive
+            words = {str(k): v for k, v in cfg.label_words.items()}
+            target = words.get(str(target), str(target))
+            references = [words.get(r, r) for r in references]
+        if choices is not None:
+            target, references = gold, [gold]
         if not references:
             references = [str(target)]
         ex_id = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(n)
-        out.append(Example(ex_id, prompt, str(target), references))
+        out.append(Example(ex_id, prompt, str(target), references, choices))
     return out

@@ -62,7 +62,8 @@ def execution_accuracy(db_path) -> Callable[[list[str], list[list[str]]], dict[s
     return score
 
 
-PRIMARY = {"rouge": "rougeL", "exact_match": "exact_match", "execution_accuracy": "execution_accuracy"}
+PRIMARY = {"rouge": "rougeL", "bleu": "bleu4", "exact_match": "exact_match", "accuracy": "accuracy",
+           "execution_accuracy": "execution_accuracy"}
 
 
 BLEU_ORDERS = (1, 2, 3, 4)
