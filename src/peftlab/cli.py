@@ -28,21 +28,14 @@ def _eval(args) -> None:
 
 
 def _generate(args) -> None:
-    from peftlab.methods import get_method, method_options
-    from peftlab.evaluate import load_run_config
-    from peftlab.models import load_backbone
+    from peftlab.evaluate import load_run
     from peftlab.tasks.base import build_task
 
-    run_dir = Path(args.run_dir)
-    cfg = load_run_config(run_dir)
-    method = get_method(cfg.method.name)
-    backbone = load_backbone(cfg.model)
-    model = method.load(backbone.model, run_dir / "adapter", method_options(cfg.method)).to(backbone.device)
-    backbone.model = model
+    cfg, backbone = load_run(Path(args.run_dir))
     fmt = None if args.raw else build_task(cfg.task).format_input
     for text in args.text:
         prompt = fmt(text) if fmt else text
-        print(backbone.generate(model, [prompt], max_new_tokens=args.max_new_tokens)[0])
+        print(backbone.generate(backbone.model, [prompt], max_new_tokens=args.max_new_tokens)[0])
 
 
 def _merge(args) -> None:

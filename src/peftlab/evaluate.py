@@ -65,17 +65,11 @@ def show_scores(label: str, scores: dict, primary: str) -> None:
 
 def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print) -> dict:
     """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv."""
-    from peftlab.methods import get_method, method_options
-    from peftlab.models import load_backbone
     from peftlab.runio import write_json, write_predictions
     from peftlab.tasks.base import build_task
 
-    cfg = load_run_config(run_dir)
-    method = get_method(cfg.method.name)
-    backbone = load_backbone(cfg.model, log=log)
-    model = method.load(backbone.model, run_dir / "adapter", method_options(cfg.method))
-    model = model.to(backbone.device)
-    backbone.model = model
+    cfg, backbone = load_run(run_dir, log=log)
+    model = backbone.model
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
     examples = limit(task.split(split), n)
@@ -86,6 +80,19 @@ def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log
     write_json(run_dir / f"eval_{split}.json", {"split": split, "examples": len(examples), "scores": scores})
     show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
     return scores
+
+
+def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print):
+    """(config, backbone) of a finished run: the base model with the run's adapter loaded onto it.
+    ``model_cfg`` overrides the run's model section (e.g. float32 for merging)."""
+    from peftlab.methods import get_method, method_options
+    from peftlab.models import load_backbone
+
+    cfg = load_run_config(run_dir)
+    backbone = load_backbone(model_cfg or cfg.model, device=device, log=log)
+    model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
+    backbone.model = model.to(backbone.device)
+    return cfg, backbone
 
 
 def load_run_config(run_dir: Path):

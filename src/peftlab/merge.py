@@ -23,9 +23,7 @@ MERGEABLE = ("lora", "ia3")
 
 def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
     """Load RUN_DIR's base model + adapter, merge, save into OUT_DIR (must be new or empty)."""
-    from peftlab.evaluate import load_run_config
-    from peftlab.methods import get_method, method_options
-    from peftlab.models import load_backbone
+    from peftlab.evaluate import load_run, load_run_config
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_run_config(run_dir)
@@ -34,9 +32,9 @@ def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
                            f"works for {' and '.join(MERGEABLE)} runs (their update is a change of existing weights)")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PeftlabError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")
-    backbone = load_backbone(cfg.model.model_copy(update={"dtype": "float32"}), device=torch.device("cpu"), log=log)
-    model = get_method(cfg.method.name).load(backbone.model, run_dir / "adapter", method_options(cfg.method))
-    merged = model.merge_and_unload()  # peft: W <- W + delta for every adapted layer, wrappers removed
+    _, backbone = load_run(run_dir, model_cfg=cfg.model.model_copy(update={"dtype": "float32"}),
+                           device=torch.device("cpu"), log=log)
+    merged = backbone.model.merge_and_unload()  # peft: W <- W + delta for every adapted layer, wrappers removed
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out_dir))  # transformers 5 writes safetensors only
     backbone.tokenizer.save_pretrained(str(out_dir))

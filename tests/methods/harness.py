@@ -4,6 +4,7 @@
     train_steps(bb, steps, lr)             -> (first loss, loss after training) on a fixed batch
     changed_parameters(bb, lr)             -> names of parameters that one optimizer step changed
     save_load_max_diff(arch, name, tmp)    -> max |logits| difference after save -> load on a fresh base
+    plain_peft_max_diff(arch, name, tmp)   -> the same, loading the folder with plain peft
     logits_unchanged_by_apply(arch, name)  -> True when the untrained method leaves the logits bit-identical
 """
 
@@ -63,6 +64,20 @@ def save_load_max_diff(arch: str, name: str, tmp_path, lr: float = 1e-2, **optio
     fresh, _ = tiny_model(arch)
     loaded = method.load(fresh, tmp_path / "adapter", cfg).eval()
     return (logits(loaded, batch) - ref).abs().max().item()
+
+
+def plain_peft_max_diff(arch: str, name: str, tmp_path, lr: float = 1e-2, **options) -> float:
+    """Train, save with the method, load the folder with plain ``peft.PeftModel.from_pretrained``:
+    max |logits| difference (peft-backed methods keep peft's folder format)."""
+    from peft import PeftModel
+
+    bb, method, _ = setup(arch, name, **options)
+    train_steps(bb, 3, lr)
+    batch = fixed_batch(bb)
+    method.save(bb.model, tmp_path / "adapter")
+    fresh, _ = tiny_model(arch)
+    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
+    return (logits(peft_model, batch) - logits(bb.model, batch)).abs().max().item()
 
 
 def logits_unchanged_by_apply(arch: str, name: str, **options) -> bool:

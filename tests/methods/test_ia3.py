@@ -2,13 +2,19 @@
 
 import pytest
 import torch
-from peft import PeftModel
 from pydantic import ValidationError
 
 from peftlab.methods import count_parameters, get_method
 from peftlab.models.tiny import tiny_model
-from tests.conftest import ARCHS, fixed_batch
-from tests.methods.harness import changed_parameters, logits, logits_unchanged_by_apply, save_load_max_diff, setup, train_steps
+from tests.conftest import ARCHS
+from tests.methods.harness import (
+    changed_parameters,
+    logits_unchanged_by_apply,
+    plain_peft_max_diff,
+    save_load_max_diff,
+    setup,
+    train_steps,
+)
 
 # peft 0.21's defaults per architecture, written out: (targets, feed-forward targets).
 DEFAULTS = {
@@ -68,10 +74,4 @@ def test_feedforward_outside_targets_is_an_options_error():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_reproduces_logits_also_with_plain_peft(arch, tmp_path):
     assert save_load_max_diff(arch, "ia3", tmp_path / "ours", lr=1e-2) <= 1e-5
-    bb, method, _ = setup(arch, "ia3")
-    train_steps(bb, 3, 1e-2)
-    batch = fixed_batch(bb)
-    method.save(bb.model, tmp_path / "adapter")
-    fresh, _ = tiny_model(arch)
-    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
-    assert (logits(peft_model, batch) - logits(bb.model, batch)).abs().max().item() <= 1e-5
+    assert plain_peft_max_diff(arch, "ia3", tmp_path, lr=1e-2) <= 1e-5

@@ -2,12 +2,18 @@
 
 import pytest
 import torch
-from peft import PeftModel
 
 from peftlab.methods import count_parameters
 from peftlab.models.tiny import tiny_model
-from tests.conftest import ARCHS, fixed_batch
-from tests.methods.harness import changed_parameters, logits, logits_unchanged_by_apply, save_load_max_diff, setup, train_steps
+from tests.conftest import ARCHS
+from tests.methods.harness import (
+    changed_parameters,
+    logits_unchanged_by_apply,
+    plain_peft_max_diff,
+    save_load_max_diff,
+    setup,
+    train_steps,
+)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -57,11 +63,4 @@ def test_save_then_load_onto_fresh_base_reproduces_logits(arch, method_name, lr,
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_lora_adapter_loads_with_plain_peft(arch, tmp_path):
-    bb, method, _ = setup(arch, "lora")
-    train_steps(bb, 3, 1e-2)
-    batch = fixed_batch(bb)
-    ref = logits(bb.model, batch)
-    method.save(bb.model, tmp_path / "adapter")
-    fresh, _ = tiny_model(arch)
-    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
-    assert (logits(peft_model, batch) - ref).abs().max().item() <= 1e-5
+    assert plain_peft_max_diff(arch, "lora", tmp_path, lr=1e-2) <= 1e-5

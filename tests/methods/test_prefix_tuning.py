@@ -2,15 +2,22 @@
 
 import pytest
 import torch
-from peft import PeftModel
 from transformers import T5Config, T5ForConditionalGeneration
 
 from peftlab.methods import count_parameters, get_method
 from peftlab.models.backbone import IGNORE
 from peftlab.models.tiny import EOS, PAD, VOCAB, tiny_model
 from tests.conftest import ARCHS, fixed_batch
-from tests.methods.harness import (by_hand_text, changed_parameters, generated_ids, greedy_by_hand, logits,
-                                   save_load_max_diff, setup, train_steps)
+from tests.methods.harness import (
+    by_hand_text,
+    changed_parameters,
+    generated_ids,
+    greedy_by_hand,
+    plain_peft_max_diff,
+    save_load_max_diff,
+    setup,
+    train_steps,
+)
 
 PROJECTION = [{}, {"prefix_projection": True}]
 
@@ -87,13 +94,7 @@ def test_t5_prefix_is_sized_from_the_decoder():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_reproduces_logits_also_with_plain_peft(arch, options, tmp_path):
     assert save_load_max_diff(arch, "prefix_tuning", tmp_path / "ours", lr=1e-2, **options) <= 1e-5
-    bb, method, _ = setup(arch, "prefix_tuning", **options)
-    train_steps(bb, 3, 1e-2)
-    batch = fixed_batch(bb)
-    method.save(bb.model, tmp_path / "adapter")
-    fresh, _ = tiny_model(arch)
-    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
-    assert (logits(peft_model, batch) - logits(bb.model, batch)).abs().max().item() <= 1e-5
+    assert plain_peft_max_diff(arch, "prefix_tuning", tmp_path, lr=1e-2, **options) <= 1e-5
 
 
 # ---- where the prefix reaches ---------------------------------------------------------------

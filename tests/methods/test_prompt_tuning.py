@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from peft import PeftModel
 from pydantic import ValidationError
 
 from peftlab.errors import PeftlabError
@@ -10,8 +9,16 @@ from peftlab.methods import count_parameters, get_method
 from peftlab.models.backbone import IGNORE
 from peftlab.models.tiny import tiny_model
 from tests.conftest import ARCHS, fixed_batch
-from tests.methods.harness import (by_hand_text, changed_parameters, generated_ids, greedy_by_hand, logits,
-                                   save_load_max_diff, setup, train_steps)
+from tests.methods.harness import (
+    by_hand_text,
+    changed_parameters,
+    generated_ids,
+    greedy_by_hand,
+    plain_peft_max_diff,
+    save_load_max_diff,
+    setup,
+    train_steps,
+)
 
 PROMPTS = ["Repeat: cat", "Repeat: a much longer owl", "Repeat: dog"]
 EMBEDDING = "prompt_encoder.default.embedding.weight"
@@ -67,13 +74,7 @@ def test_loss_is_on_the_target_tokens_only(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_reproduces_logits_also_with_plain_peft(arch, tmp_path):
     assert save_load_max_diff(arch, "prompt_tuning", tmp_path / "ours", lr=3e-2) <= 1e-5
-    bb, method, _ = setup(arch, "prompt_tuning")
-    train_steps(bb, 3, 3e-2)
-    batch = fixed_batch(bb)
-    method.save(bb.model, tmp_path / "adapter")
-    fresh, _ = tiny_model(arch)
-    peft_model = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter")).eval()
-    assert (logits(peft_model, batch) - logits(bb.model, batch)).abs().max().item() <= 1e-5
+    assert plain_peft_max_diff(arch, "prompt_tuning", tmp_path, lr=3e-2) <= 1e-5
 
 
 @pytest.mark.parametrize("arch", ARCHS)

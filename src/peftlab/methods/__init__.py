@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from peftlab.errors import PeftlabError, suggest
 from peftlab.methods import full, hybrid, ia3, last_layers, lora, none, parallel_adapter, prefix_tuning, prompt_tuning
-from peftlab.methods.base import Hook, Method, count_parameters, trainable_parameters
+from peftlab.methods.base import Hook, Method, count_parameters, option_errors, trainable_parameters
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     none.METHOD, full.METHOD, last_layers.METHOD, lora.METHOD, ia3.METHOD, prompt_tuning.METHOD,
@@ -32,16 +32,7 @@ def method_options(method_cfg) -> BaseModel:
     try:
         return method.config_cls.model_validate(method_cfg.options())
     except ValidationError as e:
-        lines = [f"method '{method.name}': invalid options"]
-        allowed = list(method.config_cls.model_fields)
-        for err in e.errors():
-            loc = "method." + ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                hint = suggest(str(err["loc"][-1]), allowed)
-                lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
-            else:
-                lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
-        raise PeftlabError("\n".join(lines)) from None
+        raise PeftlabError(option_errors(e, method, "method")) from None
 
 
 __all__ = ["REGISTRY", "Hook", "Method", "count_parameters", "get_method", "method_options", "trainable_parameters"]

@@ -12,8 +12,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from torch import nn
+
+from peftlab.errors import suggest
 
 
 class Hook(str, Enum):
@@ -75,3 +77,17 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         if p.requires_grad:
             trainable += p.numel()
     return trainable, total
+
+
+def option_errors(err: ValidationError, method: Method, where: str) -> str:
+    """An options ValidationError as lines that name each field (``method.rank``) and what is allowed."""
+    lines = [f"{where}: invalid options for '{method.name}'"]
+    allowed = list(method.config_cls.model_fields)
+    for e in err.errors():
+        loc = where + "".join(f".{p}" for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            hint = suggest(str(e["loc"][-1]), allowed)
+            lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)

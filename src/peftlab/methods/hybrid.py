@@ -44,9 +44,9 @@ from peft import get_peft_model, inject_adapter_in_model
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from torch import nn
 
-from peftlab.errors import PeftlabError, suggest
-from peftlab.methods.base import Hook, Method
-from peftlab.methods.parallel_adapter import load_tensors, save_tensors
+from peftlab.errors import PeftlabError
+from peftlab.methods.base import Hook, Method, option_errors
+from peftlab.methods.tensors import load_tensors, save_tensors
 
 WEIGHTS = "hybrid.safetensors"
 PROMPT_HOOKS = frozenset({Hook.INPUT_EMBEDDINGS, Hook.ATTENTION_KV})  # peft prompt learning
@@ -73,19 +73,6 @@ class HybridConfig(BaseModel):
         return self._components
 
 
-def _option_errors(err: ValidationError, method: Method, where: str) -> str:
-    lines = [f"{where}: invalid options for '{method.name}'"]
-    allowed = list(method.config_cls.model_fields)
-    for e in err.errors():
-        loc = where + "".join(f".{p}" for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            hint = suggest(str(e["loc"][-1]), allowed)
-            lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
-        else:
-            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
 def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
     from peftlab.methods import get_method  # the registry imports this module
 
@@ -101,7 +88,7 @@ def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
     try:
         options = method.config_cls.model_validate({k: v for k, v in entry.items() if k != "name"})
     except ValidationError as e:
-        raise PeftlabError(_option_errors(e, method, where)) from None
+        raise PeftlabError(option_errors(e, method, where)) from None
     return method, options
 
 

@@ -22,19 +22,16 @@ strict on names.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from peftlab.errors import PeftlabError
 from peftlab.methods.base import Hook, Method, trainable_parameters
+from peftlab.methods.tensors import load_tensors, save_tensors
 
 WEIGHTS = "last_layers.safetensors"
-METHOD_JSON = "peftlab_method.json"
 
 
 class LastLayersConfig(BaseModel):
@@ -119,25 +116,14 @@ def apply(model: nn.Module, cfg: LastLayersConfig) -> nn.Module:
 
 
 def save(model: nn.Module, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     # Only the trained tensors: the frozen rest is the base model, loaded again from its source.
-    tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(model).items()}
-    save_file(tensors, str(folder / WEIGHTS))
-    (folder / METHOD_JSON).write_text(json.dumps({"method": "last_layers", "tensors": sorted(tensors)}))
+    names = sorted(trainable_parameters(model))
+    save_tensors(model, names, folder, WEIGHTS, {"method": "last_layers", "tensors": names})
 
 
 def load(base: nn.Module, folder: Path, cfg: LastLayersConfig) -> nn.Module:
     model = apply(base, cfg)  # same untying and the same set of trained names as in training
-    params = trainable_parameters(model)
-    saved = load_file(str(folder / WEIGHTS))
-    if set(saved) != set(params):
-        missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
-        raise PeftlabError(f"{folder / WEIGHTS}: saved tensors do not match the options "
-                           f"(missing {missing[:3]}, unexpected {extra[:3]})")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            params[name].copy_(tensor)
-    return model.requires_grad_(False)
+    return load_tensors(model, sorted(trainable_parameters(model)), folder, WEIGHTS)
 
 
 METHOD = Method(

@@ -23,20 +23,18 @@ Saved format ("peftlab format", version 1), in the adapter folder:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from peftlab.errors import PeftlabError
 from peftlab.methods.base import Hook, Method
+from peftlab.methods.tensors import load_tensors, save_tensors
 
 WEIGHTS = "parallel_adapter.safetensors"
-META = "peftlab_method.json"
 CHILD = "parallel_adapter"  # the adapter's attribute name on the hooked sublayer
 # Child names of the sublayers, per architecture family: Llama/GPT-Neo `mlp`, T5 `DenseReluDense`
 # (in T5LayerFF); Llama `self_attn`, GPT-Neo `attn`, T5 `SelfAttention` (T5LayerSelfAttention only,
@@ -120,39 +118,6 @@ def apply(model: nn.Module, cfg: ParallelAdapterConfig) -> nn.Module:
 
 def adapter_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if f".{CHILD}." in n]
-
-
-def save_tensors(model: nn.Module, names: list[str], folder: Path, weights: str, meta: dict) -> None:
-    """The named parameters (safetensors) + a JSON description. Chosen by name, not by requires_grad,
-    so a loaded (frozen) model saves the same file again."""
-    folder.mkdir(parents=True, exist_ok=True)
-    params = dict(model.named_parameters())
-    save_file({n: params[n].detach().contiguous().cpu() for n in names}, str(folder / weights))
-    (folder / META).write_text(json.dumps(meta, indent=2))
-
-
-def load_tensors(model: nn.Module, names: list[str], folder: Path, weights: str) -> nn.Module:
-    """Copy saved tensors into the named parameters; names and shapes must match exactly. Returns the
-    model frozen, for inference (as peft's loader does)."""
-    path = folder / weights
-    if not path.is_file():
-        raise PeftlabError(f"{folder}: no {weights} (not an adapter saved by this method?)")
-    saved = load_file(str(path))
-    missing, unexpected = sorted(set(names) - set(saved)), sorted(set(saved) - set(names))
-    if missing or unexpected:
-        raise PeftlabError(
-            f"{path}: saved tensors do not match the method applied with these options; "
-            f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}"
-        )
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name in names:
-            if params[name].shape != saved[name].shape:
-                raise PeftlabError(f"{path}: {name} has shape {tuple(saved[name].shape)}, "
-                                   f"expected {tuple(params[name].shape)}")
-            params[name].copy_(saved[name])
-    return model.requires_grad_(False)
 
 
 def save(model: nn.Module, folder: Path) -> None:
