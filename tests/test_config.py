@@ -56,3 +56,15 @@ def test_run_name_cannot_escape_output_dir(tmp_path):
 def test_yaml_syntax_error_names_line(tmp_path):
     with pytest.raises(PeftlabError, match=r"cfg.yaml: line 3, column \d+ invalid YAML"):
         load_config(write(tmp_path, "train:\n  max_steps: 5\n  lr: a: b\n"))
+
+
+def test_every_example_config_validates_and_starts_with_its_command():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "configs").rglob("*.yaml"))
+    assert len(paths) >= 8
+    for path in paths:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# peftlab "), f"{path}: must start with the command that runs it"
+        load_config(path)

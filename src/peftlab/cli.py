@@ -63,6 +63,24 @@ def _score(args) -> None:
             print(f"{key}={value:.4f}")
 
 
+def _tasks(args) -> None:
+    from rich.markup import escape
+
+    from peftlab.console import console
+    from peftlab.tasks.catalog import catalog
+
+    # One block per task: where its data comes from, and how it is scored.
+    for name, t in catalog().items():
+        metrics = ", ".join([t.get("metric", "rouge"), *t.get("extra_metrics", [])])
+        console.print(f"[bold cyan]{name}[/bold cyan]  {escape(t.get('description', ''))}")
+        hub = f"{t['hub']}" + (f" ({t['hub_config']})" if t.get("hub_config") else "") if t.get("hub") else "local only"
+        files = ", ".join(f"{k}: {v}" for k, v in (t.get("local_files") or {}).items())
+        console.print(f"  hub: {escape(hub)}   data_dir files: {escape(files)}")
+        console.print(f"  output: {t.get('output_type', 'generate')}   metrics: {metrics}")
+    console.print("\nUse one with  task: {name: NAME, data_dir: FOLDER}  (or without data_dir, online, from the hub). "
+                  "sql_demo is built in and needs no data.")
+
+
 def _methods(args) -> None:
     from rich.markup import escape
 
@@ -132,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="training steps per method (default: the demo config's)")
     d.add_argument("--overwrite", action="store_true", help="rerun methods whose run folder is already finished")
     d.set_defaults(func=_demo)
+
+    tk = sub.add_parser("tasks", help="list the packaged tasks: data source, output type and metrics")
+    tk.set_defaults(func=_tasks)
 
     m = sub.add_parser("methods", help="list fine-tuning methods with their options and default learning rates")
     m.set_defaults(func=_methods)

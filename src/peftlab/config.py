@@ -47,15 +47,45 @@ class MethodConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+Metric = Literal["rouge", "bleu", "exact_match", "accuracy", "execution_accuracy"]
+
+
 class TaskConfig(_Strict):
-    name: str = Field("sql_demo", description="Task name; a built-in task ('sql_demo') needs nothing else.")
+    name: str = Field(
+        "sql_demo", description="Task name. A packaged task (`peftlab tasks` lists them: dialogsum, sst2, geoquery, ...) "
+        "fills every other field; keys given here override it. 'sql_demo' is built in and needs no data.",
+    )
+    description: str | None = Field(None, description="One line on what the task is (shown by `peftlab tasks`).")
+    data_dir: str | None = Field(
+        None, description="Local folder with the task's files (named by local_files) and database, e.g. "
+        "../shared/data/dialogsum. Takes precedence over hub.",
+    )
+    local_files: dict[str, str] | None = Field(
+        None, description="File name per split inside data_dir, e.g. {train: train.jsonl} (packaged tasks set these).",
+    )
     data_files: dict[str, str] | None = Field(
-        None, description="Local files per split, e.g. {train: data/train.jsonl}. JSONL, CSV or Parquet."
+        None, description="Local file path per split, e.g. {train: data/train.jsonl}. JSONL, CSV or Parquet. "
+        "Takes precedence over data_dir and hub.",
     )
     hub: str | None = Field(None, description="Hugging Face dataset id (needs the hub), e.g. knkarthick/dialogsum.")
     hub_config: str | None = Field(None, description="Dataset configuration name on the hub.")
+    hub_splits: dict[str, str] | None = Field(
+        None, description="Hub split (or slice) per split, e.g. {validation: 'train[-500:]', test: validation} "
+        "where the hub's test split has no labels.",
+    )
+    reader: Literal["rows", "geoquery", "wikisql", "race_distractors"] = Field(
+        "rows", description="How raw rows become examples: 'rows' (one row = one example) or a dataset-specific "
+        "reader (GeoQuery's grouped questions, WikiSQL's structured queries, RACE distractors).",
+    )
+    reader_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the reader, e.g. {split_by: query} for geoquery.")
+    validation_size: int = Field(
+        500, ge=1, description="Examples held out of train (seeded) as validation when the data has no validation "
+        "split: checkpoints are chosen on validation, never on test.",
+    )
     input_template: str | None = Field(
-        None, description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'."
+        None, description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'. "
+        "Text-to-SQL tasks may use {schema} (the database's CREATE TABLE statements).",
     )
     target_field: str | None = Field(None, description="Field holding the training target.")
     reference_fields: list[str] | None = Field(
@@ -63,8 +93,17 @@ class TaskConfig(_Strict):
         "defaults to [target_field]. Used where the example has them (e.g. DialogSum test).",
     )
     id_field: str | None = Field(None, description="Field holding a unique example id (default: row number).")
-    metric: Literal["rouge", "bleu", "exact_match", "accuracy", "execution_accuracy"] = Field(
-        "rouge", description="Task metric (accuracy also reports macro-F1).")
+    merge_duplicate_ids: bool = Field(
+        False, description="Rows sharing an id are one example whose references are all their targets "
+        "(e.g. the hub's DialogSum test: one row per reference summary).",
+    )
+    metric: Metric = Field("rouge", description="Task metric, the first is the primary (accuracy also reports macro-F1).")
+    extra_metrics: list[Metric] = Field(default_factory=list, description="More metrics to report, e.g. [rouge].")
+    higher_is_better: bool = Field(True, description="Direction of the primary metric.")
+    database: str | None = Field(
+        None, description="SQLite file for execution_accuracy (relative to data_dir); may name a field, "
+        "e.g. 'database/{db_id}/{db_id}.sqlite' (Spider: one database per example).",
+    )
     output_type: Literal["generate", "classify", "multiple_choice"] = Field(
         "generate",
         description="generate: free generation, scored by the metric; classify: the label word with the highest "
@@ -77,10 +116,14 @@ class TaskConfig(_Strict):
     )
     choices_field: str | None = Field(
         None, description="multiple_choice: field with the options, a list of texts or {label: [...], text: [...]}; "
-        "the target field holds the answer's label, index or text. The template may use {options}.",
+        "the target field holds the answer's label, letter, index or text. The template may use {options}.",
     )
+    shots: int = Field(
+        0, ge=0, le=64, description="k-shot: k demonstrations drawn from train (with shots_seed) before every prompt.")
+    shots_seed: int = Field(0, description="Seed of the demonstration draw (the same k for every example).")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation cap; stops runaway generations.")
-    max_source_tokens: int = Field(512, ge=8, description="Inputs longer than this are truncated (counted).")
+    max_source_tokens: int = Field(
+        512, ge=8, description="Longer inputs lose their middle (instructions at both ends survive); counted.")
     max_target_tokens: int = Field(128, ge=1, description="Training targets longer than this are truncated.")
 
 
@@ -202,6 +245,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
         data.update(loaded)
     for key, value in parse_overrides(overrides or []):
         set_dotted(data, key, value)
+    from peftlab.tasks.catalog import resolve_task
+
+    data["task"] = resolve_task(data.get("task"), source)
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:

@@ -76,7 +76,7 @@ def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log
     scores, preds = generate_and_score(backbone, model, task, examples, batch_size=cfg.eval.batch_size,
                                        num_beams=cfg.eval.num_beams, max_source_tokens=cfg.task.max_source_tokens,
                                        label=f"eval {split}")
-    write_predictions(run_dir / f"predictions_{split}.csv", examples, preds)
+    write_predictions(run_dir / f"predictions_{split}.csv", examples, preds, task.per_example(preds, examples))
     write_json(run_dir / f"eval_{split}.json", {"split": split, "examples": len(examples), "scores": scores})
     show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
     return scores

@@ -50,13 +50,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def write_predictions(path: Path, examples, predictions: list[str]) -> None:
+def write_predictions(path: Path, examples, predictions: list[str], scores: list[float] | None = None) -> None:
+    """id, input, reference, prediction and, when given, the example's own primary-metric score
+    (what the report's paired bootstrap resamples)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["id", "input", "reference", "prediction"])
-    for ex, pred in zip(examples, predictions):
+    w.writerow(["id", "input", "reference", "prediction"] + (["score"] if scores is not None else []))
+    for i, (ex, pred) in enumerate(zip(examples, predictions)):
         # Several references are joined with a separator that cannot occur in one line of text.
-        w.writerow([ex.id, ex.prompt, " ||| ".join(ex.references), pred])
+        row = [ex.id, ex.prompt, " ||| ".join(ex.references), pred]
+        w.writerow(row + ([f"{scores[i]:.6g}"] if scores is not None else []))
     atomic_write_text(path, buf.getvalue())
 
 

@@ -74,7 +74,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
 
     method = get_method(cfg.method.name)
     options = method_options(cfg.method)
-    task = build_task(cfg.task)  # before any writing: a data error leaves no half-made run folder
+    task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
     run_dir = prepare_run_dir(cfg, overwrite)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     metrics_path = run_dir / "metrics.jsonl"
@@ -186,7 +186,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
 
         test = limit(task.split("test"), ev.max_test)
         test_scores, test_preds = generate_and_score(backbone, model, task, test, label="test", **gen_kwargs)
-    write_predictions(run_dir / "predictions.csv", test, test_preds)
+    write_predictions(run_dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
 
     summary = {

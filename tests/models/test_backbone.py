@@ -58,3 +58,12 @@ def test_truncation_is_counted():
     assert bb.truncated == 1
     assert len(ids) < len(bb.prompt_ids("x" * 100, max_source_tokens=1000))
     assert torch.tensor(ids).numel() > 0
+
+
+def test_truncation_keeps_both_ends_of_the_prompt():
+    """The instruction before the text and the question after it must both survive."""
+    bb = backbone("tiny-t5")  # byte tokenizer: one token per character
+    prompt = "HEAD:" + "m" * 200 + ":TAIL"
+    kept = bb._truncate(prompt, 20)
+    assert kept.startswith("HEAD:") and kept.endswith(":TAIL")
+    assert len(bb.tokenizer(kept, add_special_tokens=False).input_ids) == 20

@@ -52,7 +52,10 @@ class Backbone:
         if len(ids) <= max_tokens:
             return prompt
         self.truncated += 1
-        return self.tokenizer.decode(ids[:max_tokens])
+        # Cut the middle, not the end: instructions before the text ("Summarize:") and after it
+        # ("Answer with one word.", the question of a k-shot prompt) both survive.
+        head = max_tokens // 2
+        return self.tokenizer.decode(ids[:head]) + self.tokenizer.decode(ids[len(ids) - (max_tokens - head):])
 
     def prompt_ids(self, prompt: str, max_source_tokens: int = 512) -> list[int]:
         text = self.format_prompt(self._truncate(prompt, max_source_tokens))

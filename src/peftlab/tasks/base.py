@@ -5,8 +5,12 @@ Every method of a comparison gets its examples from here, so all of them see the
 
 from __future__ import annotations
 
+import random
+import sqlite3
 import string
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 from peftlab.config import TaskConfig
@@ -24,13 +28,14 @@ class Example:
     target: str            # what the model is trained to produce
     references: list[str]  # what a prediction is scored against (several = multi-reference max)
     choices: list[str] | None = None  # multiple_choice: this example's options (classify: task.label_words)
+    database: str | None = None       # text-to-SQL: the SQLite file the SQL runs on
 
 
 @dataclass
 class Task:
     name: str
     splits: dict[str, list[Example]]
-    score_fn: Callable[[list[str], list[list[str]]], dict[str, float]]
+    metrics: list[str]     # metric names (peftlab.tasks.metrics); the first one's primary key is the primary
     primary: str
     max_new_tokens: int
     higher_is_better: bool = True
@@ -46,38 +51,141 @@ class Task:
         return self.splits[name]
 
     def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float]:
-        return self.score_fn(predictions, [e.references for e in examples])
+        refs = [e.references for e in examples]
+        scores: dict[str, float] = {}
+        for name in self.metrics:
+            if name == "execution_accuracy":
+                scores.update(metrics.execution_accuracy(predictions, refs, [e.database for e in examples]))
+            else:
+                scores.update(metrics.METRICS[name](predictions, refs))
+        return scores
+
+    def per_example(self, predictions: list[str], examples: list[Example]) -> list[float]:
+        """The primary metric of each example alone (sentence-level for corpus metrics such as
+        BLEU): what paired bootstrap confidence intervals resample."""
+        return [self.score([p], [e])[self.primary] for p, e in zip(predictions, examples)]
 
 
-def build_task(cfg: TaskConfig) -> Task:
+def build_task(cfg: TaskConfig, log=None) -> Task:
+    """Examples of every split, with the same prompt for every method, and how they are scored."""
     from peftlab.tasks.builtin import BUILTIN
+    from peftlab.tasks.readers import get_reader
 
-    if cfg.data_files is None and cfg.hub is None:
+    log = log or (lambda *_: None)
+    raw, sources, base = _raw_splits(cfg)
+    if raw is None:
         if cfg.name in BUILTIN:
             return BUILTIN[cfg.name](cfg)
+        from peftlab.tasks.catalog import catalog
+
         raise PeftlabError(
-            f"task '{cfg.name}': not a built-in task ({', '.join(BUILTIN)}); "
-            "give task.data_files (local JSONL/CSV/Parquet) or task.hub (a hub dataset id)"
+            f"task '{cfg.name}': no data. Packaged tasks: {', '.join(catalog())}; built in: {', '.join(BUILTIN)}. "
+            "Otherwise give task.data_dir, task.data_files (local JSONL/CSV/Parquet) or task.hub (a hub dataset id)"
         )
     for field in ("input_template", "target_field"):
         if getattr(cfg, field) is None:
             raise PeftlabError(f"task.{field} is required for a task read from files or the hub")
-    splits: dict[str, list[Example]] = {}
-    if cfg.data_files is not None:
-        for split, path in cfg.data_files.items():
-            if split not in SPLITS:
-                raise PeftlabError(f"task.data_files: unknown split '{split}'; allowed: {', '.join(SPLITS)}")
-            splits[split] = _examples(cfg, read_rows(path), source=str(path))
-    else:
-        for split in SPLITS:
-            splits[split] = _examples(cfg, read_hub(cfg.hub, split, cfg.hub_config), source=f"{cfg.hub}:{split}")
-    if cfg.metric == "execution_accuracy":
-        raise PeftlabError("task.metric: execution_accuracy needs a database; use the built-in 'sql_demo' task")
-    score_fn = metrics.METRICS[cfg.metric]
+    if "execution_accuracy" in [cfg.metric, *cfg.extra_metrics] and cfg.database is None:
+        raise PeftlabError(f"task '{cfg.name}': execution_accuracy needs task.database (the SQLite file)")
+    where = ", ".join(dict.fromkeys(sources.values()))
+    rows = get_reader(cfg.reader)(raw, dict(cfg.reader_options), where)
+    if not rows.get("validation") and rows.get("train"):
+        rows["train"], rows["validation"] = _hold_out(rows["train"], cfg.validation_size)
+        log(f"task {cfg.name}: no validation split; {len(rows['validation'])} training examples held out "
+            "as validation (seed 0)")
+    def source(split: str) -> str:  # errors name the file (or hub split) a row came from
+        return sources[split] if split in sources else f"{sources.get('all', where)} ({split})"
+
+    splits = {split: _examples(cfg, r, source(split), base) for split, r in rows.items() if split in SPLITS}
+    if "execution_accuracy" in [cfg.metric, *cfg.extra_metrics]:
+        for split in ("validation", "test"):
+            if split in splits:
+                splits[split] = _runnable(splits[split], f"task {cfg.name} {split}", log)
+    if cfg.shots:
+        _add_demonstrations(cfg, splits)
+    names = [cfg.metric, *[m for m in cfg.extra_metrics if m != cfg.metric]]
     fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
     format_input = (lambda text, f=fields.pop(): cfg.input_template.format(**{f: text})) if len(fields) == 1 else None
-    return Task(cfg.name, splits, score_fn, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens, format_input=format_input,
+    return Task(cfg.name, splits, names, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens,
+                higher_is_better=cfg.higher_is_better, format_input=format_input,
                 output_type=cfg.output_type, label_words=_label_words(cfg, splits))
+
+
+def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str, str], Path]:
+    """(raw rows per split, where each split came from, folder that relative database paths start at).
+
+    Precedence: data_files (explicit paths), then data_dir + local_files, then the hub."""
+    allowed = (*SPLITS, "all")
+    base = Path(cfg.data_dir or ".")
+    if cfg.data_files is not None:
+        files = {s: Path(p) for s, p in cfg.data_files.items()}
+        what = "task.data_files"
+    elif cfg.data_dir is not None:
+        if not cfg.local_files:
+            raise PeftlabError("task.data_dir is set but task.local_files (file name per split) is not")
+        if not base.is_dir():
+            raise PeftlabError(f"task.data_dir: folder not found: {cfg.data_dir}")
+        files = {s: base / name for s, name in cfg.local_files.items()}
+        what = "task.local_files"
+    elif cfg.hub is not None:
+        files = {s: Path(h) for s, h in (cfg.hub_splits or {s: s for s in SPLITS}).items()}
+        what = "task.hub_splits"
+    else:
+        return None, {}, base
+    for split in files:
+        if split not in allowed:
+            raise PeftlabError(f"{what}: unknown split '{split}'; allowed: {', '.join(allowed)}")
+    if cfg.data_files is None and cfg.data_dir is None:
+        raw = {s: read_hub(cfg.hub, str(h), cfg.hub_config) for s, h in files.items()}
+        return raw, {s: f"{cfg.hub}:{h}" for s, h in files.items()}, base
+    return {s: read_rows(p) for s, p in files.items()}, {s: str(p) for s, p in files.items()}, base
+
+
+def _runnable(examples: list[Example], where: str, log) -> list[Example]:
+    """Scored examples keep only gold queries that run (5 of GeoQuery's 877 do not on its own
+    database); an example with none is dropped and counted, since no prediction could match it."""
+    from peftlab.tasks.sql_exec import SQLError, run_readonly
+
+    kept = []
+    for e in examples:
+        good = []
+        for ref in e.references:
+            try:
+                run_readonly(e.database, ref)
+                good.append(ref)
+            except SQLError:
+                pass
+        if good:
+            e.references = good
+            kept.append(e)
+    if len(kept) < len(examples):
+        log(f"{where}: {len(examples) - len(kept)} of {len(examples)} examples dropped: their gold SQL fails "
+            "on the database")
+    return kept
+
+
+def _hold_out(train: list[dict], n: int) -> tuple[list[dict], list[dict]]:
+    """Seeded validation split carved from train (never from test)."""
+    n = min(n, max(len(train) // 10, 1))
+    order = list(range(len(train)))
+    random.Random(0).shuffle(order)
+    held = set(order[:n])
+    return [r for i, r in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
+
+
+def _add_demonstrations(cfg: TaskConfig, splits: dict[str, list[Example]]) -> None:
+    """k-shot: the same k training examples, drawn with shots_seed, before every prompt.
+
+    They are removed from train so no method trains on the examples it is shown as context."""
+    train = splits.get("train") or []
+    if len(train) < cfg.shots:
+        raise PeftlabError(f"task.shots={cfg.shots}: the train split has only {len(train)} examples to draw from")
+    picks = sorted(random.Random(cfg.shots_seed).sample(range(len(train)), cfg.shots))
+    demos = "".join(f"{train[i].prompt}\n{train[i].target}\n\n" for i in picks)
+    splits["train"] = [e for i, e in enumerate(train) if i not in set(picks)]
+    for examples in splits.values():
+        for e in examples:
+            e.prompt = demos + e.prompt
 
 
 def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str] | None:
@@ -95,7 +203,8 @@ def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str]
 
 
 def _choices(cfg: TaskConfig, row: dict, where: str) -> tuple[list[str], str]:
-    """(options, gold option text) of a multiple-choice row."""
+    """(options, gold option text) of a multiple-choice row. The answer may be the option's
+    label (CommonsenseQA's {label, text}), its letter (RACE's 'B'), its index or its text."""
     raw = row.get(cfg.choices_field)
     labels = None
     if isinstance(raw, dict) and "text" in raw:
@@ -109,14 +218,45 @@ def _choices(cfg: TaskConfig, row: dict, where: str) -> tuple[list[str], str]:
         return options, options[labels.index(answer)]
     if isinstance(answer, int) and 0 <= answer < len(options):
         return options, options[answer]
+    if isinstance(answer, str) and len(answer) == 1 and 0 <= LETTERS.find(answer) < len(options):
+        return options, options[LETTERS.index(answer)]
     if str(answer) in options:
         return options, str(answer)
     raise PeftlabError(f"{where}: answer {answer!r} in '{cfg.target_field}' matches no option "
                        f"(labels {labels}, options {options})")
 
 
-def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
-    out = []
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@lru_cache(maxsize=64)
+def schema_of(db_path: str) -> str:
+    """The database's CREATE TABLE statements: the schema a text-to-SQL prompt shows as {schema}."""
+    from urllib.parse import quote
+
+    if not Path(db_path).is_file():
+        raise PeftlabError(f"task.database: file not found: {db_path}")
+    conn = sqlite3.connect(f"file:{quote(str(Path(db_path).resolve()))}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL").fetchall()
+    finally:
+        conn.close()
+    return "\n".join(r[0].strip() + ";" for r in rows)
+
+
+def _database(cfg: TaskConfig, row: dict, base: Path, where: str) -> str | None:
+    if cfg.database is None:
+        return None
+    try:
+        path = Path(cfg.database.format(**row))
+    except KeyError as e:
+        raise PeftlabError(f"{where}: task.database uses field {e} which the row lacks") from None
+    return str(path if path.is_absolute() else base / path)
+
+
+def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(".")) -> list[Example]:
+    out: list[Example] = []
+    by_id: dict[str, Example] = {}
     for n, row in enumerate(rows):
         where = f"{source} row {n + 1}"
         choices = None
@@ -124,8 +264,10 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
             if cfg.choices_field is None:
                 raise PeftlabError("task.choices_field is required with output_type: multiple_choice")
             choices, gold = _choices(cfg, row, where)
-            letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-            row = {**row, "options": "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(choices))}
+            row = {**row, "options": "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(choices))}
+        database = _database(cfg, row, base, where)
+        if database is not None and "{schema}" in cfg.input_template and "schema" not in row:
+            row = {**row, "schema": schema_of(database)}
         try:
             prompt = cfg.input_template.format(**row)
         except KeyError as e:
@@ -134,8 +276,10 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
         except (ValueError, IndexError) as e:
             raise PeftlabError(f"task.input_template: invalid format string ({e}); "
                                "use {field} for fields and {{ }} for literal braces") from None
-        ref_fields = [f for f in (cfg.reference_fields or [cfg.target_field]) if row.get(f) not in (None, "")]
-        references = [str(row[f]) for f in ref_fields]
+        references = []
+        for f in cfg.reference_fields or [cfg.target_field]:
+            value = row.get(f)  # a list field holds several references (GeoQuery's SQL variants)
+            references += [str(v) for v in (value if isinstance(value, list) else [value]) if v not in (None, "")]
         target = row.get(cfg.target_field)
         if target in (None, ""):
             if not references:
@@ -151,5 +295,10 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str) -> list[Example]:
         if not references:
             references = [str(target)]
         ex_id = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(n)
-        out.append(Example(ex_id, prompt, str(target), references, choices))
+        if cfg.merge_duplicate_ids and ex_id in by_id:
+            by_id[ex_id].references += [r for r in references if r not in by_id[ex_id].references]
+            continue
+        example = Example(ex_id, prompt, str(target), references, choices, database)
+        by_id[ex_id] = example
+        out.append(example)
     return out

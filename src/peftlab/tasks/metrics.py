@@ -46,20 +46,21 @@ def exact_match(predictions: list[str], references: list[list[str]]) -> dict[str
     return {"exact_match": hits / max(len(predictions), 1)}
 
 
-def execution_accuracy(db_path) -> Callable[[list[str], list[list[str]]], dict[str, float]]:
-    """Predicted and gold SQL run read-only on the database; result rows compared."""
+def execution_accuracy(predictions: list[str], references: list[list[str]],
+                       databases: list[str | None]) -> dict[str, float]:
+    """Predicted and gold SQL run read-only on each example's database; result rows compared as
+    multisets (as lists when the gold query has ORDER BY). Also reports normalised exact match."""
     from peftlab.tasks.sql_exec import execution_match, extract_sql
 
-    def score(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-        hits = 0
-        for pred, refs in zip(predictions, references):
-            sql = extract_sql(pred)
-            hits += any(execution_match(db_path, sql, gold) for gold in refs)
-        n = max(len(predictions), 1)
-        return {"execution_accuracy": hits / n,
-                "exact_match": exact_match([extract_sql(p) for p in predictions], references)["exact_match"]}
-
-    return score
+    hits = 0
+    for pred, refs, db in zip(predictions, references, databases):
+        if db is None:
+            raise ValueError("execution_accuracy: an example has no database")
+        sql = extract_sql(pred)
+        hits += any(execution_match(db, sql, gold) for gold in refs)
+    n = max(len(predictions), 1)
+    return {"execution_accuracy": hits / n,
+            "exact_match": exact_match([extract_sql(p) for p in predictions], references)["exact_match"]}
 
 
 PRIMARY = {"rouge": "rougeL", "bleu": "bleu4", "exact_match": "exact_match", "accuracy": "accuracy",

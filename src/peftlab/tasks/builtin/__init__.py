@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from peftlab.config import TaskConfig
 from peftlab.models.bundled import cache_root
-from peftlab.tasks import metrics
 from peftlab.tasks.base import Example, Task
 
 
@@ -18,11 +17,11 @@ def sql_demo(cfg: TaskConfig) -> Task:
 
     db = demo.build_database(cache_root() / "tasks" / "sql_demo.sqlite")
     splits = {
-        split: [Example(e["id"], demo.prompt(e["question"]), e["sql"], [e["sql"]]) for e in rows]
+        split: [Example(e["id"], demo.prompt(e["question"]), e["sql"], [e["sql"]], database=str(db)) for e in rows]
         for split, rows in demo.make_examples(seed=0).items()
     }
     max_new = cfg.max_new_tokens if "max_new_tokens" in cfg.model_fields_set else 48
-    return Task("sql_demo", splits, metrics.execution_accuracy(db), "execution_accuracy", max_new,
+    return Task("sql_demo", splits, ["execution_accuracy"], "execution_accuracy", max_new,
                 format_input=demo.prompt)
 
 
