@@ -43,7 +43,7 @@ def test_method_options_validated_by_method(tmp_path):
 
 
 def test_budget_required_for_training_methods_only(tmp_path):
-    with pytest.raises(PeftlabError, match="max_steps or train.epochs"):
+    with pytest.raises(PeftlabError, match="a training budget is required: train.max_steps, epochs"):
         load_config(write(tmp_path, "method: {name: lora}\n"))
     assert load_config(write(tmp_path, "method: {name: none}\n")).method.name == "none"
 

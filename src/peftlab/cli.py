@@ -18,7 +18,13 @@ def _train(args) -> None:
     from peftlab.config import load_config
     from peftlab.train import train
 
-    train(load_config(args.config, args.set), overwrite=args.overwrite)
+    train(load_config(args.config, args.set), overwrite=args.overwrite, resume=args.resume)
+
+
+def _compare(args) -> None:
+    from peftlab.compare import compare
+
+    compare(Path(args.experiment), overwrite=args.overwrite)
 
 
 def _eval(args) -> None:
@@ -61,6 +67,25 @@ def _score(args) -> None:
     else:
         for key, value in scores.items():
             print(f"{key}={value:.4f}")
+
+
+def _report(args) -> None:
+    from peftlab.console import console
+    from peftlab.report import build_report, print_report
+
+    report = build_report(Path(args.dir), args.examples)
+    path = report.write()
+    print_report(report)
+    console.print(f"report: {path}")
+    print(path)  # on stdout alone, for scripts: open "$(peftlab report runs/x)"
+
+
+def _example_indices(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated test-example indices such as 0,42,7; got {text!r}") from None
 
 
 def _tasks(args) -> None:
@@ -115,7 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same config from its last checkpoint")
     t.set_defaults(func=_train)
+
+    c = sub.add_parser("compare", help="run every method x seed of an experiment at one budget, then the report",
+                       epilog="Example: peftlab compare configs/sql_demo/compare.yaml. Rerunning skips finished runs "
+                       "and resumes interrupted ones. " + EPILOG)
+    c.add_argument("experiment", help="experiment YAML: model, task, budget, seeds, methods (see configs/*/compare.yaml)")
+    c.add_argument("--overwrite", action="store_true", help="rerun finished runs too")
+    c.set_defaults(func=_compare)
 
     e = sub.add_parser("eval", help="score a finished run on a split by free generation",
                        description="Load the base model and the run's adapter, generate for a split and score it; "
@@ -169,6 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--metric", required=True, choices=list(METRICS), help="which metric to compute")
     sc.add_argument("--json", action="store_true", help="print one JSON object instead of key=value lines")
     sc.set_defaults(func=_score)
+
+    rp = sub.add_parser("report", help="leaderboard, learning curves, Pareto plots and an HTML page for a folder of runs",
+                        epilog=EPILOG,
+                        description="Read the finished runs in DIR (its subfolders with a summary.json; nothing is "
+                        "re-run), group them by label, and write into DIR: leaderboard.md/.csv/.json (mean ± std over "
+                        "seeds, costs, ties with the best), plots/*.png (validation metric vs FLOPs, seconds and "
+                        "examples; Pareto frontiers of test metric vs trainable parameters, FLOPs and peak memory) and "
+                        "report.html, one self-contained file that opens offline. Prints the leaderboard, and "
+                        "report.html's path on stdout.")
+    rp.add_argument("dir", metavar="DIR", help="a comparison folder holding run folders, e.g. runs/demo")
+    rp.add_argument("--examples", type=_example_indices, default=None, metavar="I,J,...",
+                    help="test-example indices (rows of predictions.csv) to show side by side "
+                    "(default: 0,1,42,123,250, those that exist)")
+    rp.set_defaults(func=_report)
     return p
 
 

@@ -131,8 +131,17 @@ class TrainConfig(_Strict):
     lr: float | None = Field(None, gt=0, description="Peak learning rate; default: the method's own.")
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps budget (this or epochs).")
-    epochs: float | None = Field(None, gt=0, description="Epochs budget, used when max_steps is not set.")
+    # The budget: exactly one of these. Non-step budgets let methods with different costs per step
+    # be compared at equal cost (see peftlab.budget).
+    max_steps: int | None = Field(None, ge=1, description="Budget in optimizer steps.")
+    epochs: float | None = Field(None, gt=0, description="Budget in epochs (converted to steps).")
+    max_examples: int | None = Field(None, ge=1, description="Budget in training examples seen.")
+    max_tokens: int | None = Field(None, ge=1, description="Budget in training tokens (prompt + target, unpadded).")
+    max_flops: float | None = Field(None, gt=0, description="Budget in training FLOPs (analytical count, peftlab.flops).")
+    max_seconds: float | None = Field(None, gt=0, description="Budget in seconds of optimizer steps (not evaluation).")
+    evals: int | None = Field(
+        None, ge=1, description="Validate at N evenly spaced points of the budget (the last at its end): learning "
+        "curves at the same budget fractions for every method.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warmup.")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -140,6 +149,16 @@ class TrainConfig(_Strict):
     eval_every: int | None = Field(None, ge=1, description="Validate every N steps (and at the end); null = end only.")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
     log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N steps.")
+    checkpoint: bool = Field(
+        True, description="Save a resumable checkpoint at every validation: an interrupted run continues from it.")
+
+    def budget(self) -> tuple[str, float] | None:
+        """(kind, amount) of the budget; epochs are converted to steps by the training loop."""
+        for kind, value in (("steps", self.max_steps), ("epochs", self.epochs), ("examples", self.max_examples),
+                            ("tokens", self.max_tokens), ("flops", self.max_flops), ("seconds", self.max_seconds)):
+            if value is not None:
+                return kind, value
+        return None
 
 
 class EvalConfig(_Strict):
@@ -151,6 +170,10 @@ class EvalConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str | None = Field(None, description="Run folder name under output_dir (default: TASK-METHOD).")
+    label: str | None = Field(None, description="The method's label in a comparison, e.g. 'lora-r4' (default: method name).")
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="Experiment trackers (through accelerate) besides metrics.jsonl; "
+        "WANDB_MODE=disabled|offline is respected.")
     output_dir: str = Field("runs", description="Where run folders are written.")
     seed: int = Field(0, description="Seed for data order and initialisation.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -174,12 +197,12 @@ class ExperimentConfig(_Strict):
         return Path(self.output_dir) / self.run_name()
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     lines = [f"{source}: invalid config"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            parent = _model_at(ExperimentConfig, e["loc"][:-1])
+            parent = _model_at(root or ExperimentConfig, e["loc"][:-1])
             allowed = list(parent.model_fields) if parent else []
             lines.append(f"  {loc}: unknown key{suggest(e['loc'][-1], allowed)}; allowed: {', '.join(allowed)}")
         else:
@@ -256,8 +279,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     from peftlab.methods import get_method, method_options
 
     method_options(cfg.method)
-    if get_method(cfg.method.name).trains and cfg.train.max_steps is None and cfg.train.epochs is None:
-        raise PeftlabError(f"{source}: train.max_steps or train.epochs is required (the training budget)")
+    budgets = [k for k in ("max_steps", "epochs", "max_examples", "max_tokens", "max_flops", "max_seconds")
+               if getattr(cfg.train, k) is not None]
+    if get_method(cfg.method.name).trains and not budgets:
+        raise PeftlabError(f"{source}: a training budget is required: train.max_steps, epochs, max_examples, "
+                           "max_tokens, max_flops or max_seconds")
+    if len(budgets) > 1:
+        raise PeftlabError(f"{source}: give one training budget, not {' and '.join('train.' + b for b in budgets)}")
     return cfg
 
 

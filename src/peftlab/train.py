@@ -11,6 +11,7 @@ of training and nothing else.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -28,7 +29,7 @@ from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
-from peftlab.runio import append_jsonl, atomic_write_text, environment, write_json, write_predictions
+from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_json, write_predictions
 from peftlab.tasks.base import build_task
 
 
@@ -51,31 +52,72 @@ class EncodedExamples(torch.utils.data.Dataset):
         return self.cache[i]
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """A fresh seeded permutation per epoch that can start mid-epoch, so a resumed run draws the
+    batches an uninterrupted run would have drawn (DataLoader's own shuffle cannot be positioned)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.offset = n, seed, 0, 0
+
+    def __len__(self) -> int:
+        return self.n - self.offset
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        for i in order[self.offset:].tolist():
+            self.offset += 1
+            yield i
+        self.epoch, self.offset = self.epoch + 1, 0
+
+
+def batches_forever(loader, sampler: EpochSampler):
+    while True:
+        yield from loader
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool) -> Path:
+def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False) -> tuple[Path, bool]:
+    """(run folder, whether to resume from its checkpoint). A finished run is never overwritten
+    unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
+    from peftlab import checkpoint
+
     run_dir = cfg.run_dir()
     if (run_dir / "summary.json").exists() and not overwrite:
         raise PeftlabError(f"{run_dir} already holds a finished run; pass --overwrite or choose another --set name=...")
+    same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(cfg)
+    if resume and not overwrite and same and checkpoint.exists(run_dir):
+        return run_dir, True
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    return run_dir
+    return run_dir, False
 
 
-def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
-    """Train (or, for method 'none', only evaluate) one run; returns the run folder."""
+def set_lr(optimizer, base_lrs: list[float], factor: float) -> float:
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * factor
+    return optimizer.param_groups[0]["lr"]
+
+
+def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) -> Path:
+    """Train (or, for method 'none', only evaluate) one run; returns the run folder.
+
+    With ``resume``, a run folder holding a checkpoint of the same config continues from it."""
     from accelerate import Accelerator
-    from transformers import get_scheduler
+
+    from peftlab import checkpoint
+    from peftlab.budget import Budget, crossed, lr_factor
+    from peftlab.flops import StepFlops
 
     method = get_method(cfg.method.name)
     options = method_options(cfg.method)
     task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
-    run_dir = prepare_run_dir(cfg, overwrite)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite, resume)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     metrics_path = run_dir / "metrics.jsonl"
     seed_everything(cfg.seed)
@@ -84,8 +126,12 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
     accelerator = Accelerator(
         cpu=not cuda,
         mixed_precision="bf16" if cuda and cfg.model.dtype == "auto" else "no",
-        gradient_accumulation_steps=cfg.train.grad_accum,
+        log_with=cfg.trackers or None,
+        project_dir=str(run_dir),
     )
+    if cfg.trackers:
+        accelerator.init_trackers("tracking", config={"run": cfg.run_name(), "label": cfg.label or cfg.method.name,
+                                                      "method": cfg.method.name, "seed": cfg.seed})
     backbone = load_backbone(cfg.model, device=accelerator.device, log=console.print)
     if cuda and cfg.model.dtype == "auto":
         backbone.model.float()  # fp32 master weights; accelerate autocasts the matmuls to bf16
@@ -101,78 +147,120 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
     validation = limit(task.splits.get("validation") or [], ev.max_validation)
     history: list[dict] = []
     best = {"score": -math.inf, "step": 0, "state": None, "scores": None}
+    sign = 1 if task.higher_is_better else -1
     stopwatch = Stopwatch()
     step = examples_seen = tokens_seen = 0
+    total_flops = 0
+    budget = None
+
+    def log_record(record: dict) -> None:
+        append_jsonl(metrics_path, record)
+        if cfg.trackers:
+            flat = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+            flat.update({f"validation/{k}": v for k, v in record.get("validation", {}).items()})
+            accelerator.log(flat, step=record["step"])
 
     def validate(bar=None) -> None:
         scores, _ = generate_and_score(backbone, model, task, validation, label=f"validate @ step {step}",
                                        bar=bar, **gen_kwargs)
         show_scores(f"validation @ step {step}", scores, task.primary)
-        record = {"step": step, "examples": examples_seen, "tokens": tokens_seen,
+        record = {"step": step, "examples": examples_seen, "tokens": tokens_seen, "flops": total_flops,
                   "seconds": round(stopwatch.seconds, 3), "validation": scores}
-        append_jsonl(metrics_path, record)
+        log_record(record)
         history.append(record)
-        if scores[task.primary] > best["score"]:
+        if sign * scores[task.primary] > best["score"]:
             # Keep a copy of the best trainable weights: the checkpoint is chosen on validation.
-            best.update(score=scores[task.primary], step=step, scores=scores,
+            best.update(score=sign * scores[task.primary], step=step, scores=scores,
                         state={n: p.detach().clone() for n, p in trainable_parameters(model).items()})
 
     with PeakMemory() as memory:
         if method.trains:
             train_examples = limit(task.split("train"), cfg.train.max_train_examples)
             features = EncodedExamples(train_examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
-            loader = DataLoader(features, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=backbone.collate,
-                                generator=torch.Generator().manual_seed(cfg.seed))
-            steps_per_epoch = max(len(loader) // cfg.train.grad_accum, 1)
-            total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+            sampler = EpochSampler(len(features), cfg.seed)
+            loader = DataLoader(features, batch_size=cfg.train.batch_size, sampler=sampler,
+                                collate_fn=backbone.collate)
+            kind, amount = cfg.train.budget()
+            if kind == "epochs":
+                kind, amount = "steps", math.ceil(amount * max(len(loader) // cfg.train.grad_accum, 1))
+            budget = Budget(kind, amount)
             params = list(trainable_parameters(model).values())
             # Hybrids give each component its own group (soft prompts need ~30x LoRA's lr).
             groups = method.param_groups(model, options, lr) if method.param_groups else [{"params": params}]
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
-            scheduler = get_scheduler(
-                "constant_with_warmup" if cfg.train.schedule == "constant" else cfg.train.schedule,
-                optimizer, num_warmup_steps=int(cfg.train.warmup_ratio * total_steps), num_training_steps=total_steps,
-            )
-            model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+            base_lrs = [g["lr"] for g in optimizer.param_groups]
+            count_flops = StepFlops(model, backbone.is_seq2seq)  # analyses the model once; per step: arithmetic
+            if resuming:
+                info, best_state = checkpoint.load(run_dir, trainable_parameters(model), optimizer)
+                step, examples_seen, tokens_seen, total_flops = (info["step"], info["examples"], info["tokens"],
+                                                                 info["flops"])
+                budget.spent.update(info["budget_spent"])
+                stopwatch.seconds = info["seconds"]
+                sampler.epoch, sampler.offset = info["sampler"]
+                best.update(score=info["best_score"], step=info["best_step"], scores=info["best_scores"],
+                            state=best_state)
+                memory.peak = max(memory.peak, info.get("peak_memory_bytes", 0))
+                torch.set_rng_state(torch.tensor(info["torch_rng"], dtype=torch.uint8))
+                # Lines logged after the checkpoint belong to work that is now redone.
+                records = [r for r in read_jsonl(metrics_path) if r["step"] <= step]
+                atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+                history.extend(r for r in records if "validation" in r)
+                console.print(f"resuming from the checkpoint at step {step} ({100 * budget.progress:.0f}% of the budget)")
+            model, optimizer = accelerator.prepare(model, optimizer)
             model.train()
-            console.print(f"training {total_steps} steps x {cfg.train.batch_size * cfg.train.grad_accum} examples, "
-                          f"lr {lr:g} ({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); "
+            console.print(f"training for {amount:g} {kind} x {cfg.train.batch_size * cfg.train.grad_accum} examples "
+                          f"per step, lr {lr:g} ({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); "
                           f"{len(features)} training examples")
+            batches = batches_forever(loader, sampler)
             with progress() as bar:
-                tid = bar.add_task("train", total=total_steps, info="")
-                losses: list[float] = []
-                while step < total_steps:
-                    for batch in loader:
-                        with stopwatch, accelerator.accumulate(model):
-                            loss = model(**batch).loss
-                            accelerator.backward(loss)
-                            if accelerator.sync_gradients and cfg.train.max_grad_norm:
-                                accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
-                            optimizer.step()
-                            scheduler.step()
-                            optimizer.zero_grad(set_to_none=True)
-                        losses.append(loss.item())
-                        examples_seen += batch["input_ids"].shape[0]
-                        tokens_seen += int(batch["attention_mask"].sum())
-                        if not accelerator.sync_gradients:
-                            continue
-                        step += 1
-                        train_loss = sum(losses) / len(losses)
-                        losses.clear()
-                        bar.update(tid, advance=1, info=f"loss {train_loss:.4f}")
-                        if step % cfg.train.log_every == 0 or step == total_steps:
-                            append_jsonl(metrics_path, {
-                                "step": step, "examples": examples_seen, "tokens": tokens_seen,
-                                "seconds": round(stopwatch.seconds, 3), "lr": scheduler.get_last_lr()[0],
-                                "train_loss": train_loss})
-                        if not math.isfinite(train_loss):
-                            raise PeftlabError(f"training diverged: loss is {train_loss} at step {step}; "
-                                               f"lower train.lr (now {lr:g})")
-                        if validation and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < total_steps:
-                            validate(bar)
-                            model.train()
-                        if step >= total_steps:
-                            break
+                tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
+                while not budget.done:
+                    micro = [{k: v.to(accelerator.device) for k, v in next(batches).items()}
+                             for _ in range(cfg.train.grad_accum)]
+                    step_flops = sum(count_flops(b) for b in micro)  # outside the timed region
+                    current_lr = set_lr(optimizer, base_lrs, lr_factor(budget.progress, budget.step_fraction(),
+                                                                        cfg.train.schedule, cfg.train.warmup_ratio))
+                    before, t0 = budget.progress, stopwatch.seconds
+                    with stopwatch:
+                        losses = []
+                        for b in micro:
+                            loss = model(**b).loss
+                            accelerator.backward(loss / len(micro))
+                            losses.append(loss.detach())
+                        if cfg.train.max_grad_norm:
+                            accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        train_loss = float(torch.stack(losses).mean())
+                    step += 1
+                    n_examples = sum(b["input_ids"].shape[0] for b in micro)
+                    n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
+                    examples_seen, tokens_seen, total_flops = (examples_seen + n_examples, tokens_seen + n_tokens,
+                                                               total_flops + step_flops)
+                    budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops,
+                               seconds=stopwatch.seconds - t0)
+                    bar.update(tid, completed=100 * budget.progress, info=f"step {step} loss {train_loss:.4f}")
+                    if step % cfg.train.log_every == 0 or budget.done:
+                        log_record({"step": step, "examples": examples_seen, "tokens": tokens_seen,
+                                    "flops": total_flops, "seconds": round(stopwatch.seconds, 3), "lr": current_lr,
+                                    "train_loss": train_loss})
+                    if not math.isfinite(train_loss):
+                        raise PeftlabError(f"training diverged: loss is {train_loss} at step {step}; "
+                                           f"lower train.lr (now {lr:g})")
+                    due = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
+                        crossed(before, budget.progress, cfg.train.evals or 0)
+                    if validation and due and not budget.done:
+                        validate(bar)
+                        model.train()
+                        if cfg.train.checkpoint:
+                            checkpoint.save(run_dir, trainable_parameters(accelerator.unwrap_model(model)), optimizer,
+                                            best["state"], {
+                                                "step": step, "examples": examples_seen, "tokens": tokens_seen,
+                                                "flops": total_flops, "seconds": stopwatch.seconds,
+                                                "budget_spent": budget.spent, "sampler": [sampler.epoch, sampler.offset],
+                                                "best_score": best["score"], "best_step": best["step"],
+                                                "best_scores": best["scores"], "peak_memory_bytes": memory.peak,
+                                                "torch_rng": torch.get_rng_state().tolist()})
             if validation:
                 validate()
             model = accelerator.unwrap_model(model)
@@ -180,7 +268,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
                 with torch.no_grad():
                     for name, p in trainable_parameters(model).items():
                         p.copy_(best["state"][name])
-                console.print(f"best validation {task.primary} = {best['score']:.4f} at step {best['step']} (restored)")
+                console.print(f"best validation {task.primary} = {sign * best['score']:.4f} at step {best['step']} "
+                              "(restored)")
         model.eval()
         method.save(model, run_dir / "adapter")
 
@@ -192,6 +281,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
     summary = {
         "run": cfg.run_name(),
         "method": method.name,
+        "label": cfg.label or method.name,
         "task": task.name,
         "model": cfg.model.name,
         "seed": cfg.seed,
@@ -201,7 +291,10 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
         "test_examples": len(test),
         "best_validation": best["scores"],
         "best_step": best["step"],
+        "budget": {"kind": budget.kind, "amount": budget.amount} if budget else None,
         "steps": step,
+        "flops": total_flops,
+        "flops_per_step": total_flops / step if step else None,
         "examples_seen": examples_seen,
         "tokens_seen": tokens_seen,
         "lr": lr if method.trains else None,
@@ -219,5 +312,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> Path:
         **environment(),
     }
     write_json(run_dir / "summary.json", summary)
+    checkpoint.remove(run_dir)  # the run is finished: its adapter and summary replace the checkpoint
+    if cfg.trackers:
+        accelerator.end_training()
     console.print(f"run folder: {run_dir}")
     return run_dir

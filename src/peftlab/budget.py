@@ -1,0 +1,70 @@
+"""One training budget for every method of a comparison: steps, examples, tokens, FLOPs or seconds.
+
+Methods differ in cost per step (full fine-tuning computes weight gradients that LoRA does not;
+prompt tuning lengthens every sequence), so "the same number of steps" is not the same budget.
+A budget counts what was spent and says how far along a run is (``progress`` in [0, 1]).
+
+The learning-rate schedule is a function of that progress, not of a step count known in advance:
+a FLOP or seconds budget does not say how many steps it buys, yet every method still gets the same
+warmup-then-decay shape over the same budget. For a steps budget this is the usual linear or
+cosine schedule, except that the first step uses a small non-zero learning rate instead of 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+KINDS = ("steps", "examples", "tokens", "flops", "seconds")
+
+
+@dataclass
+class Budget:
+    kind: str
+    amount: float
+    spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"budget kind {self.kind!r}: allowed {', '.join(KINDS)}")
+
+    def add(self, **amounts: float) -> None:
+        """Record one optimizer step's spending (steps=1, examples=..., tokens=..., flops=..., seconds=...)."""
+        for k, v in amounts.items():
+            self.spent[k] += v
+
+    @property
+    def progress(self) -> float:
+        return min(self.spent[self.kind] / self.amount, 1.0)
+
+    @property
+    def done(self) -> bool:
+        return self.spent[self.kind] >= self.amount
+
+    def step_fraction(self) -> float:
+        """Share of the budget one step spends, from the steps so far (a guess of 1% before any)."""
+        steps = self.spent["steps"]
+        return self.progress / steps if steps else 0.01
+
+    def estimated_steps(self) -> int:
+        return max(math.ceil(1 / max(self.step_fraction(), 1e-9)), int(self.spent["steps"]))
+
+
+def lr_factor(progress: float, step_fraction: float, schedule: str, warmup_ratio: float) -> float:
+    """Multiplier of the peak learning rate for the step about to run, at ``progress`` of the budget.
+
+    Warmup ramps linearly and counts the coming step (so step 1 is not wasted at lr 0); then the
+    rate decays linearly or by a half cosine to 0 at the end of the budget, or stays constant."""
+    if warmup_ratio > 0 and progress < warmup_ratio:
+        return min((progress + step_fraction) / warmup_ratio, 1.0)
+    rest = (progress - warmup_ratio) / max(1 - warmup_ratio, 1e-9)
+    if schedule == "linear":
+        return max(1.0 - rest, 0.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
+    return 1.0
+
+
+def crossed(before: float, after: float, points: int) -> bool:
+    """True when progress moved past one of ``points`` evenly spaced marks (1/n, 2/n, ..., excluding 1)."""
+    return points > 1 and math.floor(after * points + 1e-9) > math.floor(before * points + 1e-9) and after < 1.0
