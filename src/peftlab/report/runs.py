@@ -1,0 +1,164 @@
+"""Reading a comparison folder: its finished run folders, nothing re-run.
+
+A comparison folder holds run folders as immediate subfolders; a subfolder counts as a finished
+run when it has a summary.json (train.py writes it last). Everything else (plots/, configs/, a
+half-written run) is ignored. Fields the integrator added later (label, flops, flops_per_step,
+metrics.jsonl ``flops``, predictions.csv ``score``) are optional: older runs lack them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from peftlab.errors import PeftlabError
+
+# Fields without which a run cannot be placed on the leaderboard at all.
+REQUIRED = ("run", "method", "task", "primary_metric", "test")
+
+
+@dataclass
+class Prediction:
+    """One row of predictions.csv; ``score`` is the example's primary-metric value when recorded."""
+
+    id: str
+    input: str
+    reference: str
+    prediction: str
+    score: float | None = None
+
+
+@dataclass
+class Run:
+    dir: Path
+    summary: dict
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("run") or self.dir.name)
+
+    @property
+    def label(self) -> str:
+        """The method's name within the comparison (e.g. lora-r4); older runs only have ``method``."""
+        return str(self.summary.get("label") or self.summary["method"])
+
+    @property
+    def metric(self) -> str:
+        return self.summary["primary_metric"]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.summary.get("higher_is_better", True))
+
+    @property
+    def score(self) -> float:
+        return float(self.summary["test"][self.metric])
+
+    @property
+    def seed(self):
+        return self.summary.get("seed")
+
+    def example_scores(self) -> dict[str, float]:
+        """id -> per-example primary metric, only for rows that recorded one."""
+        return {p.id: p.score for p in self.predictions if p.score is not None}
+
+    def validation_curve(self) -> list[dict]:
+        """metrics.jsonl validation lines that carry the primary metric."""
+        return [m for m in self.metrics if isinstance(m.get("validation"), dict) and self.metric in m["validation"]]
+
+
+def find_run_dirs(folder: Path) -> list[Path]:
+    """Immediate subfolders holding summary.json, sorted by name (a stable report order)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise PeftlabError(f"{folder}: no such folder (expected a comparison folder holding run folders)")
+    if not folder.is_dir():
+        raise PeftlabError(f"{folder}: not a folder (expected a comparison folder holding run folders)")
+    if (folder / "summary.json").is_file():
+        raise PeftlabError(f"{folder} is a single run folder; pass the folder that holds the runs to compare "
+                           f"(e.g. {folder.parent})")
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "summary.json").is_file())
+    if not dirs:
+        raise PeftlabError(f"{folder}: no finished runs (no subfolder has a summary.json; "
+                           f"runs still training or failed runs are not reported)")
+    return dirs
+
+
+def load_runs(folder: Path) -> list[Run]:
+    return [load_run(d) for d in find_run_dirs(folder)]
+
+
+def load_run(run_dir: Path) -> Run:
+    summary = _read_json(run_dir / "summary.json")
+    missing = [k for k in REQUIRED if k not in summary]
+    if missing:
+        raise PeftlabError(f"{run_dir / 'summary.json'}: missing field(s) {', '.join(missing)}")
+    if summary["primary_metric"] not in (summary["test"] or {}):
+        raise PeftlabError(f"{run_dir / 'summary.json'}: test has no value for the primary metric "
+                           f"'{summary['primary_metric']}'")
+    return Run(dir=run_dir, summary=summary, config=_read_yaml(run_dir / "config.yaml"),
+               metrics=_read_jsonl(run_dir / "metrics.jsonl"), predictions=_read_predictions(run_dir / "predictions.csv"))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PeftlabError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise PeftlabError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise PeftlabError(f"{path}: invalid YAML ({e})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise PeftlabError(f"{path}, line {n}: not valid JSON ({e})") from None
+    return out
+
+
+def _read_predictions(path: Path) -> list[Prediction]:
+    if not path.is_file():
+        return []
+    # Inputs such as whole dialogues or database schemas can exceed csv's 128 KB field default.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"id", "reference", "prediction"}
+        if not need <= set(reader.fieldnames or []):
+            raise PeftlabError(f"{path}: expected columns id, input, reference, prediction[, score]; "
+                               f"got {', '.join(reader.fieldnames or [])}")
+        return [Prediction(id=r["id"], input=r.get("input") or "", reference=r["reference"] or "",
+                           prediction=r["prediction"] or "", score=_float(r.get("score"))) for r in reader]
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None

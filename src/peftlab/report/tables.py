@@ -1,0 +1,145 @@
+"""The leaderboard as text: cells for humans (md, terminal, HTML) and raw numbers for machines (csv, json)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+from peftlab.console import console
+from peftlab.leaderboard import human_bytes
+from peftlab.report.aggregate import Comparison, Entry
+from peftlab.report.ties import TIE_RULE
+from peftlab.runio import atomic_write_text
+
+HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "train s", "peak mem")
+
+
+def human_flops(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("", "k", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.0f}" if unit == "" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} E"
+
+
+def score_cell(e: Entry) -> str:
+    return f"{e.mean:.3f}" if e.std is None else f"{e.mean:.3f} ± {e.std:.3f}"
+
+
+def verdict_cell(e: Entry) -> str:
+    """'best', or the verdict with Δ (how far behind the best, in metric units) and what decided it:
+    '(seeds)' or the bootstrap 95% interval of Δ."""
+    t = e.tie
+    if t.verdict == "best":
+        return "best"
+    word = {"tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
+    gap = f" Δ{t.delta:.3f}" if t.delta is not None else ""
+    if t.basis == "bootstrap" and t.ci:
+        how = f"CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]"
+    elif t.basis == "seeds":
+        how = "seeds"
+    else:
+        how = t.basis
+    return f"{word}{gap} ({how})"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def cells(e: Entry) -> list[str]:
+    c = e.costs
+    return [e.label, score_cell(e), str(e.n), verdict_cell(e), _num(c["trainable_params"], ",.0f"),
+            _num(c["trainable_pct"], ".2f") + ("%" if c["trainable_pct"] is not None else ""),
+            human_bytes(c["adapter_bytes"]), human_flops(c["flops"]), _num(c["train_seconds"], ".0f"),
+            human_bytes(c["peak_memory_bytes"])]
+
+
+def records(comparisons: list[Comparison]) -> list[dict]:
+    """One flat record per label: what leaderboard.csv and leaderboard.json hold."""
+    out = []
+    for comp in comparisons:
+        for rank, e in enumerate(comp.entries, 1):
+            t = e.tie
+            out.append({
+                "task": comp.task, "metric": comp.metric, "higher_is_better": comp.higher_is_better,
+                "rank": rank, "label": e.label, "mean": e.mean, "std": e.std, "n_seeds": e.n,
+                "seeds": e.seeds, "verdict": t.verdict, "tie_basis": t.basis, "delta_to_best": t.delta,
+                "ci_low": t.ci[0] if t.ci else None, "ci_high": t.ci[1] if t.ci else None,
+                **{k: _plain(v) for k, v in e.costs.items()}, "peak_memory_kind": e.memory_kind,
+                "runs": [r.name for r in e.runs], "run_dirs": [str(r.dir) for r in e.runs],
+            })
+    return out
+
+
+def _plain(v: float | None) -> float | int | None:
+    """Means of integer counts (parameters, bytes) stay integers in csv/json."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def markdown(comparisons: list[Comparison]) -> str:
+    parts = []
+    for comp in comparisons:
+        direction = "higher is better" if comp.higher_is_better else "lower is better"
+        parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
+        parts.append("| " + " | ".join(HEADER) + " |")
+        parts.append("|" + "|".join("---" if h == "label" else "---:" for h in HEADER) + "|")
+        parts += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(e)) + " |" for e in comp.entries]
+        parts.append("")
+    parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
+    parts.append(TIE_RULE)
+    return "\n".join(parts) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write_tables(comparisons: list[Comparison], out_dir: Path) -> None:
+    rows = records(comparisons)
+    atomic_write_text(out_dir / "leaderboard.md", markdown(comparisons))
+    atomic_write_text(out_dir / "leaderboard.csv", to_csv(rows))
+    atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=2) + "\n")
+
+
+def human_count(n: float | None) -> str:
+    return "-" if n is None else human_flops(n).replace(" ", "")
+
+
+def terminal_cells(e: Entry) -> list[str]:
+    """A narrower row than the markdown one (CI logs are 100 columns): short verdict, compact counts."""
+    t, c = e.tie, e.costs
+    verdict = {"best": "best", "tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
+    if t.verdict != "best" and t.delta is not None:
+        verdict += f" Δ{t.delta:.3f}"
+    return [e.label, score_cell(e), str(e.n), verdict, human_count(c["trainable_params"]),
+            human_bytes(c["adapter_bytes"]), human_count(c["flops"]), _num(c["train_seconds"], ".0f"),
+            human_bytes(c["peak_memory_bytes"])]
+
+
+def print_tables(comparisons: list[Comparison]) -> None:
+    heads = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
+    for comp in comparisons:
+        direction = "higher is better" if comp.higher_is_better else "lower is better"
+        table = Table(title=f"{comp.task}: test {comp.metric} ({direction})", box=box.SIMPLE_HEAD, padding=(0, 1),
+                      show_edge=False, collapse_padding=True)
+        for h in heads:
+            table.add_column(h, justify="left" if h in ("label", "vs best") else "right", no_wrap=h != "label")
+        for e in comp.entries:
+            table.add_row(*terminal_cells(e), style="bold" if e.tie.verdict in ("best", "tie") else None)
+        console.print(table)
+    console.print("[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "
+                  "over test examples that includes 0 when a label has one seed); Δ: behind the best[/dim]")

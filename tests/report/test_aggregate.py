@@ -1,0 +1,129 @@
+"""Leaderboard numbers against hand computations; ties by seeds and by paired bootstrap."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from peftlab.report import write_report
+from peftlab.report.aggregate import compare_runs
+from peftlab.report.plots import pareto_front
+from peftlab.report.runs import load_runs
+from peftlab.report.ties import decide, paired_bootstrap
+from tests.report.fakes import fake_run
+
+
+def scores_with(ones: int, n: int = 20) -> list[float]:
+    return [1.0] * ones + [0.0] * (n - ones)
+
+
+def two_seed_folder(root):
+    """Three labels with two seeds each; per-example scores give the test accuracies exactly."""
+    # a: 16/20 = 0.80 and 18/20 = 0.90 -> mean 0.85, std sqrt(2 * 0.05^2 / 1) = 0.0707107
+    # c: 0.75 and 0.85 -> mean 0.80, std 0.0707107; |0.85 - 0.80| = 0.05 <= 0.1414 -> tie
+    # b: 0.70 and 0.70 -> mean 0.70, std 0; |0.85 - 0.70| = 0.15 > 0.0707 -> worse
+    for label, ones in (("a", (16, 18)), ("b", (14, 14)), ("c", (15, 17))):
+        for seed, k in enumerate(ones):
+            fake_run(root, f"{label}-s{seed}", label=label, method="lora", seed=seed, example_scores=scores_with(k),
+                     trainable=1000 * (ord(label) - 96), flops_per_step=1e9, seconds_per_step=1.0 + seed)
+    return root
+
+
+def test_means_stds_and_ties_over_seeds(tmp_path):
+    write_report(two_seed_folder(tmp_path))
+    rows = {r["label"]: r for r in json.loads((tmp_path / "leaderboard.json").read_text())}
+    assert [r["label"] for r in json.loads((tmp_path / "leaderboard.json").read_text())] == ["a", "c", "b"]
+    assert rows["a"]["mean"] == pytest.approx(0.85)
+    assert rows["a"]["std"] == pytest.approx(math.sqrt(2 * 0.05**2))
+    assert rows["b"]["std"] == pytest.approx(0.0)
+    assert rows["c"]["mean"] == pytest.approx(0.80)
+    assert rows["a"]["n_seeds"] == 2 and rows["a"]["seeds"] == [0, 1]
+    assert (rows["a"]["verdict"], rows["c"]["verdict"], rows["b"]["verdict"]) == ("best", "tie", "worse")
+    assert rows["c"]["tie_basis"] == rows["b"]["tie_basis"] == "seeds"
+    assert rows["b"]["delta_to_best"] == pytest.approx(0.15)
+    # Costs are means over seeds: 40 steps at 1 s and at 2 s per step; FLOPs 40 x 1e9.
+    assert rows["a"]["train_seconds"] == pytest.approx(60.0)
+    assert rows["a"]["flops"] == pytest.approx(4e10)
+    assert rows["b"]["trainable_params"] == 2000
+    csv_text = (tmp_path / "leaderboard.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("task,metric,higher_is_better,rank,label,mean,std,n_seeds")
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "| a | 0.850 ± 0.071 | 2 | best |" in md
+    assert "tie Δ0.050 (seeds)" in md and "worse Δ0.150 (seeds)" in md
+
+
+def test_lower_is_better_ranks_smallest_first(tmp_path):
+    for label, v in (("x", 2.0), ("y", 1.0), ("z", 3.0)):
+        fake_run(tmp_path, label, label=label, method="lora", seed=0, example_scores=None, score=v,
+                 metric="perplexity", higher_is_better=False)
+    (comp,) = compare_runs(load_runs(tmp_path))
+    assert [e.label for e in comp.entries] == ["y", "x", "z"]
+    # One seed and no per-example scores: the report cannot call a tie or a loss.
+    assert [e.tie.verdict for e in comp.entries] == ["best", "undecided", "undecided"]
+    assert comp.entries[1].tie.delta == pytest.approx(1.0)
+
+
+def test_label_falls_back_to_method_and_tasks_are_kept_apart(tmp_path):
+    fake_run(tmp_path, "old-lora", label=None, method="lora", seed=0, example_scores=scores_with(10))
+    fake_run(tmp_path, "new-lora", label="lora", method="lora", seed=1, example_scores=scores_with(12))
+    fake_run(tmp_path, "emotion", label=None, method="none", seed=0, example_scores=scores_with(3),
+             task="emotion", metric="accuracy")
+    comps = {c.task: c for c in compare_runs(load_runs(tmp_path))}
+    assert set(comps) == {"sql_demo", "emotion"}
+    (lora,) = comps["sql_demo"].entries
+    assert lora.label == "lora" and lora.n == 2 and lora.mean == pytest.approx(0.55)
+
+
+def test_paired_bootstrap_by_hand():
+    # The best is right on 40 of 50 examples, the other on 20 of those 40: the difference per
+    # example is 1 on 20 examples and 0 on 30, mean 0.4; its standard error is
+    # sqrt(0.4 * 0.6 / 50) = 0.069, so the 95% interval is about 0.4 ± 0.136.
+    best = np.array([1.0] * 40 + [0.0] * 10)
+    other = np.array([1.0] * 20 + [0.0] * 30)
+    mean, lo, hi = paired_bootstrap(best, other)
+    assert mean == pytest.approx(0.4)
+    assert lo == pytest.approx(0.4 - 0.136, abs=0.03) and hi == pytest.approx(0.4 + 0.136, abs=0.03)
+    assert paired_bootstrap(best, other) == (mean, lo, hi)  # fixed seed: the same interval every time
+    # A constant difference has no spread at all.
+    assert paired_bootstrap(np.full(10, 0.7), np.full(10, 0.2))[1:] == pytest.approx((0.5, 0.5))
+
+
+def test_bootstrap_decides_one_seed_comparisons():
+    ids = [f"t{i}" for i in range(50)]
+    best = dict(zip(ids, [1.0] * 40 + [0.0] * 10))
+    clearly_worse = dict(zip(ids, [1.0] * 20 + [0.0] * 30))
+    # Two errors swapped for two other errors: 0.78 vs 0.80 is inside the noise.
+    close = dict(zip(ids, [1.0] * 38 + [0.0] * 2 + [1.0] * 1 + [0.0] * 9))
+    v = decide((0.8, None, 1), (0.4, None, 1), best, clearly_worse, higher_is_better=True)
+    assert (v.verdict, v.basis) == ("worse", "bootstrap") and v.ci[0] > 0.2
+    v = decide((0.8, None, 1), (0.78, None, 1), best, close, higher_is_better=True)
+    assert (v.verdict, v.basis) == ("tie", "bootstrap") and v.ci[0] <= 0 <= v.ci[1]
+    # Lower is better: the same numbers as errors (1 = wrong) flip the orientation.
+    flip = {k: 1 - x for k, x in best.items()}
+    worse_flip = {k: 1 - x for k, x in clearly_worse.items()}
+    v = decide((0.2, None, 1), (0.6, None, 1), flip, worse_flip, higher_is_better=False)
+    assert v.verdict == "worse" and v.delta == pytest.approx(0.4) and v.ci[0] > 0.2
+    # Matching is by id: nothing in common means nothing to resample.
+    v = decide((0.8, None, 1), (0.4, None, 1), best, {"other": 1.0}, higher_is_better=True)
+    assert (v.verdict, v.basis) == ("undecided", "no per-example scores")
+
+
+def test_one_seed_label_against_two_seed_best_uses_bootstrap(tmp_path):
+    for seed in (0, 1):
+        fake_run(tmp_path, f"lora-s{seed}", label="lora", method="lora", seed=seed, example_scores=scores_with(18, 40))
+    fake_run(tmp_path, "zero", label="zero_shot", method="none", seed=0, example_scores=scores_with(2, 40))
+    fake_run(tmp_path, "hybrid", label="lora+prompt_tuning", method="hybrid", seed=0, example_scores=scores_with(17, 40))
+    (comp,) = compare_runs(load_runs(tmp_path))
+    verdicts = {e.label: (e.tie.verdict, e.tie.basis) for e in comp.entries}
+    assert verdicts == {"lora": ("best", ""), "lora+prompt_tuning": ("tie", "bootstrap"),
+                        "zero_shot": ("worse", "bootstrap")}
+
+
+def test_pareto_front():
+    # cost, goodness: (0, .05) zero-shot, (10, .45), (1e6, .73), (5e6, .84), (1.3e8, .82) dominated by (5e6, .84)
+    costs = [1.3e8, 0, 5e6, 10, 1e6, 5e6]
+    goods = [0.82, 0.05, 0.84, 0.45, 0.73, 0.80]
+    assert pareto_front(costs, goods) == [1, 3, 4, 2]
