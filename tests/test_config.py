@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
@@ -58,7 +59,7 @@ def test_yaml_syntax_error_names_line(tmp_path):
         load_config(write(tmp_path, "train:\n  max_steps: 5\n  lr: a: b\n"))
 
 
-def test_every_example_config_validates_and_starts_with_its_command():
+def test_every_example_config_validates_and_starts_with_its_command(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -67,4 +68,14 @@ def test_every_example_config_validates_and_starts_with_its_command():
     for path in paths:
         first = path.read_text().splitlines()[0]
         assert first.startswith("# peftlab "), f"{path}: must start with the command that runs it"
-        load_config(path)
+        if first.startswith("# peftlab compare"):
+            from peftlab.compare import load_compare, run_configs
+
+            runs = run_configs(load_compare(path), str(path))
+            assert len(runs) >= 2
+            for _, raw in runs:  # every run of the experiment is a valid run config
+                run = tmp_path / "run.yaml"
+                run.write_text(yaml.safe_dump(raw))
+                load_config(run)
+        else:
+            load_config(path)

@@ -99,3 +99,18 @@ def test_hybrid_components_train_at_their_own_learning_rates(tmp_path, copy_task
     finally:
         torch.optim.AdamW = real_adamw
     assert seen == {"lora": get_method("lora").default_lr, "prompt_tuning": get_method("prompt_tuning").default_lr}
+
+
+def test_tensorboard_tracker_logs_the_learning_curve(tmp_path, copy_task):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_config(tmp_path, copy_task, max_steps=4, eval_every=2)
+    cfg.trackers = ["tensorboard"]
+    run_dir = train(cfg)
+    events = list(run_dir.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file in the run folder"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    loss = acc.Scalars("train_loss")
+    assert [e.step for e in loss] == [1, 2, 3, 4]
+    assert [e.step for e in acc.Scalars("validation/exact_match")] == [2, 4]
