@@ -79,3 +79,16 @@ def test_every_example_config_validates_and_starts_with_its_command(tmp_path):
                 load_config(run)
         else:
             load_config(path)
+
+
+def test_tracker_without_its_package_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    path = tmp_path / "c.yaml"
+    path.write_text("trackers: [wandb]\nmethod: {name: none}\n")
+    with pytest.raises(PeftlabError, match=r"'wandb' needs the wandb package \(pip install wandb\)"):
+        load_config(path)
+    path.write_text("trackers: [tensorboard]\nmethod: {name: none}\n")
+    assert load_config(path).trackers == ["tensorboard"]

@@ -30,7 +30,7 @@ def _compare(args) -> None:
 def _eval(args) -> None:
     from peftlab.evaluate import eval_run
 
-    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit)
+    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit, num_beams=args.num_beams)
 
 
 def _generate(args) -> None:
@@ -41,7 +41,8 @@ def _generate(args) -> None:
     fmt = None if args.raw else build_task(cfg.task).format_input
     for text in args.text:
         prompt = fmt(text) if fmt else text
-        print(backbone.generate(backbone.model, [prompt], max_new_tokens=args.max_new_tokens)[0])
+        print(backbone.generate(backbone.model, [prompt], max_new_tokens=args.max_new_tokens,
+                                num_beams=args.num_beams)[0])
 
 
 def _merge(args) -> None:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="a run folder written by `peftlab train`")
     e.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)")
     e.add_argument("--limit", type=int, default=None, help="score only the first N examples")
+    e.add_argument("--num-beams", type=int, default=None,
+                   help="beam search width (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files")
     e.set_defaults(func=_eval)
 
     g = sub.add_parser("generate", help="generate with a trained run for your own input",
@@ -167,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
     g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
     g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
+    g.add_argument("--num-beams", type=int, default=1, help="beam search width (default: 1 = greedy)")
     g.set_defaults(func=_generate)
 
     mg = sub.add_parser("merge", help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",

@@ -279,6 +279,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     from peftlab.methods import get_method, method_options
 
     method_options(cfg.method)
+    import importlib.util
+
+    for tracker in cfg.trackers:  # fail now, not after the model has loaded
+        if importlib.util.find_spec(tracker) is None:
+            raise PeftlabError(f"{source}: trackers: '{tracker}' needs the {tracker} package "
+                               f"(pip install {tracker}); tensorboard is installed with peftlab")
     budgets = [k for k in ("max_steps", "epochs", "max_examples", "max_tokens", "max_flops", "max_seconds")
                if getattr(cfg.train, k) is not None]
     if get_method(cfg.method.name).trains and not budgets:

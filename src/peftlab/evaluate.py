@@ -63,8 +63,10 @@ def show_scores(label: str, scores: dict, primary: str) -> None:
     console.print(f"{label}: [bold]{primary}={scores[primary]:.4f}[/bold] {others} ({scores['seconds']:.1f} s)")
 
 
-def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print) -> dict:
-    """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv."""
+def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print,
+             num_beams: int | None = None) -> dict:
+    """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv
+    (predictions_<split>_beamN.csv when a beam width other than the run's is asked for)."""
     from peftlab.runio import write_json, write_predictions
     from peftlab.tasks.base import build_task
 
@@ -73,11 +75,14 @@ def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
     examples = limit(task.split(split), n)
+    beams = num_beams or cfg.eval.num_beams
+    suffix = split if beams == cfg.eval.num_beams else f"{split}_beam{beams}"
     scores, preds = generate_and_score(backbone, model, task, examples, batch_size=cfg.eval.batch_size,
-                                       num_beams=cfg.eval.num_beams, max_source_tokens=cfg.task.max_source_tokens,
+                                       num_beams=beams, max_source_tokens=cfg.task.max_source_tokens,
                                        label=f"eval {split}")
-    write_predictions(run_dir / f"predictions_{split}.csv", examples, preds, task.per_example(preds, examples))
-    write_json(run_dir / f"eval_{split}.json", {"split": split, "examples": len(examples), "scores": scores})
+    write_predictions(run_dir / f"predictions_{suffix}.csv", examples, preds, task.per_example(preds, examples))
+    write_json(run_dir / f"eval_{suffix}.json", {"split": split, "examples": len(examples), "num_beams": beams,
+                                                 "scores": scores})
     show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
     return scores
 

@@ -67,3 +67,13 @@ def test_truncation_keeps_both_ends_of_the_prompt():
     kept = bb._truncate(prompt, 20)
     assert kept.startswith("HEAD:") and kept.endswith(":TAIL")
     assert len(bb.tokenizer(kept, add_special_tokens=False).input_ids) == 20
+
+
+@pytest.mark.parametrize("name", ["tiny-t5", "tiny-llama"])
+def test_beam_search_batched_equals_one_by_one_and_width_one_is_greedy(name):
+    bb = backbone(name)
+    prompts = ["Repeat: a", "Repeat: a much longer prompt", "x"]
+    greedy = bb.generate(bb.model, prompts, max_new_tokens=5, batch_size=3)
+    assert bb.generate(bb.model, prompts, max_new_tokens=5, batch_size=3, num_beams=1) == greedy
+    beams = bb.generate(bb.model, prompts, max_new_tokens=5, batch_size=3, num_beams=3)
+    assert beams == [bb.generate(bb.model, [p], max_new_tokens=5, batch_size=1, num_beams=3)[0] for p in prompts]
