@@ -18,7 +18,37 @@ def _train(args) -> None:
     from peftlab.config import load_config
     from peftlab.train import train
 
-    train(load_config(args.config, args.set), overwrite=args.overwrite, resume=args.resume)
+    if isinstance(args.resume, str):  # peftlab train --resume RUN_DIR: the run folder's own config
+        from peftlab.evaluate import run_config_path
+
+        if args.config is not None:
+            raise PeftlabError("give either a config or --resume RUN_DIR, not both")
+        if args.set:
+            raise PeftlabError("--set cannot change a run that is resumed (its checkpoint belongs to its config)")
+        run_dir = Path(args.resume)
+        cfg = load_config(run_config_path(run_dir))
+        if cfg.run_dir().resolve() != run_dir.resolve():
+            raise PeftlabError(f"{run_dir}: its config places the run at {cfg.run_dir()} (output_dir is relative to "
+                               "the folder it was started from); run this command from that folder")
+        train(cfg, resume=True, require_checkpoint=True, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        return
+    if args.config is None:
+        raise PeftlabError("give a config YAML (e.g. configs/sql_demo/lora.yaml) or --resume RUN_DIR")
+    train(load_config(args.config, args.set), overwrite=args.overwrite, resume=bool(args.resume),
+          allow_unsafe_pickle=args.allow_unsafe_pickle)
+
+
+def _check(args) -> None:
+    """Validate a config and its data without loading a model: what `train` would refuse, now."""
+    from peftlab.config import load_config
+    from peftlab.console import console
+    from peftlab.tasks.base import build_task
+
+    cfg = load_config(args.config, args.set)
+    task = build_task(cfg.task, log=console.print)
+    sizes = ", ".join(f"{split} {len(examples)}" for split, examples in task.splits.items())
+    console.print(f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
+                  f"({task.output_type}, primary metric {task.primary}); examples: {sizes}")
 
 
 def _compare(args) -> None:
@@ -30,14 +60,15 @@ def _compare(args) -> None:
 def _eval(args) -> None:
     from peftlab.evaluate import eval_run
 
-    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit, num_beams=args.num_beams)
+    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit, num_beams=args.num_beams,
+             allow_unsafe_pickle=args.allow_unsafe_pickle)
 
 
 def _generate(args) -> None:
     from peftlab.evaluate import load_run
     from peftlab.tasks.base import build_task
 
-    cfg, backbone = load_run(Path(args.run_dir))
+    cfg, backbone = load_run(Path(args.run_dir), allow_unsafe_pickle=args.allow_unsafe_pickle)
     fmt = None if args.raw else build_task(cfg.task).format_input
     for text in args.text:
         prompt = fmt(text) if fmt else text
@@ -137,13 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run from a YAML config", epilog=EPILOG,
                        description="Train one method on one task and write a run folder "
                        "(config.yaml, metrics.jsonl, summary.json, predictions.csv, adapter/).")
-    t.add_argument("config", help="experiment YAML, e.g. configs/sql_demo/lora.yaml")
+    t.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/sql_demo/lora.yaml")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder")
-    t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run of the same config from its last checkpoint")
+    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint: --resume RUN_DIR, or with a config, "
+                   "--resume alone (its run folder, if it holds a checkpoint of the same config)")
+    t.add_argument("--allow-unsafe-pickle", action="store_true",
+                   help="let a model or adapter load from pickle files (.bin/.pt/.pth/.ckpt): only for files you trust, "
+                   "pickle can run code")
     t.set_defaults(func=_train)
+
+    ck = sub.add_parser("check", help="validate a config and its data without training (no model is loaded)",
+                        epilog=EPILOG)
+    ck.add_argument("config", help="experiment YAML")
+    ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ck.set_defaults(func=_check)
 
     c = sub.add_parser("compare", help="run every method x seed of an experiment at one budget, then the report",
                        epilog="Example: peftlab compare configs/sql_demo/compare.yaml. Rerunning skips finished runs "
@@ -158,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="a run folder written by `peftlab train`")
     e.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)")
     e.add_argument("--limit", type=int, default=None, help="score only the first N examples")
+    e.add_argument("--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)")
     e.add_argument("--num-beams", type=int, default=None,
                    help="beam search width (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files")
     e.set_defaults(func=_eval)
@@ -170,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
     g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
     g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
+    g.add_argument("--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)")
     g.add_argument("--num-beams", type=int, default=1, help="beam search width (default: 1 = greedy)")
     g.set_defaults(func=_generate)
 

@@ -125,6 +125,9 @@ class TaskConfig(_Strict):
     max_source_tokens: int = Field(
         512, ge=8, description="Longer inputs lose their middle (instructions at both ends survive); counted.")
     max_target_tokens: int = Field(128, ge=1, description="Training targets longer than this are truncated.")
+    too_long: Literal["truncate", "skip"] = Field(
+        "truncate", description="Training inputs over max_source_tokens: truncate them (their middle) or skip them; "
+        "counted in summary.json. Scored splits are always truncated, never skipped, so every method sees them all.")
 
 
 class TrainConfig(_Strict):
@@ -150,7 +153,9 @@ class TrainConfig(_Strict):
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
     log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N steps.")
     checkpoint: bool = Field(
-        True, description="Save a resumable checkpoint at every validation: an interrupted run continues from it.")
+        True, description="Save a resumable checkpoint at every validation, every checkpoint_every steps and on "
+        "SIGTERM/SIGINT: an interrupted run continues from it (peftlab train --resume RUN_DIR).")
+    checkpoint_every: int | None = Field(None, ge=1, description="Also checkpoint every N steps (null: validations only).")
 
     def budget(self) -> tuple[str, float] | None:
         """(kind, amount) of the budget; epochs are converted to steps by the training loop."""

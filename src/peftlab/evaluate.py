@@ -64,13 +64,13 @@ def show_scores(label: str, scores: dict, primary: str) -> None:
 
 
 def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print,
-             num_beams: int | None = None) -> dict:
+             num_beams: int | None = None, allow_unsafe_pickle: bool = False) -> dict:
     """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv
     (predictions_<split>_beamN.csv when a beam width other than the run's is asked for)."""
     from peftlab.runio import write_json, write_predictions
     from peftlab.tasks.base import build_task
 
-    cfg, backbone = load_run(run_dir, log=log)
+    cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = backbone.model
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
@@ -87,26 +87,36 @@ def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log
     return scores
 
 
-def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print):
+def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allow_unsafe_pickle: bool = False):
     """(config, backbone) of a finished run: the base model with the run's adapter loaded onto it.
-    ``model_cfg`` overrides the run's model section (e.g. float32 for merging)."""
+    ``model_cfg`` overrides the run's model section (e.g. float32 for merging). An adapter stored only
+    as pickle is refused unless ``allow_unsafe_pickle``."""
     from peftlab.methods import get_method, method_options
     from peftlab.models import load_backbone
+    from peftlab.models.loading import refuse_pickle
 
     cfg = load_run_config(run_dir)
-    backbone = load_backbone(model_cfg or cfg.model, device=device, log=log)
+    refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
+    backbone = load_backbone(model_cfg or cfg.model, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
     backbone.model = model.to(backbone.device)
     return cfg, backbone
+
+
+def run_config_path(run_dir: Path) -> Path:
+    from peftlab.errors import PeftlabError
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise PeftlabError(f"{run_dir}: not a run folder (no config.yaml); give a folder written by `peftlab train`")
+    return path
 
 
 def load_run_config(run_dir: Path):
     from peftlab.config import load_config
     from peftlab.errors import PeftlabError
 
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise PeftlabError(f"{run_dir}: not a run folder (no config.yaml); give a folder written by `peftlab train`")
+    path = run_config_path(run_dir)
     if not (Path(run_dir) / "adapter").is_dir():
         raise PeftlabError(f"{run_dir}: the run has no adapter/ folder (did training finish?)")
     return load_config(path)

@@ -81,7 +81,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False) -> tuple[Path, bool]:
+def rng_states() -> dict:
+    """Python, NumPy and torch random states as JSON-able lists (checkpoints hold no pickles)."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {"python": [version, list(state), gauss], "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "torch": torch.get_rng_state().tolist()}
+
+
+def set_rng_states(states: dict) -> None:
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+
+
+def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False,
+                    require_checkpoint: bool = False) -> tuple[Path, bool]:
     """(run folder, whether to resume from its checkpoint). A finished run is never overwritten
     unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
     from peftlab import checkpoint
@@ -92,10 +109,61 @@ def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False
     same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(cfg)
     if resume and not overwrite and same and checkpoint.exists(run_dir):
         return run_dir, True
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    if require_checkpoint:
+        raise PeftlabError(f"{run_dir}: no checkpoint to resume from (the run stopped before its first checkpoint, "
+                           "or its config.yaml changed); start it again without --resume")
+    try:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / ".write-test", "ok")  # an unwritable or full disk fails here, not mid-run
+        (run_dir / ".write-test").unlink()
+    except OSError as e:
+        raise PeftlabError(f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free "
+                           "disk space)") from None
     return run_dir, False
+
+
+def check_free_space(run_dir: Path, trainable: int) -> None:
+    """Checkpoints hold weights, AdamW's two moments and the best weights (4 fp32 copies), and the
+    adapter one more: refuse to start a run that could not save them."""
+    need = 5 * 4 * trainable + (1 << 20)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise PeftlabError(f"{run_dir}: {free / 1e9:.2f} GB free but checkpoints and the adapter need about "
+                           f"{need / 1e9:.2f} GB; free disk space or set output_dir elsewhere")
+
+
+class StopRequest:
+    """SIGTERM / SIGINT during training ask for a stop at the end of the current step, so the run can
+    save a checkpoint first (a second signal stops at once)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.signal is not None:  # asked twice: stop now
+            signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def set_lr(optimizer, base_lrs: list[float], factor: float) -> float:
@@ -104,7 +172,8 @@ def set_lr(optimizer, base_lrs: list[float], factor: float) -> float:
     return optimizer.param_groups[0]["lr"]
 
 
-def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) -> Path:
+def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
+          require_checkpoint: bool = False, allow_unsafe_pickle: bool = False) -> Path:
     """Train (or, for method 'none', only evaluate) one run; returns the run folder.
 
     With ``resume``, a run folder holding a checkpoint of the same config continues from it."""
@@ -117,7 +186,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
     method = get_method(cfg.method.name)
     options = method_options(cfg.method)
     task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
-    run_dir, resuming = prepare_run_dir(cfg, overwrite, resume)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite, resume, require_checkpoint)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     metrics_path = run_dir / "metrics.jsonl"
     seed_everything(cfg.seed)
@@ -132,12 +201,14 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
     if cfg.trackers:
         accelerator.init_trackers("tracking", config={"run": cfg.run_name(), "label": cfg.label or cfg.method.name,
                                                       "method": cfg.method.name, "seed": cfg.seed})
-    backbone = load_backbone(cfg.model, device=accelerator.device, log=console.print)
+    backbone = load_backbone(cfg.model, device=accelerator.device, log=console.print,
+                             allow_unsafe_pickle=allow_unsafe_pickle)
     if cuda and cfg.model.dtype == "auto":
         backbone.model.float()  # fp32 master weights; accelerate autocasts the matmuls to bf16
     model = method.apply(backbone.model, options)
     backbone.model = model
     trainable, total = count_parameters(model)
+    check_free_space(run_dir, trainable)
     console.print(f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
                   f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
 
@@ -150,7 +221,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
     sign = 1 if task.higher_is_better else -1
     stopwatch = Stopwatch()
     step = examples_seen = tokens_seen = 0
-    total_flops = 0
+    total_flops = skipped_long = 0
     budget = None
 
     def log_record(record: dict) -> None:
@@ -176,10 +247,18 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
     with PeakMemory() as memory:
         if method.trains:
             train_examples = limit(task.split("train"), cfg.train.max_train_examples)
+            if cfg.task.too_long == "skip":
+                kept = [e for e in train_examples if not backbone.too_long(e.prompt, cfg.task.max_source_tokens)]
+                skipped_long = len(train_examples) - len(kept)
+                console.print(f"too_long: skip: {skipped_long} of {len(train_examples)} training examples are over "
+                              f"{cfg.task.max_source_tokens} tokens and are skipped")
+                train_examples = kept
             features = EncodedExamples(train_examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
             sampler = EpochSampler(len(features), cfg.seed)
+            # Its own generator: a DataLoader iterator draws a seed when it starts (every epoch, and once
+            # more on resume); from the global RNG that would shift dropout and break exact resumption.
             loader = DataLoader(features, batch_size=cfg.train.batch_size, sampler=sampler,
-                                collate_fn=backbone.collate)
+                                collate_fn=backbone.collate, generator=torch.Generator().manual_seed(cfg.seed))
             kind, amount = cfg.train.budget()
             if kind == "epochs":
                 kind, amount = "steps", math.ceil(amount * max(len(loader) // cfg.train.grad_accum, 1))
@@ -200,7 +279,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
                 best.update(score=info["best_score"], step=info["best_step"], scores=info["best_scores"],
                             state=best_state)
                 memory.peak = max(memory.peak, info.get("peak_memory_bytes", 0))
-                torch.set_rng_state(torch.tensor(info["torch_rng"], dtype=torch.uint8))
+                set_rng_states(info["rng"])
                 # Lines logged after the checkpoint belong to work that is now redone.
                 records = [r for r in read_jsonl(metrics_path) if r["step"] <= step]
                 atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
@@ -212,7 +291,15 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
                           f"per step, lr {lr:g} ({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); "
                           f"{len(features)} training examples")
             batches = batches_forever(loader, sampler)
-            with progress() as bar:
+
+            def save_checkpoint() -> None:
+                checkpoint.save(run_dir, trainable_parameters(accelerator.unwrap_model(model)), optimizer, best["state"], {
+                    "step": step, "examples": examples_seen, "tokens": tokens_seen, "flops": total_flops,
+                    "seconds": stopwatch.seconds, "budget_spent": budget.spent, "sampler": [sampler.epoch, sampler.offset],
+                    "best_score": best["score"], "best_step": best["step"], "best_scores": best["scores"],
+                    "peak_memory_bytes": memory.peak, "rng": rng_states()})
+
+            with progress() as bar, StopRequest() as stop:
                 tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
                 while not budget.done:
                     micro = [{k: v.to(accelerator.device) for k, v in next(batches).items()}
@@ -245,22 +332,24 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
                                     "flops": total_flops, "seconds": round(stopwatch.seconds, 3), "lr": current_lr,
                                     "train_loss": train_loss})
                     if not math.isfinite(train_loss):
-                        raise PeftlabError(f"training diverged: loss is {train_loss} at step {step}; "
+                        kept = (f"the last good checkpoint is kept in {run_dir / checkpoint.NAME}"
+                                if checkpoint.exists(run_dir) else "no checkpoint was saved before it")
+                        raise PeftlabError(f"training diverged: loss is {train_loss} at step {step}; {kept}; "
                                            f"lower train.lr (now {lr:g})")
                     due = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
                         crossed(before, budget.progress, cfg.train.evals or 0)
                     if validation and due and not budget.done:
                         validate(bar)
                         model.train()
-                        if cfg.train.checkpoint:
-                            checkpoint.save(run_dir, trainable_parameters(accelerator.unwrap_model(model)), optimizer,
-                                            best["state"], {
-                                                "step": step, "examples": examples_seen, "tokens": tokens_seen,
-                                                "flops": total_flops, "seconds": stopwatch.seconds,
-                                                "budget_spent": budget.spent, "sampler": [sampler.epoch, sampler.offset],
-                                                "best_score": best["score"], "best_step": best["step"],
-                                                "best_scores": best["scores"], "peak_memory_bytes": memory.peak,
-                                                "torch_rng": torch.get_rng_state().tolist()})
+                    every = cfg.train.checkpoint_every
+                    if cfg.train.checkpoint and not budget.done and (
+                            (validation and due) or (every and step % every == 0) or stop.signal):
+                        save_checkpoint()
+                    if stop.signal:
+                        import signal
+
+                        raise PeftlabError(f"stopped by {signal.Signals(stop.signal).name} at step {step}; checkpoint "
+                                           f"saved: continue with  peftlab train --resume {run_dir}")
             if validation:
                 validate()
             model = accelerator.unwrap_model(model)
@@ -308,6 +397,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False) 
         "peak_memory_bytes": memory.peak,
         "peak_memory_kind": memory.kind,
         "truncated_inputs": backbone.truncated,
+        "skipped_long_train_examples": skipped_long,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     }

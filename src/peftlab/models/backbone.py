@@ -47,6 +47,9 @@ class Backbone:
             return prompt
         return prompt + "\n"  # a plain causal LM continues after the prompt's line
 
+    def too_long(self, prompt: str, max_tokens: int) -> bool:
+        return len(self.tokenizer(prompt, add_special_tokens=False).input_ids) > max_tokens
+
     def _truncate(self, prompt: str, max_tokens: int) -> str:
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         if len(ids) <= max_tokens:

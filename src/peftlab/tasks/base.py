@@ -257,6 +257,7 @@ def _database(cfg: TaskConfig, row: dict, base: Path, where: str) -> str | None:
 def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(".")) -> list[Example]:
     out: list[Example] = []
     by_id: dict[str, Example] = {}
+    ids_row: dict[str, int] = {}
     for n, row in enumerate(rows):
         where = f"{source} row {n + 1}"
         choices = None
@@ -295,9 +296,14 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(
         if not references:
             references = [str(target)]
         ex_id = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(n)
-        if cfg.merge_duplicate_ids and ex_id in by_id:
+        if ex_id in by_id:
+            if not cfg.merge_duplicate_ids:
+                raise PeftlabError(f"{where}: duplicate id {ex_id!r} in field '{cfg.id_field}' (first seen at row "
+                                   f"{ids_row[ex_id]}); ids must be unique, or set task.merge_duplicate_ids: true "
+                                   "to make rows sharing an id one example with several references")
             by_id[ex_id].references += [r for r in references if r not in by_id[ex_id].references]
             continue
+        ids_row[ex_id] = n + 1
         example = Example(ex_id, prompt, str(target), references, choices, database)
         by_id[ex_id] = example
         out.append(example)

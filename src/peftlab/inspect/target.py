@@ -1,0 +1,65 @@
+"""The attributed quantity: log p(output | prompt), the summed log-probabilities of the model's own
+output tokens, teacher-forced after the prompt. The output is what the model produces: greedy
+generation (generate tasks), or the label word / option it picks by log-likelihood (classify,
+multiple choice), so the attribution explains the prediction that is scored.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from peftlab.inspect.path import EmbeddingPath
+from peftlab.models.backbone import Backbone
+
+
+@torch.no_grad()
+def greedy_output(backbone: Backbone, model: nn.Module, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+    """Greedy continuation of one unpadded prompt (one row: no padding, so a soft prompt sees what it
+    saw in training), up to and including the first EOS."""
+    tok = backbone.tokenizer
+    ids = torch.tensor([prompt_ids], device=backbone.device)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    new = out[0, 1:] if backbone.is_seq2seq else out[0, len(prompt_ids):]  # seq2seq: drop the decoder start
+    new = new.tolist()
+    return new[: new.index(tok.eos_token_id) + 1] if tok.eos_token_id in new else new
+
+
+def output_logprob(backbone: Backbone, model: nn.Module, path: EmbeddingPath, prompt_ids: list[int],
+                   output_ids: list[int]) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], int]:
+    """(x, f, virtual): x = the embeddings on the attribution path (virtual tokens, then the prompt's),
+    f(z) = log p(output | z) for a batch z of such embeddings, and how many virtual tokens lead x.
+
+    Causal models read prompt and output as one sequence; only the prompt's positions move along the
+    path, the output tokens' embeddings stay those of the output (they are the target, not the input).
+    Must run inside ``path.active()``.
+    """
+    device = backbone.device
+    src = torch.tensor([prompt_ids if backbone.is_seq2seq else prompt_ids + output_ids], device=device)
+    target = torch.tensor([output_ids], device=device)
+    n_out = len(output_ids)
+
+    def run(rows: int):
+        ids = src.expand(rows, -1)
+        if backbone.is_seq2seq:
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=target.repeat(rows, 1)).logits
+        # Only the positions that predict output tokens: saves the (rows, length, vocab) logits.
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=n_out + 1).logits[:, :-1]
+
+    path.transform = None
+    with torch.no_grad():
+        run(1)
+    full = path.captured[0]  # (virtual + sequence, d_model)
+    virtual = full.shape[0] - src.shape[1]
+    moving = virtual + len(prompt_ids)
+    x, fixed = full[:moving], full[moving:]
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        path.transform = lambda _: torch.cat([z.to(full.dtype), fixed.expand(len(z), -1, -1)], dim=1)
+        logp = torch.log_softmax(run(len(z)).float(), dim=-1)
+        return logp.gather(-1, target.expand(len(z), -1)[..., None]).squeeze(-1).sum(-1)
+
+    return x, f, virtual
