@@ -45,9 +45,14 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """Every complete line. A last line without its newline is a write cut short by a kill: it is
+    dropped (a resumed run rewrites the file from its checkpoint), not an error."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    complete = lines[:-1]  # the part after the last newline is '' or a torn line
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def write_predictions(path: Path, examples, predictions: list[str], scores: list[float] | None = None) -> None:

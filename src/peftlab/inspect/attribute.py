@@ -50,7 +50,7 @@ def token_texts(tokenizer, ids: list[int]) -> list[str]:
 
 def attribute_prompt(backbone: Backbone, model: nn.Module, prompt: str, *, max_new_tokens: int = 64,
                      max_source_tokens: int = 512, output_ids: list[int] | None = None, steps: int = 32,
-                     rule: str = "gauss-legendre", baseline: str = "zero", batch_size: int = 4,
+                     rule: str = "gauss-legendre", baseline: str = "mean", batch_size: int = 4,
                      progress=None) -> dict:
     """IG attributions of log p(output | prompt) to the prompt's tokens (and virtual tokens).
     ``output_ids`` default: the model's greedy output."""
@@ -96,7 +96,7 @@ def predicted_option_ids(backbone: Backbone, model: nn.Module, task, example, ma
 
 
 def attribute(run_dir: str | Path, split: str = "test", index: int = 0, *, steps: int = 32,
-              rule: str = "gauss-legendre", baseline: str = "zero", batch_size: int = 4, progress=None,
+              rule: str = "gauss-legendre", baseline: str = "mean", batch_size: int = 4, progress=None,
               log=None) -> dict:
     """Attributions for example ``index`` of ``split`` of a run's task, with the run's model and adapter
     (loaded in float32: IG sums many small gradient terms)."""
