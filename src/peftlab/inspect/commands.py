@@ -62,7 +62,12 @@ def method_config(method: str, overrides: list[str]):
 
 
 def run_params(model: str, method: str, overrides: list[str], as_json: bool) -> None:
-    from peftlab.inspect.params import all_methods, method_params, print_all_methods, print_method_params
+    from peftlab.inspect.params import (
+        all_methods,
+        method_params,
+        print_all_methods,
+        print_method_params,
+    )
 
     if method == "all":
         if overrides:

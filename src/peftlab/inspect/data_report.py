@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from peftlab.inspect.data import data_source, data_stats  # noqa: E402
+from peftlab.inspect.data import data_source, data_stats
 
 
 def _hist(ax, lengths: list[int], limit: int, title: str, over: int) -> None:

@@ -16,8 +16,8 @@ tokens included) Captum would not supply either, so a small implementation suffi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

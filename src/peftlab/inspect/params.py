@@ -31,7 +31,7 @@ _RULES = (  # first match wins: norms before attention (Llama's post_attention_l
     ("virtual tokens", re.compile(r"(^|\.)prompt_encoder\.")),
     ("norms", re.compile(r"norm|(^|\.)ln_")),
     ("head", re.compile(r"(^|\.)lm_head\.")),
-    ("attention", re.compile(r"attn|attention", re.I)),
+    ("attention", re.compile(r"attn|attention", re.IGNORECASE)),
     ("mlp", re.compile(r"(^|\.)(mlp|DenseReluDense|ffn|feed_forward)\.")),
     ("embeddings", re.compile(r"(^|\.)(embed_tokens|wte|wpe|shared|embed_positions|word_embeddings)\.")),
 )

@@ -12,8 +12,8 @@ as a KV cache, not as embeddings, so they are part of the function, not of its i
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
 from torch import nn

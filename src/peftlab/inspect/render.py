@@ -1,8 +1,11 @@
 """Token attributions drawn two ways: a heatmap PNG (matplotlib, Agg) and an HTML snippet.
 
 Both colour each token on one diverging scale centred at zero (red = made the output more likely,
-blue = less likely, white = no effect), symmetric in the largest |score|, so colours compare within
-one example. Tokens wrap into lines at a fixed width and at the prompt's own newlines (shown as ↵),
+blue = less likely, white = no effect), symmetric, so colours compare within one example. The scale
+ends at the 98th percentile of |score|, not the maximum: on chat models a template token or two (an
+attention sink such as the newline after "system") can score 10x any word of the text and would
+wash every other token out; the few beyond the end show at full colour and are counted in the
+caption, and the exact scores are in the JSON and the HTML tooltips. Tokens wrap into lines at a fixed width and at the prompt's own newlines (shown as ↵),
 so a long dialogue reads as text.
 """
 
@@ -13,12 +16,13 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only, no display (CI, servers)
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import colors  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib import colors
+from matplotlib.cm import ScalarMappable
+from matplotlib.patches import Rectangle
 
 CMAP = "RdBu_r"
 COLUMNS = 100          # characters per line of the heatmap
@@ -49,9 +53,19 @@ def layout(tokens: list[str], columns: int = COLUMNS) -> list[tuple[int, int, st
     return out
 
 
+CLIP_PERCENTILE = 98
+
+
 def scale(scores: list[float]) -> tuple[colors.Normalize, object]:
-    limit = max((abs(s) for s in scores), default=0.0) or 1.0
-    return colors.Normalize(-limit, limit), matplotlib.colormaps[CMAP]
+    """Symmetric colour scale ending at the 98th percentile of |score| (values beyond saturate)."""
+    magnitudes = np.abs(np.asarray(scores, dtype=float))
+    limit = float(np.percentile(magnitudes, CLIP_PERCENTILE)) if len(magnitudes) else 0.0
+    limit = limit or float(magnitudes.max(initial=0.0)) or 1.0
+    return colors.Normalize(-limit, limit, clip=True), matplotlib.colormaps[CMAP]
+
+
+def beyond_scale(scores: list[float], norm: colors.Normalize) -> int:
+    return sum(abs(s) > norm.vmax for s in scores)
 
 
 def _ink(rgba) -> str:
@@ -74,7 +88,7 @@ def heatmap_png(result: dict, path: Path, columns: int = COLUMNS) -> Path:
     lines = (placed[-1][0] + 1) if placed else 1
     output = textwrap.wrap("output (log p attributed): " + result["output"], columns + 10)[:6] or ["output: (empty)"]
     head_in = (len(output) + 4) * LINE_IN
-    body_in, foot_in = lines * LINE_IN, 0.75
+    body_in, foot_in = lines * LINE_IN, 1.0
     width_in = columns * CHAR_IN + 0.6
     fig = plt.figure(figsize=(width_in, head_in + body_in + foot_in), dpi=130)
     h = head_in + body_in + foot_in
@@ -95,9 +109,12 @@ def heatmap_png(result: dict, path: Path, columns: int = COLUMNS) -> Path:
         body.add_patch(Rectangle((col, line + 0.06), len(tok), 0.88, facecolor=rgba, edgecolor="none"))
         body.text(col, line + 0.5, tok, fontsize=FONT, family="DejaVu Sans Mono", va="center", ha="left",
                   color=_ink(rgba))
-    bar = fig.add_axes((0.25, 0.3 / h, 0.5, 0.14 / h))
-    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar, orientation="horizontal")
-    cb.set_label("attribution to log p(output), nats: red raised it, blue lowered it", fontsize=FONT - 1)
+    bar = fig.add_axes((0.25, 0.5 / h, 0.5, 0.14 / h))
+    beyond = beyond_scale(result["scores"], norm)
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar, orientation="horizontal",
+                      extend="both" if beyond else "neither")
+    cb.set_label("attribution to log p(output), nats: red raised it, blue lowered it"
+                 + (f"  ({beyond} beyond the scale)" if beyond else ""), fontsize=FONT - 1)
     cb.ax.tick_params(labelsize=FONT - 2)
     fig.savefig(path, facecolor="white")
     plt.close(fig)
@@ -117,11 +134,12 @@ def attribution_html(result: dict) -> str:
         rgba = cmap(norm(score))
         spans.append(f'<span title="{score:+.4f}" style="background:{_hex(rgba)};color:{_ink(rgba)}">'
                      f"{html.escape(text)}</span>" + ("\n" if breaks else ""))
-    limit = norm.vmax
+    limit, beyond = norm.vmax, beyond_scale(result["scores"], norm)
     legend = (f'<div style="display:flex;align-items:center;gap:.5em;margin-top:.4em;font-size:12px">'
               f"<span>{-limit:+.3g}</span><span style=\"width:12em;height:.8em;background:linear-gradient(to right,"
               f'{_hex(cmap(0.0))},{_hex(cmap(0.5))},{_hex(cmap(1.0))})"></span><span>{limit:+.3g}</span>'
-              "<span>attribution to log p(output) (red raised it, blue lowered it)</span></div>")
+              "<span>attribution to log p(output) (red raised it, blue lowered it"
+              + (f"; {beyond} beyond the scale, scores in the tooltips" if beyond else "") + ")</span></div>")
     caption = "<br>".join(html.escape(s) for s in summary_lines(result))
     return (f'<figure class="peftlab-attribution" style="margin:0">'
             f'<figcaption style="font-size:12px;margin-bottom:.4em">{caption}<br><b>output:</b> '

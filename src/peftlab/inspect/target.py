@@ -6,7 +6,7 @@ multiple choice), so the attribution explains the prediction that is scored.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
