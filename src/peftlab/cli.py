@@ -296,9 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--steps", type=int, default=32, help="points on the integration path (default: 32)")
     at.add_argument("--rule", default="gauss-legendre", choices=["gauss-legendre", "trapezoid"],
                     help="quadrature rule along the path (default: gauss-legendre)")
-    at.add_argument("--baseline", default="mean", choices=["mean", "pad", "zero"],
-                    help="embedding every input token starts from: the mean vocabulary embedding (default), the pad "
-                    "token's, or zeros (degenerate on RMSNorm models without position embeddings: Llama, T5)")
+    at.add_argument("--baseline", default="pad", choices=["pad", "mean", "zero"],
+                    help="embedding every input token starts from: the pad token's (default), the mean vocabulary "
+                    "embedding, or zeros (degenerate on RMSNorm models without position embeddings: Llama, T5)")
     at.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass (default: 4)")
     at.set_defaults(func=_attribute)
 

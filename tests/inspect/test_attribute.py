@@ -13,6 +13,11 @@ PROMPT = "Repeat: honey"
 TOLERANCE = 0.02  # relative completeness gap allowed at 64 Gauss-Legendre steps (measured: < 0.1%)
 
 
+def baseline_for(arch: str) -> str:
+    # tiny-llama's pad row is all zeros (padding_idx), which 'pad' refuses: the mean embedding instead
+    return "mean" if arch == "tiny-llama" else "pad"
+
+
 def setup(arch: str, method: str = "none", **options) -> Backbone:
     model, tok = tiny_model(arch)
     m = get_method(method)
@@ -40,21 +45,26 @@ CASES = [
     ("tiny-t5", "prompt_tuning", {"num_virtual_tokens": 4}),
     ("tiny-llama", "lora", {"rank": 4}),
     ("tiny-t5", "prefix_tuning", {"num_virtual_tokens": 3}),
+    ("tiny-t5", "ia3", {}),
+    ("tiny-gpt-neo", "last_layers", {"num_layers": 1}),
     ("tiny-gpt-neo", "parallel_adapter", {}),
-    ("tiny-llama", "hybrid", {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 3}]}),
+    ("tiny-llama", "hybrid",
+     {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 3}]}),
 ]
 
 
 @pytest.mark.parametrize(("arch", "method", "options"), CASES, ids=[f"{a}-{m}" for a, m, _ in CASES])
 def test_attributions_sum_to_the_change_in_log_probability(arch, method, options):
     bb = setup(arch, method, **options)
-    r = attribute_prompt(bb, bb.model, PROMPT, max_new_tokens=6, steps=64)
-    assert abs(r["attribution_sum"] - (r["f_input"] - r["f_baseline"])) <= TOLERANCE * abs(r["f_input"] - r["f_baseline"])
+    r = attribute_prompt(bb, bb.model, PROMPT, max_new_tokens=6, steps=64, baseline=baseline_for(arch))
+    change = r["f_input"] - r["f_baseline"]
+    assert abs(r["attribution_sum"] - change) <= TOLERANCE * abs(change)
     assert r["completeness_gap_relative"] <= TOLERANCE
     assert abs(r["f_input"] - r["f_baseline"]) > 1.0  # the test is not vacuous: the baseline changes f
     prompt_ids = bb.prompt_ids(PROMPT)
     # virtual input tokens: prompt tuning's (prefix tuning's virtual keys/values are not inputs)
-    soft = [options] if method == "prompt_tuning" else [c for c in options.get("methods", []) if c["name"] == "prompt_tuning"]
+    components = [{"name": method, **options}] if method != "hybrid" else options["methods"]
+    soft = [c for c in components if c["name"] == "prompt_tuning"]
     virtual = sum(c["num_virtual_tokens"] for c in soft)
     assert r["virtual_tokens"] == virtual
     assert len(r["tokens"]) == len(r["scores"]) == virtual + len(prompt_ids)
@@ -66,12 +76,13 @@ def test_attributions_sum_to_the_change_in_log_probability(arch, method, options
 def test_soft_prompt_tokens_are_on_the_path(arch):
     """prompt_tuning: the virtual tokens get attributions, and they count in the completeness sum."""
     bb = setup(arch, "prompt_tuning", num_virtual_tokens=4)
-    r = attribute_prompt(bb, bb.model, PROMPT, max_new_tokens=6, steps=64)
+    r = attribute_prompt(bb, bb.model, PROMPT, max_new_tokens=6, steps=64, baseline=baseline_for(arch))
     assert r["tokens"][:4] == ["<v0>", "<v1>", "<v2>", "<v3>"]
     virtual = sum(abs(s) for s in r["scores"][:4])
     assert virtual > 0.01 * sum(abs(s) for s in r["scores"])
     real_only = sum(r["scores"][4:])
-    assert abs(real_only - (r["f_input"] - r["f_baseline"])) > abs(r["attribution_sum"] - (r["f_input"] - r["f_baseline"]))
+    change = r["f_input"] - r["f_baseline"]
+    assert abs(real_only - change) > abs(r["attribution_sum"] - change)  # without them the sum is off
 
 
 @pytest.mark.parametrize(("arch", "method"), [("tiny-llama", "none"), ("tiny-t5", "none"),
@@ -81,14 +92,25 @@ def test_f_input_is_the_models_own_log_probability_and_the_hook_is_removed(arch,
     prompt_ids = bb.prompt_ids(PROMPT)
     output_ids = [bb.tokenizer.convert_tokens_to_ids(c) for c in "hon"]
     before = logprob_of_output(bb, prompt_ids, output_ids)
-    r = attribute_prompt(bb, bb.model, PROMPT, output_ids=output_ids, steps=8)
+    r = attribute_prompt(bb, bb.model, PROMPT, output_ids=output_ids, steps=8, baseline=baseline_for(arch))
     assert r["f_input"] == pytest.approx(before, abs=1e-4)
     assert logprob_of_output(bb, prompt_ids, output_ids) == pytest.approx(before, abs=1e-6)  # no hook left behind
+
+
+@pytest.mark.parametrize("arch", ["tiny-gpt-neo", "tiny-t5"])
+@pytest.mark.parametrize("baseline", ["pad", "mean"])
+def test_completeness_holds_for_both_baselines(arch, baseline):
+    bb = setup(arch)
+    r = attribute_prompt(bb, bb.model, PROMPT, max_new_tokens=6, steps=64, baseline=baseline)
+    assert r["baseline"] == baseline and r["completeness_gap_relative"] <= TOLERANCE
 
 
 def test_bad_rule_and_baseline_are_peftlab_errors():
     from peftlab.errors import PeftlabError
 
+    llama = setup("tiny-llama")
+    with pytest.raises(PeftlabError, match="all-zero embedding.*--baseline mean"):
+        attribute_prompt(llama, llama.model, PROMPT, baseline="pad")
     bb = setup("tiny-gpt-neo")
     with pytest.raises(PeftlabError, match="baseline"):
         attribute_prompt(bb, bb.model, PROMPT, baseline="noise")

@@ -6,7 +6,13 @@ letter tells the model what to write, so integrated gradients must put it first,
 same letter appears elsewhere in the input (then the middle position must still win). Tiny GPT-Neo,
 full fine-tuning, 150 steps: exact match 1.0 on the test letters in about a second. Training and
 attribution are deterministic on CPU (fixed seeds), so the check cannot flake; measured margins over
-seeds 0-4: the middle letter scores 2.5x to 100x the runner-up.
+seeds 0-4 with the mean baseline: the middle letter wins all 40 test examples, by 1.2x to 100x
+over the runner-up (at least 2.06x at seed 0, used here).
+
+The baseline here is 'mean', not the default 'pad': a tiny model's pad row (byte 0) is an untrained
+random vector, so "a prompt of padding" is a random prompt (with it, 4 of the 40 examples go to
+another token, 3 of them to the newline before the answer). On real models the pad token is a
+trained one (SmolLM2: <|im_end|>).
 """
 
 import json
@@ -35,7 +41,8 @@ def copy_run(tmp_path_factory):
         (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = {"name": "copy-middle", "output_dir": str(tmp / "runs"), "model": {"name": "tiny-gpt-neo"},
            "method": {"name": "full"},
-           "task": {"name": "copy_middle", "data_files": {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")},
+           "task": {"name": "copy_middle",
+                    "data_files": {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")},
                     "input_template": "{letters}", "target_field": "answer", "id_field": "uid", "metric": "exact_match",
                     "max_new_tokens": 4},
            "train": {"max_steps": 150, "batch_size": 16, "lr": 3e-3}, "eval": {"batch_size": 8}}
@@ -47,7 +54,7 @@ def copy_run(tmp_path_factory):
 
 def test_the_copied_letter_gets_the_largest_attribution(copy_run):
     for i in range(8):
-        r = attribute(copy_run, "test", i, steps=32)
+        r = attribute(copy_run, "test", i, steps=32, baseline="mean")
         scores = r["scores"]
         assert len(r["tokens"]) == 4 and r["tokens"][3] == "\n"  # the three letters, then GPT-Neo's newline
         assert r["output"] == r["tokens"][1], (i, r["tokens"], r["output"])
@@ -76,7 +83,8 @@ def test_save_attribution_round_trips(copy_run, tmp_path):
 
 
 def test_user_mistakes_are_clear_errors(copy_run, tmp_path, capsys):
-    with pytest.raises(PeftlabError, match=r"--example 8 is out of range: the test split .* has 8 examples \(indices 0..7\)"):
+    with pytest.raises(PeftlabError, match=r"--example 8 is out of range: the test split .* has 8 examples "
+                                           r"\(indices 0..7\)"):
         attribute(copy_run, "test", 8)
     with pytest.raises(PeftlabError, match="unknown split 'dev'"):
         attribute(copy_run, "dev", 0)

@@ -31,6 +31,9 @@ def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, 
     console.print(f"completeness: sum {result['attribution_sum']:.4f} vs f(input) - f(baseline) = "
                   f"{result['f_input'] - result['f_baseline']:.4f}; gap {result['completeness_gap']:.3g} "
                   f"({100 * result['completeness_gap_relative']:.2f}%)")
+    if result["completeness_gap_relative"] > 0.05:  # the quadrature missed part of the path integral
+        console.print(f"[yellow]the attributions' sum is off by {100 * result['completeness_gap_relative']:.0f}% of the "
+                      f"change in log p: rerun with more --steps (e.g. {2 * steps}) or another --baseline[/yellow]")
     for path in paths.values():
         print(path)  # on stdout alone, for scripts
     return result

@@ -39,7 +39,8 @@ def write_data_plots(stats: dict, folder: Path) -> list[Path]:
     if stats["labels"]:
         fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(stats["labels"]) + 2), 3.5), dpi=110)
         ax.bar(list(stats["labels"]), list(stats["labels"].values()), color="#55A868")
-        ax.set_title(f"{stats['task']} {split}: examples per {'label' if stats['output_type'] == 'classify' else 'answer'}")
+        what = "label" if stats["output_type"] == "classify" else "answer"
+        ax.set_title(f"{stats['task']} {split}: examples per {what}")
         ax.set_ylabel("examples")
         fig.tight_layout()
         paths.append(folder / f"labels-{split}.png")
@@ -65,8 +66,8 @@ def print_data_stats(stats: dict) -> None:
         table.add_row(name, str(s["min"]), f"{s['median']:g}", f"{s['mean']:.1f}", f"{s['p95']:.0f}", str(s["max"]),
                       str(stats[limit]), f"{stats[over]:,} ({pct:.1f}%)")
     console.print(table)
-    console.print(f"The chat template / special tokens add {stats['template_tokens']} tokens to each input; inputs over "
-                  "the limit lose their middle, targets over it their end.")
+    console.print(f"The chat template / special tokens add {stats['template_tokens']} tokens to each input; "
+                  "inputs over the limit lose their middle, targets over it their end.")
     if stats["labels"]:
         labels = Table(title="examples per label" if stats["output_type"] == "classify" else "examples per answer")
         labels.add_column("label" if stats["output_type"] == "classify" else "answer")
@@ -93,7 +94,7 @@ def inspect_data(target: str, model: str | None = None, split: str = "train", da
     task_cfg, model_cfg = data_source(target, model, data_dir)
     task = build_task(task_cfg)
     backbone = load_backbone(model_cfg, device=torch.device("cpu"), log=lambda *_: None)
-    stats = data_stats(backbone, task_cfg, task, split, n_examples)
+    stats = {**data_stats(backbone, task_cfg, task, split, n_examples), "model": model_cfg.name}  # not a cache path
     folder = Path(out) if out is not None else Path("runs") / f"data-{task.name}"
     paths = write_data_plots(stats, folder)
     write_json(folder / f"data-{split}.json", stats)

@@ -5,8 +5,8 @@ blue = less likely, white = no effect), symmetric, so colours compare within one
 ends at the 98th percentile of |score|, not the maximum: on chat models a template token or two (an
 attention sink such as the newline after "system") can score 10x any word of the text and would
 wash every other token out; the few beyond the end show at full colour and are counted in the
-caption, and the exact scores are in the JSON and the HTML tooltips. Tokens wrap into lines at a fixed width and at the prompt's own newlines (shown as ↵),
-so a long dialogue reads as text.
+caption, and the exact scores are in the JSON and the HTML tooltips. Tokens wrap into lines at a
+fixed width and at the prompt's own newlines (shown as ↵), so a long dialogue reads as text.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def heatmap_png(result: dict, path: Path, columns: int = COLUMNS) -> Path:
     norm, cmap = scale(result["scores"])
     for (line, col, tok), score in zip(placed, result["scores"]):
         rgba = cmap(norm(score))
-        body.add_patch(Rectangle((col, line + 0.06), len(tok), 0.88, facecolor=rgba, edgecolor="none"))
+        # a hair of white between neighbours keeps token boundaries visible between similar colours
+        body.add_patch(Rectangle((col + 0.04, line + 0.06), len(tok) - 0.08, 0.88, facecolor=rgba, edgecolor="none"))
         body.text(col, line + 0.5, tok, fontsize=FONT, family="DejaVu Sans Mono", va="center", ha="left",
                   color=_ink(rgba))
     bar = fig.add_axes((0.25, 0.5 / h, 0.5, 0.14 / h))
