@@ -41,5 +41,6 @@ def resolve_task(task: object, source: str) -> object:
         task = {"name": task}
     if not isinstance(task, dict):
         raise PeftlabError(f"{source}: task must be a task name or a mapping of task fields, got {task!r}")
-    packaged = catalog().get(task.get("name"))
+    name = task.get("name")
+    packaged = catalog().get(name) if isinstance(name, str) else None  # a wrong type is the config's to report
     return {**packaged, **task} if packaged else task
