@@ -25,10 +25,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from peftlab.config import (EvalConfig, ModelConfig, TaskConfig, TrainConfig, _format_validation_error, dump_config,
+from peftlab.config import (EvalConfig, ModelConfig, _format_validation_error, dump_config,
                             load_config)
 from peftlab.console import console
 from peftlab.errors import PeftlabError
+from peftlab.runio import finished_with_config
 
 BUDGET_KEYS = {"steps": "max_steps", "epochs": "epochs", "examples": "max_examples", "tokens": "max_tokens",
                "flops": "max_flops", "seconds": "max_seconds"}
@@ -137,8 +138,7 @@ def compare(path: Path, overwrite: bool = False) -> Path:
     failed, t0 = [], time.perf_counter()
     for n, (label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
-        done = (run_dir / "summary.json").is_file()
-        same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(cfg)
+        done, same = finished_with_config(run_dir, dump_config(cfg))
         if done and same and not overwrite:
             console.print(f"[dim]{n}/{len(planned)} {cfg.run_name()}: finished, skipped[/dim]")
             continue

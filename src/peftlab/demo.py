@@ -18,6 +18,7 @@ from peftlab.config import dump_config, load_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.leaderboard import leaderboard_rows, print_examples, print_leaderboard, write_leaderboard
+from peftlab.runio import finished_with_config
 
 # Same model, task, prompt, batch and budget for every method; each gets its own learning rate
 # (full fine-tuning needs a small one, LoRA a larger one).
@@ -47,11 +48,6 @@ def demo_configs(output_dir: Path, steps: int, model: str = "smollm2-135m") -> d
     return out
 
 
-def _finished_with_same_config(run_dir: Path, config_text: str) -> bool:
-    return (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file() and \
-        (run_dir / "config.yaml").read_text(encoding="utf-8") == config_text
-
-
 def run_demo(output_dir: Path = Path("runs/demo"), steps: int | None = None, overwrite: bool = False,
              model: str = "smollm2-135m") -> list[dict]:
     steps = steps or DEMO_STEPS
@@ -72,7 +68,7 @@ def run_demo(output_dir: Path = Path("runs/demo"), steps: int | None = None, ove
         cfg = load_config(path)
         run_dir = cfg.run_dir()
         run_dirs.append(run_dir)
-        if not overwrite and _finished_with_same_config(run_dir, dump_config(cfg)):
+        if not overwrite and all(finished_with_config(run_dir, dump_config(cfg))):
             console.print(f"[dim]{label}: finished run found in {run_dir}, not rerun (--overwrite reruns it)[/dim]")
             continue
         console.rule(f"{label}")

@@ -18,19 +18,51 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_sqlite(path: Path, fill) -> Path:
+    """Build a SQLite file with ``fill(connection)`` beside ``path`` and rename it into place, so
+    concurrent runs or a crash never leave a half-written database where readers look for it."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            fill(conn)
+            conn.commit()
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def finished_with_config(run_dir: Path, config_text: str) -> tuple[bool, bool]:
+    """(the run folder holds a finished run, its config.yaml is exactly ``config_text``)."""
+    path = Path(run_dir) / "config.yaml"
+    same = path.is_file() and path.read_text(encoding="utf-8") == config_text
+    return (Path(run_dir) / "summary.json").is_file(), same
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -15,6 +15,8 @@ import json
 import math
 import random
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +31,8 @@ from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
-from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_json, write_predictions
+from peftlab.runio import (append_jsonl, atomic_write_text, environment, finished_with_config, read_jsonl,
+                           write_json, write_predictions)
 from peftlab.tasks.base import build_task
 
 
@@ -70,7 +73,7 @@ class EpochSampler(torch.utils.data.Sampler):
         self.epoch, self.offset = self.epoch + 1, 0
 
 
-def batches_forever(loader, sampler: EpochSampler):
+def batches_forever(loader):
     while True:
         yield from loader
 
@@ -104,9 +107,9 @@ def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False
     from peftlab import checkpoint
 
     run_dir = cfg.run_dir()
-    if (run_dir / "summary.json").exists() and not overwrite:
+    finished, same = finished_with_config(run_dir, dump_config(cfg))
+    if finished and not overwrite:
         raise PeftlabError(f"{run_dir} already holds a finished run; pass --overwrite or choose another --set name=...")
-    same = (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(cfg)
     if resume and not overwrite and same and checkpoint.exists(run_dir):
         return run_dir, True
     if require_checkpoint:
@@ -143,25 +146,18 @@ class StopRequest:
         self._old: dict[int, object] = {}
 
     def __enter__(self):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        import signal
-
         if self.signal is not None:  # asked twice: stop now
             signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
             raise KeyboardInterrupt
         self.signal = signum
 
     def __exit__(self, *exc):
-        import signal
-
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 
@@ -290,7 +286,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             console.print(f"training for {amount:g} {kind} x {cfg.train.batch_size * cfg.train.grad_accum} examples "
                           f"per step, lr {lr:g} ({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); "
                           f"{len(features)} training examples")
-            batches = batches_forever(loader, sampler)
+            batches = batches_forever(loader)
 
             def save_checkpoint() -> None:
                 checkpoint.save(run_dir, trainable_parameters(accelerator.unwrap_model(model)), optimizer, best["state"], {
@@ -346,8 +342,6 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                             (validation and due) or (every and step % every == 0) or stop.signal):
                         save_checkpoint()
                     if stop.signal:
-                        import signal
-
                         raise PeftlabError(f"stopped by {signal.Signals(stop.signal).name} at step {step}; checkpoint "
                                            f"saved: continue with  peftlab train --resume {run_dir}")
             if validation:

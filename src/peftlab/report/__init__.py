@@ -13,9 +13,7 @@ re-run: everything is read from the run folders. Written into DIR, each file ato
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from peftlab.report.html import render
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
-from peftlab.runio import atomic_write_text
+from peftlab.runio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_report", "write_report"]
 
@@ -45,7 +43,7 @@ class Report:
             for p in part["plots"]:
                 if p.png:
                     path = self.folder / "plots" / f"{_file_name(part['comp'].task)}-{p.name}.png"
-                    _atomic_write_bytes(path, p.png)
+                    atomic_write_bytes(path, p.png)
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)
         out = self.folder / "report.html"
@@ -100,21 +98,6 @@ def _check_examples(comparisons: list[Comparison], examples: list[int] | None) -
 def _file_name(text: str) -> str:
     """A task name as a file name: path separators and odd characters become '_'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "task"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """runio.atomic_write_text for binary files (PNG): temp file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stale_plots(plots_dir: Path, written: set[Path]) -> None:

@@ -15,12 +15,12 @@ test is scored once) without sharing any question.
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import sqlite3
 import string
-import tempfile
 from pathlib import Path
+
+from peftlab.runio import atomic_sqlite
 
 from .sql_exec import SQLError, run_readonly
 
@@ -75,7 +75,6 @@ def _fill(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE employees (name TEXT NOT NULL UNIQUE, department TEXT NOT NULL,"
                  " city TEXT NOT NULL, salary INTEGER NOT NULL, hired INTEGER NOT NULL)")
     conn.executemany("INSERT INTO employees VALUES (?, ?, ?, ?, ?)", _employee_rows())
-    conn.commit()
 
 
 def _is_valid(path: Path) -> bool:
@@ -91,21 +90,7 @@ def build_database(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file() and _is_valid(path):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and os.replace it, so concurrent runs or a crash never
-    # leave a half-written database where readers look for it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        conn = sqlite3.connect(tmp)
-        try:
-            _fill(conn)
-        finally:
-            conn.close()
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return atomic_sqlite(path, _fill)
 
 
 # intent -> (gold SQL skeleton, phrasings). The LAST phrasing is held out of train (a).

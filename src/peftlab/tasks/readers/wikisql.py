@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import sqlite3
-import tempfile
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
+from peftlab.runio import atomic_sqlite
 from peftlab.tasks.readers import check_options
 
 AGGREGATIONS = ("", "MAX", "MIN", "COUNT", "SUM", "AVG")
@@ -79,25 +77,16 @@ def build_database(tables: dict[str, dict], root: Path) -> Path:
     path = root / f"wikisql-{digest}.sqlite"
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        conn = sqlite3.connect(tmp)
-        try:
-            for table in tables.values():
-                conn.execute(create_statement(table))
-                numeric = [t == "real" for t in table["types"]]
-                marks = ", ".join("?" * len(table["header"]))
-                conn.executemany(f"INSERT INTO {_table_name(table['id'])} VALUES ({marks})",
-                                 [[_cell(v, n) for v, n in zip(row, numeric)] for row in table["rows"]])
-            conn.commit()
-        finally:
-            conn.close()
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+
+    def fill(conn) -> None:
+        for table in tables.values():
+            conn.execute(create_statement(table))
+            numeric = [t == "real" for t in table["types"]]
+            marks = ", ".join("?" * len(table["header"]))
+            conn.executemany(f"INSERT INTO {_table_name(table['id'])} VALUES ({marks})",
+                             [[_cell(v, n) for v, n in zip(row, numeric)] for row in table["rows"]])
+
+    return atomic_sqlite(path, fill)
 
 
 def _cell(value: object, numeric: bool) -> object:
