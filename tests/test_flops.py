@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from peftlab.flops import StepFlops
+from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import get_method
 from peftlab.models.backbone import Backbone
 from peftlab.models.tiny import tiny_model
@@ -56,7 +57,7 @@ def batch_of(bb: Backbone, n: int = 4, max_words: int = 6, seed: int = 0) -> dic
 def measured(bb: Backbone, batch: dict[str, torch.Tensor]) -> int:
     bb.model.train()
     with FlopCounterMode(display=False) as counter:
-        loss = bb.model(**batch).loss
+        loss = loss_sum(bb.model, output_head(bb.model), batch, bb.is_seq2seq)
         if loss.requires_grad:  # method 'none': nothing trains, forward only
             loss.backward()
     return counter.get_total_flops()
@@ -103,14 +104,18 @@ def test_zero_shot_counts_the_forward_only():
 
 def test_full_fine_tuning_is_kaplans_6n_plus_attention():
     """Kaplan et al. (2020): training a dense model costs 6N FLOPs per token for its N matmul weights,
-    plus attention: 2 * 2 * S * width per token and layer forward (QK^T and AV), 3x with backward."""
+    plus attention: 2 * 2 * S * width per token and layer forward (QK^T and AV), 3x with backward.
+    The output head (tied to the embeddings) runs only at the positions that have a label."""
     bb = build("tiny-llama", "full")
     batch = batch_of(bb)
     b, s = batch["input_ids"].shape
     c = bb.model.config
-    n = sum(m.weight.numel() for m in bb.model.modules() if isinstance(m, torch.nn.Linear))  # incl. the tied head
+    head = bb.model.lm_head.weight.numel()
+    n = sum(m.weight.numel() for m in bb.model.modules() if isinstance(m, torch.nn.Linear)) - head
     attention = c.num_hidden_layers * 2 * 2 * b * s * s * c.hidden_size
-    assert StepFlops(bb.model, False)(batch) == 6 * n * b * s + 3 * attention
+    labelled = labelled_tokens(batch, False)
+    assert 0 < labelled < b * s
+    assert StepFlops(bb.model, False)(batch) == 6 * n * b * s + 6 * head * labelled + 3 * attention
 
 
 @pytest.mark.parametrize("arch", ARCHS)

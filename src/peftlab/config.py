@@ -132,7 +132,8 @@ class TaskConfig(_Strict):
 
 class TrainConfig(_Strict):
     lr: float | None = Field(None, gt=0, description="Peak learning rate; default: the method's own.")
-    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step and process (before accumulation); "
+                            "under `accelerate launch --num_processes N` a step sees N x batch_size x grad_accum.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     # The budget: exactly one of these. Non-step budgets let methods with different costs per step
     # be compared at equal cost (see peftlab.budget).
@@ -152,6 +153,11 @@ class TrainConfig(_Strict):
     eval_every: int | None = Field(None, ge=1, description="Validate every N steps (and at the end); null = end only.")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
     log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N steps.")
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together (within windows of 50 batches, in random "
+        "order): less padding, same examples per epoch.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: much less memory, about a third more compute.")
     checkpoint: bool = Field(
         True, description="Save a resumable checkpoint at every validation, every checkpoint_every steps and on "
         "SIGTERM/SIGINT: an interrupted run continues from it (peftlab train --resume RUN_DIR).")

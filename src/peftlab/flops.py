@@ -35,7 +35,8 @@ backward; the hooks are removed after, so the model is left exactly as it was. T
 are affine in the batch's lengths (c + e*S + d*T per example, S = input length, T = decoder length),
 so the count of a step is a quadratic in (S, T) times the batch size, whose six coefficients are
 summed up front: ``__call__`` is a handful of multiplications on the padded shapes, and never
-touches the model. Limits: fused qkv projections (GPT-2's c_attn) are not recognised as attention,
+touches the model. A decoder-only model's output head runs only at the positions that have a label
+(peftlab.loss), so its cost is counted per labelled token, read from the batch's labels. Limits: fused qkv projections (GPT-2's c_attn) are not recognised as attention,
 and DoRA's weight-norm matmuls are not counted.
 """
 
@@ -44,6 +45,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
+
+from peftlab.loss import labelled_tokens, output_head
 
 MATMUL_LAYERS = (nn.Linear, Conv1D)  # GPT-2-style models use Conv1D as a transposed Linear
 # Attention modules are the ones with query/key/value children (T5, Llama/BART, BERT/GPT-Neo names).
@@ -113,7 +116,7 @@ def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) ->
 
 
 class StepFlops:
-    """FLOPs of one micro-batch ``model(**batch)`` forward + ``loss.backward()``, on padded shapes.
+    """FLOPs of one micro-batch ``peftlab.loss.loss_sum(model, ...)`` forward + backward, on padded shapes.
 
     Build it once, after the method was applied (requires_grad flags set) and before the timed
     loop; calling it is arithmetic on ``batch["input_ids"].shape`` (and for encoder-decoder models
@@ -139,9 +142,15 @@ class StepFlops:
             return out
 
         self._fwd, self._bwd = [0] * 6, [0] * 6
+        # (forward, backward) FLOPs per row of a decoder-only model's head, which sees labelled rows only.
+        self._head: tuple[int, int] | None = None
+        head = None if is_encoder_decoder else output_head(model)
         for m in linears:
             for tokens, i, o, in_hot, _ in calls(m):
                 size = 2 * i * o
+                if m is head:
+                    self._head = (size, size * (int(m.weight.requires_grad) + int(in_hot)))
+                    continue
                 _add(self._fwd, _product(tokens), size)
                 # Backward: grad w.r.t. the weight if it trains, w.r.t. the input if that requires grad.
                 _add(self._bwd, _product(tokens), size * (int(m.weight.requires_grad) + int(in_hot)))
@@ -174,14 +183,18 @@ class StepFlops:
         c, cs, ct, css, cst, ctt = coefficients
         return b * (c + cs * s + ct * t + css * s * s + cst * s * t + ctt * t * t)
 
+    def _head_rows(self, batch: dict[str, torch.Tensor]) -> int:
+        return labelled_tokens(batch, False) if self._head else 0
+
     def forward(self, batch: dict[str, torch.Tensor]) -> int:
         """FLOPs of the forward pass alone (e.g. zero-shot scoring of the same batch)."""
-        return self._evaluate(self._fwd, *self._lengths(batch))
+        head = self._head[0] * self._head_rows(batch) if self._head else 0
+        return self._evaluate(self._fwd, *self._lengths(batch)) + head
 
     def backward(self, batch: dict[str, torch.Tensor]) -> int:
         """FLOPs of ``loss.backward()`` alone (0 when nothing trains)."""
-        return self._evaluate(self._bwd, *self._lengths(batch))
+        head = self._head[1] * self._head_rows(batch) if self._head else 0
+        return self._evaluate(self._bwd, *self._lengths(batch)) + head
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> int:
-        b, s, t = self._lengths(batch)
-        return self._evaluate(self._fwd, b, s, t) + self._evaluate(self._bwd, b, s, t)
+        return self.forward(batch) + self.backward(batch)

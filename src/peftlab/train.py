@@ -11,6 +11,8 @@ of training and nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
 import random
@@ -24,11 +26,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from peftlab.batching import EpochSampler, ShardedCollate, batches_forever
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.console import console, progress
 from peftlab.cost import PeakMemory, Stopwatch, dir_bytes
 from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
+from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
 from peftlab.runio import (append_jsonl, atomic_write_text, environment, finished_with_config, read_jsonl,
@@ -53,29 +57,6 @@ class EncodedExamples(torch.utils.data.Dataset):
             e = self.examples[i]
             self.cache[i] = self.backbone.encode(e.prompt, e.target, *self.limits)
         return self.cache[i]
-
-
-class EpochSampler(torch.utils.data.Sampler):
-    """A fresh seeded permutation per epoch that can start mid-epoch, so a resumed run draws the
-    batches an uninterrupted run would have drawn (DataLoader's own shuffle cannot be positioned)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch, self.offset = n, seed, 0, 0
-
-    def __len__(self) -> int:
-        return self.n - self.offset
-
-    def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        for i in order[self.offset:].tolist():
-            self.offset += 1
-            yield i
-        self.epoch, self.offset = self.epoch + 1, 0
-
-
-def batches_forever(loader):
-    while True:
-        yield from loader
 
 
 def seed_everything(seed: int) -> None:
@@ -173,7 +154,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
     """Train (or, for method 'none', only evaluate) one run; returns the run folder.
 
     With ``resume``, a run folder holding a checkpoint of the same config continues from it."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, InitProcessGroupKwargs
 
     from peftlab import checkpoint
     from peftlab.budget import Budget, crossed, lr_factor
@@ -182,18 +163,28 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
     method = get_method(cfg.method.name)
     options = method_options(cfg.method)
     task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
-    run_dir, resuming = prepare_run_dir(cfg, overwrite, resume, require_checkpoint)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    metrics_path = run_dir / "metrics.jsonl"
-    seed_everything(cfg.seed)
-
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(
         cpu=not cuda,
         mixed_precision="bf16" if cuda and cfg.model.dtype == "auto" else "no",
         log_with=cfg.trackers or None,
-        project_dir=str(run_dir),
+        project_dir=str(cfg.run_dir()),
+        # Under `accelerate launch`, the other processes wait while the main one validates.
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(hours=6))],
     )
+    # Under `accelerate launch --num_processes N`: every process trains on its shard of each batch;
+    # the main one alone writes files, validates and tests.
+    processes, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    console.quiet = not main
+    if main:
+        run_dir, resuming = prepare_run_dir(cfg, overwrite, resume, require_checkpoint)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    accelerator.wait_for_everyone()
+    if not main:
+        run_dir = cfg.run_dir()
+        resuming = resume and checkpoint.exists(run_dir)  # the main process removed any it will not resume
+    metrics_path = run_dir / "metrics.jsonl"
+    seed_everything(cfg.seed)
     if cfg.trackers:
         accelerator.init_trackers("tracking", config={"run": cfg.run_name(), "label": cfg.label or cfg.method.name,
                                                       "method": cfg.method.name, "seed": cfg.seed})
@@ -201,6 +192,10 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                              allow_unsafe_pickle=allow_unsafe_pickle)
     if cuda and cfg.model.dtype == "auto":
         backbone.model.float()  # fp32 master weights; accelerate autocasts the matmuls to bf16
+    if cfg.train.gradient_checkpointing:
+        # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
+        # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
+        backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = method.apply(backbone.model, options)
     backbone.model = model
     trainable, total = count_parameters(model)
@@ -221,6 +216,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
     budget = None
 
     def log_record(record: dict) -> None:
+        if not main:
+            return
         append_jsonl(metrics_path, record)
         if cfg.trackers:
             flat = {k: v for k, v in record.items() if isinstance(v, (int, float))}
@@ -228,7 +225,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             accelerator.log(flat, step=record["step"])
 
     def validate(bar=None) -> None:
-        scores, _ = generate_and_score(backbone, model, task, validation, label=f"validate @ step {step}",
+        scores, _ = generate_and_score(backbone, accelerator.unwrap_model(model), task, validation,
+                                       label=f"validate @ step {step}",
                                        bar=bar, **gen_kwargs)
         show_scores(f"validation @ step {step}", scores, task.primary)
         record = {"step": step, "examples": examples_seen, "tokens": tokens_seen, "flops": total_flops,
@@ -238,7 +236,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
         if sign * scores[task.primary] > best["score"]:
             # Keep a copy of the best trainable weights: the checkpoint is chosen on validation.
             best.update(score=sign * scores[task.primary], step=step, scores=scores,
-                        state={n: p.detach().clone() for n, p in trainable_parameters(model).items()})
+                        state={n: p.detach().clone()
+                               for n, p in trainable_parameters(accelerator.unwrap_model(model)).items()})
 
     with PeakMemory() as memory:
         if method.trains:
@@ -250,11 +249,18 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                               f"{cfg.task.max_source_tokens} tokens and are skipped")
                 train_examples = kept
             features = EncodedExamples(train_examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
-            sampler = EpochSampler(len(features), cfg.seed)
+            per_step = cfg.train.batch_size * processes  # one loader batch = the global micro-batch
+            # Characters stand in for tokens when grouping by length: no need to tokenize the whole split.
+            lengths = [len(e.prompt) + len(e.target) for e in train_examples] if cfg.train.group_by_length else None
+            sampler = EpochSampler(len(features), cfg.seed, lengths, per_step)
             # Its own generator: a DataLoader iterator draws a seed when it starts (every epoch, and once
             # more on resume); from the global RNG that would shift dropout and break exact resumption.
-            loader = DataLoader(features, batch_size=cfg.train.batch_size, sampler=sampler,
-                                collate_fn=backbone.collate, generator=torch.Generator().manual_seed(cfg.seed))
+            loader = DataLoader(features, batch_size=per_step, sampler=sampler, drop_last=processes > 1,
+                                collate_fn=ShardedCollate(backbone.collate, cfg.train.batch_size, processes),
+                                generator=torch.Generator().manual_seed(cfg.seed))
+            if processes > 1 and len(loader) == 0:
+                raise PeftlabError(f"{len(features)} training examples cannot fill one batch of {cfg.train.batch_size} "
+                                   f"per process x {processes} processes; lower train.batch_size")
             kind, amount = cfg.train.budget()
             if kind == "epochs":
                 kind, amount = "steps", math.ceil(amount * max(len(loader) // cfg.train.grad_accum, 1))
@@ -265,6 +271,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
             base_lrs = [g["lr"] for g in optimizer.param_groups]
             count_flops = StepFlops(model, backbone.is_seq2seq)  # analyses the model once; per step: arithmetic
+            head = output_head(model)
             if resuming:
                 info, best_state = checkpoint.load(run_dir, trainable_parameters(model), optimizer)
                 step, examples_seen, tokens_seen, total_flops = (info["step"], info["examples"], info["tokens"],
@@ -278,18 +285,22 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                 set_rng_states(info["rng"])
                 # Lines logged after the checkpoint belong to work that is now redone.
                 records = [r for r in read_jsonl(metrics_path) if r["step"] <= step]
-                atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+                if main:
+                    atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
                 history.extend(r for r in records if "validation" in r)
                 console.print(f"resuming from the checkpoint at step {step} ({100 * budget.progress:.0f}% of the budget)")
+            core = model
             model, optimizer = accelerator.prepare(model, optimizer)
             model.train()
-            console.print(f"training for {amount:g} {kind} x {cfg.train.batch_size * cfg.train.grad_accum} examples "
-                          f"per step, lr {lr:g} ({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); "
-                          f"{len(features)} training examples")
+            console.print(f"training for {amount:g} {kind} x {per_step * cfg.train.grad_accum} examples per step"
+                          f"{f' ({processes} processes)' if processes > 1 else ''}, lr {lr:g} ({cfg.train.schedule}, "
+                          f"warmup {cfg.train.warmup_ratio:g}); {len(features)} training examples")
             batches = batches_forever(loader)
 
             def save_checkpoint() -> None:
-                checkpoint.save(run_dir, trainable_parameters(accelerator.unwrap_model(model)), optimizer, best["state"], {
+                if not main:
+                    return
+                checkpoint.save(run_dir, trainable_parameters(core), optimizer, best["state"], {
                     "step": step, "examples": examples_seen, "tokens": tokens_seen, "flops": total_flops,
                     "seconds": stopwatch.seconds, "budget_spent": budget.spent, "sampler": [sampler.epoch, sampler.offset],
                     "best_score": best["score"], "best_step": best["step"], "best_scores": best["scores"],
@@ -298,30 +309,44 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             with progress() as bar, StopRequest() as stop:
                 tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
                 while not budget.done:
-                    micro = [{k: v.to(accelerator.device) for k, v in next(batches).items()}
-                             for _ in range(cfg.train.grad_accum)]
-                    step_flops = sum(count_flops(b) for b in micro)  # outside the timed region
+                    # Every process holds the whole step (all shards), so the counts need no communication.
+                    shards = [s for _ in range(cfg.train.grad_accum) for s in next(batches)]
+                    mine = [{k: v.to(accelerator.device) for k, v in shard.items()}
+                            for shard in shards[rank::processes]]
+                    seq2seq = backbone.is_seq2seq
+                    labelled = max(sum(labelled_tokens(b, seq2seq) for b in shards), 1)
+                    step_flops = sum(count_flops(b) for b in shards)  # outside the timed region
                     current_lr = set_lr(optimizer, base_lrs, lr_factor(budget.progress, budget.step_fraction(),
                                                                         cfg.train.schedule, cfg.train.warmup_ratio))
                     before, t0 = budget.progress, stopwatch.seconds
                     with stopwatch:
-                        losses = []
-                        for b in micro:
-                            loss = model(**b).loss
-                            accelerator.backward(loss / len(micro))
-                            losses.append(loss.detach())
+                        summed = torch.zeros((), device=accelerator.device)
+                        for i, b in enumerate(mine):
+                            # Gradients are averaged over processes once per step, not per micro-batch.
+                            with accelerator.no_sync(model) if i < len(mine) - 1 else contextlib.nullcontext():
+                                part = loss_sum(model, head, b, seq2seq)
+                                # Sum over the step's labelled tokens / their count: one big batch's mean,
+                                # whatever the split (DDP averages over processes, hence * processes).
+                                accelerator.backward(part * (processes / labelled))
+                            summed += part.detach()
                         if cfg.train.max_grad_norm:
                             accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
-                        train_loss = float(torch.stack(losses).mean())
+                        if processes > 1:
+                            summed = accelerator.reduce(summed, "sum")
+                        train_loss = float(summed) / labelled
+                    step_seconds = stopwatch.seconds - t0
+                    if processes > 1:  # the processes must agree on the budget and on a stop request
+                        shared = accelerator.reduce(torch.tensor([step_seconds, float(stop.signal or 0)],
+                                                                 device=accelerator.device), "max")
+                        step_seconds, stop.signal = float(shared[0]), int(shared[1]) or None
                     step += 1
-                    n_examples = sum(b["input_ids"].shape[0] for b in micro)
-                    n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
+                    n_examples = sum(b["input_ids"].shape[0] for b in shards)
+                    n_tokens = sum(int(b["attention_mask"].sum()) for b in shards)
                     examples_seen, tokens_seen, total_flops = (examples_seen + n_examples, tokens_seen + n_tokens,
                                                                total_flops + step_flops)
-                    budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops,
-                               seconds=stopwatch.seconds - t0)
+                    budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops, seconds=step_seconds)
                     bar.update(tid, completed=100 * budget.progress, info=f"step {step} loss {train_loss:.4f}")
                     if step % cfg.train.log_every == 0 or budget.done:
                         log_record({"step": step, "examples": examples_seen, "tokens": tokens_seen,
@@ -335,7 +360,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                     due = (cfg.train.eval_every and step % cfg.train.eval_every == 0) or \
                         crossed(before, budget.progress, cfg.train.evals or 0)
                     if validation and due and not budget.done:
-                        validate(bar)
+                        if main:
+                            validate(bar)
                         model.train()
                     every = cfg.train.checkpoint_every
                     if cfg.train.checkpoint and not budget.done and (
@@ -344,6 +370,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                     if stop.signal:
                         raise PeftlabError(f"stopped by {signal.Signals(stop.signal).name} at step {step}; checkpoint "
                                            f"saved: continue with  peftlab train --resume {run_dir}")
+            if not main:
+                return run_dir  # the main process validates, tests and writes the summary
             if validation:
                 validate()
             model = accelerator.unwrap_model(model)
@@ -376,6 +404,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
         "best_step": best["step"],
         "budget": {"kind": budget.kind, "amount": budget.amount} if budget else None,
         "steps": step,
+        "processes": processes,
         "flops": total_flops,
         "flops_per_step": total_flops / step if step else None,
         "examples_seen": examples_seen,

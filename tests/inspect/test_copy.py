@@ -7,7 +7,8 @@ same letter appears elsewhere in the input (then the middle position must still 
 full fine-tuning, 150 steps: exact match 1.0 on the test letters in about a second. Training and
 attribution are deterministic on CPU (fixed seeds), so the check cannot flake; measured margins over
 seeds 0-4 with the mean baseline: the middle letter wins all 40 test examples, by 1.2x to 100x
-over the runner-up (at least 2.06x at seed 0, used here).
+over the runner-up (at least 2.06x at seed 0, used here, in the plain random order: length grouping
+is off, every example has the same length anyway).
 
 The baseline here is 'mean', not the default 'pad': a tiny model's pad row (byte 0) is an untrained
 random vector, so "a prompt of padding" is a random prompt (with it, 4 of the 40 examples go to
@@ -45,7 +46,7 @@ def copy_run(tmp_path_factory):
                     "data_files": {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")},
                     "input_template": "{letters}", "target_field": "answer", "id_field": "uid", "metric": "exact_match",
                     "max_new_tokens": 4},
-           "train": {"max_steps": 150, "batch_size": 16, "lr": 3e-3}, "eval": {"batch_size": 8}}
+           "train": {"max_steps": 150, "batch_size": 16, "lr": 3e-3, "group_by_length": False}, "eval": {"batch_size": 8}}
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = train(load_config(tmp / "cfg.yaml"))
     assert json.loads((run_dir / "summary.json").read_text())["test"]["exact_match"] == 1.0
