@@ -42,6 +42,16 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -144,7 +154,7 @@ def main() -> None:
     result = {
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads"
                    + (f", {torch.cuda.get_device_name()}" if cuda else ""),
         "torch": torch.__version__, "model": args.model, "method": args.method, "batch": args.batch,
         "peak_dtype": str(peak_dtype).removeprefix("torch."), "peak_flops_per_s": peak,

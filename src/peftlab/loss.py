@@ -40,8 +40,13 @@ def loss_sum(model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Te
              is_seq2seq: bool) -> torch.Tensor:
     """Summed cross-entropy of ``batch``'s labelled tokens (divide by the step's labelled_tokens)."""
     if is_seq2seq:
-        # The decoder sees only the target (no prompt), so nearly every position has a label.
-        logits = model(**batch).logits
+        # The decoder sees only the target (no prompt), so nearly every position has a label. The
+        # decoder input is built here, as the model would, so the model does not compute a loss too.
+        shift = getattr(getattr(model, "module", model), "prepare_decoder_input_ids_from_labels", None)  # DDP wraps
+        inputs = dict(batch)
+        if shift is not None:
+            inputs["decoder_input_ids"] = shift(labels=inputs.pop("labels"))
+        logits = model(**inputs).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE,
                                reduction="sum")
     labels = batch["labels"]
