@@ -64,3 +64,21 @@ def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tm
     assert adapter_a.keys() == adapter_b.keys()
     for name in adapter_a:
         assert (adapter_a[name] - adapter_b[name]).abs().max() < 1e-4, name
+
+
+def test_gradient_accumulation_trains_the_curve_of_one_big_batch(tmp_path, copy_task):
+    """The loss of a step is its labelled tokens' mean over all micro-batches (not a mean of
+    micro-batch means), so batch 2 x grad_accum 2 follows batch 4 x 1."""
+    curves = []
+    for name, batch, accum in (("big", 4, 1), ("accumulated", 2, 2)):
+        cfg = {"name": name, "output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-gpt-neo"},
+               "method": {"name": "lora", "rank": 4, "dropout": 0.0}, "task": copy_task,
+               "train": {"max_steps": 5, "batch_size": batch, "grad_accum": accum, "lr": 1e-2},
+               "eval": {"max_validation": 1, "max_test": 1}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        run_dir = train(load_config(tmp_path / f"{name}.yaml"))
+        curves.append([r["train_loss"] for r in records(run_dir) if "train_loss" in r])
+    big, accumulated = curves
+    assert len(big) == 5 and big[-1] < big[0]
+    for x, y in zip(big, accumulated, strict=True):
+        assert abs(x - y) < 1e-5, (big, accumulated)

@@ -252,7 +252,9 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             per_step = cfg.train.batch_size * processes  # one loader batch = the global micro-batch
             # Characters stand in for tokens when grouping by length: no need to tokenize the whole split.
             lengths = [len(e.prompt) + len(e.target) for e in train_examples] if cfg.train.group_by_length else None
-            sampler = EpochSampler(len(features), cfg.seed, lengths, per_step)
+            # Grouped in units of a whole optimizer step: how a step is split (micro-batches, processes)
+            # does not change which examples it holds.
+            sampler = EpochSampler(len(features), cfg.seed, lengths, per_step * cfg.train.grad_accum)
             # Its own generator: a DataLoader iterator draws a seed when it starts (every epoch, and once
             # more on resume); from the global RNG that would shift dropout and break exact resumption.
             loader = DataLoader(features, batch_size=per_step, sampler=sampler, drop_last=processes > 1,
