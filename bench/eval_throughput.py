@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import machine, versions
 
 from peftlab.config import ModelConfig, TaskConfig
 from peftlab.evaluate import generate_and_score
@@ -109,29 +109,6 @@ def first_difference(a: list[str], b: list[str], examples) -> dict | None:
         return {"differing": 0}
     i = diffs[0]
     return {"differing": len(diffs), "first": {"index": i, "id": examples[i].id, "peftlab": a[i], "other": b[i]}}
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "ram_gib": round(ram, 1) if ram else None, "platform": platform.platform()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict:
-    import peft
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 from peftlab.batching import EpochSampler
 from peftlab.config import MethodConfig, ModelConfig, TaskConfig
@@ -40,16 +40,6 @@ SIZES = (1024, 2048, 4096)
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

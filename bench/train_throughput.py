@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -44,7 +43,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py, next to this file
+sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to this file
+
+from machine import machine, versions
 
 CONTENDERS = ("peftlab", "padded", "strong")
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
@@ -211,20 +212,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    import peft
-    import torch
-    import transformers
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    ram = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20  # MemTotal, KiB -> GiB
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
-
-
 def note(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -236,7 +223,7 @@ def minutes(seconds: float) -> str:
 def main() -> None:
     a = parse_args()
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(),
+    info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": {**machine(), **versions()},
             "examples": a.examples, "batch": a.batch, "threads": a.threads, "repeats": a.repeats, "tokens": TOKENS}
     folders = {m: model_dir(m, a) for m in a.models}
     plan = [(m, meth, rep, c) for m in a.models for meth in a.methods for rep in range(a.repeats) for c in CONTENDERS]

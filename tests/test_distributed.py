@@ -42,7 +42,7 @@ def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tm
     done = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                            "-m", "peftlab", "train", str(tmp_path / "two.yaml")],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 processes)" in done.stderr
     double = tmp_path / "runs" / "two"

@@ -36,8 +36,9 @@ are affine in the batch's lengths (c + e*S + d*T per example, S = input length, 
 so the count of a step is a quadratic in (S, T) times the batch size, whose six coefficients are
 summed up front: ``__call__`` is a handful of multiplications on the padded shapes, and never
 touches the model. A decoder-only model's output head runs only at the positions that have a label
-(peftlab.loss), so its cost is counted per labelled token, read from the batch's labels. Limits: fused qkv projections (GPT-2's c_attn) are not recognised as attention,
-and DoRA's weight-norm matmuls are not counted.
+(peftlab.loss), so its cost is counted per labelled token, read from the batch's labels. Limits:
+fused qkv projections (GPT-2's c_attn) are not recognised as attention, and DoRA's weight-norm
+matmuls are not counted.
 """
 
 from __future__ import annotations
@@ -183,18 +184,24 @@ class StepFlops:
         c, cs, ct, css, cst, ctt = coefficients
         return b * (c + cs * s + ct * t + css * s * s + cst * s * t + ctt * t * t)
 
-    def _head_rows(self, batch: dict[str, torch.Tensor]) -> int:
-        return labelled_tokens(batch, False) if self._head else 0
+    def _count(self, batch: dict[str, torch.Tensor], forward: bool, backward: bool) -> int:
+        b, s, t = self._lengths(batch)
+        total = 0
+        if forward:
+            total += self._evaluate(self._fwd, b, s, t)
+        if backward:
+            total += self._evaluate(self._bwd, b, s, t)
+        if self._head:  # a decoder-only model's head sees the labelled positions only
+            total += (forward * self._head[0] + backward * self._head[1]) * labelled_tokens(batch, False)
+        return total
 
     def forward(self, batch: dict[str, torch.Tensor]) -> int:
         """FLOPs of the forward pass alone (e.g. zero-shot scoring of the same batch)."""
-        head = self._head[0] * self._head_rows(batch) if self._head else 0
-        return self._evaluate(self._fwd, *self._lengths(batch)) + head
+        return self._count(batch, True, False)
 
     def backward(self, batch: dict[str, torch.Tensor]) -> int:
         """FLOPs of ``loss.backward()`` alone (0 when nothing trains)."""
-        head = self._head[1] * self._head_rows(batch) if self._head else 0
-        return self._evaluate(self._bwd, *self._lengths(batch)) + head
+        return self._count(batch, False, True)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> int:
-        return self.forward(batch) + self.backward(batch)
+        return self._count(batch, True, True)

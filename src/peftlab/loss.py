@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -100
+from peftlab.models.backbone import IGNORE
 
 
 def output_head(model: nn.Module) -> nn.Module | None:

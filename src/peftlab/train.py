@@ -197,7 +197,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
         # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
         backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = method.apply(backbone.model, options)
-    backbone.model = model
+    backbone.model = core = model  # `model` becomes accelerate's wrapper (DDP with several processes); `core` stays
     trainable, total = count_parameters(model)
     check_free_space(run_dir, trainable)
     console.print(f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
@@ -225,8 +225,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
             accelerator.log(flat, step=record["step"])
 
     def validate(bar=None) -> None:
-        scores, _ = generate_and_score(backbone, accelerator.unwrap_model(model), task, validation,
-                                       label=f"validate @ step {step}",
+        scores, _ = generate_and_score(backbone, core, task, validation, label=f"validate @ step {step}",
                                        bar=bar, **gen_kwargs)
         show_scores(f"validation @ step {step}", scores, task.primary)
         record = {"step": step, "examples": examples_seen, "tokens": tokens_seen, "flops": total_flops,
@@ -236,8 +235,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
         if sign * scores[task.primary] > best["score"]:
             # Keep a copy of the best trainable weights: the checkpoint is chosen on validation.
             best.update(score=sign * scores[task.primary], step=step, scores=scores,
-                        state={n: p.detach().clone()
-                               for n, p in trainable_parameters(accelerator.unwrap_model(model)).items()})
+                        state={n: p.detach().clone() for n, p in trainable_parameters(core).items()})
 
     with PeakMemory() as memory:
         if method.trains:
@@ -291,13 +289,13 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                     atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
                 history.extend(r for r in records if "validation" in r)
                 console.print(f"resuming from the checkpoint at step {step} ({100 * budget.progress:.0f}% of the budget)")
-            core = model
             model, optimizer = accelerator.prepare(model, optimizer)
             model.train()
             console.print(f"training for {amount:g} {kind} x {per_step * cfg.train.grad_accum} examples per step"
                           f"{f' ({processes} processes)' if processes > 1 else ''}, lr {lr:g} ({cfg.train.schedule}, "
                           f"warmup {cfg.train.warmup_ratio:g}); {len(features)} training examples")
             batches = batches_forever(loader)
+            seq2seq = backbone.is_seq2seq
 
             def save_checkpoint() -> None:
                 if not main:
@@ -315,7 +313,6 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                     shards = [s for _ in range(cfg.train.grad_accum) for s in next(batches)]
                     mine = [{k: v.to(accelerator.device) for k, v in shard.items()}
                             for shard in shards[rank::processes]]
-                    seq2seq = backbone.is_seq2seq
                     labelled = max(sum(labelled_tokens(b, seq2seq) for b in shards), 1)
                     step_flops = sum(count_flops(b) for b in shards)  # outside the timed region
                     current_lr = set_lr(optimizer, base_lrs, lr_factor(budget.progress, budget.step_fraction(),
@@ -376,7 +373,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
                 return run_dir  # the main process validates, tests and writes the summary
             if validation:
                 validate()
-            model = accelerator.unwrap_model(model)
+            model = core
             if best["state"] is not None:
                 with torch.no_grad():
                     for name, p in trainable_parameters(model).items():
