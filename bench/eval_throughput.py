@@ -6,7 +6,8 @@
 Contenders, on the same model, the same DialogSum test prompts (first --examples; the same prompt
 token ids from Backbone.prompt_ids) and the task's max_new_tokens (64), greedy, each followed by
 the task's scoring:
-  peftlab   generate_and_score: length-sorted batches, left padding for decoder-only models, KV cache
+  peftlab   Backbone.generate_ids + scoring (what generate_and_score runs): length-sorted batches,
+            left padding for decoder-only models, KV cache, peftlab's own decoding loop
   loop      one prompt at a time through model.generate (the reference projects' recipe)
   unsorted  batches of the same size in the data's order, left-padded for decoder-only models
 They alternate (peftlab, loop, unsorted, peftlab, ...) for --repeats rounds; the table shows
@@ -32,7 +33,6 @@ import torch
 from machine import machine, versions
 
 from peftlab.config import ModelConfig, TaskConfig
-from peftlab.evaluate import generate_and_score
 from peftlab.models import load_backbone
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
@@ -50,28 +50,15 @@ def new_tokens(row: torch.Tensor, eos: int) -> int:
     return ids.index(eos) + 1 if eos in ids else len(ids)
 
 
-class Counter:
-    """Stands in for the model inside Backbone.generate and counts the new tokens it returns;
-    everything else is forwarded to the model."""
-
-    def __init__(self, model, eos: int):
-        self.model, self.eos, self.tokens = model, eos, 0
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def generate(self, input_ids, **kwargs):
-        out = self.model.generate(input_ids=input_ids, **kwargs)
-        new = out[:, 1:] if self.model.config.is_encoder_decoder else out[:, input_ids.shape[1]:]
-        self.tokens += sum(new_tokens(row, self.eos) for row in new)
-        return out
-
-
 def run_peftlab(bb, model, task, examples, args):
-    counter = Counter(model, bb.tokenizer.eos_token_id)
-    scores, preds = generate_and_score(bb, counter, task, examples, batch_size=args.batch_size, num_beams=1,
-                                       max_source_tokens=args.max_source_tokens, label="peftlab")
-    return preds, counter.tokens, scores
+    """generate_and_score's path: Backbone.generate_ids (peftlab's decoder), then the task's scoring."""
+    t0 = time.perf_counter()
+    ids = bb.generate_ids(model, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens,
+                          batch_size=args.batch_size, max_source_tokens=args.max_source_tokens)
+    preds = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+    scores = task.score(preds, examples)
+    scores["seconds"] = time.perf_counter() - t0
+    return preds, sum(len(row) for row in ids), scores
 
 
 def generate_batch(bb, model, encoded: list[list[int]], max_new_tokens: int):

@@ -1,7 +1,9 @@
 """peftlab's fast evaluation path must give the same greedy predictions as the plain one.
 
-Fast: ``Backbone.generate`` (length-sorted batches, left padding for decoder-only models, KV cache).
-Plain: one prompt at a time through ``model.generate``, no padding at all (the reference recipe).
+Fast: ``Backbone.generate`` (length-sorted batches, left padding for decoder-only models, KV cache,
+peftlab's own decoding loop).
+Plain: one prompt at a time through transformers' ``model.generate``, no padding at all (the
+reference recipe; it is right for these plain and LoRA models, unlike for prompt learning).
 The prompts differ a lot in length (byte tokenizer: one token per character), so batches really pad.
 Token ids are compared as well as texts: on the tiny models' byte tokenizer many generated ids
 (sentinels, stray UTF-8 bytes) decode to nothing, so equal texts alone would prove little.
@@ -53,29 +55,10 @@ def until_eos(ids: list[int]) -> tuple[int, ...]:
     return tuple(ids[: ids.index(EOS) + 1] if EOS in ids else ids)
 
 
-class Recorder:
-    """Stands in for the model inside Backbone.generate and keeps each row's new token ids, keyed by
-    its unpadded prompt ids; everything else goes to the model."""
-
-    def __init__(self, model):
-        self.model, self.new = model, {}
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def generate(self, input_ids, attention_mask, **kwargs):
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        seq2seq = self.model.config.is_encoder_decoder
-        for ids, mask, row in zip(input_ids, attention_mask, out):
-            new = row[1:] if seq2seq else row[input_ids.shape[1]:]  # T5: drop the decoder start token
-            self.new[tuple(ids[mask.bool()].tolist())] = until_eos(new.tolist())
-        return out
-
-
 def fast(bb: Backbone, batch_size: int) -> tuple[list[str], list[tuple[int, ...]]]:
-    rec = Recorder(bb.model)
-    texts = bb.generate(rec, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
-    return texts, [rec.new[tuple(bb.prompt_ids(p))] for p in PROMPTS]
+    ids = bb.generate_ids(bb.model, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
+    texts = bb.generate(bb.model, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
+    return texts, [tuple(row) for row in ids]
 
 
 def one_by_one(bb: Backbone) -> tuple[list[str], list[tuple[int, ...]]]:
@@ -106,23 +89,22 @@ def test_fast_path_equals_one_by_one(arch, batch_size, lora):
     assert fast_texts == plain_texts
 
 
-def test_recorder_sees_every_prompt_and_padding():
+def test_batches_really_pad():
     """The fast path really pads: one batch holds prompts of different lengths."""
     bb = backbone("tiny-llama")
-    rec = Recorder(bb.model)
-    bb.generate(rec, PROMPTS, max_new_tokens=2, batch_size=16)
-    lengths = sorted(len(k) for k in rec.new)
-    assert len(set(lengths)) == len(PROMPTS) and lengths[-1] - lengths[0] > 100
+    ids, mask = bb.pad_prompts([bb.prompt_ids(p) for p in PROMPTS])
+    lengths = mask.sum(-1)
+    assert len(set(lengths.tolist())) == len(PROMPTS) and int(lengths.max() - lengths.min()) > 100
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_comparison_catches_attention_to_padding(arch):
+def test_comparison_catches_attention_to_padding(arch, monkeypatch):
     """Control: a batched path that lets the model attend to padding (attention mask of ones)
     generates something else, so the comparison above is able to fail."""
     bb = backbone(arch)
-    generate = bb.model.generate
-    bb.model.generate = lambda input_ids, attention_mask, **kw: generate(
-        input_ids=input_ids, attention_mask=torch.ones_like(attention_mask), **kw)
+    pad_prompts = bb.pad_prompts
+    monkeypatch.setattr(bb, "pad_prompts", lambda encoded: (pad_prompts(encoded)[0],
+                                                           torch.ones_like(pad_prompts(encoded)[1])))
     assert fast(bb, 16)[1] != one_by_one(bb)[1]
 
 

@@ -108,12 +108,8 @@ def greedy_by_hand(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
 
 
 def generated_ids(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
-    """New token ids from the model's generate (with its KV cache), as Backbone.generate calls it."""
-    ids = torch.tensor([bb.prompt_ids(prompt)])
-    with torch.no_grad():
-        out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
-    return out[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
+    """New token ids from peftlab's decoder (KV cache, one unpadded prompt), up to and including EOS."""
+    return bb.generate_ids(bb.model, [prompt], max_new_tokens=max_new_tokens)[0]
 
 
 def by_hand_text(bb, prompt: str) -> str:

@@ -196,7 +196,7 @@ def test_generate_with_cache_matches_greedy_by_hand(arch):
     prompts = ["Repeat: cat", "Repeat: a much longer owl", "Repeat: dog"]
     by_hand = [greedy_by_hand(bb, p) for p in prompts]
     assert any(len(ids) > 1 for ids in by_hand)  # not just an immediate end-of-sequence
-    # transformers 5 caches: peft pre-fills the cache with the prefix (EncoderDecoderCache on T5).
+    # peftlab's decoder pre-fills the cache with peft's prefix (an EncoderDecoderCache on T5).
     assert [generated_ids(bb, p) for p in prompts] == by_hand
     # Backbone.generate batches with padding (left on decoder-only models, right on T5).
     assert bb.generate(bb.model, prompts, max_new_tokens=6) == [by_hand_text(bb, p) for p in prompts]

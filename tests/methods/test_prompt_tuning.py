@@ -89,8 +89,8 @@ def test_generate_matches_greedy_by_hand(arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_backbone_generate_batched_matches_one_by_one(arch):
-    # peft (0.21.2) puts the virtual tokens *before* left padding and drops position_ids for prompt
-    # tuning, so Backbone.generate batches a prompt-tuned decoder-only model only by equal length.
+    # peftlab's decoder puts the virtual tokens after the left padding (peft's generate puts them
+    # before it), so a padded batch of prompts of different lengths generates what each one alone does.
     bb, _, _ = setup(arch, "prompt_tuning")
     train_steps(bb, 10, 3e-2)
     one_by_one = [bb.generate(bb.model, [p], max_new_tokens=6)[0] for p in PROMPTS]

@@ -13,19 +13,16 @@ from torch import nn
 
 from peftlab.inspect.path import EmbeddingPath
 from peftlab.models.backbone import Backbone
+from peftlab.models.decode import greedy
 
 
-@torch.no_grad()
 def greedy_output(backbone: Backbone, model: nn.Module, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """Greedy continuation of one unpadded prompt (one row: no padding, so a soft prompt sees what it
-    saw in training), up to and including the first EOS."""
+    """Greedy continuation of one unpadded prompt, up to and including the first EOS (peftlab's decoder,
+    as evaluation decodes it)."""
     tok = backbone.tokenizer
     ids = torch.tensor([prompt_ids], device=backbone.device)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    new = out[0, 1:] if backbone.is_seq2seq else out[0, len(prompt_ids):]  # seq2seq: drop the decoder start
-    new = new.tolist()
-    return new[: new.index(tok.eos_token_id) + 1] if tok.eos_token_id in new else new
+    return greedy(model, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
+                  pad_token_id=tok.pad_token_id)[0]
 
 
 def output_logprob(backbone: Backbone, model: nn.Module, path: EmbeddingPath, prompt_ids: list[int],

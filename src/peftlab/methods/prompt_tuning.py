@@ -16,10 +16,10 @@ the embeddings of randomly sampled vocabulary tokens, 'text' the embeddings of i
 (repeated or cut to num_virtual_tokens; the tokenizer is loaded from the model's name_or_path),
 'random' draws N(0, 1), which can lie far off the embedding manifold.
 
-Generation (peft 0.21.2, transformers 5.23): one prompt at a time, or a batch without padding, gives
-exactly the greedy tokens of the trained model. A left-padded batch on a decoder-only model does
-not: peft puts the soft prompt before the padding and ignores position_ids, so the real tokens
-move by the padding length (tests/methods/test_prompt_tuning.py shows both).
+Generation: peftlab's own decoder (models/decode.py) puts the soft prompt after a row's left padding,
+right before its first token, with positions counted from there, so a padded batch generates exactly
+what each prompt alone does (peft's generate puts the prompt before the padding and ignores
+position_ids; tests/models/test_decode.py checks both equalities for every method).
 
 Implemented with peft, so the saved adapter folder loads with ``peft.PeftModel.from_pretrained``.
 """

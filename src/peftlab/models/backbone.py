@@ -5,7 +5,8 @@ Three jobs, done the same way for every method so comparisons are fair:
   one (SmolLM2-Instruct), else is used as plain text (T5 encoder input, GPT-Neo continuation);
 - training features: for decoder-only models the labels of prompt tokens and of padding are -100,
   so the loss is only on the target and its end-of-sequence token; padding is dynamic (per batch);
-- generation: batched, sorted by length (little padding), greedy by default, with the KV cache.
+- generation: batched, sorted by length (little padding), greedy by default, with the KV cache,
+  by peftlab's own decoding loop (models/decode.py), the same for every method.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from peftlab.models.beam import beam_search
+from peftlab.models.decode import greedy, prefix_needs_equal_lengths
 
 IGNORE = -100
 
@@ -93,57 +97,58 @@ class Backbone:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     # ---- generation -------------------------------------------------------------------------
-    def _batches(self, model: nn.Module, order: list[int], encoded: list[list[int]], batch_size: int):
-        """Consecutive slices of the length-sorted order. A prompt-tuned decoder-only model gets
-        padding-free batches (equal lengths only): peft (0.21) puts the soft prompt before the left
-        padding and drops position_ids, so a padded row would not see what it saw in training."""
-        split_on_length = not self.is_seq2seq and _uses_soft_prompt(model)
-        batch: list[int] = []
-        for i in order:
-            if batch and (len(batch) == batch_size or (split_on_length and len(encoded[i]) != len(encoded[batch[0]]))):
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
+    def pad_prompts(self, encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask) of a batch: right padding for seq2seq, left for decoder-only models
+        (every row's next token is then at the end)."""
+        width = max(len(seq) for seq in encoded)
+        ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, seq in enumerate(encoded):
+            cols = slice(0, len(seq)) if self.is_seq2seq else slice(width - len(seq), width)
+            ids[row, cols], mask[row, cols] = torch.tensor(seq), 1
+        return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
-    def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
-                 num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[str]:
-        """Decoded continuations, in the order of ``prompts``."""
+    def generate_ids(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
+                     num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[list[int]]:
+        """New token ids of each prompt, up to and including EOS, in the order of ``prompts``.
+
+        Decoded by peftlab's own loop (models/decode.py, models/beam.py), the same for every method."""
         tok = self.tokenizer
         encoded = [self.prompt_ids(p, max_source_tokens) for p in prompts]
         # Longest first: batches of similar length waste little compute on padding, and an
         # out-of-memory error shows up in the first batch rather than the last.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        out: list[str | None] = [None] * len(encoded)
+        out: list[list[int] | None] = [None] * len(encoded)
         was_training = model.training
         model.eval()
-        device = self.device
-        for idx in self._batches(model, order, encoded, batch_size):
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
+            ids, mask = self.pad_prompts([encoded[i] for i in idx])
+            kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+            new = greedy(model, ids, mask, **kwargs) if num_beams == 1 else beam_search(
+                model, ids, mask, num_beams=num_beams, **kwargs)
             for row, i in enumerate(idx):
-                seq = encoded[i]
-                if self.is_seq2seq:
-                    ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
-                else:  # left-pad decoder-only prompts so every row's next token is at the end
-                    ids[row, width - len(seq):], mask[row, width - len(seq):] = torch.tensor(seq), 1
-            gen = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, num_beams=num_beams, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
-            new = gen if self.is_seq2seq else gen[:, width:]
-            for row, i in enumerate(idx):
-                out[i] = tok.decode(new[row], skip_special_tokens=True).strip()
+                out[i] = new[row]
             if progress is not None:
                 progress(len(idx))
         model.train(was_training)
         return out  # type: ignore[return-value]
 
+    def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
+                 num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[str]:
+        """Decoded continuations, in the order of ``prompts``."""
+        ids = self.generate_ids(model, prompts, max_new_tokens, batch_size, num_beams, max_source_tokens, progress)
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
 
-def _uses_soft_prompt(model: nn.Module) -> bool:
-    config = getattr(model, "active_peft_config", None)
-    return getattr(getattr(config, "peft_type", None), "value", None) == "PROMPT_TUNING"
+
+def _batches(order: list[int], encoded: list[list[int]], batch_size: int, equal_lengths: bool):
+    """Consecutive slices of the length-sorted order; with ``equal_lengths`` a batch holds prompts of one
+    length only (no padding)."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == batch_size or (equal_lengths and len(encoded[i]) != len(encoded[batch[0]]))):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
