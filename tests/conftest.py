@@ -25,6 +25,13 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_version_warning(monkeypatch):
+    # The suite also runs against the newest releases (make test-newest), where every command would
+    # warn; tests/test_versions.py checks the warning itself.
+    monkeypatch.setenv("PEFTLAB_NO_VERSION_WARNING", "1")
+
+
 @pytest.fixture
 def copy_task(tmp_path: Path) -> dict:
     """A task the tiny models can learn quickly: copy a short word. Returns a task config dict."""

@@ -343,7 +343,10 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from peftlab.versions import warn_if_untested
+
     args = build_parser().parse_args(argv)
+    warn_if_untested()  # one line when torch / transformers / peft are not the tested releases
     _quiet_libraries()
     try:
         args.func(args)

@@ -108,7 +108,10 @@ def environment() -> dict:
     import torch
 
     versions = {}
-    for pkg in ("peftlab", "torch", "transformers", "peft", "accelerate", "safetensors", "rouge-score"):
+    from peftlab.versions import untested
+
+    for pkg in ("peftlab", "torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "datasets",
+                "rouge-score"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -121,4 +124,6 @@ def environment() -> dict:
         "memory_bytes": psutil.virtual_memory().total,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    return {"python": platform.python_version(), "versions": versions, "hardware": hw}
+    # The tested releases of what differed (empty: the run used the tested torch/transformers/peft).
+    differ = {pkg: tested for pkg, (_, tested) in untested().items()}
+    return {"python": platform.python_version(), "versions": versions, "untested_versions": differ, "hardware": hw}
