@@ -187,9 +187,9 @@ def decoder_for(model: nn.Module):
 
 def _until_eos(rows: torch.Tensor, eos: torch.Tensor) -> list[list[int]]:
     """Each row's tokens up to and including its first end-of-sequence token."""
-    out = []
+    out, stop = [], set(eos.tolist())
     for row in rows.tolist():
-        ends = [i for i, t in enumerate(row) if t in set(eos.tolist())]
+        ends = [i for i, t in enumerate(row) if t in stop]
         out.append(row[: ends[0] + 1] if ends else row)
     return out
 
