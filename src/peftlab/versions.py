@@ -7,6 +7,7 @@ peftlab knows them without the repository; `make upgrade` rewrites both, and
 tests/test_versions.py checks that they agree.
 
     python -m peftlab.versions                      # installed vs tested, one line per package
+    python -m peftlab.versions --diff-lock FILE     # what the running environment changes against a lock
     python -m peftlab.versions --write-lock FILE    # the running environment as a lock (make upgrade)
 """
 
@@ -92,13 +93,28 @@ def read_lock(path: Path) -> dict[str, str]:
     return pins
 
 
+def frozen() -> list[str]:
+    """The running environment as lock lines."""
+    return lock_lines(subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
+                                     capture_output=True, text=True).stdout.splitlines())
+
+
+def lock_changes(lock: dict[str, str], lines: list[str]) -> list[str]:
+    """'name: old -> new' for each package whose release differs from the lock's (or is new)."""
+    changes = []
+    for line in lines:
+        name, version = line.split("==", 1)
+        old = lock.get(re.sub(r"[-_.]+", "-", name).lower())
+        if old != version:
+            changes.append(f"{name}: {old or '(new)'} -> {version}")
+    return changes
+
+
 def write_lock(path: Path) -> None:
     """Write the running environment as the lock, and TESTED in this file to match it."""
-    freeze = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
-                            capture_output=True, text=True).stdout.splitlines()
     header = ["# The exact releases the whole test suite passed with (`make upgrade` rewrites this file).",
               "# `make setup` installs them as constraints; pyproject.toml keeps the ranges for other installs."]
-    path.write_text("\n".join(header + lock_lines(freeze)) + "\n")
+    path.write_text("\n".join(header + frozen()) + "\n")
     pins = read_lock(path)
     tested = {pkg: pins[pkg] for pkg in TESTED}
     source = Path(__file__)
@@ -111,7 +127,12 @@ def write_lock(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m peftlab.versions", description=__doc__.split("\n\n")[0])
     p.add_argument("--write-lock", metavar="FILE", type=Path, help="write the running environment as the lock")
+    p.add_argument("--diff-lock", metavar="FILE", type=Path, help="list the releases that differ from this lock")
     args = p.parse_args(argv)
+    if args.diff_lock:
+        changes = lock_changes(read_lock(args.diff_lock), frozen())
+        print("\n".join(f"  {c}" for c in changes) or "  nothing")
+        return 0
     if args.write_lock:
         write_lock(args.write_lock)
         return 0
