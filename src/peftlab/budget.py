@@ -46,9 +46,6 @@ class Budget:
         steps = self.spent["steps"]
         return self.progress / steps if steps else 0.01
 
-    def estimated_steps(self) -> int:
-        return max(math.ceil(1 / max(self.step_fraction(), 1e-9)), int(self.spent["steps"]))
-
 
 def lr_factor(progress: float, step_fraction: float, schedule: str, warmup_ratio: float) -> float:
     """Multiplier of the peak learning rate for the step about to run, at ``progress`` of the budget.

@@ -1,0 +1,47 @@
+"""Starting a run folder: a finished run is never overwritten unless asked, an unfinished one is
+resumed when asked, and an unwritable or full disk stops the run before training, not after it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from peftlab import checkpoint
+from peftlab.config import ExperimentConfig, dump_config
+from peftlab.errors import PeftlabError
+from peftlab.runio import atomic_write_text, finished_with_config
+
+
+def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False,
+                    require_checkpoint: bool = False) -> tuple[Path, bool]:
+    """(run folder, whether to resume from its checkpoint). A finished run is never overwritten
+    unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
+    run_dir = cfg.run_dir()
+    finished, same = finished_with_config(run_dir, dump_config(cfg))
+    if finished and not overwrite:
+        raise PeftlabError(f"{run_dir} already holds a finished run; pass --overwrite or choose another --set name=...")
+    if resume and not overwrite and same and checkpoint.exists(run_dir):
+        return run_dir, True
+    if require_checkpoint:
+        raise PeftlabError(f"{run_dir}: no checkpoint to resume from (the run stopped before its first checkpoint, "
+                           "or its config.yaml changed); start it again without --resume")
+    try:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / ".write-test", "ok")  # an unwritable or full disk fails here, not mid-run
+        (run_dir / ".write-test").unlink()
+    except OSError as e:
+        raise PeftlabError(f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free "
+                           "disk space)") from None
+    return run_dir, False
+
+
+def check_free_space(run_dir: Path, trainable: int) -> None:
+    """Checkpoints hold weights, AdamW's two moments and the best weights (4 fp32 copies), and the
+    adapter one more: refuse to start a run that could not save them."""
+    need = 5 * 4 * trainable + (1 << 20)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise PeftlabError(f"{run_dir}: {free / 1e9:.2f} GB free but checkpoints and the adapter need about "
+                           f"{need / 1e9:.2f} GB; free disk space or set output_dir elsewhere")
