@@ -1,5 +1,5 @@
 # make demo         set-up + zero-shot vs full fine-tuning vs LoRA on the bundled SmolLM2 (offline, CPU, minutes)
-# make test         set-up + the whole test suite (what CI runs)
+# make test         set-up + ruff (lint, format check) + the whole test suite (what CI runs)
 # make test-newest  the suite against the newest releases, in a throwaway venv (the lock is untouched)
 # make upgrade      the same; when it passes, requirements.lock is rewritten to those releases
 # make browser      Chromium + chromedriver for the report's browser test (Debian packages; make test runs it)
@@ -18,7 +18,7 @@ LOCK := requirements.lock
 # then refuses a release other than its own: edit it, or use make upgrade).
 TORCH ?= torch
 
-.PHONY: setup browser demo test test-newest upgrade clean
+.PHONY: setup browser demo test lint format test-newest upgrade clean
 
 setup: $(STAMP)
 
@@ -52,8 +52,17 @@ browser:
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
+
+# ruff (settings in pyproject.toml): lint, and the format check; `make format` rewrites the files.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test-newest: browser
 	bash scripts/newest.sh check

@@ -53,8 +53,13 @@ def new_tokens(row: torch.Tensor, eos: int) -> int:
 def run_peftlab(bb, model, task, examples, args):
     """generate_and_score's path: Backbone.generate_ids (peftlab's decoder), then the task's scoring."""
     t0 = time.perf_counter()
-    ids = bb.generate_ids(model, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens,
-                          batch_size=args.batch_size, max_source_tokens=args.max_source_tokens)
+    ids = bb.generate_ids(
+        model,
+        [e.prompt for e in examples],
+        max_new_tokens=task.max_new_tokens,
+        batch_size=args.batch_size,
+        max_source_tokens=args.max_source_tokens,
+    )
     preds = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
     scores = task.score(preds, examples)
     scores["seconds"] = time.perf_counter() - t0
@@ -70,8 +75,15 @@ def generate_batch(bb, model, encoded: list[list[int]], max_new_tokens: int):
     for row, seq in enumerate(encoded):
         cols = slice(0, len(seq)) if bb.is_seq2seq else slice(width - len(seq), width)
         ids[row, cols], mask[row, cols] = torch.tensor(seq), 1
-    out = model.generate(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device), max_new_tokens=max_new_tokens,
-                         do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    out = model.generate(
+        input_ids=ids.to(bb.device),
+        attention_mask=mask.to(bb.device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     new = out[:, 1:] if bb.is_seq2seq else out[:, width:]  # seq2seq: drop the decoder start token
     texts = [tok.decode(row, skip_special_tokens=True).strip() for row in new]
     return texts, sum(new_tokens(row, tok.eos_token_id) for row in new)
@@ -82,7 +94,7 @@ def run_batches(bb, model, task, examples, args, size: int):
     preds, tokens = [], 0
     with torch.no_grad():
         for start in range(0, len(examples), size):
-            chunk = examples[start:start + size]
+            chunk = examples[start : start + size]
             encoded = [bb.prompt_ids(e.prompt, args.max_source_tokens) for e in chunk]
             texts, n = generate_batch(bb, model, encoded, task.max_new_tokens)
             preds += texts
@@ -99,12 +111,18 @@ def first_difference(a: list[str], b: list[str], examples) -> dict | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--model", default="smollm2-135m", help="model.name: bundled, tiny-*, folder or hub id")
-    p.add_argument("--adapter-method", choices=("none", "lora"), default="none",
-                   help="lora: evaluate through a freshly initialised peft LoRA (rank 16, all-linear)")
+    p.add_argument(
+        "--adapter-method",
+        choices=("none", "lora"),
+        default="none",
+        help="lora: evaluate through a freshly initialised peft LoRA (rank 16, all-linear)",
+    )
     p.add_argument("--data", default="../shared/data/dialogsum", help="DialogSum folder (default: %(default)s)")
     p.add_argument("--examples", type=int, default=48, help="first N test examples (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="rounds of the three contenders (default: %(default)s)")
@@ -131,9 +149,11 @@ def main() -> None:
     sync = torch.cuda.synchronize if bb.device.type == "cuda" else (lambda: None)
     lengths = [len(bb.prompt_ids(e.prompt, args.max_source_tokens)) for e in examples]
 
-    runners = {"peftlab": lambda ex: run_peftlab(bb, model, task, ex, args),
-               "loop": lambda ex: run_batches(bb, model, task, ex, args, 1),
-               "unsorted": lambda ex: run_batches(bb, model, task, ex, args, args.batch_size)}
+    runners = {
+        "peftlab": lambda ex: run_peftlab(bb, model, task, ex, args),
+        "loop": lambda ex: run_batches(bb, model, task, ex, args, 1),
+        "unsorted": lambda ex: run_batches(bb, model, task, ex, args, args.batch_size),
+    }
     log("warm-up: each contender on 2 examples ...")
     for name in CONTENDERS:
         runners[name](examples[:2])
@@ -146,10 +166,18 @@ def main() -> None:
             preds, tokens, scores = runners[name](examples)
             sync()
             seconds = time.perf_counter() - t0
-            rnd[name] = {"seconds": seconds, "new_tokens": tokens, "tokens_per_s": tokens / seconds,
-                         "examples_per_s": len(examples) / seconds, "score": scores[task.primary], "preds": preds}
-            log(f"round {r + 1}/{args.repeats} {name:8s} {seconds:7.1f} s  {tokens / seconds:7.1f} new tokens/s  "
-                f"{task.primary}={scores[task.primary]:.4f}")
+            rnd[name] = {
+                "seconds": seconds,
+                "new_tokens": tokens,
+                "tokens_per_s": tokens / seconds,
+                "examples_per_s": len(examples) / seconds,
+                "score": scores[task.primary],
+                "preds": preds,
+            }
+            log(
+                f"round {r + 1}/{args.repeats} {name:8s} {seconds:7.1f} s  {tokens / seconds:7.1f} new tokens/s  "
+                f"{task.primary}={scores[task.primary]:.4f}"
+            )
         rounds.append(rnd)
 
     def med(name, key):
@@ -159,53 +187,82 @@ def main() -> None:
         return [rnd["peftlab"]["tokens_per_s"] / rnd[other]["tokens_per_s"] for rnd in rounds]
 
     first = rounds[0]
-    same = {other: first_difference(first["peftlab"]["preds"], first[other]["preds"], examples)
-            for other in ("loop", "unsorted")}
+    same = {
+        other: first_difference(first["peftlab"]["preds"], first[other]["preds"], examples)
+        for other in ("loop", "unsorted")
+    }
     deterministic = {n: all(rnd[n]["preds"] == first[n]["preds"] for rnd in rounds) for n in CONTENDERS}
-    summary = {n: {k: med(n, k) for k in ("seconds", "examples_per_s", "tokens_per_s", "new_tokens", "score")}
-               for n in CONTENDERS}
+    summary = {
+        n: {k: med(n, k) for k in ("seconds", "examples_per_s", "tokens_per_s", "new_tokens", "score")}
+        for n in CONTENDERS
+    }
     for other in ("loop", "unsorted"):
-        summary[other]["peftlab_speedup_tokens_per_s"] = {"median": statistics.median(ratios(other)),
-                                                          "per_round": ratios(other)}
+        summary[other]["peftlab_speedup_tokens_per_s"] = {
+            "median": statistics.median(ratios(other)),
+            "per_round": ratios(other),
+        }
 
     dev = machine()
     where = dev.get("gpu") or f"{dev['cpu']}, {dev['cores']} cores, {dev['torch_threads']} torch threads"
-    label = {"peftlab": f"peftlab (length-sorted batches of {args.batch_size})", "loop": "per-example loop",
-             "unsorted": f"unsorted batches of {args.batch_size}"}
+    label = {
+        "peftlab": f"peftlab (length-sorted batches of {args.batch_size})",
+        "loop": "per-example loop",
+        "unsorted": f"unsorted batches of {args.batch_size}",
+    }
     print(f"Command: `{command}`")
     print(f"Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"Machine: {where}, {dev['ram_gib']} GiB RAM; device {bb.device}; {dev['platform']}")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
-    print(f"Model {args.model}{' + fresh LoRA r16 all-linear (peft)' if args.adapter_method == 'lora' else ''}, "
-          f"DialogSum test first {len(examples)} (prompt {min(lengths)}-{max(lengths)} tokens, "
-          f"sources <= {args.max_source_tokens}), max_new_tokens {task.max_new_tokens}, greedy, "
-          f"{args.repeats} alternating rounds, medians.\n")
+    print(
+        f"Model {args.model}{' + fresh LoRA r16 all-linear (peft)' if args.adapter_method == 'lora' else ''}, "
+        f"DialogSum test first {len(examples)} (prompt {min(lengths)}-{max(lengths)} tokens, "
+        f"sources <= {args.max_source_tokens}), max_new_tokens {task.max_new_tokens}, greedy, "
+        f"{args.repeats} alternating rounds, medians.\n"
+    )
     print(f"| path | s | examples/s | new tokens/s | new tokens | {task.primary} | peftlab speed-up (tokens/s) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for n in CONTENDERS:
         s = summary[n]
         up = s.get("peftlab_speedup_tokens_per_s")
-        cell = (f"{up['median']:.2f}x ({min(up['per_round']):.2f}-{max(up['per_round']):.2f})" if up else "-")
-        print(f"| {label[n]} | {s['seconds']:.1f} | {s['examples_per_s']:.2f} | {s['tokens_per_s']:.1f} | "
-              f"{s['new_tokens']:.0f} | {s['score']:.4f} | {cell} |")
+        cell = f"{up['median']:.2f}x ({min(up['per_round']):.2f}-{max(up['per_round']):.2f})" if up else "-"
+        print(
+            f"| {label[n]} | {s['seconds']:.1f} | {s['examples_per_s']:.2f} | {s['tokens_per_s']:.1f} | "
+            f"{s['new_tokens']:.0f} | {s['score']:.4f} | {cell} |"
+        )
     print()
     for other, d in same.items():
         line = f"Greedy predictions, peftlab vs {other}: {d['differing']} of {len(examples)} differ"
         if d["differing"]:
             f = d["first"]
-            line += f"; first: example {f['index']} ({f['id']}):\n  peftlab: {f['peftlab']!r}\n  {other}: {f['other']!r}"
+            line += (
+                f"; first: example {f['index']} ({f['id']}):\n  peftlab: {f['peftlab']!r}\n  {other}: {f['other']!r}"
+            )
         print(line)
     if not all(deterministic.values()):
         print("Not the same predictions in every round: " + ", ".join(n for n, ok in deterministic.items() if not ok))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": command, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": dev, "device": str(bb.device), "versions": versions(), "args": vars(args),
-        "examples": [e.id for e in examples], "prompt_tokens": lengths, "max_new_tokens": task.max_new_tokens,
-        "summary": summary, "predictions_differ": same, "deterministic": deterministic, "rounds": rounds,
-    }, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "command": command,
+                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "machine": dev,
+                "device": str(bb.device),
+                "versions": versions(),
+                "args": vars(args),
+                "examples": [e.id for e in examples],
+                "prompt_tokens": lengths,
+                "max_new_tokens": task.max_new_tokens,
+                "summary": summary,
+                "predictions_differ": same,
+                "deterministic": deterministic,
+                "rounds": rounds,
+            },
+            indent=1,
+        )
+    )
     log(f"raw results: {out}")
 
 

@@ -60,7 +60,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) 
             a @ b
             sync(device)
             times.append(time.perf_counter() - t)
-        out[n] = 2 * n ** 3 / statistics.median(times)
+        out[n] = 2 * n**3 / statistics.median(times)
     return out
 
 
@@ -68,9 +68,11 @@ def step_batches(bb, args) -> list[dict]:
     task_cfg = TaskConfig.model_validate(resolve_task({"name": "dialogsum", "data_dir": args.data}, "bench"))
     examples = build_task(task_cfg).split("train")[: args.batch * args.steps]
     order = EpochSampler(len(examples), 0, [len(e.prompt) + len(e.target) for e in examples], args.batch).order(0)
-    feats = [bb.encode(examples[i].prompt, examples[i].target, task_cfg.max_source_tokens, task_cfg.max_target_tokens)
-             for i in order]
-    return [bb.collate(feats[j:j + args.batch]) for j in range(0, len(feats), args.batch)]
+    feats = [
+        bb.encode(examples[i].prompt, examples[i].target, task_cfg.max_source_tokens, task_cfg.max_target_tokens)
+        for i in order
+    ]
+    return [bb.collate(feats[j : j + args.batch]) for j in range(0, len(feats), args.batch)]
 
 
 def time_steps(bb, batches, optimizer, params, head, device, autocast) -> list[float]:
@@ -131,10 +133,18 @@ def main() -> None:
         log(f"round {r + 1}/{args.repeats}: {len(batches)} training steps")
         times = time_steps(bb, batches, optimizer, params, head, device, autocast)
         achieved = sum(flops) / sum(times)
-        rounds.append({"peak_flops_per_s": peak, "step_seconds": times, "achieved_flops_per_s": achieved,
-                       "fraction": achieved / max(peak.values())})
-        log(f"  peak {max(peak.values()) / 1e9:.1f} GFLOP/s, step {achieved / 1e9:.1f} GFLOP/s "
-            f"({100 * rounds[-1]['fraction']:.1f}%)")
+        rounds.append(
+            {
+                "peak_flops_per_s": peak,
+                "step_seconds": times,
+                "achieved_flops_per_s": achieved,
+                "fraction": achieved / max(peak.values()),
+            }
+        )
+        log(
+            f"  peak {max(peak.values()) / 1e9:.1f} GFLOP/s, step {achieved / 1e9:.1f} GFLOP/s "
+            f"({100 * rounds[-1]['fraction']:.1f}%)"
+        )
 
     fraction = statistics.median(r["fraction"] for r in rounds)
     peak = statistics.median(max(r["peak_flops_per_s"].values()) for r in rounds)
@@ -145,20 +155,32 @@ def main() -> None:
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads"
-                   + (f", {torch.cuda.get_device_name()}" if cuda else ""),
-        "torch": torch.__version__, "model": args.model, "method": args.method, "batch": args.batch,
-        "peak_dtype": str(peak_dtype).removeprefix("torch."), "peak_flops_per_s": peak,
-        "achieved_flops_per_s": achieved, "fraction_of_peak": fraction, "median_step_seconds": step_s,
-        "flops_per_step": statistics.median(flops), "real_tokens_per_step": tokens / len(flops), "rounds": rounds,
+        + (f", {torch.cuda.get_device_name()}" if cuda else ""),
+        "torch": torch.__version__,
+        "model": args.model,
+        "method": args.method,
+        "batch": args.batch,
+        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "peak_flops_per_s": peak,
+        "achieved_flops_per_s": achieved,
+        "fraction_of_peak": fraction,
+        "median_step_seconds": step_s,
+        "flops_per_step": statistics.median(flops),
+        "real_tokens_per_step": tokens / len(flops),
+        "rounds": rounds,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"Command: `{result['command']}` ({result['date']}, {result['machine']}, torch {result['torch']})\n")
-    print("| model | method | batch | step FLOPs | median step s | achieved | matmul peak "
-          f"({result['peak_dtype']}) | fraction of peak |")
+    print(
+        "| model | method | batch | step FLOPs | median step s | achieved | matmul peak "
+        f"({result['peak_dtype']}) | fraction of peak |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.model} | {args.method} | {args.batch} | {result['flops_per_step'] / 1e12:.2f} T | {step_s:.2f} | "
-          f"{achieved / 1e9:.1f} GFLOP/s | {peak / 1e9:.1f} GFLOP/s | **{100 * fraction:.0f}%** |")
+    print(
+        f"| {args.model} | {args.method} | {args.batch} | {result['flops_per_step'] / 1e12:.2f} T | {step_s:.2f} | "
+        f"{achieved / 1e9:.1f} GFLOP/s | {peak / 1e9:.1f} GFLOP/s | **{100 * fraction:.0f}%** |"
+    )
 
 
 if __name__ == "__main__":

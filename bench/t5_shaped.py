@@ -36,10 +36,22 @@ def t5_small_config():
     from transformers import T5Config
 
     return T5Config(
-        vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8, num_heads=6,
-        relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, is_encoder_decoder=True,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        vocab_size=32128,
+        d_model=512,
+        d_kv=64,
+        d_ff=1024,
+        num_layers=8,
+        num_decoder_layers=8,
+        num_heads=6,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        dropout_rate=0.1,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        is_encoder_decoder=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
     )
 
 
@@ -67,12 +79,12 @@ def train_tokenizer(data: Path):
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()  # words keep their leading "▁", as in sentencepiece
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=VOCAB, special_tokens=SPECIALS, unk_token="<unk>",
-                                      show_progress=False)
+    trainer = trainers.UnigramTrainer(vocab_size=VOCAB, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False)
     tok.train_from_iterator(corpus(data), trainer)
     eos = tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)])
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+    )
     return tok
 
 
@@ -80,8 +92,13 @@ def build(folder: Path, data: Path) -> None:
     import torch
     from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=train_tokenizer(data), pad_token="<pad>", eos_token="</s>",
-                                  unk_token="<unk>", model_max_length=512)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(data),
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=512,
+    )
     assert [tok.convert_tokens_to_ids(s) for s in SPECIALS] == [0, 1, 2], "specials must be <pad>=0 </s>=1 <unk>=2"
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(t5_small_config())

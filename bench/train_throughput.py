@@ -45,13 +45,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to this file
 
-from machine import machine, versions
+from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
 CONTENDERS = ("peftlab", "padded", "strong")
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
-TOKENS = ("real tokens = non-pad tokens the model reads: prompt + target (decoder-only), "
-          "encoder input + decoder labels (encoder-decoder)")
+TOKENS = (
+    "real tokens = non-pad tokens the model reads: prompt + target (decoder-only), "
+    "encoder input + decoder labels (encoder-decoder)"
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,7 +67,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", help="write the raw per-run results to this JSON file")
     ap.add_argument("--baseline", default=str(ROOT / "../shared/bench/hf_baseline.py"), help="hf_baseline.py")
     ap.add_argument("--data", default=str(ROOT / "../shared/data/dialogsum"), help="DialogSum folder (JSONL)")
-    ap.add_argument("--cache", help="where the T5-shaped model is built (default: peftlab's cache, ~/.cache/peftlab/bench)")
+    ap.add_argument(
+        "--cache", help="where the T5-shaped model is built (default: peftlab's cache, ~/.cache/peftlab/bench)"
+    )
     a = ap.parse_args()
     a.models, a.methods = a.models.split(","), a.methods.split(",")
     for name, allowed in (("models", ("smollm2", "t5")), ("methods", ("lora", "full"))):
@@ -94,8 +98,14 @@ def is_seq2seq(folder: Path) -> bool:
 # ---- one run of one contender -------------------------------------------------------------------
 def child_env(threads: int) -> dict:
     """The same environment for every contender: thread count, no hub, no tokenizer threads."""
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
 
 def run_child(cmd: list[str], workdir: Path, threads: int) -> dict:
@@ -109,25 +119,46 @@ def run_child(cmd: list[str], workdir: Path, threads: int) -> dict:
     if proc.returncode != 0:
         tail = "\n".join(err.read_text(errors="replace").splitlines()[-25:])
         sys.exit(f"failed (exit {proc.returncode}): {shlex.join(cmd)}\n{tail}\nlogs kept in {workdir}")
-    return {"stdout": out.read_text(), "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-            "wall_s": time.perf_counter() - t0, "command": shlex.join(cmd)}
+    return {
+        "stdout": out.read_text(),
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+        "wall_s": time.perf_counter() - t0,
+        "command": shlex.join(cmd),
+    }
 
 
 def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Path) -> dict:
     """The baseline's recipe in peftlab's config keys (src/peftlab/config.py); the rest is peftlab's default."""
     seq2seq = is_seq2seq(folder)
     return {
-        "name": "run", "output_dir": str(out_dir), "seed": 0,
+        "name": "run",
+        "output_dir": str(out_dir),
+        "seed": 0,
         "model": {"name": str(folder)},
-        "method": {"name": "lora", "rank": 16, "alpha": 32, "dropout": 0.05,
-                   "target_modules": LORA_TARGETS[seq2seq]} if method == "lora" else {"name": "full"},
+        "method": {"name": "lora", "rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": LORA_TARGETS[seq2seq]}
+        if method == "lora"
+        else {"name": "full"},
         # The baseline cuts a decoder-only sequence at 512 tokens in all and an encoder input at 512
         # (labels at 128); peftlab cuts the prompt's middle and the target separately.
-        "task": {"name": "dialogsum", "data_dir": a.data, "input_template": PROMPT,
-                 "max_source_tokens": 512 if seq2seq else 384, "max_target_tokens": 128, "max_new_tokens": 8},
-        "train": {"max_examples": a.examples, "max_train_examples": a.examples, "batch_size": a.batch,
-                  "lr": 2e-4, "warmup_ratio": 0.0, "schedule": "linear", "max_grad_norm": 1.0,
-                  "weight_decay": 0.0, "checkpoint": False},
+        "task": {
+            "name": "dialogsum",
+            "data_dir": a.data,
+            "input_template": PROMPT,
+            "max_source_tokens": 512 if seq2seq else 384,
+            "max_target_tokens": 128,
+            "max_new_tokens": 8,
+        },
+        "train": {
+            "max_examples": a.examples,
+            "max_train_examples": a.examples,
+            "batch_size": a.batch,
+            "lr": 2e-4,
+            "warmup_ratio": 0.0,
+            "schedule": "linear",
+            "max_grad_norm": 1.0,
+            "weight_decay": 0.0,
+            "checkpoint": False,
+        },
         "eval": {"max_validation": 1, "max_test": 1},  # evaluation is not timed; keep it minimal
     }
 
@@ -138,9 +169,23 @@ def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path)
     child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads)
     s = json.loads((workdir / "runs" / "run" / "summary.json").read_text())
     tokens = s["tokens_seen"] + (decoder_label_tokens(config) if is_seq2seq(folder) else 0)
-    return {**child, "examples": s["examples_seen"], "train_seconds": s["train_seconds"], "real_tokens": tokens,
-            "own": {k: s[k] for k in ("steps", "tokens_seen", "peak_memory_bytes", "peak_memory_kind",
-                                      "truncated_inputs", "trainable_params")}}
+    return {
+        **child,
+        "examples": s["examples_seen"],
+        "train_seconds": s["train_seconds"],
+        "real_tokens": tokens,
+        "own": {
+            k: s[k]
+            for k in (
+                "steps",
+                "tokens_seen",
+                "peak_memory_bytes",
+                "peak_memory_kind",
+                "truncated_inputs",
+                "trainable_params",
+            )
+        },
+    }
 
 
 def decoder_label_tokens(config: Path) -> int:
@@ -159,14 +204,43 @@ def decoder_label_tokens(config: Path) -> int:
 
 
 def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, workdir: Path) -> dict:
-    cmd = [sys.executable, a.baseline, "--model", str(folder), "--data", str(Path(a.data) / "train.jsonl"),
-           "--input-field", "dialogue", "--target-field", "summary", "--recipe", recipe, "--method", method,
-           "--lora-r", "16", "--examples", str(a.examples), "--batch", str(a.batch), "--max-length", "512",
-           "--lr", "2e-4", "--threads", str(a.threads)]
+    cmd = [
+        sys.executable,
+        a.baseline,
+        "--model",
+        str(folder),
+        "--data",
+        str(Path(a.data) / "train.jsonl"),
+        "--input-field",
+        "dialogue",
+        "--target-field",
+        "summary",
+        "--recipe",
+        recipe,
+        "--method",
+        method,
+        "--lora-r",
+        "16",
+        "--examples",
+        str(a.examples),
+        "--batch",
+        str(a.batch),
+        "--max-length",
+        "512",
+        "--lr",
+        "2e-4",
+        "--threads",
+        str(a.threads),
+    ]
     child = run_child(cmd, workdir, a.threads)
     own = json.loads(child["stdout"].strip().splitlines()[-1])
-    return {**child, "examples": own["examples"], "train_seconds": own["train_seconds"],
-            "real_tokens": round(own["real_tokens_per_s"] * own["train_seconds"]), "own": own}
+    return {
+        **child,
+        "examples": own["examples"],
+        "train_seconds": own["train_seconds"],
+        "real_tokens": round(own["real_tokens_per_s"] * own["train_seconds"]),
+        "own": own,
+    }
 
 
 def run_one(contender: str, folder: Path, method: str, a: argparse.Namespace) -> dict:
@@ -177,8 +251,11 @@ def run_one(contender: str, folder: Path, method: str, a: argparse.Namespace) ->
         r = run_baseline(contender, folder, method, a, workdir)
     shutil.rmtree(workdir)
     r.pop("stdout")
-    return {**r, "examples_per_s": r["examples"] / r["train_seconds"],
-            "real_tokens_per_s": r["real_tokens"] / r["train_seconds"]}
+    return {
+        **r,
+        "examples_per_s": r["examples"] / r["train_seconds"],
+        "real_tokens_per_s": r["real_tokens"] / r["train_seconds"],
+    }
 
 
 # ---- summary ------------------------------------------------------------------------------------
@@ -192,20 +269,34 @@ def summarize(runs: list[dict]) -> list[dict]:
             row = {"model": key[0], "method": key[1], "contender": c}
             for k in ("examples_per_s", "real_tokens_per_s", "peak_rss_mb", "train_seconds"):
                 row[k] = statistics.median(r[k] for r in by[c])
-            for name, k in (("speedup_examples", "examples_per_s"), ("speedup_tokens", "real_tokens_per_s"),
-                            ("rss_ratio", "peak_rss_mb")):  # peftlab / this contender, round by round
+            for name, k in (
+                ("speedup_examples", "examples_per_s"),
+                ("speedup_tokens", "real_tokens_per_s"),
+                ("rss_ratio", "peak_rss_mb"),
+            ):  # peftlab / this contender, round by round
                 row[f"peftlab_{name}"] = statistics.median(p[k] / o[k] for p, o in zip(by["peftlab"], by[c]))
             rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [("| model | method | contender | examples/s | real tokens/s | peak RSS | train s "
-              "| peftlab ÷ it: examples/s | ÷ tokens/s | ÷ peak RSS |"),
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| model | method | contender | examples/s | real tokens/s | peak RSS | train s "
+            "| peftlab ÷ it: examples/s | ÷ tokens/s | ÷ peak RSS |"
+        ),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        cells = [r["model"], r["method"], r["contender"], f"{r['examples_per_s']:.3f}",
-                 f"{r['real_tokens_per_s']:.0f}", f"{r['peak_rss_mb'] / 1024:.1f} GB", f"{r['train_seconds']:.1f}"]
+        cells = [
+            r["model"],
+            r["method"],
+            r["contender"],
+            f"{r['examples_per_s']:.3f}",
+            f"{r['real_tokens_per_s']:.0f}",
+            f"{r['peak_rss_mb'] / 1024:.1f} GB",
+            f"{r['train_seconds']:.1f}",
+        ]
         keys = ("peftlab_speedup_examples", "peftlab_speedup_tokens", "peftlab_rss_ratio")
         cells += ["–"] * 3 if r["contender"] == "peftlab" else [f"{r[k]:.2f}×" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
@@ -223,8 +314,16 @@ def minutes(seconds: float) -> str:
 def main() -> None:
     a = parse_args()
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    info = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": {**machine(), **versions()},
-            "examples": a.examples, "batch": a.batch, "threads": a.threads, "repeats": a.repeats, "tokens": TOKENS}
+    info = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": {**machine(), **versions()},
+        "examples": a.examples,
+        "batch": a.batch,
+        "threads": a.threads,
+        "repeats": a.repeats,
+        "tokens": TOKENS,
+    }
     folders = {m: model_dir(m, a) for m in a.models}
     plan = [(m, meth, rep, c) for m in a.models for meth in a.methods for rep in range(a.repeats) for c in CONTENDERS]
     runs, start = [], time.perf_counter()
@@ -233,13 +332,17 @@ def main() -> None:
         eta = f", ETA {minutes(elapsed / i * (len(plan) - i))}" if i else ""
         note(f"[{i + 1}/{len(plan)}] {m} {meth} round {rep + 1}/{a.repeats}: {c} ({minutes(elapsed)} elapsed{eta})")
         r = run_one(c, folders[m], meth, a)
-        note(f"    {r['examples_per_s']:.3f} examples/s, {r['real_tokens_per_s']:.0f} real tokens/s, "
-             f"peak RSS {r['peak_rss_mb'] / 1024:.1f} GB")
+        note(
+            f"    {r['examples_per_s']:.3f} examples/s, {r['real_tokens_per_s']:.0f} real tokens/s, "
+            f"peak RSS {r['peak_rss_mb'] / 1024:.1f} GB"
+        )
         runs.append({"model": m, "method": meth, "repeat": rep, "contender": c, "model_dir": str(folders[m]), **r})
     rows = summarize(runs)
-    print(f"Command: {command}\nDate: {info['date']}\nMachine: {json.dumps(info['machine'])}\n"
-          f"{a.examples} DialogSum examples (one pass), batch {a.batch}, {a.threads} threads, {a.repeats} rounds "
-          f"alternating; medians; ratios are medians of per-round ratios.\n{TOKENS}; peak RSS = child ru_maxrss.\n")
+    print(
+        f"Command: {command}\nDate: {info['date']}\nMachine: {json.dumps(info['machine'])}\n"
+        f"{a.examples} DialogSum examples (one pass), batch {a.batch}, {a.threads} threads, {a.repeats} rounds "
+        f"alternating; medians; ratios are medians of per-round ratios.\n{TOKENS}; peak RSS = child ru_maxrss.\n"
+    )
     print(markdown(rows))
     if a.out:
         Path(a.out).write_text(json.dumps({**info, "summary": rows, "runs": runs}, indent=1) + "\n")

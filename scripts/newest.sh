@@ -29,7 +29,9 @@ case "$TORCH" in *==*) echo "$TORCH" > "$hold" ;; *) : > "$hold" ;; esac
 "$venv/bin/python" -m peftlab.versions
 echo "changed against requirements.lock:"
 "$venv/bin/python" -m peftlab.versions --diff-lock requirements.lock
-# The suite run by the installed (editable) peftlab; a failure stops here and leaves the lock alone.
+# ruff and the suite, run by the installed (editable) peftlab; a failure stops here and leaves the lock alone.
+"$venv/bin/python" -m ruff check .
+"$venv/bin/python" -m ruff format --check .
 "$venv/bin/python" -m pytest -q -p no:cacheprovider
 if [ "$mode" = upgrade ]; then
   "$venv/bin/python" -m peftlab.versions --write-lock requirements.lock

@@ -35,8 +35,24 @@ def _no_version_warning(monkeypatch):
 @pytest.fixture
 def copy_task(tmp_path: Path) -> dict:
     """A task the tiny models can learn quickly: copy a short word. Returns a task config dict."""
-    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "ocean", "piano", "lemon", "amber",
-             "cedar", "delta", "eagle", "flint", "grape", "honey"]
+    words = [
+        "apple",
+        "river",
+        "stone",
+        "cloud",
+        "maple",
+        "tiger",
+        "ocean",
+        "piano",
+        "lemon",
+        "amber",
+        "cedar",
+        "delta",
+        "eagle",
+        "flint",
+        "grape",
+        "honey",
+    ]
     for split, part in (("train", words[:12]), ("validation", words[12:14]), ("test", words[14:])):
         with (tmp_path / f"{split}.jsonl").open("w") as f:
             for i, w in enumerate(part):

@@ -10,7 +10,9 @@ from peftlab.batching import EpochSampler, ShardedCollate
 
 
 def padded_tokens(order: list[int], lengths: list[int], batch: int) -> int:
-    return sum(max(lengths[i] for i in order[j:j + batch]) * len(order[j:j + batch]) for j in range(0, len(order), batch))
+    return sum(
+        max(lengths[i] for i in order[j : j + batch]) * len(order[j : j + batch]) for j in range(0, len(order), batch)
+    )
 
 
 def test_length_grouping_cuts_padding_and_keeps_every_example_once_per_epoch():
@@ -37,7 +39,7 @@ def test_grouped_batches_come_in_random_order_not_longest_first():
 def test_a_short_last_batch_stays_last():
     lengths = list(range(10))
     order = EpochSampler(10, seed=1, lengths=lengths, batch_size=4).order(0)
-    batches = [order[j:j + 4] for j in range(0, 10, 4)]
+    batches = [order[j : j + 4] for j in range(0, 10, 4)]
     assert [len(b) for b in batches] == [4, 4, 2]
     for b in batches[:2]:  # each full batch holds neighbours in length
         assert max(lengths[i] for i in b) - min(lengths[i] for i in b) == 3

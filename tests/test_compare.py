@@ -30,9 +30,11 @@ def experiment(tmp_path: Path, copy_task: dict, **over) -> Path:
         "trackers": [],
         "train": {"batch_size": 4, "lr": 1e-2},
         "eval": {"batch_size": 4},
-        "methods": [{"label": "zero_shot", "name": "none"},
-                    {"name": "lora", "rank": 4, "dropout": 0.0},
-                    {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}}],
+        "methods": [
+            {"label": "zero_shot", "name": "none"},
+            {"name": "lora", "rank": 4, "dropout": 0.0},
+            {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}},
+        ],
         **over,
     }
     path = tmp_path / "exp.yaml"
@@ -58,8 +60,11 @@ def test_compare_runs_each_method_and_seed_at_one_budget_and_writes_the_report(t
     assert runs["lora-s0"]["test"] != runs["lora-s1"]["test"] or runs["lora-s0"]["seed"] != runs["lora-s1"]["seed"]
     assert (folder / "report.html").is_file() and (folder / "leaderboard.md").is_file()
     board = json.loads((folder / "leaderboard.json").read_text())
-    assert {row["label"] for row in (board["rows"] if isinstance(board, dict) else board)} == \
-        {"zero_shot", "lora", "prompt_tuning"}
+    assert {row["label"] for row in (board["rows"] if isinstance(board, dict) else board)} == {
+        "zero_shot",
+        "lora",
+        "prompt_tuning",
+    }
 
 
 def test_flop_budget_buys_more_steps_for_cheaper_methods(tmp_path, copy_task):
@@ -84,10 +89,18 @@ def test_experiment_errors_name_the_problem(tmp_path, copy_task):
 
 
 def test_killed_compare_resumes_without_recomputing_finished_runs(tmp_path, copy_task):
-    path = experiment(tmp_path, copy_task, seeds=[0], budget={"steps": 300}, evals=30,
-                      methods=[{"name": "lora", "rank": 4, "dropout": 0.0, "train": {"max_steps": 4, "evals": 1}},
-                               {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}}],
-                      eval={"batch_size": 4, "max_validation": 1, "max_test": 1})
+    path = experiment(
+        tmp_path,
+        copy_task,
+        seeds=[0],
+        budget={"steps": 300},
+        evals=30,
+        methods=[
+            {"name": "lora", "rank": 4, "dropout": 0.0, "train": {"max_steps": 4, "evals": 1}},
+            {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}},
+        ],
+        eval={"batch_size": 4, "max_validation": 1, "max_test": 1},
+    )
     folder = tmp_path / "runs" / "cmp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "peftlab", "compare", str(path)]

@@ -28,9 +28,14 @@ def records(run_dir: Path) -> list[dict]:
 
 
 def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tmp_path, copy_task):
-    base = {"output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-llama"},
-            "method": {"name": "lora", "rank": 4, "dropout": 0.0},  # no dropout: processes draw different masks
-            "task": copy_task, "train": {"max_steps": 6, "lr": 1e-2, "eval_every": 3}, "eval": {"batch_size": 4}}
+    base = {
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 4, "dropout": 0.0},  # no dropout: processes draw different masks
+        "task": copy_task,
+        "train": {"max_steps": 6, "lr": 1e-2, "eval_every": 3},
+        "eval": {"batch_size": 4},
+    }
     one = {**base, "name": "one", "train": {**base["train"], "batch_size": 4}}
     two = {**base, "name": "two", "train": {**base["train"], "batch_size": 2}}  # per process: 2 x 2 = 4
     for cfg in (one, two):
@@ -39,17 +44,40 @@ def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tm
 
     launcher = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-                           "-m", "peftlab", "train", str(tmp_path / "two.yaml")],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [
+            str(launcher),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "peftlab",
+            "train",
+            str(tmp_path / "two.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 processes)" in done.stderr
     double = tmp_path / "runs" / "two"
 
     a, b = records(single), records(double)
-    assert [(r["step"], r["examples"], r["tokens"], r["flops"]) for r in a] == \
-        [(r["step"], r["examples"], r["tokens"], r["flops"]) for r in b]  # each line once: only rank 0 writes
+    assert [(r["step"], r["examples"], r["tokens"], r["flops"]) for r in a] == [
+        (r["step"], r["examples"], r["tokens"], r["flops"]) for r in b
+    ]  # each line once: only rank 0 writes
     losses_a = [r["train_loss"] for r in a if "train_loss" in r]
     losses_b = [r["train_loss"] for r in b if "train_loss" in r]
     assert len(losses_a) == 6 and losses_a[-1] < losses_a[0]  # it learns
@@ -71,10 +99,15 @@ def test_gradient_accumulation_trains_the_curve_of_one_big_batch(tmp_path, copy_
     micro-batch means), so batch 2 x grad_accum 2 follows batch 4 x 1."""
     curves = []
     for name, batch, accum in (("big", 4, 1), ("accumulated", 2, 2)):
-        cfg = {"name": name, "output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-gpt-neo"},
-               "method": {"name": "lora", "rank": 4, "dropout": 0.0}, "task": copy_task,
-               "train": {"max_steps": 5, "batch_size": batch, "grad_accum": accum, "lr": 1e-2},
-               "eval": {"max_validation": 1, "max_test": 1}}
+        cfg = {
+            "name": name,
+            "output_dir": str(tmp_path / "runs"),
+            "model": {"name": "tiny-gpt-neo"},
+            "method": {"name": "lora", "rank": 4, "dropout": 0.0},
+            "task": copy_task,
+            "train": {"max_steps": 5, "batch_size": batch, "grad_accum": accum, "lr": 1e-2},
+            "eval": {"max_validation": 1, "max_test": 1},
+        }
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
         run_dir = train(load_config(tmp_path / f"{name}.yaml"))
         curves.append([r["train_loss"] for r in records(run_dir) if "train_loss" in r])

@@ -67,9 +67,16 @@ def one_by_one(bb: Backbone) -> tuple[list[str], list[tuple[int, ...]]]:
     with torch.no_grad():
         for prompt in PROMPTS:
             ids = torch.tensor([bb.prompt_ids(prompt)])
-            out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
-                                    do_sample=False, num_beams=1, pad_token_id=PAD, eos_token_id=EOS)
-            new = out[0, 1:] if bb.is_seq2seq else out[0, ids.shape[1]:]
+            out = bb.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=MAX_NEW_TOKENS,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=PAD,
+                eos_token_id=EOS,
+            )
+            new = out[0, 1:] if bb.is_seq2seq else out[0, ids.shape[1] :]
             texts.append(bb.tokenizer.decode(new, skip_special_tokens=True).strip())
             new_ids.append(until_eos(new.tolist()))
     return texts, new_ids
@@ -103,8 +110,9 @@ def test_comparison_catches_attention_to_padding(arch, monkeypatch):
     generates something else, so the comparison above is able to fail."""
     bb = backbone(arch)
     pad_prompts = bb.pad_prompts
-    monkeypatch.setattr(bb, "pad_prompts", lambda encoded: (pad_prompts(encoded)[0],
-                                                           torch.ones_like(pad_prompts(encoded)[1])))
+    monkeypatch.setattr(
+        bb, "pad_prompts", lambda encoded: (pad_prompts(encoded)[0], torch.ones_like(pad_prompts(encoded)[1]))
+    )
     assert fast(bb, 16)[1] != one_by_one(bb)[1]
 
 

@@ -49,8 +49,13 @@ def batch_of(bb: Backbone, n: int = 4, max_words: int = 6, seed: int = 0) -> dic
     def text(k: int) -> str:
         return " ".join(WORDS[i] for i in torch.randint(len(WORDS), (k,), generator=g).tolist())
 
-    pairs = [(f"Repeat: {text(int(torch.randint(1, max_words + 1, (1,), generator=g)))}",
-              text(int(torch.randint(1, max_words + 1, (1,), generator=g)))) for _ in range(n)]
+    pairs = [
+        (
+            f"Repeat: {text(int(torch.randint(1, max_words + 1, (1,), generator=g)))}",
+            text(int(torch.randint(1, max_words + 1, (1,), generator=g))),
+        )
+        for _ in range(n)
+    ]
     return bb.collate([bb.encode(p, t) for p, t in pairs])
 
 
@@ -72,8 +77,10 @@ def test_count_matches_flop_counter_mode(arch, label):
         batch = batch_of(bb, n, max_words)
         counted, truth = count(batch), measured(bb, batch)
         error = (counted - truth) / truth
-        print(f"{arch:13s} {label:19s} batch {tuple(batch['input_ids'].shape)!s:8s} counted {counted:>11,d} "
-              f"measured {truth:>11,d} error {100 * error:+.2f}%")
+        print(
+            f"{arch:13s} {label:19s} batch {tuple(batch['input_ids'].shape)!s:8s} counted {counted:>11,d} "
+            f"measured {truth:>11,d} error {100 * error:+.2f}%"
+        )
         assert abs(error) < 0.10
 
 

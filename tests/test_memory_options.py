@@ -13,10 +13,15 @@ from peftlab.train import train
 
 def run(tmp_path, copy_task, checkpointing: bool):
     """(train losses, attention calls that record a graph) of a 3-step LoRA run."""
-    cfg = {"name": f"gc-{checkpointing}", "output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-llama"},
-           "method": {"name": "lora", "rank": 4, "dropout": 0.0}, "task": copy_task,
-           "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "gradient_checkpointing": checkpointing},
-           "eval": {"max_validation": 1, "max_test": 1}}
+    cfg = {
+        "name": f"gc-{checkpointing}",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 4, "dropout": 0.0},
+        "task": copy_task,
+        "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "gradient_checkpointing": checkpointing},
+        "eval": {"max_validation": 1, "max_test": 1},
+    }
     path = tmp_path / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     calls = []
@@ -31,8 +36,11 @@ def run(tmp_path, copy_task, checkpointing: bool):
         run_dir = train(load_config(path))
     finally:
         handle.remove()
-    losses = [r["train_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-              if "train_loss" in r]
+    losses = [
+        r["train_loss"]
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "train_loss" in r
+    ]
     return losses, len(calls)
 
 

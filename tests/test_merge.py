@@ -15,11 +15,14 @@ from tests.methods.harness import logits
 from tests.test_train import make_config
 
 
-@pytest.mark.parametrize("arch,method,auto", [
-    ("tiny-llama", {"name": "lora", "rank": 8, "dropout": 0.0}, AutoModelForCausalLM),
-    ("tiny-t5", {"name": "lora", "rank": 8, "dropout": 0.0}, AutoModelForSeq2SeqLM),
-    ("tiny-gpt-neo", {"name": "ia3"}, AutoModelForCausalLM),
-])
+@pytest.mark.parametrize(
+    "arch,method,auto",
+    [
+        ("tiny-llama", {"name": "lora", "rank": 8, "dropout": 0.0}, AutoModelForCausalLM),
+        ("tiny-t5", {"name": "lora", "rank": 8, "dropout": 0.0}, AutoModelForSeq2SeqLM),
+        ("tiny-gpt-neo", {"name": "ia3"}, AutoModelForCausalLM),
+    ],
+)
 def test_merged_run_matches_the_unmerged_run(tmp_path, copy_task, arch, method, auto):
     run_dir = train(make_config(tmp_path, copy_task, arch, method=method, max_steps=3, eval_every=None))
     out = tmp_path / "merged"

@@ -38,8 +38,9 @@ def test_non_utf8_and_missing_file(tmp_path):
 
 
 def test_task_from_files_maps_fields_and_references(tmp_path, copy_task):
-    task = build_task(load_config(None, [f"task={yaml.safe_dump(copy_task, default_flow_style=True)}",
-                                         "train.max_steps=1"]).task)
+    task = build_task(
+        load_config(None, [f"task={yaml.safe_dump(copy_task, default_flow_style=True)}", "train.max_steps=1"]).task
+    )
     ex = task.split("test")[0]
     assert ex.id == "test-0" and ex.prompt == "Repeat: grape" and ex.references == ["grape"]
 
@@ -47,5 +48,7 @@ def test_task_from_files_maps_fields_and_references(tmp_path, copy_task):
 def test_template_field_missing_names_the_row(tmp_path, copy_task):
     copy_task["input_template"] = "Repeat: {wrod}"
     cfg = load_config(None, [f"task={yaml.safe_dump(copy_task, default_flow_style=True)}", "train.max_steps=1"])
-    with pytest.raises(PeftlabError, match=r"(train|validation|test)\.jsonl row 1: task.input_template uses field 'wrod'"):
+    with pytest.raises(
+        PeftlabError, match=r"(train|validation|test)\.jsonl row 1: task.input_template uses field 'wrod'"
+    ):
         build_task(cfg.task)

@@ -30,8 +30,14 @@ def make_config(tmp_path, copy_task, arch="tiny-llama", method=None, **train_ove
 @pytest.mark.parametrize("arch", ["tiny-llama", "tiny-t5"])
 def test_train_writes_the_run_folder_contract(tmp_path, copy_task, arch):
     run_dir = train(make_config(tmp_path, copy_task, arch))
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "predictions.csv", "adapter/adapter_model.safetensors",
-                 "adapter/adapter_config.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "predictions.csv",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ):
         assert (run_dir / name).is_file(), name
     records = read_jsonl(run_dir / "metrics.jsonl")
     losses = [r["train_loss"] for r in records if "train_loss" in r]
@@ -92,7 +98,10 @@ def test_hybrid_components_train_at_their_own_learning_rates(tmp_path, copy_task
         seen.update({g.get("name"): g["lr"] for g in opt.param_groups})
         return opt
 
-    method = {"name": "hybrid", "methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 4}]}
+    method = {
+        "name": "hybrid",
+        "methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 4}],
+    }
     torch.optim.AdamW = spy
     try:
         train(make_config(tmp_path, copy_task, method=method, max_steps=2, eval_every=None, lr=None))

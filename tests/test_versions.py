@@ -66,8 +66,14 @@ def test_summary_records_versions_and_which_were_untested(monkeypatch):
 
 
 def test_lock_lines_pin_releases_without_build_labels_or_editables():
-    freeze = ["torch==2.13.0+cpu", "-e git+https://x/peftlab#egg=peftlab", "peftlab==0.1.0", "Foo_Bar==1.2",
-              "pkg @ file:///tmp/pkg.whl", ""]
+    freeze = [
+        "torch==2.13.0+cpu",
+        "-e git+https://x/peftlab#egg=peftlab",
+        "peftlab==0.1.0",
+        "Foo_Bar==1.2",
+        "pkg @ file:///tmp/pkg.whl",
+        "",
+    ]
     assert versions.lock_lines(freeze) == ["Foo_Bar==1.2", "torch==2.13.0"]
 
 

@@ -36,8 +36,8 @@ class EpochSampler(Sampler):
             return order
         size, out = self.batch_size, []
         for start in range(0, self.n, size * MEGABATCH):
-            window = sorted(order[start:start + size * MEGABATCH], key=lambda i: -self.lengths[i])
-            batches = [window[j:j + size] for j in range(0, len(window), size)]
+            window = sorted(order[start : start + size * MEGABATCH], key=lambda i: -self.lengths[i])
+            batches = [window[j : j + size] for j in range(0, len(window), size)]
             full = [b for b in batches if len(b) == size]  # a short last batch stays last (the loader cuts by size)
             for k in torch.randperm(len(full), generator=g).tolist():
                 out.extend(full[k])
@@ -45,7 +45,7 @@ class EpochSampler(Sampler):
         return out
 
     def __iter__(self):
-        for i in self.order(self.epoch)[self.offset:]:
+        for i in self.order(self.epoch)[self.offset :]:
             self.offset += 1
             yield i
         self.epoch, self.offset = self.epoch + 1, 0
@@ -59,7 +59,9 @@ class ShardedCollate:
 
     def __call__(self, features: list[dict]) -> list[dict[str, torch.Tensor]]:
         p = self.per_process
-        return [self.collate(features[r * p:(r + 1) * p]) for r in range(self.processes) if features[r * p:(r + 1) * p]]
+        return [
+            self.collate(features[r * p : (r + 1) * p]) for r in range(self.processes) if features[r * p : (r + 1) * p]
+        ]
 
 
 def batches_forever(loader):

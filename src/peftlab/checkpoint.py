@@ -70,7 +70,9 @@ def load(run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer) 
     weights = load_file(folder / "trainable.safetensors")
     missing = set(model_params) ^ set(weights)
     if missing:
-        raise ValueError(f"{folder}: checkpoint does not match the model's trainable parameters ({sorted(missing)[:3]})")
+        raise ValueError(
+            f"{folder}: checkpoint does not match the model's trainable parameters ({sorted(missing)[:3]})"
+        )
     with torch.no_grad():
         for name, p in model_params.items():
             p.copy_(weights[name].to(p.device, p.dtype))

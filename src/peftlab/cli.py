@@ -28,14 +28,20 @@ def _train(args) -> None:
         run_dir = Path(args.resume)
         cfg = load_config(run_config_path(run_dir))
         if cfg.run_dir().resolve() != run_dir.resolve():
-            raise PeftlabError(f"{run_dir}: its config places the run at {cfg.run_dir()} (output_dir is relative to "
-                               "the folder it was started from); run this command from that folder")
+            raise PeftlabError(
+                f"{run_dir}: its config places the run at {cfg.run_dir()} (output_dir is relative to "
+                "the folder it was started from); run this command from that folder"
+            )
         train(cfg, resume=True, require_checkpoint=True, allow_unsafe_pickle=args.allow_unsafe_pickle)
         return
     if args.config is None:
         raise PeftlabError("give a config YAML (e.g. configs/sql_demo/lora.yaml) or --resume RUN_DIR")
-    train(load_config(args.config, args.set), overwrite=args.overwrite, resume=bool(args.resume),
-          allow_unsafe_pickle=args.allow_unsafe_pickle)
+    train(
+        load_config(args.config, args.set),
+        overwrite=args.overwrite,
+        resume=bool(args.resume),
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+    )
 
 
 def _check(args) -> None:
@@ -47,8 +53,10 @@ def _check(args) -> None:
     cfg = load_config(args.config, args.set)
     task = build_task(cfg.task, log=console.print)
     sizes = ", ".join(f"{split} {len(examples)}" for split, examples in task.splits.items())
-    console.print(f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
-                  f"({task.output_type}, primary metric {task.primary}); examples: {sizes}")
+    console.print(
+        f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
+        f"({task.output_type}, primary metric {task.primary}); examples: {sizes}"
+    )
 
 
 def _compare(args) -> None:
@@ -60,8 +68,13 @@ def _compare(args) -> None:
 def _eval(args) -> None:
     from peftlab.evaluate import eval_run
 
-    eval_run(Path(args.run_dir), split=args.split, limit_n=args.limit, num_beams=args.num_beams,
-             allow_unsafe_pickle=args.allow_unsafe_pickle)
+    eval_run(
+        Path(args.run_dir),
+        split=args.split,
+        limit_n=args.limit,
+        num_beams=args.num_beams,
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+    )
 
 
 def _generate(args) -> None:
@@ -72,8 +85,9 @@ def _generate(args) -> None:
     fmt = None if args.raw else build_task(cfg.task).format_input
     for text in args.text:
         prompt = fmt(text) if fmt else text
-        print(backbone.generate(backbone.model, [prompt], max_new_tokens=args.max_new_tokens,
-                                num_beams=args.num_beams)[0])
+        print(
+            backbone.generate(backbone.model, [prompt], max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)[0]
+        )
 
 
 def _merge(args) -> None:
@@ -135,7 +149,8 @@ def _example_indices(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated test-example indices such as 0,42,7; got {text!r}") from None
+            f"expected comma-separated test-example indices such as 0,42,7; got {text!r}"
+        ) from None
 
 
 def _tasks(args) -> None:
@@ -152,8 +167,10 @@ def _tasks(args) -> None:
         files = ", ".join(f"{k}: {v}" for k, v in (t.get("local_files") or {}).items())
         console.print(f"  hub: {escape(hub)}   data_dir files: {escape(files)}")
         console.print(f"  output: {t.get('output_type', 'generate')}   metrics: {metrics}")
-    console.print("\nUse one with  task: {name: NAME, data_dir: FOLDER}  (or without data_dir, online, from the hub). "
-                  "sql_demo is built in and needs no data.")
+    console.print(
+        "\nUse one with  task: {name: NAME, data_dir: FOLDER}  (or without data_dir, online, from the hub). "
+        "sql_demo is built in and needs no data."
+    )
 
 
 def _methods(args) -> None:
@@ -183,68 +200,114 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train one run from a YAML config", epilog=EPILOG,
-                       description="Train one method on one task and write a run folder "
-                       "(config.yaml, metrics.jsonl, summary.json, predictions.csv, adapter/).")
+    t = sub.add_parser(
+        "train",
+        help="train one run from a YAML config",
+        epilog=EPILOG,
+        description="Train one method on one task and write a run folder "
+        "(config.yaml, metrics.jsonl, summary.json, predictions.csv, adapter/).",
+    )
     t.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/sql_demo/lora.yaml")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)",
+    )
     t.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder")
-    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last checkpoint: --resume RUN_DIR, or with a config, "
-                   "--resume alone (its run folder, if it holds a checkpoint of the same config)")
-    t.add_argument("--allow-unsafe-pickle", action="store_true",
-                   help="let a model or adapter load from pickle files (.bin/.pt/.pth/.ckpt): only for files you trust, "
-                   "pickle can run code")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint: --resume RUN_DIR, or with a config, "
+        "--resume alone (its run folder, if it holds a checkpoint of the same config)",
+    )
+    t.add_argument(
+        "--allow-unsafe-pickle",
+        action="store_true",
+        help="let a model or adapter load from pickle files (.bin/.pt/.pth/.ckpt): only for files you trust, "
+        "pickle can run code",
+    )
     t.set_defaults(func=_train)
 
-    ck = sub.add_parser("check", help="validate a config and its data without training (no model is loaded)",
-                        epilog=EPILOG)
+    ck = sub.add_parser(
+        "check", help="validate a config and its data without training (no model is loaded)", epilog=EPILOG
+    )
     ck.add_argument("config", help="experiment YAML")
     ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     ck.set_defaults(func=_check)
 
-    c = sub.add_parser("compare", help="run every method x seed of an experiment at one budget, then the report",
-                       epilog="Example: peftlab compare configs/sql_demo/compare.yaml. Rerunning skips finished runs "
-                       "and resumes interrupted ones. " + EPILOG)
-    c.add_argument("experiment", help="experiment YAML: model, task, budget, seeds, methods (see configs/*/compare.yaml)")
+    c = sub.add_parser(
+        "compare",
+        help="run every method x seed of an experiment at one budget, then the report",
+        epilog="Example: peftlab compare configs/sql_demo/compare.yaml. Rerunning skips finished runs "
+        "and resumes interrupted ones. " + EPILOG,
+    )
+    c.add_argument(
+        "experiment", help="experiment YAML: model, task, budget, seeds, methods (see configs/*/compare.yaml)"
+    )
     c.add_argument("--overwrite", action="store_true", help="rerun finished runs too")
     c.set_defaults(func=_compare)
 
-    e = sub.add_parser("eval", help="score a finished run on a split by free generation",
-                       description="Load the base model and the run's adapter, generate for a split and score it; "
-                       "writes predictions_<split>.csv and eval_<split>.json into the run folder.")
+    e = sub.add_parser(
+        "eval",
+        help="score a finished run on a split by free generation",
+        description="Load the base model and the run's adapter, generate for a split and score it; "
+        "writes predictions_<split>.csv and eval_<split>.json into the run folder.",
+    )
     e.add_argument("run_dir", help="a run folder written by `peftlab train`")
-    e.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)")
+    e.add_argument(
+        "--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)"
+    )
     e.add_argument("--limit", type=int, default=None, help="score only the first N examples")
-    e.add_argument("--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)")
-    e.add_argument("--num-beams", type=int, default=None,
-                   help="beam search width (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files")
+    e.add_argument(
+        "--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)"
+    )
+    e.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="beam search width (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files",
+    )
     e.set_defaults(func=_eval)
 
-    g = sub.add_parser("generate", help="generate with a trained run for your own input",
-                       description="Load a run's model and print its greedy answer for each TEXT. TEXT is put "
-                       "into the task's prompt template (e.g. a question for sql_demo, a dialogue for DialogSum) and "
-                       "the model's chat template, exactly as in training; --raw skips the task template.")
+    g = sub.add_parser(
+        "generate",
+        help="generate with a trained run for your own input",
+        description="Load a run's model and print its greedy answer for each TEXT. TEXT is put "
+        "into the task's prompt template (e.g. a question for sql_demo, a dialogue for DialogSum) and "
+        "the model's chat template, exactly as in training; --raw skips the task template.",
+    )
     g.add_argument("run_dir", help="a run folder written by `peftlab train`")
     g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
     g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
     g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
-    g.add_argument("--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)")
+    g.add_argument(
+        "--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)"
+    )
     g.add_argument("--num-beams", type=int, default=1, help="beam search width (default: 1 = greedy)")
     g.set_defaults(func=_generate)
 
-    mg = sub.add_parser("merge", help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",
-                        description="Load RUN_DIR's base model and adapter, merge the adapter into the weights "
-                        "(peft merge_and_unload, float32 on CPU) and save a plain transformers model (safetensors, "
-                        "config, tokenizer) into OUT_DIR, loadable without peft. Only LoRA and IA3 runs can be merged.")
+    mg = sub.add_parser(
+        "merge",
+        help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",
+        description="Load RUN_DIR's base model and adapter, merge the adapter into the weights "
+        "(peft merge_and_unload, float32 on CPU) and save a plain transformers model (safetensors, "
+        "config, tokenizer) into OUT_DIR, loadable without peft. Only LoRA and IA3 runs can be merged.",
+    )
     mg.add_argument("run_dir", metavar="RUN_DIR", help="a finished LoRA or IA3 run folder written by `peftlab train`")
     mg.add_argument("out_dir", metavar="OUT_DIR", help="new or empty folder for the merged model")
     mg.set_defaults(func=_merge)
 
-    d = sub.add_parser("demo", help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",
-                       description="The main job on the embedded default model (SmolLM2-135M-Instruct), offline on CPU: "
-                       "zero-shot, full fine-tuning and LoRA on the built-in text-to-SQL task, then a leaderboard.")
+    d = sub.add_parser(
+        "demo",
+        help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",
+        description="The main job on the embedded default model (SmolLM2-135M-Instruct), offline on CPU: "
+        "zero-shot, full fine-tuning and LoRA on the built-in text-to-SQL task, then a leaderboard.",
+    )
     d.add_argument("--output-dir", default="runs/demo", help="where the three run folders go (default: runs/demo)")
     d.add_argument("--steps", type=int, default=None, help="training steps per method (default: the demo config's)")
     d.add_argument("--overwrite", action="store_true", help="rerun methods whose run folder is already finished")
@@ -258,58 +321,87 @@ def build_parser() -> argparse.ArgumentParser:
 
     from peftlab.tasks.metrics import METRICS
 
-    sc = sub.add_parser("score", help="score a predictions.csv with a text metric (no model needed)", epilog=EPILOG,
-                        description="Read PREDICTIONS.csv (columns id,input,reference,prediction, as written by "
-                        "`peftlab train` or `peftlab eval`; several references in one cell joined with ' ||| ') and "
-                        "print the scores in [0, 1]: rouge (rouge1/2/L/Lsum F1, best reference per example), "
-                        "bleu (corpus BLEU-1..4, sacrebleu), exact_match (normalised text), accuracy (exact label "
-                        "match after strip, plus macro-F1 over the reference labels).")
+    sc = sub.add_parser(
+        "score",
+        help="score a predictions.csv with a text metric (no model needed)",
+        epilog=EPILOG,
+        description="Read PREDICTIONS.csv (columns id,input,reference,prediction, as written by "
+        "`peftlab train` or `peftlab eval`; several references in one cell joined with ' ||| ') and "
+        "print the scores in [0, 1]: rouge (rouge1/2/L/Lsum F1, best reference per example), "
+        "bleu (corpus BLEU-1..4, sacrebleu), exact_match (normalised text), accuracy (exact label "
+        "match after strip, plus macro-F1 over the reference labels).",
+    )
     sc.add_argument("predictions", metavar="PREDICTIONS.csv", help="a predictions CSV, e.g. runs/x/predictions.csv")
     sc.add_argument("--metric", required=True, choices=list(METRICS), help="which metric to compute")
     sc.add_argument("--json", action="store_true", help="print one JSON object instead of key=value lines")
     sc.set_defaults(func=_score)
 
-    rp = sub.add_parser("report", help="leaderboard, learning curves, Pareto plots and an HTML page for a folder of runs",
-                        epilog=EPILOG,
-                        description="Read the finished runs in DIR (its subfolders with a summary.json; nothing is "
-                        "re-run), group them by label, and write into DIR: leaderboard.md/.csv/.json (mean ± std over "
-                        "seeds, costs, ties with the best), plots/*.png (validation metric vs FLOPs, seconds and "
-                        "examples; Pareto frontiers of test metric vs trainable parameters, FLOPs and peak memory) and "
-                        "report.html, one self-contained file that opens offline. Prints the leaderboard, and "
-                        "report.html's path on stdout.")
+    rp = sub.add_parser(
+        "report",
+        help="leaderboard, learning curves, Pareto plots and an HTML page for a folder of runs",
+        epilog=EPILOG,
+        description="Read the finished runs in DIR (its subfolders with a summary.json; nothing is "
+        "re-run), group them by label, and write into DIR: leaderboard.md/.csv/.json (mean ± std over "
+        "seeds, costs, ties with the best), plots/*.png (validation metric vs FLOPs, seconds and "
+        "examples; Pareto frontiers of test metric vs trainable parameters, FLOPs and peak memory) and "
+        "report.html, one self-contained file that opens offline. Prints the leaderboard, and "
+        "report.html's path on stdout.",
+    )
     rp.add_argument("dir", metavar="DIR", help="a comparison folder holding run folders, e.g. runs/demo")
-    rp.add_argument("--examples", type=_example_indices, default=None, metavar="I,J,...",
-                    help="test-example indices (rows of predictions.csv) to show side by side "
-                    "(default: 0,1,42,123,250, those that exist)")
+    rp.add_argument(
+        "--examples",
+        type=_example_indices,
+        default=None,
+        metavar="I,J,...",
+        help="test-example indices (rows of predictions.csv) to show side by side "
+        "(default: 0,1,42,123,250, those that exist)",
+    )
     rp.set_defaults(func=_report)
 
-    at = sub.add_parser("attribute", help="which input tokens drove a run's output (integrated gradients heatmap)",
-                        epilog=EPILOG,
-                        description="Generate the run's output for one example (greedy; the picked label or option for "
-                        "classification and multiple choice), then attribute log p(output | prompt) to every input "
-                        "token, soft-prompt tokens included, with integrated gradients over the input embeddings "
-                        "(Sundararajan et al., 2017). Writes RUN_DIR/attributions/<split>-<N>.png (heatmap), .html "
-                        "(snippet) and .json (tokens, scores, completeness gap).")
+    at = sub.add_parser(
+        "attribute",
+        help="which input tokens drove a run's output (integrated gradients heatmap)",
+        epilog=EPILOG,
+        description="Generate the run's output for one example (greedy; the picked label or option for "
+        "classification and multiple choice), then attribute log p(output | prompt) to every input "
+        "token, soft-prompt tokens included, with integrated gradients over the input embeddings "
+        "(Sundararajan et al., 2017). Writes RUN_DIR/attributions/<split>-<N>.png (heatmap), .html "
+        "(snippet) and .json (tokens, scores, completeness gap).",
+    )
     at.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `peftlab train`")
     at.add_argument("--example", type=int, required=True, metavar="N", help="index of the example in the split")
     at.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: test")
     at.add_argument("--steps", type=int, default=32, help="points on the integration path (default: 32)")
-    at.add_argument("--rule", default="gauss-legendre", choices=["gauss-legendre", "trapezoid"],
-                    help="quadrature rule along the path (default: gauss-legendre)")
-    at.add_argument("--baseline", default="pad", choices=["pad", "mean", "zero"],
-                    help="embedding every input token starts from: the pad token's (default), the mean vocabulary "
-                    "embedding, or zeros (degenerate on RMSNorm models without position embeddings: Llama, T5)")
+    at.add_argument(
+        "--rule",
+        default="gauss-legendre",
+        choices=["gauss-legendre", "trapezoid"],
+        help="quadrature rule along the path (default: gauss-legendre)",
+    )
+    at.add_argument(
+        "--baseline",
+        default="pad",
+        choices=["pad", "mean", "zero"],
+        help="embedding every input token starts from: the pad token's (default), the mean vocabulary "
+        "embedding, or zeros (degenerate on RMSNorm models without position embeddings: Llama, T5)",
+    )
     at.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass (default: 4)")
     at.set_defaults(func=_attribute)
 
-    da = sub.add_parser("data", help="token lengths, labels, truncation and formatted examples of a task's data",
-                        epilog=EPILOG,
-                        description="Tokenize a split with the model's tokenizer and show input and target length "
-                        "histograms, examples over max_source_tokens / max_target_tokens, examples per label "
-                        "(classification, multiple choice) and a few examples exactly as the model sees them (chat "
-                        "template). Writes lengths-<split>.png, labels-<split>.png and data-<split>.json to --out.")
-    da.add_argument("target", metavar="TASK_OR_CONFIG",
-                    help="a run or experiment config YAML, or a task name (e.g. dialogsum with --data-dir)")
+    da = sub.add_parser(
+        "data",
+        help="token lengths, labels, truncation and formatted examples of a task's data",
+        epilog=EPILOG,
+        description="Tokenize a split with the model's tokenizer and show input and target length "
+        "histograms, examples over max_source_tokens / max_target_tokens, examples per label "
+        "(classification, multiple choice) and a few examples exactly as the model sees them (chat "
+        "template). Writes lengths-<split>.png, labels-<split>.png and data-<split>.json to --out.",
+    )
+    da.add_argument(
+        "target",
+        metavar="TASK_OR_CONFIG",
+        help="a run or experiment config YAML, or a task name (e.g. dialogsum with --data-dir)",
+    )
     da.add_argument("--model", default=None, help="tokenizer's model (default: the config's, else smollm2-135m)")
     da.add_argument("--split", default="train", choices=["train", "validation", "test"], help="default: train")
     da.add_argument("--data-dir", default=None, help="folder of the task's files, e.g. ../shared/data/dialogsum")
@@ -317,16 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("--examples", type=int, default=3, help="formatted examples to print (default: 3)")
     da.set_defaults(func=_data)
 
-    pa = sub.add_parser("params", help="total and trainable parameters per module group, and adapter bytes, per method",
-                        epilog=EPILOG,
-                        description="Apply a method to a fresh copy of MODEL (nothing is trained) and count total, "
-                        "added and trainable parameters per module group (embeddings, attention, MLP, norms, head, "
-                        "virtual tokens), and the adapter's bytes as the method saves it. --method all: one row per "
-                        "method with its default options.")
+    pa = sub.add_parser(
+        "params",
+        help="total and trainable parameters per module group, and adapter bytes, per method",
+        epilog=EPILOG,
+        description="Apply a method to a fresh copy of MODEL (nothing is trained) and count total, "
+        "added and trainable parameters per module group (embeddings, attention, MLP, norms, head, "
+        "virtual tokens), and the adapter's bytes as the method saves it. --method all: one row per "
+        "method with its default options.",
+    )
     pa.add_argument("model", metavar="MODEL", help="smollm2-135m, tiny-llama, a hub id or a local folder")
     pa.add_argument("--method", default="all", help="a method (see `peftlab methods`) or 'all' (default)")
-    pa.add_argument("--set", action="append", default=[], metavar="method.KEY=VALUE",
-                    help="a method option, e.g. --set method.rank=8 (repeatable)")
+    pa.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="method.KEY=VALUE",
+        help="a method option, e.g. --set method.rank=8 (repeatable)",
+    )
     pa.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pa.set_defaults(func=_params)
     return p

@@ -25,14 +25,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from peftlab.config import (EvalConfig, ModelConfig, _format_validation_error, dump_config,
-                            load_config)
+from peftlab.config import EvalConfig, ModelConfig, _format_validation_error, dump_config, load_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.runio import finished_with_config
 
-BUDGET_KEYS = {"steps": "max_steps", "epochs": "epochs", "examples": "max_examples", "tokens": "max_tokens",
-               "flops": "max_flops", "seconds": "max_seconds"}
+BUDGET_KEYS = {
+    "steps": "max_steps",
+    "epochs": "epochs",
+    "examples": "max_examples",
+    "tokens": "max_tokens",
+    "flops": "max_flops",
+    "seconds": "max_seconds",
+}
 
 
 class CompareConfig(BaseModel):
@@ -40,16 +45,23 @@ class CompareConfig(BaseModel):
     name: str = Field(description="Comparison name: its folder is output_dir/name.")
     output_dir: str = Field("runs", description="Where the comparison folder is written.")
     model: ModelConfig = Field(default_factory=ModelConfig)
-    task: dict[str, Any] = Field(description="The task section, as in a run config (e.g. {name: dialogsum, data_dir: ...}).")
+    task: dict[str, Any] = Field(
+        description="The task section, as in a run config (e.g. {name: dialogsum, data_dir: ...})."
+    )
     budget: dict[str, float] = Field(
-        description="One budget for every run: {steps|epochs|examples|tokens|flops|seconds: amount}.")
+        description="One budget for every run: {steps|epochs|examples|tokens|flops|seconds: amount}."
+    )
     evals: int = Field(4, ge=1, description="Validations at evenly spaced fractions of the budget (learning curves).")
     seeds: list[int] = Field([0], min_length=1, description="Seeds; a method that does not train runs once.")
-    train: dict[str, Any] = Field(default_factory=dict, description="Shared train settings (batch_size, schedule, ...).")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="Shared train settings (batch_size, schedule, ...)."
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig)
     trackers: list[str] = Field(["tensorboard"], description="tensorboard (default), wandb, mlflow; [] for none.")
     examples: list[int] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
-    methods: list[dict[str, Any]] = Field(min_length=1, description="Methods: {name, label?, <options>, train?, eval?}.")
+    methods: list[dict[str, Any]] = Field(
+        min_length=1, description="Methods: {name, label?, <options>, train?, eval?}."
+    )
 
     @field_validator("budget")
     @classmethod
@@ -74,7 +86,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
     """(label, run config dict) for every (method, seed), checked as the training command will."""
     from peftlab.methods import get_method
 
-    (kind, amount), = cc.budget.items()
+    ((kind, amount),) = cc.budget.items()
     seen: set[str] = set()
     out = []
     for i, entry in enumerate(cc.methods):
@@ -82,19 +94,32 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
             raise PeftlabError(f"{source}: methods[{i}] must be a mapping with a name, got {entry!r}")
         label = label_of(entry)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", label) or label in seen:
-            raise PeftlabError(f"{source}: methods[{i}]: label {label!r} must be unique and use letters, digits, "
-                               ". _ + - (set label: ...)")
+            raise PeftlabError(
+                f"{source}: methods[{i}]: label {label!r} must be unique and use letters, digits, "
+                ". _ + - (set label: ...)"
+            )
         seen.add(label)
         method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval")}
         trains = get_method(method["name"]).trains if method["name"] else True
         train = {**cc.train, BUDGET_KEYS[kind]: amount, "evals": cc.evals, **entry.get("train", {})}
         for seed in cc.seeds if trains else cc.seeds[:1]:
-            out.append((label, {
-                "name": f"{label}-s{seed}", "label": label, "output_dir": str(cc.folder()), "seed": seed,
-                "trackers": cc.trackers, "model": cc.model.model_dump(mode="json"), "method": method,
-                "task": cc.task, "train": train,
-                "eval": {**cc.eval.model_dump(mode="json"), **entry.get("eval", {})},
-            }))
+            out.append(
+                (
+                    label,
+                    {
+                        "name": f"{label}-s{seed}",
+                        "label": label,
+                        "output_dir": str(cc.folder()),
+                        "seed": seed,
+                        "trackers": cc.trackers,
+                        "model": cc.model.model_dump(mode="json"),
+                        "method": method,
+                        "task": cc.task,
+                        "train": train,
+                        "eval": {**cc.eval.model_dump(mode="json"), **entry.get("eval", {})},
+                    },
+                )
+            )
     return out
 
 
@@ -105,8 +130,9 @@ def load_compare(path: Path) -> CompareConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise PeftlabError(f"{path}:{f' line {mark.line + 1}:' if mark else ''} invalid YAML: "
-                           f"{getattr(e, 'problem', e)}") from None
+        raise PeftlabError(
+            f"{path}:{f' line {mark.line + 1}:' if mark else ''} invalid YAML: {getattr(e, 'problem', e)}"
+        ) from None
     if not isinstance(data, dict):
         raise PeftlabError(f"{path}: the top level must be a mapping (name, model, task, budget, methods, ...)")
     try:
@@ -128,31 +154,39 @@ def compare(path: Path, overwrite: bool = False) -> Path:
         cfg_path = configs_dir / f"{raw['name']}.yaml"
         cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         planned.append((label, cfg_path, load_config(cfg_path)))  # every config checked before any run starts
-    (kind, amount), = cc.budget.items()
-    console.rule(f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs, {cc.model.name}, task "
-                 f"{planned[0][2].task.name}, budget {amount:g} {kind}")
+    ((kind, amount),) = cc.budget.items()
+    console.rule(
+        f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs, {cc.model.name}, task "
+        f"{planned[0][2].task.name}, budget {amount:g} {kind}"
+    )
     if cc.model.name == "smollm2-135m":  # convert the bundled model once, here, so that no timed run pays for it
         from peftlab.models.bundled import ensure_cached
 
         ensure_cached(cc.model.name, log=console.print)
     failed, t0 = [], time.perf_counter()
-    for n, (label, cfg_path, cfg) in enumerate(planned, 1):
+    for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
         done, same = finished_with_config(run_dir, dump_config(cfg))
         if done and same and not overwrite:
             console.print(f"[dim]{n}/{len(planned)} {cfg.run_name()}: finished, skipped[/dim]")
             continue
         if done and not same and not overwrite:
-            raise PeftlabError(f"{run_dir} holds a finished run made with a different config; pass --overwrite to "
-                               "rerun it, or give the experiment another name")
+            raise PeftlabError(
+                f"{run_dir} holds a finished run made with a different config; pass --overwrite to "
+                "rerun it, or give the experiment another name"
+            )
         console.rule(f"{n}/{len(planned)} {cfg.run_name()}")
-        cmd = [sys.executable, "-m", "peftlab", "train", str(cfg_path), "--resume"] + (["--overwrite"] if overwrite else [])
+        cmd = [sys.executable, "-m", "peftlab", "train", str(cfg_path), "--resume"] + (
+            ["--overwrite"] if overwrite else []
+        )
         if subprocess.run(cmd, check=False).returncode != 0:
             failed.append(cfg.run_name())
             console.print(f"[red]{cfg.run_name()} failed[/red] (rerun alone: {' '.join(cmd)})")
     report = write_report(folder, examples=cc.examples)
     console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
     if failed:
-        raise PeftlabError(f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
-                           "Rerun the same command to retry them (finished runs are kept).")
+        raise PeftlabError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
+            "Rerun the same command to retry them (finished runs are kept)."
+        )
     return folder

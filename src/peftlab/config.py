@@ -52,56 +52,71 @@ Metric = Literal["rouge", "bleu", "exact_match", "accuracy", "execution_accuracy
 
 class TaskConfig(_Strict):
     name: str = Field(
-        "sql_demo", description="Task name. A packaged task (`peftlab tasks` lists them: dialogsum, sst2, geoquery, ...) "
+        "sql_demo",
+        description="Task name. A packaged task (`peftlab tasks` lists them: dialogsum, sst2, geoquery, ...) "
         "fills every other field; keys given here override it. 'sql_demo' is built in and needs no data.",
     )
     description: str | None = Field(None, description="One line on what the task is (shown by `peftlab tasks`).")
     data_dir: str | None = Field(
-        None, description="Local folder with the task's files (named by local_files) and database, e.g. "
+        None,
+        description="Local folder with the task's files (named by local_files) and database, e.g. "
         "../shared/data/dialogsum. Takes precedence over hub.",
     )
     local_files: dict[str, str] | None = Field(
-        None, description="File name per split inside data_dir, e.g. {train: train.jsonl} (packaged tasks set these).",
+        None,
+        description="File name per split inside data_dir, e.g. {train: train.jsonl} (packaged tasks set these).",
     )
     data_files: dict[str, str] | None = Field(
-        None, description="Local file path per split, e.g. {train: data/train.jsonl}. JSONL, CSV or Parquet. "
+        None,
+        description="Local file path per split, e.g. {train: data/train.jsonl}. JSONL, CSV or Parquet. "
         "Takes precedence over data_dir and hub.",
     )
     hub: str | None = Field(None, description="Hugging Face dataset id (needs the hub), e.g. knkarthick/dialogsum.")
     hub_config: str | None = Field(None, description="Dataset configuration name on the hub.")
     hub_splits: dict[str, str] | None = Field(
-        None, description="Hub split (or slice) per split, e.g. {validation: 'train[-500:]', test: validation} "
+        None,
+        description="Hub split (or slice) per split, e.g. {validation: 'train[-500:]', test: validation} "
         "where the hub's test split has no labels.",
     )
     reader: Literal["rows", "geoquery", "wikisql", "race_distractors"] = Field(
-        "rows", description="How raw rows become examples: 'rows' (one row = one example) or a dataset-specific "
+        "rows",
+        description="How raw rows become examples: 'rows' (one row = one example) or a dataset-specific "
         "reader (GeoQuery's grouped questions, WikiSQL's structured queries, RACE distractors).",
     )
     reader_options: dict[str, Any] = Field(
-        default_factory=dict, description="Options of the reader, e.g. {split_by: query} for geoquery.")
+        default_factory=dict, description="Options of the reader, e.g. {split_by: query} for geoquery."
+    )
     validation_size: int = Field(
-        500, ge=1, description="Examples held out of train (seeded) as validation when the data has no validation "
+        500,
+        ge=1,
+        description="Examples held out of train (seeded) as validation when the data has no validation "
         "split: checkpoints are chosen on validation, never on test.",
     )
     input_template: str | None = Field(
-        None, description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'. "
+        None,
+        description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'. "
         "Text-to-SQL tasks may use {schema} (the database's CREATE TABLE statements).",
     )
     target_field: str | None = Field(None, description="Field holding the training target.")
     reference_fields: list[str] | None = Field(
-        None, description="Fields holding references for scoring (several = multi-reference max); "
+        None,
+        description="Fields holding references for scoring (several = multi-reference max); "
         "defaults to [target_field]. Used where the example has them (e.g. DialogSum test).",
     )
     id_field: str | None = Field(None, description="Field holding a unique example id (default: row number).")
     merge_duplicate_ids: bool = Field(
-        False, description="Rows sharing an id are one example whose references are all their targets "
+        False,
+        description="Rows sharing an id are one example whose references are all their targets "
         "(e.g. the hub's DialogSum test: one row per reference summary).",
     )
-    metric: Metric = Field("rouge", description="Task metric, the first is the primary (accuracy also reports macro-F1).")
+    metric: Metric = Field(
+        "rouge", description="Task metric, the first is the primary (accuracy also reports macro-F1)."
+    )
     extra_metrics: list[Metric] = Field(default_factory=list, description="More metrics to report, e.g. [rouge].")
     higher_is_better: bool = Field(True, description="Direction of the primary metric.")
     database: str | None = Field(
-        None, description="SQLite file for execution_accuracy (relative to data_dir); may name a field, "
+        None,
+        description="SQLite file for execution_accuracy (relative to data_dir); may name a field, "
         "e.g. 'database/{db_id}/{db_id}.sqlite' (Spider: one database per example).",
     )
     output_type: Literal["generate", "classify", "multiple_choice"] = Field(
@@ -111,29 +126,39 @@ class TaskConfig(_Strict):
         "log-likelihood.",
     )
     label_words: list[str] | dict[str | int, str] | None = Field(
-        None, description="classify: the label words, or a map from the target field's values to words "
+        None,
+        description="classify: the label words, or a map from the target field's values to words "
         "(e.g. {0: negative, 1: positive}).",
     )
     choices_field: str | None = Field(
-        None, description="multiple_choice: field with the options, a list of texts or {label: [...], text: [...]}; "
+        None,
+        description="multiple_choice: field with the options, a list of texts or {label: [...], text: [...]}; "
         "the target field holds the answer's label, letter, index or text. The template may use {options}.",
     )
     shots: int = Field(
-        0, ge=0, le=64, description="k-shot: k demonstrations drawn from train (with shots_seed) before every prompt.")
+        0, ge=0, le=64, description="k-shot: k demonstrations drawn from train (with shots_seed) before every prompt."
+    )
     shots_seed: int = Field(0, description="Seed of the demonstration draw (the same k for every example).")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation cap; stops runaway generations.")
     max_source_tokens: int = Field(
-        512, ge=8, description="Longer inputs lose their middle (instructions at both ends survive); counted.")
+        512, ge=8, description="Longer inputs lose their middle (instructions at both ends survive); counted."
+    )
     max_target_tokens: int = Field(128, ge=1, description="Training targets longer than this are truncated.")
     too_long: Literal["truncate", "skip"] = Field(
-        "truncate", description="Training inputs over max_source_tokens: truncate them (their middle) or skip them; "
-        "counted in summary.json. Scored splits are always truncated, never skipped, so every method sees them all.")
+        "truncate",
+        description="Training inputs over max_source_tokens: truncate them (their middle) or skip them; "
+        "counted in summary.json. Scored splits are always truncated, never skipped, so every method sees them all.",
+    )
 
 
 class TrainConfig(_Strict):
     lr: float | None = Field(None, gt=0, description="Peak learning rate; default: the method's own.")
-    batch_size: int = Field(8, ge=1, description="Examples per optimizer step and process (before accumulation); "
-                            "under `accelerate launch --num_processes N` a step sees N x batch_size x grad_accum.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Examples per optimizer step and process (before accumulation); "
+        "under `accelerate launch --num_processes N` a step sees N x batch_size x grad_accum.",
+    )
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     # The budget: exactly one of these. Non-step budgets let methods with different costs per step
     # be compared at equal cost (see peftlab.budget).
@@ -141,11 +166,16 @@ class TrainConfig(_Strict):
     epochs: float | None = Field(None, gt=0, description="Budget in epochs (converted to steps).")
     max_examples: int | None = Field(None, ge=1, description="Budget in training examples seen.")
     max_tokens: int | None = Field(None, ge=1, description="Budget in training tokens (prompt + target, unpadded).")
-    max_flops: float | None = Field(None, gt=0, description="Budget in training FLOPs (analytical count, peftlab.flops).")
+    max_flops: float | None = Field(
+        None, gt=0, description="Budget in training FLOPs (analytical count, peftlab.flops)."
+    )
     max_seconds: float | None = Field(None, gt=0, description="Budget in seconds of optimizer steps (not evaluation).")
     evals: int | None = Field(
-        None, ge=1, description="Validate at N evenly spaced points of the budget (the last at its end): learning "
-        "curves at the same budget fractions for every method.")
+        None,
+        ge=1,
+        description="Validate at N evenly spaced points of the budget (the last at its end): learning "
+        "curves at the same budget fractions for every method.",
+    )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warmup.")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -154,19 +184,32 @@ class TrainConfig(_Strict):
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
     log_every: int = Field(1, ge=1, description="Write a metrics.jsonl line every N steps.")
     group_by_length: bool = Field(
-        True, description="Batch examples of similar length together (within windows of 50 batches, in random "
-        "order): less padding, same examples per epoch.")
+        True,
+        description="Batch examples of similar length together (within windows of 50 batches, in random "
+        "order): less padding, same examples per epoch.",
+    )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: much less memory, about a third more compute.")
+        False, description="Recompute activations in the backward pass: much less memory, about a third more compute."
+    )
     checkpoint: bool = Field(
-        True, description="Save a resumable checkpoint at every validation, every checkpoint_every steps and on "
-        "SIGTERM/SIGINT: an interrupted run continues from it (peftlab train --resume RUN_DIR).")
-    checkpoint_every: int | None = Field(None, ge=1, description="Also checkpoint every N steps (null: validations only).")
+        True,
+        description="Save a resumable checkpoint at every validation, every checkpoint_every steps and on "
+        "SIGTERM/SIGINT: an interrupted run continues from it (peftlab train --resume RUN_DIR).",
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Also checkpoint every N steps (null: validations only)."
+    )
 
     def budget(self) -> tuple[str, float] | None:
         """(kind, amount) of the budget; epochs are converted to steps by the training loop."""
-        for kind, value in (("steps", self.max_steps), ("epochs", self.epochs), ("examples", self.max_examples),
-                            ("tokens", self.max_tokens), ("flops", self.max_flops), ("seconds", self.max_seconds)):
+        for kind, value in (
+            ("steps", self.max_steps),
+            ("epochs", self.epochs),
+            ("examples", self.max_examples),
+            ("tokens", self.max_tokens),
+            ("flops", self.max_flops),
+            ("seconds", self.max_seconds),
+        ):
             if value is not None:
                 return kind, value
         return None
@@ -181,10 +224,14 @@ class EvalConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str | None = Field(None, description="Run folder name under output_dir (default: TASK-METHOD).")
-    label: str | None = Field(None, description="The method's label in a comparison, e.g. 'lora-r4' (default: method name).")
+    label: str | None = Field(
+        None, description="The method's label in a comparison, e.g. 'lora-r4' (default: method name)."
+    )
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
-        default_factory=list, description="Experiment trackers (through accelerate) besides metrics.jsonl; "
-        "WANDB_MODE=disabled|offline is respected.")
+        default_factory=list,
+        description="Experiment trackers (through accelerate) besides metrics.jsonl; "
+        "WANDB_MODE=disabled|offline is respected.",
+    )
     output_dir: str = Field("runs", description="Where run folders are written.")
     seed: int = Field(0, description="Seed for data order and initialisation.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -255,7 +302,9 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None
+) -> ExperimentConfig:
     """Read a YAML config, apply ``key=value`` overrides, validate. Errors name file and field."""
     data: dict = dict(base or {})
     source = "<defaults>"
@@ -294,13 +343,20 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
 
     for tracker in cfg.trackers:  # fail now, not after the model has loaded
         if importlib.util.find_spec(tracker) is None:
-            raise PeftlabError(f"{source}: trackers: '{tracker}' needs the {tracker} package "
-                               f"(pip install {tracker}); tensorboard is installed with peftlab")
-    budgets = [k for k in ("max_steps", "epochs", "max_examples", "max_tokens", "max_flops", "max_seconds")
-               if getattr(cfg.train, k) is not None]
+            raise PeftlabError(
+                f"{source}: trackers: '{tracker}' needs the {tracker} package "
+                f"(pip install {tracker}); tensorboard is installed with peftlab"
+            )
+    budgets = [
+        k
+        for k in ("max_steps", "epochs", "max_examples", "max_tokens", "max_flops", "max_seconds")
+        if getattr(cfg.train, k) is not None
+    ]
     if get_method(cfg.method.name).trains and not budgets:
-        raise PeftlabError(f"{source}: a training budget is required: train.max_steps, epochs, max_examples, "
-                           "max_tokens, max_flops or max_seconds")
+        raise PeftlabError(
+            f"{source}: a training budget is required: train.max_steps, epochs, max_examples, "
+            "max_tokens, max_flops or max_seconds"
+        )
     if len(budgets) > 1:
         raise PeftlabError(f"{source}: give one training budget, not {' and '.join('train.' + b for b in budgets)}")
     return cfg

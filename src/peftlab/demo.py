@@ -40,22 +40,31 @@ def demo_configs(output_dir: Path, steps: int, model: str = "smollm2-135m") -> d
             "model": {"name": model},
             "method": spec["method"],
             "task": {"name": "sql_demo"},
-            "train": {"max_steps": steps, "batch_size": 8, "warmup_ratio": 0.1, "schedule": "linear",
-                      "eval_every": max(steps // 2, 1), **spec.get("train", {})},
+            "train": {
+                "max_steps": steps,
+                "batch_size": 8,
+                "warmup_ratio": 0.1,
+                "schedule": "linear",
+                "eval_every": max(steps // 2, 1),
+                **spec.get("train", {}),
+            },
             "eval": {"batch_size": 16, "max_validation": 32},
         }
         out[label] = cfg
     return out
 
 
-def run_demo(output_dir: Path = Path("runs/demo"), steps: int | None = None, overwrite: bool = False,
-             model: str = "smollm2-135m") -> list[dict]:
+def run_demo(
+    output_dir: Path = Path("runs/demo"), steps: int | None = None, overwrite: bool = False, model: str = "smollm2-135m"
+) -> list[dict]:
     steps = steps or DEMO_STEPS
     t0 = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
     configs_dir = output_dir / "configs"
     configs_dir.mkdir(exist_ok=True)
-    console.rule(f"[bold]peftlab demo[/bold]: zero-shot vs full fine-tuning vs LoRA, {model}, text-to-SQL, {steps} steps")
+    console.rule(
+        f"[bold]peftlab demo[/bold]: zero-shot vs full fine-tuning vs LoRA, {model}, text-to-SQL, {steps} steps"
+    )
     # Convert the bundled model once, here, so that no timed run pays for it.
     if model == "smollm2-135m":
         from peftlab.models.bundled import ensure_cached

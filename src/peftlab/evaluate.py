@@ -17,9 +17,18 @@ from peftlab.models.backbone import Backbone
 from peftlab.tasks.base import Example, Task
 
 
-def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], *,
-                       batch_size: int, num_beams: int, max_source_tokens: int, label: str,
-                       bar=None) -> tuple[dict, list[str]]:
+def generate_and_score(
+    backbone: Backbone,
+    model: nn.Module,
+    task: Task,
+    examples: list[Example],
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_source_tokens: int,
+    label: str,
+    bar=None,
+) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
     if task.output_type != "generate":
         preds = rank_options(backbone, model, task, examples, batch_size, max_source_tokens)
@@ -27,11 +36,16 @@ def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, example
         scores["seconds"] = time.perf_counter() - t0
         return scores, preds
     # rich allows one live display at a time: inside training, add a row to the training bar.
-    with (contextlib.nullcontext(bar) if bar is not None else progress()) as live:
+    with contextlib.nullcontext(bar) if bar is not None else progress() as live:
         tid = live.add_task(label, total=len(examples), info="")
         preds = backbone.generate(
-            model, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, batch_size=batch_size,
-            num_beams=num_beams, max_source_tokens=max_source_tokens, progress=lambda n: live.advance(tid, n),
+            model,
+            [e.prompt for e in examples],
+            max_new_tokens=task.max_new_tokens,
+            batch_size=batch_size,
+            num_beams=num_beams,
+            max_source_tokens=max_source_tokens,
+            progress=lambda n: live.advance(tid, n),
         )
         if bar is not None:
             live.remove_task(tid)
@@ -40,17 +54,25 @@ def generate_and_score(backbone: Backbone, model: nn.Module, task: Task, example
     return scores, preds
 
 
-def rank_options(backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], batch_size: int,
-                 max_source_tokens: int) -> list[str]:
+def rank_options(
+    backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], batch_size: int, max_source_tokens: int
+) -> list[str]:
     """Classification and multiple choice by log-likelihood: every prediction is a valid option."""
     from peftlab.tasks import loglik
 
     prompts = [e.prompt for e in examples]
     if task.output_type == "classify":
-        return loglik.classify(backbone, model, prompts, task.label_words, batch_size=batch_size,
-                               max_source_tokens=max_source_tokens)
-    picks = loglik.multiple_choice(backbone, model, prompts, [e.choices for e in examples], batch_size=batch_size,
-                                   max_source_tokens=max_source_tokens)
+        return loglik.classify(
+            backbone, model, prompts, task.label_words, batch_size=batch_size, max_source_tokens=max_source_tokens
+        )
+    picks = loglik.multiple_choice(
+        backbone,
+        model,
+        prompts,
+        [e.choices for e in examples],
+        batch_size=batch_size,
+        max_source_tokens=max_source_tokens,
+    )
     return [e.choices[i] for e, i in zip(examples, picks)]
 
 
@@ -63,8 +85,14 @@ def show_scores(label: str, scores: dict, primary: str) -> None:
     console.print(f"{label}: [bold]{primary}={scores[primary]:.4f}[/bold] {others} ({scores['seconds']:.1f} s)")
 
 
-def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log=console.print,
-             num_beams: int | None = None, allow_unsafe_pickle: bool = False) -> dict:
+def eval_run(
+    run_dir: Path,
+    split: str = "test",
+    limit_n: int | None = None,
+    log=console.print,
+    num_beams: int | None = None,
+    allow_unsafe_pickle: bool = False,
+) -> dict:
     """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv
     (predictions_<split>_beamN.csv when a beam width other than the run's is asked for)."""
     from peftlab.runio import write_json, write_predictions
@@ -77,12 +105,21 @@ def eval_run(run_dir: Path, split: str = "test", limit_n: int | None = None, log
     examples = limit(task.split(split), n)
     beams = num_beams or cfg.eval.num_beams
     suffix = split if beams == cfg.eval.num_beams else f"{split}_beam{beams}"
-    scores, preds = generate_and_score(backbone, model, task, examples, batch_size=cfg.eval.batch_size,
-                                       num_beams=beams, max_source_tokens=cfg.task.max_source_tokens,
-                                       label=f"eval {split}")
+    scores, preds = generate_and_score(
+        backbone,
+        model,
+        task,
+        examples,
+        batch_size=cfg.eval.batch_size,
+        num_beams=beams,
+        max_source_tokens=cfg.task.max_source_tokens,
+        label=f"eval {split}",
+    )
     write_predictions(run_dir / f"predictions_{suffix}.csv", examples, preds, task.per_example(preds, examples))
-    write_json(run_dir / f"eval_{suffix}.json", {"split": split, "examples": len(examples), "num_beams": beams,
-                                                 "scores": scores})
+    write_json(
+        run_dir / f"eval_{suffix}.json",
+        {"split": split, "examples": len(examples), "num_beams": beams, "scores": scores},
+    )
     show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
     return scores
 

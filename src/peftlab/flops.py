@@ -137,7 +137,8 @@ class StepFlops:
         def calls(module: nn.Module) -> list[Call]:
             out = []
             for (r0, i, o, in_hot, out_hot), (rs, *_), (rt, *_) in zip(
-                    base[module], longer_s[module], longer_t[module], strict=True):
+                base[module], longer_s[module], longer_t[module], strict=True
+            ):
                 e, d = rs - r0, rt - r0  # tokens grow by e per input token, by d per decoder token
                 out.append(((r0 - e * PROBE_S - d * (t0 or 0), e, d), i, o, in_hot, out_hot))
             return out

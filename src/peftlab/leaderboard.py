@@ -33,27 +33,43 @@ def leaderboard_rows(run_dirs: list[Path]) -> list[dict]:
         if not path.is_file():
             raise PeftlabError(f"{d}: no summary.json (the run did not finish)")
         s = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({
-            "method": s["method"], "run": s["run"], "run_dir": str(d), "metric": s["primary_metric"],
-            "score": s["test"][s["primary_metric"]], "test_examples": s["test_examples"],
-            "trainable_params": s["trainable_params"], "trainable_pct": s["trainable_pct"],
-            "adapter_bytes": s["adapter_bytes"], "train_seconds": s["train_seconds"],
-            "peak_memory_bytes": s["peak_memory_bytes"],
-        })
+        rows.append(
+            {
+                "method": s["method"],
+                "run": s["run"],
+                "run_dir": str(d),
+                "metric": s["primary_metric"],
+                "score": s["test"][s["primary_metric"]],
+                "test_examples": s["test_examples"],
+                "trainable_params": s["trainable_params"],
+                "trainable_pct": s["trainable_pct"],
+                "adapter_bytes": s["adapter_bytes"],
+                "train_seconds": s["train_seconds"],
+                "peak_memory_bytes": s["peak_memory_bytes"],
+            }
+        )
     return sorted(rows, key=lambda r: -r["score"])
 
 
 def _cells(r: dict) -> list[str]:
-    return [r["method"], f"{r['score']:.3f}", f"{r['trainable_params']:,}", f"{r['trainable_pct']:.2f}%",
-            human_bytes(r["adapter_bytes"]), f"{r['train_seconds']:.0f}", human_bytes(r["peak_memory_bytes"])]
+    return [
+        r["method"],
+        f"{r['score']:.3f}",
+        f"{r['trainable_params']:,}",
+        f"{r['trainable_pct']:.2f}%",
+        human_bytes(r["adapter_bytes"]),
+        f"{r['train_seconds']:.0f}",
+        human_bytes(r["peak_memory_bytes"]),
+    ]
 
 
 def print_leaderboard(rows: list[dict], title: str) -> None:
     metric = rows[0]["metric"] if rows else "metric"
     table = Table(title=f"{title}: test {metric}", box=box.SIMPLE_HEAD)
     for col in COLUMNS:
-        table.add_column("test" if col == "test metric" else col, justify="left" if col == "method" else "right",
-                         no_wrap=True)
+        table.add_column(
+            "test" if col == "test metric" else col, justify="left" if col == "method" else "right", no_wrap=True
+        )
     for r in rows:
         table.add_row(*_cells(r))
     console.print(table)

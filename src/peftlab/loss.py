@@ -36,8 +36,9 @@ def labelled_tokens(batch: dict[str, torch.Tensor], is_seq2seq: bool) -> int:
     return int((labels != IGNORE).sum() if is_seq2seq else (labels[:, 1:] != IGNORE).sum())
 
 
-def loss_sum(model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Tensor],
-             is_seq2seq: bool) -> torch.Tensor:
+def loss_sum(
+    model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Tensor], is_seq2seq: bool
+) -> torch.Tensor:
     """Summed cross-entropy of ``batch``'s labelled tokens (divide by the step's labelled_tokens)."""
     if is_seq2seq:
         # The decoder sees only the target (no prompt), so nearly every position has a label. The
@@ -47,8 +48,9 @@ def loss_sum(model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Te
         if shift is not None:
             inputs["decoder_input_ids"] = shift(labels=inputs.pop("labels"))
         logits = model(**inputs).logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE,
-                               reduction="sum")
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE, reduction="sum"
+        )
     labels = batch["labels"]
     target = labels[:, 1:]
     keep = target != IGNORE  # position t predicts token t + 1
@@ -61,7 +63,7 @@ def loss_sum(model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Te
             return None  # not the shape this hook understands: the head runs on everything
         offset = hidden.shape[1] - length  # prompt tuning prepends virtual tokens
         gathered.append(True)
-        return (hidden[:, offset: offset + length - 1][keep], *args[1:])
+        return (hidden[:, offset : offset + length - 1][keep], *args[1:])
 
     handle = head.register_forward_pre_hook(only_labelled) if head is not None else None
     try:
@@ -73,5 +75,9 @@ def loss_sum(model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Te
     if gathered:
         return F.cross_entropy(logits.float(), target[keep], reduction="sum")
     offset = logits.shape[1] - length
-    return F.cross_entropy(logits[:, offset: offset + length - 1].flatten(0, 1).float(), target.flatten(),
-                           ignore_index=IGNORE, reduction="sum")
+    return F.cross_entropy(
+        logits[:, offset : offset + length - 1].flatten(0, 1).float(),
+        target.flatten(),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )

@@ -28,12 +28,15 @@ def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_run_config(run_dir)
     if cfg.method.name not in MERGEABLE:
-        raise PeftlabError(f"{run_dir}: a '{cfg.method.name}' run cannot be merged into the base weights; merge "
-                           f"works for {' and '.join(MERGEABLE)} runs (their update is a change of existing weights)")
+        raise PeftlabError(
+            f"{run_dir}: a '{cfg.method.name}' run cannot be merged into the base weights; merge "
+            f"works for {' and '.join(MERGEABLE)} runs (their update is a change of existing weights)"
+        )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PeftlabError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")
-    _, backbone = load_run(run_dir, model_cfg=cfg.model.model_copy(update={"dtype": "float32"}),
-                           device=torch.device("cpu"), log=log)
+    _, backbone = load_run(
+        run_dir, model_cfg=cfg.model.model_copy(update={"dtype": "float32"}), device=torch.device("cpu"), log=log
+    )
     merged = backbone.model.merge_and_unload()  # peft: W <- W + delta for every adapted layer, wrappers removed
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out_dir))  # transformers 5 writes safetensors only

@@ -1,10 +1,10 @@
 """The run folder: what a run writes, written so that a crash never leaves half a file.
 
-    config.yaml      the resolved config (every default filled in)
-    metrics.jsonl    one line per logged step / validation (the learning curve)
-    summary.json     final numbers, cost, versions, hardware
-    predictions.csv  id, input, reference(s), prediction on the test split
-    adapter/         the trained weights (safetensors) + method config
+config.yaml      the resolved config (every default filled in)
+metrics.jsonl    one line per logged step / validation (the learning curve)
+summary.json     final numbers, cost, versions, hardware
+predictions.csv  id, input, reference(s), prediction on the test split
+adapter/         the trained weights (safetensors) + method config
 """
 
 from __future__ import annotations
@@ -110,8 +110,17 @@ def environment() -> dict:
     versions = {}
     from peftlab.versions import untested
 
-    for pkg in ("peftlab", "torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "datasets",
-                "rouge-score"):
+    for pkg in (
+        "peftlab",
+        "torch",
+        "transformers",
+        "peft",
+        "accelerate",
+        "safetensors",
+        "tokenizers",
+        "datasets",
+        "rouge-score",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -12,8 +12,9 @@ from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text, finished_with_config
 
 
-def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False,
-                    require_checkpoint: bool = False) -> tuple[Path, bool]:
+def prepare_run_dir(
+    cfg: ExperimentConfig, overwrite: bool, resume: bool = False, require_checkpoint: bool = False
+) -> tuple[Path, bool]:
     """(run folder, whether to resume from its checkpoint). A finished run is never overwritten
     unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
     run_dir = cfg.run_dir()
@@ -23,8 +24,10 @@ def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False
     if resume and not overwrite and same and checkpoint.exists(run_dir):
         return run_dir, True
     if require_checkpoint:
-        raise PeftlabError(f"{run_dir}: no checkpoint to resume from (the run stopped before its first checkpoint, "
-                           "or its config.yaml changed); start it again without --resume")
+        raise PeftlabError(
+            f"{run_dir}: no checkpoint to resume from (the run stopped before its first checkpoint, "
+            "or its config.yaml changed); start it again without --resume"
+        )
     try:
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -32,8 +35,9 @@ def prepare_run_dir(cfg: ExperimentConfig, overwrite: bool, resume: bool = False
         atomic_write_text(run_dir / ".write-test", "ok")  # an unwritable or full disk fails here, not mid-run
         (run_dir / ".write-test").unlink()
     except OSError as e:
-        raise PeftlabError(f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free "
-                           "disk space)") from None
+        raise PeftlabError(
+            f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free disk space)"
+        ) from None
     return run_dir, False
 
 
@@ -43,5 +47,7 @@ def check_free_space(run_dir: Path, trainable: int) -> None:
     need = 5 * 4 * trainable + (1 << 20)
     free = shutil.disk_usage(run_dir).free
     if free < need:
-        raise PeftlabError(f"{run_dir}: {free / 1e9:.2f} GB free but checkpoints and the adapter need about "
-                           f"{need / 1e9:.2f} GB; free disk space or set output_dir elsewhere")
+        raise PeftlabError(
+            f"{run_dir}: {free / 1e9:.2f} GB free but checkpoints and the adapter need about "
+            f"{need / 1e9:.2f} GB; free disk space or set output_dir elsewhere"
+        )

@@ -31,8 +31,9 @@ def read_predictions(path: Path) -> tuple[list[str], list[list[str]]]:
                 raise PeftlabError(f"{path}: file is empty (expected a header: id,input,reference,prediction)")
             for col in REQUIRED:
                 if col not in header:
-                    raise PeftlabError(f"{path}: missing column '{col}'{suggest(col, header)} "
-                                       f"(header is: {','.join(header)})")
+                    raise PeftlabError(
+                        f"{path}: missing column '{col}'{suggest(col, header)} (header is: {','.join(header)})"
+                    )
             for row in reader:
                 if None in row or any(row[c] is None for c in header):
                     n = len(row.get(None, [])) + sum(row[c] is not None for c in header)
@@ -51,7 +52,8 @@ def read_predictions(path: Path) -> tuple[list[str], list[list[str]]]:
 def score_csv(path, metric: str) -> dict[str, float]:
     """Read PATH and return METRICS[metric](predictions, references), e.g. {'bleu1': ..., 'bleu4': ...}."""
     if metric not in METRICS:
-        raise PeftlabError(f"unknown metric '{metric}'{suggest(metric, list(METRICS))}; "
-                           f"choose one of: {', '.join(METRICS)}")
+        raise PeftlabError(
+            f"unknown metric '{metric}'{suggest(metric, list(METRICS))}; choose one of: {', '.join(METRICS)}"
+        )
     predictions, references = read_predictions(Path(path))
     return METRICS[metric](predictions, references)

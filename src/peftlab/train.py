@@ -39,15 +39,20 @@ from peftlab.methods import count_parameters, get_method, method_options, traina
 from peftlab.methods.base import Method
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_json, write_predictions
+from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_state import TrainState, seed_everything
 
 
-def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
-          require_checkpoint: bool = False, allow_unsafe_pickle: bool = False) -> Path:
+def train(
+    cfg: ExperimentConfig,
+    overwrite: bool = False,
+    resume: bool = False,
+    require_checkpoint: bool = False,
+    allow_unsafe_pickle: bool = False,
+) -> Path:
     """Train (or, for method 'none', only evaluate) one run; returns the run folder.
 
     With ``resume``, a run folder holding a checkpoint of the same config continues from it."""
@@ -59,8 +64,10 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
     core = backbone.model  # accelerate may wrap it for training (DDP); generation and saving use it unwrapped
     trainable, total = count_parameters(core)
     check_free_space(run.dir, trainable)
-    console.print(f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
-                  f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
+    console.print(
+        f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
+        f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)"
+    )
     lr = cfg.train.lr if cfg.train.lr is not None else method.lr(options)
     validate = Validation(run, backbone, task)
     state, budget, skipped = TrainState(), None, 0  # method 'none': nothing trains, the test is all
@@ -76,8 +83,17 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume: bool = False,
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
     write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
-    facts = {"method": method, "lr": lr, "trainable": trainable, "total": total, "budget": budget,
-             "skipped_long": skipped, "memory": memory, "test": test, "test_scores": test_scores}
+    facts = {
+        "method": method,
+        "lr": lr,
+        "trainable": trainable,
+        "total": total,
+        "budget": budget,
+        "skipped_long": skipped,
+        "memory": memory,
+        "test": test,
+        "test_scores": test_scores,
+    }
     write_json(run.dir / "summary.json", run_summary(run, task, backbone, state, facts))
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint
     if cfg.trackers:
@@ -135,16 +151,24 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
         run_dir = cfg.run_dir()
         resuming = resume and checkpoint.exists(run_dir)  # the main process removed any it will not resume
     if cfg.trackers:
-        accelerator.init_trackers("tracking", config={"run": cfg.run_name(), "label": cfg.label or cfg.method.name,
-                                                      "method": cfg.method.name, "seed": cfg.seed})
+        accelerator.init_trackers(
+            "tracking",
+            config={
+                "run": cfg.run_name(),
+                "label": cfg.label or cfg.method.name,
+                "method": cfg.method.name,
+                "seed": cfg.seed,
+            },
+        )
     return Run(cfg, accelerator, run_dir, resuming)
 
 
 def load_model(run: Run, method: Method, options, allow_unsafe_pickle: bool) -> Backbone:
     """The backbone with the method applied (``backbone.model``: only the method's parameters train)."""
     cfg = run.cfg
-    backbone = load_backbone(cfg.model, device=run.accelerator.device, log=console.print,
-                             allow_unsafe_pickle=allow_unsafe_pickle)
+    backbone = load_backbone(
+        cfg.model, device=run.accelerator.device, log=console.print, allow_unsafe_pickle=allow_unsafe_pickle
+    )
     if torch.cuda.is_available() and cfg.model.dtype == "auto":
         backbone.model.float()  # fp32 master weights; accelerate autocasts the matmuls to bf16
     if cfg.train.gradient_checkpointing:
@@ -164,8 +188,11 @@ class Validation:
         ev = run.cfg.eval
         self.run, self.backbone, self.task = run, backbone, task
         self.examples = limit(task.splits.get("validation") or [], ev.max_validation)
-        self.gen_kwargs = dict(batch_size=ev.batch_size, num_beams=ev.num_beams,
-                               max_source_tokens=run.cfg.task.max_source_tokens)
+        self.gen_kwargs = {
+            "batch_size": ev.batch_size,
+            "num_beams": ev.num_beams,
+            "max_source_tokens": run.cfg.task.max_source_tokens,
+        }
         self.sign = 1 if task.higher_is_better else -1
 
     def __bool__(self) -> bool:
@@ -173,12 +200,23 @@ class Validation:
 
     def __call__(self, state: TrainState, bar=None) -> None:
         core = self.backbone.model
-        scores, _ = generate_and_score(self.backbone, core, self.task, self.examples,
-                                       label=f"validate @ step {state.step}", bar=bar, **self.gen_kwargs)
+        scores, _ = generate_and_score(
+            self.backbone,
+            core,
+            self.task,
+            self.examples,
+            label=f"validate @ step {state.step}",
+            bar=bar,
+            **self.gen_kwargs,
+        )
         show_scores(f"validation @ step {state.step}", scores, self.task.primary)
         self.run.log({**state.record(), "validation": scores})
         if self.sign * scores[self.task.primary] > state.best_score:
-            state.best_score, state.best_step, state.best_scores = self.sign * scores[self.task.primary], state.step, scores
+            state.best_score, state.best_step, state.best_scores = (
+                self.sign * scores[self.task.primary],
+                state.step,
+                scores,
+            )
             state.best_weights = {n: p.detach().clone() for n, p in trainable_parameters(core).items()}
 
 
@@ -189,8 +227,9 @@ def restore_best(core: torch.nn.Module, state: TrainState, task: Task) -> None:
         for name, p in trainable_parameters(core).items():
             p.copy_(state.best_weights[name])
     sign = 1 if task.higher_is_better else -1
-    console.print(f"best validation {task.primary} = {sign * state.best_score:.4f} at step {state.best_step} "
-                  "(restored)")
+    console.print(
+        f"best validation {task.primary} = {sign * state.best_score:.4f} at step {state.best_step} (restored)"
+    )
 
 
 # ---- the optimization ---------------------------------------------------------------------------
@@ -200,13 +239,13 @@ class Loop:
 
     run: Run
     backbone: Backbone
-    model: torch.nn.Module       # accelerate's wrapper of backbone.model (DDP with several processes)
+    model: torch.nn.Module  # accelerate's wrapper of backbone.model (DDP with several processes)
     params: list[torch.nn.Parameter]  # the trainable ones, for gradient clipping
     optimizer: torch.optim.Optimizer
-    lr: float                    # the peak learning rate (train.lr or the method's default)
+    lr: float  # the peak learning rate (train.lr or the method's default)
     budget: Budget
     sampler: EpochSampler
-    count_flops: StepFlops       # analyses the model once; per step it is arithmetic
+    count_flops: StepFlops  # analyses the model once; per step it is arithmetic
     head: torch.nn.Module | None
     base_lrs: list[float] = field(default_factory=list)  # each parameter group's peak lr
     current_lr: float = 0.0
@@ -215,22 +254,41 @@ class Loop:
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
 
 
-def fit(run: Run, backbone: Backbone, method: Method, options, task: Task, lr: float, validate: Validation,
-        memory: PeakMemory) -> tuple[TrainState, Budget, int]:
+def fit(
+    run: Run,
+    backbone: Backbone,
+    method: Method,
+    options,
+    task: Task,
+    lr: float,
+    validate: Validation,
+    memory: PeakMemory,
+) -> tuple[TrainState, Budget, int]:
     """Optimizer steps until the budget is spent; returns (state, budget, training examples skipped as too long)."""
     cfg, core = run.cfg, backbone.model
     loader, sampler, skipped = build_loader(run, backbone, task)
     budget = make_budget(cfg, loader)
-    loop = Loop(run, backbone, core, list(trainable_parameters(core).values()),
-                build_optimizer(cfg, method, options, core, lr), lr, budget, sampler,
-                StepFlops(core, backbone.is_seq2seq), output_head(core))
+    loop = Loop(
+        run,
+        backbone,
+        core,
+        list(trainable_parameters(core).values()),
+        build_optimizer(cfg, method, options, core, lr),
+        lr,
+        budget,
+        sampler,
+        StepFlops(core, backbone.is_seq2seq),
+        output_head(core),
+    )
     state = resume_state(loop, memory) if run.resuming else TrainState()
     loop.model, loop.optimizer = run.accelerator.prepare(loop.model, loop.optimizer)
     loop.model.train()
     kind, amount = budget.kind, budget.amount
-    console.print(f"training for {amount:g} {kind} x {cfg.train.batch_size * run.processes * cfg.train.grad_accum} "
-                  f"examples per step{f' ({run.processes} processes)' if run.processes > 1 else ''}, lr {lr:g} "
-                  f"({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); {len(loader.dataset)} training examples")
+    console.print(
+        f"training for {amount:g} {kind} x {cfg.train.batch_size * run.processes * cfg.train.grad_accum} "
+        f"examples per step{f' ({run.processes} processes)' if run.processes > 1 else ''}, lr {lr:g} "
+        f"({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); {len(loader.dataset)} training examples"
+    )
     batches = batches_forever(loader)
     with progress() as bar, StopRequest() as stop:
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
@@ -251,8 +309,10 @@ def build_loader(run: Run, backbone: Backbone, task: Task) -> tuple[DataLoader, 
     if cfg.task.too_long == "skip":
         kept = [e for e in examples if not backbone.too_long(e.prompt, cfg.task.max_source_tokens)]
         skipped = len(examples) - len(kept)
-        console.print(f"too_long: skip: {skipped} of {len(examples)} training examples are over "
-                      f"{cfg.task.max_source_tokens} tokens and are skipped")
+        console.print(
+            f"too_long: skip: {skipped} of {len(examples)} training examples are over "
+            f"{cfg.task.max_source_tokens} tokens and are skipped"
+        )
         examples = kept
     features = EncodedExamples(examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
     per_step = cfg.train.batch_size * run.processes  # one loader batch = the global micro-batch
@@ -263,12 +323,19 @@ def build_loader(run: Run, backbone: Backbone, task: Task) -> tuple[DataLoader, 
     sampler = EpochSampler(len(features), cfg.seed, lengths, per_step * cfg.train.grad_accum)
     # Its own generator: a DataLoader iterator draws a seed when it starts (every epoch, and once
     # more on resume); from the global RNG that would shift dropout and break exact resumption.
-    loader = DataLoader(features, batch_size=per_step, sampler=sampler, drop_last=run.processes > 1,
-                        collate_fn=ShardedCollate(backbone.collate, cfg.train.batch_size, run.processes),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        features,
+        batch_size=per_step,
+        sampler=sampler,
+        drop_last=run.processes > 1,
+        collate_fn=ShardedCollate(backbone.collate, cfg.train.batch_size, run.processes),
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     if run.processes > 1 and len(loader) == 0:
-        raise PeftlabError(f"{len(features)} training examples cannot fill one batch of {cfg.train.batch_size} "
-                           f"per process x {run.processes} processes; lower train.batch_size")
+        raise PeftlabError(
+            f"{len(features)} training examples cannot fill one batch of {cfg.train.batch_size} "
+            f"per process x {run.processes} processes; lower train.batch_size"
+        )
     return loader, sampler, skipped
 
 
@@ -279,8 +346,9 @@ def make_budget(cfg: ExperimentConfig, loader: DataLoader) -> Budget:
     return Budget(kind, amount)
 
 
-def build_optimizer(cfg: ExperimentConfig, method: Method, options, model: torch.nn.Module,
-                    lr: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: ExperimentConfig, method: Method, options, model: torch.nn.Module, lr: float
+) -> torch.optim.Optimizer:
     params = list(trainable_parameters(model).values())
     # Hybrids give each component its own group (soft prompts need ~30x LoRA's lr).
     groups = method.param_groups(model, options, lr) if method.param_groups else [{"params": params}]
@@ -300,7 +368,9 @@ def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
     records = [r for r in read_jsonl(metrics) if r["step"] <= state.step]
     if run.main:
         atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in records))
-    console.print(f"resuming from the checkpoint at step {state.step} ({100 * loop.budget.progress:.0f}% of the budget)")
+    console.print(
+        f"resuming from the checkpoint at step {state.step} ({100 * loop.budget.progress:.0f}% of the budget)"
+    )
     return state
 
 
@@ -315,7 +385,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
     returns the training loss (the step's token mean)."""
     run, cfg, seq2seq = loop.run, loop.run.cfg, loop.backbone.is_seq2seq
     accelerator, processes, budget = run.accelerator, run.processes, loop.budget
-    mine = [{k: v.to(accelerator.device) for k, v in s.items()} for s in shards[accelerator.process_index::processes]]
+    mine = [{k: v.to(accelerator.device) for k, v in s.items()} for s in shards[accelerator.process_index :: processes]]
     labelled = max(sum(labelled_tokens(b, seq2seq) for b in shards), 1)
     step_flops = sum(loop.count_flops(b) for b in shards)  # outside the timed region
     factor = lr_factor(budget.progress, budget.step_fraction(), cfg.train.schedule, cfg.train.warmup_ratio)
@@ -351,30 +421,48 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
     return loss
 
 
-def after_step(loop: Loop, state: TrainState, loss: float, before: float, validate: Validation,
-               memory: PeakMemory, stop: StopRequest, bar) -> None:
+def after_step(
+    loop: Loop,
+    state: TrainState,
+    loss: float,
+    before: float,
+    validate: Validation,
+    memory: PeakMemory,
+    stop: StopRequest,
+    bar,
+) -> None:
     """Log, stop on a NaN loss, validate and checkpoint when due, stop when a signal asked to."""
     run, cfg, budget = loop.run, loop.run.cfg, loop.budget
     if state.step % cfg.train.log_every == 0 or budget.done:
         run.log({**state.record(), "lr": loop.current_lr, "train_loss": loss})
     if not math.isfinite(loss):
-        kept = (f"the last good checkpoint is kept in {run.dir / checkpoint.NAME}"
-                if checkpoint.exists(run.dir) else "no checkpoint was saved before it")
-        raise PeftlabError(f"training diverged: loss is {loss} at step {state.step}; {kept}; lower train.lr "
-                           f"(now {loop.lr:g})")
-    due = (cfg.train.eval_every and state.step % cfg.train.eval_every == 0) or \
-        crossed(before, budget.progress, cfg.train.evals or 0)
+        kept = (
+            f"the last good checkpoint is kept in {run.dir / checkpoint.NAME}"
+            if checkpoint.exists(run.dir)
+            else "no checkpoint was saved before it"
+        )
+        raise PeftlabError(
+            f"training diverged: loss is {loss} at step {state.step}; {kept}; lower train.lr (now {loop.lr:g})"
+        )
+    due = (cfg.train.eval_every and state.step % cfg.train.eval_every == 0) or crossed(
+        before, budget.progress, cfg.train.evals or 0
+    )
     if validate and due and not budget.done:
         if run.main:
             validate(state, bar)
         loop.model.train()
     every = cfg.train.checkpoint_every
-    if cfg.train.checkpoint and not budget.done and ((validate and due) or (every and state.step % every == 0)
-                                                       or stop.signal):
+    if (
+        cfg.train.checkpoint
+        and not budget.done
+        and ((validate and due) or (every and state.step % every == 0) or stop.signal)
+    ):
         save_checkpoint(loop, state, memory)
     if stop.signal:
-        raise PeftlabError(f"stopped by {signal.Signals(stop.signal).name} at step {state.step}; checkpoint "
-                           f"saved: continue with  peftlab train --resume {run.dir}")
+        raise PeftlabError(
+            f"stopped by {signal.Signals(stop.signal).name} at step {state.step}; checkpoint "
+            f"saved: continue with  peftlab train --resume {run.dir}"
+        )
 
 
 def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
@@ -382,8 +470,9 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
         return
     state.budget_spent, state.sampler = dict(loop.budget.spent), (loop.sampler.epoch, loop.sampler.offset)
     state.peak_memory_bytes = memory.peak
-    checkpoint.save(loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights,
-                    state.to_json())
+    checkpoint.save(
+        loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
+    )
 
 
 class EncodedExamples(torch.utils.data.Dataset):
@@ -411,20 +500,37 @@ def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, fac
     cfg, method, budget, memory = run.cfg, facts["method"], facts["budget"], facts["memory"]
     trainable, total, seconds = facts["trainable"], facts["total"], state.seconds
     return {
-        "run": cfg.run_name(), "method": method.name, "label": cfg.label or method.name, "task": task.name,
-        "model": cfg.model.name, "seed": cfg.seed, "primary_metric": task.primary,
-        "higher_is_better": task.higher_is_better, "test": facts["test_scores"], "test_examples": len(facts["test"]),
-        "best_validation": state.best_scores, "best_step": state.best_step,
+        "run": cfg.run_name(),
+        "method": method.name,
+        "label": cfg.label or method.name,
+        "task": task.name,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "primary_metric": task.primary,
+        "higher_is_better": task.higher_is_better,
+        "test": facts["test_scores"],
+        "test_examples": len(facts["test"]),
+        "best_validation": state.best_scores,
+        "best_step": state.best_step,
         "budget": {"kind": budget.kind, "amount": budget.amount} if budget else None,
-        "steps": state.step, "processes": run.processes, "flops": state.flops,
+        "steps": state.step,
+        "processes": run.processes,
+        "flops": state.flops,
         "flops_per_step": state.flops / state.step if state.step else None,
-        "examples_seen": state.examples, "tokens_seen": state.tokens, "lr": facts["lr"] if method.trains else None,
-        "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
-        "adapter_bytes": dir_bytes(run.dir / "adapter"), "train_seconds": round(seconds, 3),
+        "examples_seen": state.examples,
+        "tokens_seen": state.tokens,
+        "lr": facts["lr"] if method.trains else None,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_pct": 100 * trainable / total,
+        "adapter_bytes": dir_bytes(run.dir / "adapter"),
+        "train_seconds": round(seconds, 3),
         "train_examples_per_s": state.examples / seconds if seconds else None,
         "train_tokens_per_s": state.tokens / seconds if seconds else None,
-        "peak_memory_bytes": memory.peak, "peak_memory_kind": memory.kind,
-        "truncated_inputs": backbone.truncated, "skipped_long_train_examples": facts["skipped_long"],
+        "peak_memory_bytes": memory.peak,
+        "peak_memory_kind": memory.kind,
+        "truncated_inputs": backbone.truncated,
+        "skipped_long_train_examples": facts["skipped_long"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     }

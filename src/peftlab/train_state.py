@@ -18,39 +18,64 @@ import torch
 @dataclass
 class TrainState:
     step: int = 0
-    examples: int = 0                  # training examples seen (all processes)
-    tokens: int = 0                    # real (non-padding) tokens seen
-    flops: int = 0                     # analytical training FLOPs so far
-    seconds: float = 0.0               # wall time of optimizer steps only
+    examples: int = 0  # training examples seen (all processes)
+    tokens: int = 0  # real (non-padding) tokens seen
+    flops: int = 0  # analytical training FLOPs so far
+    seconds: float = 0.0  # wall time of optimizer steps only
     budget_spent: dict[str, float] = field(default_factory=dict)
     sampler: tuple[int, int] = (0, 0)  # (epoch, offset) of the batch order
-    best_score: float = -math.inf      # signed so that larger is better whatever the metric's direction
+    best_score: float = -math.inf  # signed so that larger is better whatever the metric's direction
     best_step: int = 0
-    best_scores: dict | None = None    # every validation metric at best_step
+    best_scores: dict | None = None  # every validation metric at best_step
     peak_memory_bytes: int = 0
     # The best trainable weights (kept off the JSON: checkpoint.py writes them as safetensors).
     best_weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         """The checkpoint's state.json, with the python/NumPy/torch random states of this moment."""
-        return {"step": self.step, "examples": self.examples, "tokens": self.tokens, "flops": self.flops,
-                "seconds": self.seconds, "budget_spent": dict(self.budget_spent), "sampler": list(self.sampler),
-                "best_score": self.best_score, "best_step": self.best_step, "best_scores": self.best_scores,
-                "peak_memory_bytes": self.peak_memory_bytes, "rng": rng_states()}
+        return {
+            "step": self.step,
+            "examples": self.examples,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "seconds": self.seconds,
+            "budget_spent": dict(self.budget_spent),
+            "sampler": list(self.sampler),
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "best_scores": self.best_scores,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "rng": rng_states(),
+        }
 
     @classmethod
     def from_json(cls, info: dict, best_weights: dict[str, torch.Tensor] | None = None) -> TrainState:
         """The state a checkpoint saved; restores the random states it recorded."""
         set_rng_states(info["rng"])
-        return cls(step=info["step"], examples=info["examples"], tokens=info["tokens"], flops=info["flops"],
-                   seconds=info["seconds"], budget_spent=dict(info["budget_spent"]), sampler=tuple(info["sampler"]),
-                   best_score=info["best_score"], best_step=info["best_step"], best_scores=info["best_scores"],
-                   peak_memory_bytes=info.get("peak_memory_bytes", 0), best_weights=best_weights)
+        return cls(
+            step=info["step"],
+            examples=info["examples"],
+            tokens=info["tokens"],
+            flops=info["flops"],
+            seconds=info["seconds"],
+            budget_spent=dict(info["budget_spent"]),
+            sampler=tuple(info["sampler"]),
+            best_score=info["best_score"],
+            best_step=info["best_step"],
+            best_scores=info["best_scores"],
+            peak_memory_bytes=info.get("peak_memory_bytes", 0),
+            best_weights=best_weights,
+        )
 
     def record(self) -> dict:
         """The counters every metrics.jsonl line starts with."""
-        return {"step": self.step, "examples": self.examples, "tokens": self.tokens, "flops": self.flops,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "step": self.step,
+            "examples": self.examples,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -63,8 +88,11 @@ def rng_states() -> dict:
     """Python, NumPy and torch random states as JSON-able lists (checkpoints hold no pickles)."""
     version, state, gauss = random.getstate()
     np_state = np.random.get_state()
-    return {"python": [version, list(state), gauss], "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state().tolist()}
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state().tolist(),
+    }
 
 
 def set_rng_states(states: dict) -> None:

@@ -51,8 +51,10 @@ def warning() -> str | None:
         return None
     got = ", ".join(f"{pkg} {have or 'missing'}" for pkg, (have, _) in diff.items())
     want = ", ".join(f"{pkg} {v}" for pkg, v in TESTED.items())
-    return (f"peftlab: warning: installed {got}; peftlab was tested with {want}. Results may differ "
-            "(`make setup` installs the tested set from requirements.lock)")
+    return (
+        f"peftlab: warning: installed {got}; peftlab was tested with {want}. Results may differ "
+        "(`make setup` installs the tested set from requirements.lock)"
+    )
 
 
 def warn_if_untested(stream=None) -> bool:
@@ -95,8 +97,11 @@ def read_lock(path: Path) -> dict[str, str]:
 
 def frozen() -> list[str]:
     """The running environment as lock lines."""
-    return lock_lines(subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
-                                     capture_output=True, text=True).stdout.splitlines())
+    return lock_lines(
+        subprocess.run(
+            [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+    )
 
 
 def lock_changes(lock: dict[str, str], lines: list[str]) -> list[str]:
@@ -112,14 +117,17 @@ def lock_changes(lock: dict[str, str], lines: list[str]) -> list[str]:
 
 def write_lock(path: Path) -> None:
     """Write the running environment as the lock, and TESTED in this file to match it."""
-    header = ["# The exact releases the whole test suite passed with (`make upgrade` rewrites this file).",
-              "# `make setup` installs them as constraints; pyproject.toml keeps the ranges for other installs."]
+    header = [
+        "# The exact releases the whole test suite passed with (`make upgrade` rewrites this file).",
+        "# `make setup` installs them as constraints; pyproject.toml keeps the ranges for other installs.",
+    ]
     path.write_text("\n".join(header + frozen()) + "\n")
     pins = read_lock(path)
     tested = {pkg: pins[pkg] for pkg in TESTED}
     source = Path(__file__)
-    text = re.sub(r"^TESTED = \{.*\}$", f"TESTED = {tested!r}".replace("'", '"'), source.read_text(), count=1,
-                  flags=re.M)
+    text = re.sub(
+        r"^TESTED = \{.*\}$", f"TESTED = {tested!r}".replace("'", '"'), source.read_text(), count=1, flags=re.M
+    )
     source.write_text(text)
     print(f"wrote {path} ({len(pins)} packages) and TESTED in {source}: {tested}")
 

@@ -32,7 +32,7 @@ def logprob_of_output(bb: Backbone, prompt_ids: list[int], output_ids: list[int]
             logits = bb.model(input_ids=torch.tensor([prompt_ids]), labels=torch.tensor([output_ids])).logits
         else:
             ids = torch.tensor([prompt_ids + output_ids])
-            logits = bb.model(input_ids=ids).logits[:, -len(output_ids) - 1:-1]
+            logits = bb.model(input_ids=ids).logits[:, -len(output_ids) - 1 : -1]
     logp = torch.log_softmax(logits.float(), -1)[0]
     return float(logp[torch.arange(len(output_ids)), torch.tensor(output_ids)].sum())
 
@@ -48,8 +48,11 @@ CASES = [
     ("tiny-t5", "ia3", {}),
     ("tiny-gpt-neo", "last_layers", {"num_layers": 1}),
     ("tiny-gpt-neo", "parallel_adapter", {}),
-    ("tiny-llama", "hybrid",
-     {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 3}]}),
+    (
+        "tiny-llama",
+        "hybrid",
+        {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning", "num_virtual_tokens": 3}]},
+    ),
 ]
 
 
@@ -85,8 +88,10 @@ def test_soft_prompt_tokens_are_on_the_path(arch):
     assert abs(real_only - change) > abs(r["attribution_sum"] - change)  # without them the sum is off
 
 
-@pytest.mark.parametrize(("arch", "method"), [("tiny-llama", "none"), ("tiny-t5", "none"),
-                                              ("tiny-llama", "prompt_tuning"), ("tiny-gpt-neo", "prefix_tuning")])
+@pytest.mark.parametrize(
+    ("arch", "method"),
+    [("tiny-llama", "none"), ("tiny-t5", "none"), ("tiny-llama", "prompt_tuning"), ("tiny-gpt-neo", "prefix_tuning")],
+)
 def test_f_input_is_the_models_own_log_probability_and_the_hook_is_removed(arch, method):
     bb = setup(arch, method, **({"num_virtual_tokens": 3} if method != "none" else {}))
     prompt_ids = bb.prompt_ids(PROMPT)

@@ -20,9 +20,17 @@ def test_classify_run_attributes_its_predicted_label(tmp_path):
     for split in ("train", "validation", "test"):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"name": "emo", "output_dir": str(tmp_path / "runs"),
-                                   "model": {"name": "tiny-gpt-neo"}, "method": {"name": "none"},
-                                   "task": {"name": "emotion", "data_dir": str(data)}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "emo",
+                "output_dir": str(tmp_path / "runs"),
+                "model": {"name": "tiny-gpt-neo"},
+                "method": {"name": "none"},
+                "task": {"name": "emotion", "data_dir": str(data)},
+            }
+        )
+    )
     run_dir = train(load_config(cfg))
     predicted = [row["prediction"] for row in csv.DictReader((run_dir / "predictions.csv").open())]
     for i in range(2):

@@ -40,13 +40,23 @@ def copy_run(tmp_path_factory):
             a, b, c = (rng.choice(string.ascii_lowercase) for _ in range(3))
             rows.append({"uid": f"{split}-{i}", "letters": a + b + c, "answer": b})
         (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"name": "copy-middle", "output_dir": str(tmp / "runs"), "model": {"name": "tiny-gpt-neo"},
-           "method": {"name": "full"},
-           "task": {"name": "copy_middle",
-                    "data_files": {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")},
-                    "input_template": "{letters}", "target_field": "answer", "id_field": "uid", "metric": "exact_match",
-                    "max_new_tokens": 4},
-           "train": {"max_steps": 150, "batch_size": 16, "lr": 3e-3, "group_by_length": False}, "eval": {"batch_size": 8}}
+    cfg = {
+        "name": "copy-middle",
+        "output_dir": str(tmp / "runs"),
+        "model": {"name": "tiny-gpt-neo"},
+        "method": {"name": "full"},
+        "task": {
+            "name": "copy_middle",
+            "data_files": {s: str(tmp / f"{s}.jsonl") for s in ("train", "validation", "test")},
+            "input_template": "{letters}",
+            "target_field": "answer",
+            "id_field": "uid",
+            "metric": "exact_match",
+            "max_new_tokens": 4,
+        },
+        "train": {"max_steps": 150, "batch_size": 16, "lr": 3e-3, "group_by_length": False},
+        "eval": {"batch_size": 8},
+    }
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = train(load_config(tmp / "cfg.yaml"))
     assert json.loads((run_dir / "summary.json").read_text())["test"]["exact_match"] == 1.0
@@ -84,8 +94,11 @@ def test_save_attribution_round_trips(copy_run, tmp_path):
 
 
 def test_user_mistakes_are_clear_errors(copy_run, tmp_path, capsys):
-    with pytest.raises(PeftlabError, match=r"--example 8 is out of range: the test split .* has 8 examples "
-                                           r"\(indices 0..7\)"):
+    with pytest.raises(
+        PeftlabError,
+        match=r"--example 8 is out of range: the test split .* has 8 examples "
+        r"\(indices 0..7\)",
+    ):
         attribute(copy_run, "test", 8)
     with pytest.raises(PeftlabError, match="unknown split 'dev'"):
         attribute(copy_run, "dev", 0)

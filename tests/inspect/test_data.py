@@ -15,8 +15,10 @@ from peftlab.tasks.base import build_task
 
 TEXTS = ["i feel low", "what a day", "so happy now", "i love it", "grr", "ok"]
 LABELS = [0, 0, 1, 2, 2, 2]  # sadness x2, joy x1, love x3
-TEMPLATE = ("Which emotion does this text express: sadness, joy, love, anger, fear or surprise?\n\nText: {text}"
-            "\n\nAnswer with one word.")  # the packaged emotion task's
+TEMPLATE = (
+    "Which emotion does this text express: sadness, joy, love, anger, fear or surprise?\n\nText: {text}"
+    "\n\nAnswer with one word."
+)  # the packaged emotion task's
 
 
 @pytest.fixture
@@ -33,9 +35,20 @@ def test_lengths_labels_and_limits_match_hand_counts(emotion_dir, tmp_path):
     prompts = [TEMPLATE.format(text=t) for t in TEXTS]
     limit = len(prompts[0].encode())  # "i feel low" (10 bytes): exactly at the limit, not over
     config = tmp_path / "cfg.yaml"
-    config.write_text(yaml.safe_dump({"model": {"name": "tiny-llama"}, "method": {"name": "none"},
-                                      "task": {"name": "emotion", "data_dir": str(emotion_dir),
-                                               "max_source_tokens": limit, "max_target_tokens": 5}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "tiny-llama"},
+                "method": {"name": "none"},
+                "task": {
+                    "name": "emotion",
+                    "data_dir": str(emotion_dir),
+                    "max_source_tokens": limit,
+                    "max_target_tokens": 5,
+                },
+            }
+        )
+    )
     task_cfg, model_cfg = data_source(str(config))
     assert model_cfg.name == "tiny-llama" and task_cfg.max_source_tokens == limit
     model, tok = tiny_model("tiny-llama")
@@ -65,8 +78,23 @@ def test_target_length_is_what_encode_labels(emotion_dir):
 
 def test_data_command_with_a_task_name_writes_plots_and_json(emotion_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["data", "emotion", "--data-dir", str(emotion_dir), "--model", "tiny-llama", "--split", "test",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "emotion",
+                "--data-dir",
+                str(emotion_dir),
+                "--model",
+                "tiny-llama",
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr()
     assert printed.out.split() == [str(out / f) for f in ("lengths-test.png", "labels-test.png", "data-test.json")]
     assert "examples per label" in printed.err and "as the model sees it" in printed.err
@@ -78,11 +106,33 @@ def test_data_command_with_a_task_name_writes_plots_and_json(emotion_dir, tmp_pa
 def test_multiple_choice_counts_answers_per_letter(tmp_path, capsys):
     folder = tmp_path / "csqa"
     folder.mkdir()
-    rows = [{"id": str(i), "question": f"q{i}?", "answerKey": key,
-             "choices": {"label": list("ABCDE"), "text": ["a", "b", "c", "d", "e"]}} for i, key in enumerate("ABBEB")]
+    rows = [
+        {
+            "id": str(i),
+            "question": f"q{i}?",
+            "answerKey": key,
+            "choices": {"label": list("ABCDE"), "text": ["a", "b", "c", "d", "e"]},
+        }
+        for i, key in enumerate("ABBEB")
+    ]
     (folder / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["data", "commonsense_qa", "--data-dir", str(folder), "--model", "tiny-gpt-neo", "--split", "test",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "commonsense_qa",
+                "--data-dir",
+                str(folder),
+                "--model",
+                "tiny-gpt-neo",
+                "--split",
+                "test",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     stats = json.loads((tmp_path / "out" / "data-test.json").read_text())
     assert stats["labels"] == {"A": 1, "B": 3, "E": 1}
 
@@ -92,8 +142,13 @@ def test_unknown_task_and_missing_split_are_clear_errors(emotion_dir, tmp_path, 
         data_source("emotio")
     folder = tmp_path / "only_test"
     folder.mkdir()
-    (folder / "validation.jsonl").write_text(json.dumps({"id": "0", "question": "q", "answerKey": "A",
-                                                         "choices": {"label": ["A"], "text": ["a"]}}) + "\n")
-    assert main(["data", "commonsense_qa", "--data-dir", str(folder), "--model", "tiny-llama",
-                 "--out", str(tmp_path / "o")]) == 2
+    (folder / "validation.jsonl").write_text(
+        json.dumps({"id": "0", "question": "q", "answerKey": "A", "choices": {"label": ["A"], "text": ["a"]}}) + "\n"
+    )
+    assert (
+        main(
+            ["data", "commonsense_qa", "--data-dir", str(folder), "--model", "tiny-llama", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "split 'train' is missing" in capsys.readouterr().err

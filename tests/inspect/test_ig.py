@@ -35,7 +35,10 @@ def test_quadratic_attributions_are_exact():
 def test_completeness_of_a_nonlinear_function_with_a_nonzero_baseline():
     torch.manual_seed(0)
     x, b = torch.randn(5, 3), torch.randn(5, 3)
-    f = lambda z: torch.tanh(z).sum((1, 2)) + (z[:, 0] * z[:, 1]).sum(-1)
+
+    def f(z):
+        return torch.tanh(z).sum((1, 2)) + (z[:, 0] * z[:, 1]).sum(-1)
+
     ig = integrated_gradients(f, x, b, steps=32)
     assert ig.f_input == pytest.approx(float(f(x[None])[0]), abs=1e-5)
     assert ig.f_baseline == pytest.approx(float(f(b[None])[0]), abs=1e-5)

@@ -21,7 +21,7 @@ def lora(rank: int, fan_in: int, fan_out: int) -> int:
 def test_lora_counts_are_two_r_in_plus_out_per_adapted_linear():
     r = method_params("tiny-llama", MethodConfig(name="lora", rank=8))
     attention = LAYERS * (lora(8, HIDDEN, HIDDEN) * 2 + lora(8, HIDDEN, KV) * 2)  # q, o; k, v
-    mlp = LAYERS * (lora(8, HIDDEN, MLP) * 2 + lora(8, MLP, HIDDEN))               # gate, up; down
+    mlp = LAYERS * (lora(8, HIDDEN, MLP) * 2 + lora(8, MLP, HIDDEN))  # gate, up; down
     g = r["groups"]
     assert (g["attention"]["trainable"], g["mlp"]["trainable"]) == (attention, mlp) == (3584, 4608)
     assert r["trainable"] == r["added"] == attention + mlp
@@ -50,16 +50,19 @@ def test_full_trains_everything_and_parallel_adapter_sits_beside_the_mlp():
     assert pa["groups"]["mlp"]["trainable"] == pa["trainable"] == LAYERS * per_layer
 
 
-@pytest.mark.parametrize(("name", "group"), [
-    ("model.layers.0.post_attention_layernorm.weight", "norms"),
-    ("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "attention"),
-    ("transformer.h.0.attn.attention.k_proj.weight", "attention"),
-    ("encoder.block.0.layer.1.DenseReluDense.wi_0.weight", "mlp"),
-    ("shared.weight", "embeddings"),
-    ("prompt_encoder.default.embedding.weight", "virtual tokens"),
-    ("lm_head.weight", "head"),
-    ("transformer.ln_f.bias", "norms"),
-])
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        ("model.layers.0.post_attention_layernorm.weight", "norms"),
+        ("base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight", "attention"),
+        ("transformer.h.0.attn.attention.k_proj.weight", "attention"),
+        ("encoder.block.0.layer.1.DenseReluDense.wi_0.weight", "mlp"),
+        ("shared.weight", "embeddings"),
+        ("prompt_encoder.default.embedding.weight", "virtual tokens"),
+        ("lm_head.weight", "head"),
+        ("transformer.ln_f.bias", "norms"),
+    ],
+)
 def test_groups_by_parameter_name(name, group):
     assert group_of(name) == group
 
@@ -78,6 +81,7 @@ def test_params_command_table_and_errors(capsys):
     assert "attention" in capsys.readouterr().err
     with pytest.raises(PeftlabError, match="only method options"):
         from peftlab.inspect.commands import method_config
+
         method_config("lora", ["train.lr=1"])
     assert main(["params", "tiny-llama", "--method", "lora", "--set", "method.rnak=2"]) == 2
     assert "did you mean 'rank'" in capsys.readouterr().err

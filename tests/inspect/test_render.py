@@ -6,9 +6,23 @@ from peftlab.inspect.render import attribution_html, heatmap_png, layout, scale
 
 
 def result(tokens, scores):
-    return {"tokens": tokens, "scores": scores, "output": "<b>out</b>", "f_input": -1.0, "f_baseline": -3.0,
-            "attribution_sum": 2.0, "completeness_gap": 0.0, "completeness_gap_relative": 0.0, "steps": 8,
-            "rule": "gauss-legendre", "baseline": "pad", "virtual_tokens": 0, "run": "r", "split": "test", "index": 0}
+    return {
+        "tokens": tokens,
+        "scores": scores,
+        "output": "<b>out</b>",
+        "f_input": -1.0,
+        "f_baseline": -3.0,
+        "attribution_sum": 2.0,
+        "completeness_gap": 0.0,
+        "completeness_gap_relative": 0.0,
+        "steps": 8,
+        "rule": "gauss-legendre",
+        "baseline": "pad",
+        "virtual_tokens": 0,
+        "run": "r",
+        "split": "test",
+        "index": 0,
+    }
 
 
 def test_layout_wraps_at_the_width_and_after_newlines():

@@ -1,11 +1,11 @@
 """Checks every method must pass, on every tiny architecture. Each method's test file calls these.
 
-    setup(arch, name, **options)           -> (backbone, method, options) with the method applied
-    train_steps(bb, steps, lr)             -> (first loss, loss after training) on a fixed batch
-    changed_parameters(bb, lr)             -> names of parameters that one optimizer step changed
-    save_load_max_diff(arch, name, tmp)    -> max |logits| difference after save -> load on a fresh base
-    plain_peft_max_diff(arch, name, tmp)   -> the same, loading the folder with plain peft
-    logits_unchanged_by_apply(arch, name)  -> True when the untrained method leaves the logits bit-identical
+setup(arch, name, **options)           -> (backbone, method, options) with the method applied
+train_steps(bb, steps, lr)             -> (first loss, loss after training) on a fixed batch
+changed_parameters(bb, lr)             -> names of parameters that one optimizer step changed
+save_load_max_diff(arch, name, tmp)    -> max |logits| difference after save -> load on a fresh base
+plain_peft_max_diff(arch, name, tmp)   -> the same, loading the folder with plain peft
+logits_unchanged_by_apply(arch, name)  -> True when the untrained method leaves the logits bit-identical
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def greedy_by_hand(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:
             seq = torch.cat([seq, token], dim=1)
             if token.item() == EOS:
                 break
-    return seq[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
+    return seq[0, 1 if bb.is_seq2seq else ids.shape[1] :].tolist()
 
 
 def generated_ids(bb, prompt: str, max_new_tokens: int = 6) -> list[int]:

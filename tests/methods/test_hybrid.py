@@ -32,17 +32,25 @@ def hybrid_options(methods):
 
 INVALID = [
     ([{"name": "lora"}, {"name": "ia3"}], "'lora' and 'ia3' both hook into linear_wrap"),
-    ([{"name": "lora"}, {"name": "full"}],
-     "'full' (hook parameter_subset) trains existing weights and cannot be combined with 'lora'"),
+    (
+        [{"name": "lora"}, {"name": "full"}],
+        "'full' (hook parameter_subset) trains existing weights and cannot be combined with 'lora'",
+    ),
     ([{"name": "none"}, PA], "'none' (hook none) trains nothing and cannot be combined with 'parallel_adapter'"),
     ([{"name": "lora"}, {"name": "lora", "rank": 4}], "'lora' is listed twice"),
-    ([{"name": "prompt_tuning"}, {"name": "prefix_tuning"}],
-     "'prompt_tuning' and 'prefix_tuning' are both prompt-learning"),
+    (
+        [{"name": "prompt_tuning"}, {"name": "prefix_tuning"}],
+        "'prompt_tuning' and 'prefix_tuning' are both prompt-learning",
+    ),
     ([{"name": "lora"}, {"name": "hybrid"}], "method.methods[1].name: a hybrid cannot contain a hybrid"),
-    ([{"name": "lora"}, {"name": "paralel_adapter"}],
-     "method.methods[1].name: unknown method 'paralel_adapter' (did you mean 'parallel_adapter'?)"),
-    ([{"name": "lora"}, {"name": "parallel_adapter", "reduction": 4}],
-     "method.methods[1].reduction: unknown option (did you mean 'reduction_factor'?)"),
+    (
+        [{"name": "lora"}, {"name": "paralel_adapter"}],
+        "method.methods[1].name: unknown method 'paralel_adapter' (did you mean 'parallel_adapter'?)",
+    ),
+    (
+        [{"name": "lora"}, {"name": "parallel_adapter", "reduction": 4}],
+        "method.methods[1].reduction: unknown option (did you mean 'reduction_factor'?)",
+    ),
     ([{"name": "lora", "rank": 0}, PA], "method.methods[0].rank: Input should be greater than or equal to 1"),
     ([{"rank": 4}, PA], "method.methods[0]: each component is a mapping {name: <method>"),
 ]
@@ -79,8 +87,9 @@ def test_lora_plus_parallel_adapter_trains_only_their_parameters(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("methods,lr", [(LORA_PA, 1e-2), (LORA_PROMPT, 1e-2), (MAM, 3e-2)],
-                         ids=["lora+pa", "lora+prompt", "mam"])
+@pytest.mark.parametrize(
+    "methods,lr", [(LORA_PA, 1e-2), (LORA_PROMPT, 1e-2), (MAM, 3e-2)], ids=["lora+pa", "lora+prompt", "mam"]
+)
 def test_hybrid_loss_halves_on_a_fixed_batch(arch, methods, lr):
     bb, _, _ = setup(arch, "hybrid", methods=methods)
     first, last = train_steps(bb, 50, lr)
@@ -118,13 +127,17 @@ def test_param_groups_give_each_component_its_own_lr():
     torch.optim.AdamW(groups)  # a valid optimizer specification
 
 
-@pytest.mark.parametrize("arch,methods", [
-    ("tiny-t5", LORA_PROMPT),
-    ("tiny-llama", [{"name": "prefix_tuning"}, {"name": "parallel_adapter", "target": "both"}]),
-])
+@pytest.mark.parametrize(
+    "arch,methods",
+    [
+        ("tiny-t5", LORA_PROMPT),
+        ("tiny-llama", [{"name": "prefix_tuning"}, {"name": "parallel_adapter", "target": "both"}]),
+    ],
+)
 def test_a_hybrid_run_trains_generates_and_reloads(tmp_path, copy_task, arch, methods):
-    run_dir = train(make_config(tmp_path, copy_task, arch, method={"name": "hybrid", "methods": methods},
-                                max_steps=4, eval_every=2))
+    run_dir = train(
+        make_config(tmp_path, copy_task, arch, method={"name": "hybrid", "methods": methods}, max_steps=4, eval_every=2)
+    )
     assert sorted(p.name for p in (run_dir / "adapter").iterdir()) == ["hybrid.safetensors", "peftlab_method.json"]
     rows = list(csv.DictReader((run_dir / "predictions.csv").open()))
     eval_run(run_dir, "test")  # fresh base + saved hybrid: the same generations

@@ -50,16 +50,20 @@ def test_trainable_count_is_out_features_or_ff_in_features(arch):
     targets, feedforward = DEFAULTS[arch]
     base, _ = tiny_model(arch)
     # l_k, l_v rescale a projection's output (out_features); l_ff rescales the down projection's input.
-    expected = sum(m.in_features if n.split(".")[-1] in feedforward else m.out_features
-                   for n, m in base.named_modules()
-                   if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in targets)
+    expected = sum(
+        m.in_features if n.split(".")[-1] in feedforward else m.out_features
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in targets
+    )
     bb, _, _ = setup(arch, "ia3")
     assert count_parameters(bb.model)[0] == expected
 
 
 def test_explicit_targets_follow_the_paper_on_gpt_neo():
     # The paper rescales keys, not queries: k_proj instead of peft's default q_proj.
-    bb, _, _ = setup("tiny-gpt-neo", "ia3", target_modules=["k_proj", "v_proj", "c_proj"], feedforward_modules=["c_proj"])
+    bb, _, _ = setup(
+        "tiny-gpt-neo", "ia3", target_modules=["k_proj", "v_proj", "c_proj"], feedforward_modules=["c_proj"]
+    )
     names = {n for n, p in bb.model.named_parameters() if p.requires_grad}
     assert any("k_proj.ia3_l" in n for n in names) and not any("q_proj" in n for n in names)
     c = bb.model.config

@@ -28,8 +28,9 @@ def test_one_step_changes_only_the_last_block_norm_and_head(arch):
 
 def test_t5_include_encoder_trains_the_last_encoder_block_too():
     bb, _, _ = setup("tiny-t5", "last_layers", num_layers=1, include_encoder=True)
-    expected = names_under(bb.model, "decoder.block.1.", "decoder.final_layer_norm.",
-                           "encoder.block.1.", "encoder.final_layer_norm.")
+    expected = names_under(
+        bb.model, "decoder.block.1.", "decoder.final_layer_norm.", "encoder.block.1.", "encoder.final_layer_norm."
+    )
     assert changed_parameters(bb, 1e-3) == expected
 
 
@@ -102,10 +103,13 @@ def test_tied_head_is_untied_so_input_embeddings_stay_frozen():
     assert not torch.equal(bb.model.lm_head.weight, head)
 
 
-@pytest.mark.parametrize("options,words", [
-    ({"num_layers": 3}, ["method.num_layers", "0..2"]),
-    ({"num_layers": 0, "train_final_norm": False}, ["nothing would train"]),
-])
+@pytest.mark.parametrize(
+    "options,words",
+    [
+        ({"num_layers": 3}, ["method.num_layers", "0..2"]),
+        ({"num_layers": 0, "train_final_norm": False}, ["nothing would train"]),
+    ],
+)
 def test_impossible_options_are_errors(options, words):
     method = get_method("last_layers")
     model, _ = tiny_model("tiny-llama")

@@ -49,8 +49,11 @@ def test_lora_starts_at_the_base_model_and_counts_parameters(arch):
     assert logits_unchanged_by_apply(arch, "lora", rank=4)
     base, _ = tiny_model(arch)
     # trainable = sum over adapted Linear layers (all but the output head) of rank * (in + out)
-    expected = sum(4 * (m.in_features + m.out_features) for n, m in base.named_modules()
-                   if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head"))
+    expected = sum(
+        4 * (m.in_features + m.out_features)
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")
+    )
     bb, _, _ = setup(arch, "lora", rank=4)
     assert count_parameters(bb.model)[0] == expected
 

@@ -65,8 +65,10 @@ def test_save_then_load_onto_fresh_base_reproduces_logits(arch, tmp_path):
     assert save_load_max_diff(arch, "parallel_adapter", tmp_path, lr=1e-2, target="both", dropout=0.1) <= 1e-5
     meta = json.loads((tmp_path / "adapter" / "peftlab_method.json").read_text())
     assert meta["method"] == "parallel_adapter" and meta["options"]["target"] == "both"
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["parallel_adapter.safetensors",
-                                                                        "peftlab_method.json"]
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [
+        "parallel_adapter.safetensors",
+        "peftlab_method.json",
+    ]
 
 
 def test_a_loaded_adapter_saves_the_same_tensors_again(tmp_path):

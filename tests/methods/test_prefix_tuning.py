@@ -72,16 +72,27 @@ def test_loss_is_on_the_target_tokens_only(arch):
         out = bb.model(**batch)
     labels = batch["labels"]
     scored, targets = (out.logits, labels) if bb.is_seq2seq else (out.logits[:, :-1], labels[:, 1:])
-    by_hand = torch.nn.functional.cross_entropy(scored.reshape(-1, scored.shape[-1]), targets.reshape(-1),
-                                                ignore_index=IGNORE)
+    by_hand = torch.nn.functional.cross_entropy(
+        scored.reshape(-1, scored.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
     assert torch.allclose(out.loss, by_hand, atol=1e-5), (out.loss, by_hand)
 
 
 def test_t5_prefix_is_sized_from_the_decoder():
     # An asymmetric, wide-head T5 (like t5-3b, where num_heads * d_kv != d_model): sized from
     # num_hidden_layers and d_model as peft does by default, the prefix would not fit the decoder.
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_heads=4, num_layers=1,
-                      num_decoder_layers=3, pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
+    config = T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_heads=4,
+        num_layers=1,
+        num_decoder_layers=3,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+    )
     torch.manual_seed(0)
     method = get_method("prefix_tuning")
     model = method.apply(T5ForConditionalGeneration(config).eval(), method.config_cls(num_virtual_tokens=4))
@@ -119,18 +130,22 @@ def attention_outputs(model, batch, pinned_inputs=None):
                 else:
                     args = (pinned_inputs[name], *args[1:])
             return args, kwargs
+
         return hook
 
     def post(name):
         def hook(module, args, output):
             outputs[name] = output[0].detach().clone()
+
         return hook
 
     for name, module in model.named_modules():
         if type(module).__name__ in ATTENTION:
             name = name.removeprefix("base_model.")
-            handles += [module.register_forward_pre_hook(pre(name), with_kwargs=True),
-                        module.register_forward_hook(post(name))]
+            handles += [
+                module.register_forward_pre_hook(pre(name), with_kwargs=True),
+                module.register_forward_hook(post(name)),
+            ]
     with torch.no_grad():
         model(**batch)
     for handle in handles:

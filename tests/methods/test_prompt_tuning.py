@@ -66,8 +66,9 @@ def test_loss_is_on_the_target_tokens_only(arch):
         scored, targets = out.logits, labels
     else:  # the prompt is prepended: drop its 5 positions, then shift by one as a causal LM does
         scored, targets = out.logits[:, 5:-1], labels[:, 1:]
-    by_hand = torch.nn.functional.cross_entropy(scored.reshape(-1, scored.shape[-1]), targets.reshape(-1),
-                                                ignore_index=IGNORE)
+    by_hand = torch.nn.functional.cross_entropy(
+        scored.reshape(-1, scored.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
     assert torch.allclose(out.loss, by_hand, atol=1e-5), (out.loss, by_hand)
 
 

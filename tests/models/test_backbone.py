@@ -19,7 +19,7 @@ def test_causal_labels_mask_prompt_and_padding(name):
     prompt = bb.prompt_ids("Repeat: cat")
     # prompt tokens are -100; the target and its EOS are learned
     assert f["labels"][: len(prompt)] == [IGNORE] * len(prompt)
-    assert f["labels"][len(prompt):] == f["input_ids"][len(prompt):]
+    assert f["labels"][len(prompt) :] == f["input_ids"][len(prompt) :]
     assert f["labels"][-1] == bb.tokenizer.eos_token_id
     batch = bb.collate([f, bb.encode("Repeat: a much longer word here", "longer")])
     # dynamic padding: width of the longest example, not a fixed length

@@ -74,16 +74,23 @@ def test_padded_batch_equals_one_by_one(models, arch, case):
 def test_one_beam_is_greedy(models, arch):
     bb = models(arch, [name for name, _ in CASES].index("prompt_tuning"))
     ids, mask = bb.pad_prompts([bb.prompt_ids(p) for p in PROMPTS])
-    kwargs = dict(max_new_tokens=8, eos_token_id=EOS, pad_token_id=PAD)
+    kwargs = {"max_new_tokens": 8, "eos_token_id": EOS, "pad_token_id": PAD}
     assert beam_search(bb.model, ids, mask, num_beams=1, **kwargs) == greedy(bb.model, ids, mask, **kwargs)
 
 
 def hf_beams(bb, prompt: str, num_beams: int, max_new_tokens: int) -> list[int]:
     ids = torch.tensor([bb.prompt_ids(prompt)])
     with torch.no_grad():
-        out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, num_beams=num_beams, pad_token_id=PAD, eos_token_id=EOS)
-    new = out[0, 1 if bb.is_seq2seq else ids.shape[1]:].tolist()
+        out = bb.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=num_beams,
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+        )
+    new = out[0, 1 if bb.is_seq2seq else ids.shape[1] :].tolist()
     return new[: new.index(EOS) + 1] if EOS in new else new
 
 
@@ -109,7 +116,9 @@ def test_beam_score_is_the_best_hypothesis(models):
         for a in first.topk(4).indices.tolist():
             if a == EOS:
                 continue
-            second = torch.log_softmax(bb.model(input_ids=torch.cat([prompt, torch.tensor([[a]])], 1)).logits[0, -1], -1)
+            second = torch.log_softmax(
+                bb.model(input_ids=torch.cat([prompt, torch.tensor([[a]])], 1)).logits[0, -1], -1
+            )
             b = int(second.argmax())
             best = max(best, ((first[a] + second[b]).item() / 2, [a, b]), key=lambda x: x[0])
     ids, mask = bb.pad_prompts([prompt[0].tolist()])

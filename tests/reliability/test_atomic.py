@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from peftlab import checkpoint
-from peftlab.runio import atomic_write_text, write_json
+from peftlab.runio import write_json
 
 
 class Crash(Exception):

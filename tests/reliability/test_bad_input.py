@@ -19,34 +19,100 @@ ROWS = [{"uid": f"u{i}", "word": w, "answer": w} for i, w in enumerate(["apple",
 SECTIONS = {
     "model": ["name", "dtype", "trust_remote_code", "chat_template"],
     "method": ["name", "rank", "alpha", "dropout", "num_virtual_tokens", "reduction_factor", "methods", "rnak"],
-    "task": ["name", "input_template", "target_field", "metric", "output_type", "label_words", "max_new_tokens",
-             "shots", "reader", "reader_options", "database", "id_field", "choices_field", "validation_size",
-             "max_source_tokens", "hub_splits", "data_dir", "too_long"],
-    "train": ["lr", "batch_size", "max_steps", "epochs", "max_flops", "evals", "schedule", "warmup_ratio",
-              "checkpoint_every", "grad_accum"],
+    "task": [
+        "name",
+        "input_template",
+        "target_field",
+        "metric",
+        "output_type",
+        "label_words",
+        "max_new_tokens",
+        "shots",
+        "reader",
+        "reader_options",
+        "database",
+        "id_field",
+        "choices_field",
+        "validation_size",
+        "max_source_tokens",
+        "hub_splits",
+        "data_dir",
+        "too_long",
+    ],
+    "train": [
+        "lr",
+        "batch_size",
+        "max_steps",
+        "epochs",
+        "max_flops",
+        "evals",
+        "schedule",
+        "warmup_ratio",
+        "checkpoint_every",
+        "grad_accum",
+    ],
     "eval": ["batch_size", "max_test", "num_beams"],
     "": ["name", "seed", "output_dir", "trackers", "label", "bogus"],
 }
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 3), st.integers(10**6, 10**9),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["lora", "hybrid", "none", "tiny-t5", "sql_demo", "dialogsum", "geoquery", "rouge", "classify",
-                     "multiple_choice", "{word}", "{nope}", "{", "../../etc", "answer", "cosine", "bleu"]),
-    st.lists(st.one_of(st.integers(-2, 2), st.text(max_size=5), st.dictionaries(st.text(max_size=4),
-                                                                                st.integers(), max_size=2)), max_size=3),
-    st.dictionaries(st.sampled_from(["name", "a", "0", "split_by", "test"]), st.one_of(st.integers(), st.text(max_size=4)),
-                    max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.integers(10**6, 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "lora",
+            "hybrid",
+            "none",
+            "tiny-t5",
+            "sql_demo",
+            "dialogsum",
+            "geoquery",
+            "rouge",
+            "classify",
+            "multiple_choice",
+            "{word}",
+            "{nope}",
+            "{",
+            "../../etc",
+            "answer",
+            "cosine",
+            "bleu",
+        ]
+    ),
+    st.lists(
+        st.one_of(
+            st.integers(-2, 2), st.text(max_size=5), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+        ),
+        max_size=3,
+    ),
+    st.dictionaries(
+        st.sampled_from(["name", "a", "0", "split_by", "test"]),
+        st.one_of(st.integers(), st.text(max_size=4)),
+        max_size=3,
+    ),
 )
 
 
 def base_config(folder: Path) -> dict:
     for split in ("train", "validation", "test"):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return {"model": {"name": "tiny-llama"}, "method": {"name": "lora", "rank": 4},
-            "task": {"name": "copy", "data_files": {s: str(folder / f"{s}.jsonl") for s in ("train", "validation", "test")},
-                     "input_template": "Repeat: {word}", "target_field": "answer", "id_field": "uid",
-                     "metric": "exact_match"},
-            "train": {"max_steps": 2}, "output_dir": str(folder / "runs")}
+    return {
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 4},
+        "task": {
+            "name": "copy",
+            "data_files": {s: str(folder / f"{s}.jsonl") for s in ("train", "validation", "test")},
+            "input_template": "Repeat: {word}",
+            "target_field": "answer",
+            "id_field": "uid",
+            "metric": "exact_match",
+        },
+        "train": {"max_steps": 2},
+        "output_dir": str(folder / "runs"),
+    }
 
 
 def check(path: Path) -> tuple[int, str]:
@@ -67,8 +133,11 @@ mutation = st.tuples(st.sampled_from(sorted(SECTIONS)), st.data())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(edits=st.lists(st.tuples(st.sampled_from(sorted(SECTIONS)), st.integers(0, 30), values, st.booleans()),
-                      min_size=1, max_size=4))
+@given(
+    edits=st.lists(
+        st.tuples(st.sampled_from(sorted(SECTIONS)), st.integers(0, 30), values, st.booleans()), min_size=1, max_size=4
+    )
+)
 def test_generated_bad_configs_end_in_a_clear_error(edits):
     with tempfile.TemporaryDirectory() as d:
         cfg = base_config(Path(d))
@@ -89,8 +158,11 @@ def test_generated_bad_configs_end_in_a_clear_error(edits):
 
 lines = st.one_of(
     st.builds(lambda r: json.dumps(r), st.sampled_from(ROWS)),
-    st.builds(lambda r, k: json.dumps({kk: v for kk, v in r.items() if kk != k}), st.sampled_from(ROWS),
-              st.sampled_from(["uid", "word", "answer"])),
+    st.builds(
+        lambda r, k: json.dumps({kk: v for kk, v in r.items() if kk != k}),
+        st.sampled_from(ROWS),
+        st.sampled_from(["uid", "word", "answer"]),
+    ),
     st.builds(lambda v: json.dumps(v), values),
     st.text(max_size=30),
     st.just('{"uid": "u0", "word": "dup", "answer": "dup"}'),
@@ -99,8 +171,12 @@ lines = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(train=st.lists(lines, max_size=6), test=st.lists(lines, max_size=6),
-       raw=st.one_of(st.none(), st.binary(max_size=40)), yaml_text=st.one_of(st.none(), st.text(max_size=40)))
+@given(
+    train=st.lists(lines, max_size=6),
+    test=st.lists(lines, max_size=6),
+    raw=st.one_of(st.none(), st.binary(max_size=40)),
+    yaml_text=st.one_of(st.none(), st.text(max_size=40)),
+)
 def test_generated_bad_data_and_files_end_in_a_clear_error(train, test, raw, yaml_text):
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)

@@ -13,8 +13,14 @@ from peftlab.train import train
 
 
 def config(tmp_path, copy_task, output_dir):
-    cfg = {"name": "r", "output_dir": str(output_dir), "model": {"name": "tiny-llama"},
-           "method": {"name": "lora", "rank": 2}, "task": copy_task, "train": {"max_steps": 2}}
+    cfg = {
+        "name": "r",
+        "output_dir": str(output_dir),
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 2},
+        "task": copy_task,
+        "train": {"max_steps": 2},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     return load_config(tmp_path / "c.yaml")
 
@@ -41,8 +47,12 @@ def test_over_long_training_inputs_are_skipped_and_counted_when_asked(tmp_path, 
     train_file = tmp_path / "long.jsonl"
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # The tiny models' tokenizer is bytewise: "Repeat: ox" is 10 tokens, "Repeat: elephant" 16.
-    task = {**copy_task, "data_files": {**copy_task["data_files"], "train": str(train_file)},
-            "max_source_tokens": 12, "too_long": "skip"}
+    task = {
+        **copy_task,
+        "data_files": {**copy_task["data_files"], "train": str(train_file)},
+        "max_source_tokens": 12,
+        "too_long": "skip",
+    }
     summary = json.loads((train(config(tmp_path, task, tmp_path / "runs")) / "summary.json").read_text())
     assert summary["skipped_long_train_examples"] == 2
 

@@ -22,13 +22,24 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def write_config(tmp_path: Path, copy_task: dict, name: str, **train_over) -> Path:
-    cfg = {"name": name, "output_dir": str(tmp_path / "runs"), "seed": 3, "model": {"name": "tiny-llama"},
-           # dropout draws random numbers every step: resuming must restore the RNG to match exactly
-           "method": {"name": "lora", "rank": 4, "dropout": 0.1},
-           "task": copy_task,
-           "train": {"max_steps": 300, "batch_size": 4, "lr": 5e-3, "eval_every": 150, "checkpoint_every": 20,
-                     **train_over},
-           "eval": {"batch_size": 4}}
+    cfg = {
+        "name": name,
+        "output_dir": str(tmp_path / "runs"),
+        "seed": 3,
+        "model": {"name": "tiny-llama"},
+        # dropout draws random numbers every step: resuming must restore the RNG to match exactly
+        "method": {"name": "lora", "rank": 4, "dropout": 0.1},
+        "task": copy_task,
+        "train": {
+            "max_steps": 300,
+            "batch_size": 4,
+            "lr": 5e-3,
+            "eval_every": 150,
+            "checkpoint_every": 20,
+            **train_over,
+        },
+        "eval": {"batch_size": 4},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -56,8 +67,12 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, copy_task):
 
     path = write_config(tmp_path, copy_task, "killed")
     run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "peftlab", "train", str(path)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peftlab", "train", str(path)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(run_dir / "checkpoint" / "state.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -65,8 +80,13 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, copy_task):
     at = json.loads((run_dir / "checkpoint" / "state.json").read_text())["step"]
     assert 0 < at < 300
 
-    out = subprocess.run([sys.executable, "-m", "peftlab", "train", "--resume", str(run_dir)], env=ENV,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "peftlab", "train", "--resume", str(run_dir)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resuming from the checkpoint at step {at}" in out.stdout + out.stderr
     assert outcome(run_dir) == outcome(straight)
@@ -84,8 +104,13 @@ def test_same_config_and_seed_give_identical_runs(tmp_path, copy_task):
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, copy_task):
     path = write_config(tmp_path, copy_task, "term", max_steps=100000, eval_every=None, checkpoint_every=None)
     run_dir = tmp_path / "runs" / "term"
-    proc = subprocess.Popen([sys.executable, "-m", "peftlab", "train", str(path)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peftlab", "train", str(path)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wait_for(run_dir / "metrics.jsonl", proc)  # training has started
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)

@@ -46,9 +46,15 @@ def test_pickle_only_adapter_is_refused(tmp_path, copy_task):
     from peftlab.evaluate import load_run
     from peftlab.train import train
 
-    cfg = {"name": "r", "output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-llama"},
-           "method": {"name": "lora", "rank": 2}, "task": copy_task, "train": {"max_steps": 1},
-           "eval": {"max_test": 1, "max_validation": 1}}
+    cfg = {
+        "name": "r",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 2},
+        "task": copy_task,
+        "train": {"max_steps": 1},
+        "eval": {"max_test": 1, "max_validation": 1},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = train(load_config(tmp_path / "c.yaml"))
     adapter = run_dir / "adapter"
@@ -69,9 +75,14 @@ def test_model_sql_that_writes_or_loops_scores_zero_and_changes_nothing(tmp_path
     conn.commit()
     conn.close()
     before = db.read_bytes()
-    attacks = ["DROP TABLE item", "INSERT INTO item VALUES ('b')", "ATTACH 'x.db' AS x",
-               "PRAGMA query_only = OFF", "DELETE FROM item RETURNING name",
-               "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"]
+    attacks = [
+        "DROP TABLE item",
+        "INSERT INTO item VALUES ('b')",
+        "ATTACH 'x.db' AS x",
+        "PRAGMA query_only = OFF",
+        "DELETE FROM item RETURNING name",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    ]
     gold = "SELECT name FROM item"
     scores = metrics.execution_accuracy(attacks, [[gold]] * len(attacks), [str(db)] * len(attacks))
     assert scores["execution_accuracy"] == 0.0

@@ -14,18 +14,28 @@ from pathlib import Path
 
 CHROMIUM = Path(os.environ.get("PEFTLAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("PEFTLAB_CHROMEDRIVER", "/usr/bin/chromedriver"))
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-         "--hide-scrollbars")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
 
 
 def missing() -> str | None:
     """Why the browser cannot start, in words that say how to fix it; None when it can."""
     absent = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not (p.is_file() and os.access(p, os.X_OK))]
     if absent:
-        return (f"{' and '.join(absent)} not found: the browser test needs Chromium and chromedriver. Run `make test` "
-                "(it installs the Debian packages chromium and chromium-driver), or `apt-get install chromium "
-                "chromium-driver`, or point PEFTLAB_CHROMIUM / PEFTLAB_CHROMEDRIVER at your binaries.")
+        return (
+            f"{' and '.join(absent)} not found: the browser test needs Chromium and chromedriver. Run `make test` "
+            "(it installs the Debian packages chromium and chromium-driver), or `apt-get install chromium "
+            "chromium-driver`, or point PEFTLAB_CHROMIUM / PEFTLAB_CHROMEDRIVER at your binaries."
+        )
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -64,10 +74,17 @@ def screenshot(html: Path, out: Path, width: int = 1280, max_height: int | None 
         driver.get(html.resolve().as_uri())
         height = driver.execute_script("return document.documentElement.scrollHeight")
         height = min(height, max_height) if max_height else height
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(base64.b64decode(shot["data"]))

@@ -20,8 +20,10 @@ INSTRUCTION = "Table employees(name, department, city, salary, hired). Write one
 QUESTIONS = [
     ("What is the average salary in {c}?", "SELECT AVG(salary) FROM employees WHERE city = '{c}'"),
     ("How many people work in {d}?", "SELECT COUNT(*) FROM employees WHERE department = '{d}'"),
-    ("List the names of employees hired after {y} in {c}.",
-     "SELECT name FROM employees WHERE hired > {y} AND city = '{c}'"),
+    (
+        "List the names of employees hired after {y} in {c}.",
+        "SELECT name FROM employees WHERE hired > {y} AND city = '{c}'",
+    ),
     ("Who earns the most in {d}?", "SELECT name FROM employees WHERE department = '{d}' ORDER BY salary DESC LIMIT 1"),
 ]
 CITIES = ["Dublin", "Toronto", "Lisbon", "Oslo", "Denver", "Austin", "Madrid", "Boston"]
@@ -38,12 +40,30 @@ def sql_test_set(n: int = 64) -> list[tuple[str, str, str]]:
     return rows
 
 
-def fake_run(root: Path, name: str, *, label: str | None, method: str, seed: int, example_scores: list[float] | None,
-             score: float | None = None, trainable: int = 0, adapter_bytes: int = 18, flops_per_step: float | None = None,
-             seconds_per_step: float = 2.5, peak_memory: int = 4_000_000_000, steps: int = 40, eval_every: int = 5,
-             curve_end: float | None = None, predictions: list[str] | None = None, n_test: int | None = None,
-             task: str = "sql_demo", metric: str = "execution_accuracy", higher_is_better: bool = True,
-             batch_size: int = 8) -> Path:
+def fake_run(
+    root: Path,
+    name: str,
+    *,
+    label: str | None,
+    method: str,
+    seed: int,
+    example_scores: list[float] | None,
+    score: float | None = None,
+    trainable: int = 0,
+    adapter_bytes: int = 18,
+    flops_per_step: float | None = None,
+    seconds_per_step: float = 2.5,
+    peak_memory: int = 4_000_000_000,
+    steps: int = 40,
+    eval_every: int = 5,
+    curve_end: float | None = None,
+    predictions: list[str] | None = None,
+    n_test: int | None = None,
+    task: str = "sql_demo",
+    metric: str = "execution_accuracy",
+    higher_is_better: bool = True,
+    batch_size: int = 8,
+) -> Path:
     """One finished run folder. ``score`` defaults to the mean of ``example_scores``;
     ``example_scores=None`` writes predictions.csv without the score column (older runs);
     ``label=None`` / ``flops_per_step=None`` leave those new fields out."""
@@ -64,35 +84,55 @@ def fake_run(root: Path, name: str, *, label: str | None, method: str, seed: int
         base = {"step": step, "examples": examples, "tokens": tokens, "seconds": round(step * seconds_per_step, 3)}
         if flops_per_step is not None:
             base["flops"] = step * flops_per_step
-        lines.append({**base, "lr": 1e-3, "train_loss": 1.8 * 0.9 ** step})
+        lines.append({**base, "lr": 1e-3, "train_loss": 1.8 * 0.9**step})
         if step % eval_every == 0:
-            progress = 1 - 0.85 ** step  # rises quickly, then flattens
+            progress = 1 - 0.85**step  # rises quickly, then flattens
             val = max(0.0, min(1.0, end * progress + rng.uniform(-0.02, 0.02)))
             lines.append({**base, "validation": {metric: val}})
     if lines:
         (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines), encoding="utf-8")
 
-    preds = predictions or [ref if (example_scores and example_scores[i] >= 0.5) else _wrong(ref, i)
-                            for i, (_, _, ref) in enumerate(tests)]
+    preds = predictions or [
+        ref if (example_scores and example_scores[i] >= 0.5) else _wrong(ref, i) for i, (_, _, ref) in enumerate(tests)
+    ]
     with (d / "predictions.csv").open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "input", "reference", "prediction"] + (["score"] if example_scores is not None else []))
         for i, (eid, inp, ref) in enumerate(tests):
             w.writerow([eid, inp, ref, preds[i]] + ([f"{example_scores[i]:.6g}"] if example_scores is not None else []))
 
-    total_flops = flops_per_step * steps if (flops_per_step is not None and trains) else (0 if flops_per_step is not None else None)
+    total_flops = (
+        flops_per_step * steps
+        if (flops_per_step is not None and trains)
+        else (0 if flops_per_step is not None else None)
+    )
     summary = {
-        "run": name, "method": method, "task": task, "model": "smollm2-135m", "seed": seed,
-        "primary_metric": metric, "higher_is_better": higher_is_better, "test": {metric: score, "seconds": 8.1},
-        "test_examples": n, "best_validation": {metric: end} if trains else None, "best_step": steps if trains else 0,
-        "steps": steps if trains else 0, "examples_seen": examples, "tokens_seen": tokens,
-        "lr": 1e-3 if trains else None, "trainable_params": trainable, "total_params": TOTAL_PARAMS,
-        "trainable_pct": 100 * trainable / TOTAL_PARAMS, "adapter_bytes": adapter_bytes,
+        "run": name,
+        "method": method,
+        "task": task,
+        "model": "smollm2-135m",
+        "seed": seed,
+        "primary_metric": metric,
+        "higher_is_better": higher_is_better,
+        "test": {metric: score, "seconds": 8.1},
+        "test_examples": n,
+        "best_validation": {metric: end} if trains else None,
+        "best_step": steps if trains else 0,
+        "steps": steps if trains else 0,
+        "examples_seen": examples,
+        "tokens_seen": tokens,
+        "lr": 1e-3 if trains else None,
+        "trainable_params": trainable,
+        "total_params": TOTAL_PARAMS,
+        "trainable_pct": 100 * trainable / TOTAL_PARAMS,
+        "adapter_bytes": adapter_bytes,
         "train_seconds": round(steps * seconds_per_step, 3) if trains else 0.0,
         "train_examples_per_s": batch_size / seconds_per_step if trains else None,
         "train_tokens_per_s": tokens / (steps * seconds_per_step) if trains else None,
-        "peak_memory_bytes": peak_memory, "peak_memory_kind": "cpu_peak_rss",
-        "python": "3.11.7", "versions": {"peftlab": "0.1.0", "torch": "2.13.0+cpu"},
+        "peak_memory_bytes": peak_memory,
+        "peak_memory_kind": "cpu_peak_rss",
+        "python": "3.11.7",
+        "versions": {"peftlab": "0.1.0", "torch": "2.13.0+cpu"},
         "hardware": {"processor": "x86_64", "cpu_count": 2, "cuda": None},
     }
     if label is not None:
@@ -101,19 +141,35 @@ def fake_run(root: Path, name: str, *, label: str | None, method: str, seed: int
         summary["flops"] = total_flops
         summary["flops_per_step"] = flops_per_step if trains else 0
     (d / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    config = {"name": name, "output_dir": str(root), "seed": seed, "model": {"name": "smollm2-135m", "dtype": "auto"},
-              "method": {"name": method}, "task": {"name": task},
-              "train": {"lr": 1e-3, "batch_size": batch_size, "grad_accum": 1, "max_steps": steps, "epochs": None,
-                        "eval_every": eval_every},
-              "eval": {"batch_size": 16, "max_validation": 32, "max_test": None}}
+    config = {
+        "name": name,
+        "output_dir": str(root),
+        "seed": seed,
+        "model": {"name": "smollm2-135m", "dtype": "auto"},
+        "method": {"name": method},
+        "task": {"name": task},
+        "train": {
+            "lr": 1e-3,
+            "batch_size": batch_size,
+            "grad_accum": 1,
+            "max_steps": steps,
+            "epochs": None,
+            "eval_every": eval_every,
+        },
+        "eval": {"batch_size": 16, "max_validation": 32, "max_test": None},
+    }
     (d / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return d
 
 
 def _wrong(ref: str, i: int) -> str:
     """A plausible wrong query: the kinds of mistakes a small model makes."""
-    return [ref.replace("AVG", "SUM"), ref.replace("employees", "employee"), ref.split(" WHERE")[0],
-            ref.replace("'", '"')][i % 4]
+    return [
+        ref.replace("AVG", "SUM"),
+        ref.replace("employees", "employee"),
+        ref.split(" WHERE")[0],
+        ref.replace("'", '"'),
+    ][i % 4]
 
 
 def binary_scores(accuracy: float, n: int, seed: int) -> list[float]:
@@ -143,10 +199,24 @@ def sql_comparison(root: Path, n_test: int = 64, with_flops: bool = True) -> Pat
             preds = None
             if label == "zero_shot":
                 # Zero-shot chats instead of answering; one answer tries to inject markup.
-                preds = [XSS if i == 0 else ("SELECT * FROM employees" if s else "Sure! Here is the query you asked for")
-                         for i, s in enumerate(scores)]
-            fake_run(root, f"sql_demo-{label}-s{seed}", label=label, method=method, seed=seed, example_scores=scores,
-                     trainable=trainable, adapter_bytes=adapter, flops_per_step=fps if with_flops else None,
-                     seconds_per_step=sps or 1.0, peak_memory=mem, predictions=preds, n_test=n_test)
+                preds = [
+                    XSS if i == 0 else ("SELECT * FROM employees" if s else "Sure! Here is the query you asked for")
+                    for i, s in enumerate(scores)
+                ]
+            fake_run(
+                root,
+                f"sql_demo-{label}-s{seed}",
+                label=label,
+                method=method,
+                seed=seed,
+                example_scores=scores,
+                trainable=trainable,
+                adapter_bytes=adapter,
+                flops_per_step=fps if with_flops else None,
+                seconds_per_step=sps or 1.0,
+                peak_memory=mem,
+                predictions=preds,
+                n_test=n_test,
+            )
     (root / "configs").mkdir(exist_ok=True)  # like `peftlab demo`'s configs/: not a run
     return root

@@ -1,6 +1,6 @@
 """Regenerate docs/report.png: a report of the fake comparison, as headless Chromium renders it.
 
-    .venv/bin/python -m tests.report.screenshot [docs/report.png [MAX_HEIGHT, 0 = whole page]]
+.venv/bin/python -m tests.report.screenshot [docs/report.png [MAX_HEIGHT, 0 = whole page]]
 """
 
 from __future__ import annotations

@@ -27,8 +27,17 @@ def two_seed_folder(root):
     # b: 0.70 and 0.70 -> mean 0.70, std 0; |0.85 - 0.70| = 0.15 > 0.0707 -> worse
     for label, ones in (("a", (16, 18)), ("b", (14, 14)), ("c", (15, 17))):
         for seed, k in enumerate(ones):
-            fake_run(root, f"{label}-s{seed}", label=label, method="lora", seed=seed, example_scores=scores_with(k),
-                     trainable=1000 * (ord(label) - 96), flops_per_step=1e9, seconds_per_step=1.0 + seed)
+            fake_run(
+                root,
+                f"{label}-s{seed}",
+                label=label,
+                method="lora",
+                seed=seed,
+                example_scores=scores_with(k),
+                trainable=1000 * (ord(label) - 96),
+                flops_per_step=1e9,
+                seconds_per_step=1.0 + seed,
+            )
     return root
 
 
@@ -57,8 +66,17 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
 
 def test_lower_is_better_ranks_smallest_first(tmp_path):
     for label, v in (("x", 2.0), ("y", 1.0), ("z", 3.0)):
-        fake_run(tmp_path, label, label=label, method="lora", seed=0, example_scores=None, score=v,
-                 metric="perplexity", higher_is_better=False)
+        fake_run(
+            tmp_path,
+            label,
+            label=label,
+            method="lora",
+            seed=0,
+            example_scores=None,
+            score=v,
+            metric="perplexity",
+            higher_is_better=False,
+        )
     (comp,) = compare_runs(load_runs(tmp_path))
     assert [e.label for e in comp.entries] == ["y", "x", "z"]
     # One seed and no per-example scores: the report cannot call a tie or a loss.
@@ -69,8 +87,16 @@ def test_lower_is_better_ranks_smallest_first(tmp_path):
 def test_label_falls_back_to_method_and_tasks_are_kept_apart(tmp_path):
     fake_run(tmp_path, "old-lora", label=None, method="lora", seed=0, example_scores=scores_with(10))
     fake_run(tmp_path, "new-lora", label="lora", method="lora", seed=1, example_scores=scores_with(12))
-    fake_run(tmp_path, "emotion", label=None, method="none", seed=0, example_scores=scores_with(3),
-             task="emotion", metric="accuracy")
+    fake_run(
+        tmp_path,
+        "emotion",
+        label=None,
+        method="none",
+        seed=0,
+        example_scores=scores_with(3),
+        task="emotion",
+        metric="accuracy",
+    )
     comps = {c.task: c for c in compare_runs(load_runs(tmp_path))}
     assert set(comps) == {"sql_demo", "emotion"}
     (lora,) = comps["sql_demo"].entries
@@ -115,11 +141,16 @@ def test_one_seed_label_against_two_seed_best_uses_bootstrap(tmp_path):
     for seed in (0, 1):
         fake_run(tmp_path, f"lora-s{seed}", label="lora", method="lora", seed=seed, example_scores=scores_with(18, 40))
     fake_run(tmp_path, "zero", label="zero_shot", method="none", seed=0, example_scores=scores_with(2, 40))
-    fake_run(tmp_path, "hybrid", label="lora+prompt_tuning", method="hybrid", seed=0, example_scores=scores_with(17, 40))
+    fake_run(
+        tmp_path, "hybrid", label="lora+prompt_tuning", method="hybrid", seed=0, example_scores=scores_with(17, 40)
+    )
     (comp,) = compare_runs(load_runs(tmp_path))
     verdicts = {e.label: (e.tie.verdict, e.tie.basis) for e in comp.entries}
-    assert verdicts == {"lora": ("best", ""), "lora+prompt_tuning": ("tie", "bootstrap"),
-                        "zero_shot": ("worse", "bootstrap")}
+    assert verdicts == {
+        "lora": ("best", ""),
+        "lora+prompt_tuning": ("tie", "bootstrap"),
+        "zero_shot": ("worse", "bootstrap"),
+    }
 
 
 def test_pareto_front():

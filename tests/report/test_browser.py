@@ -45,7 +45,8 @@ def test_report_renders_without_errors(browser, report):
 
     # Nothing was fetched: every resource the page used is inline (data: URIs).
     fetched = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))")
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))"
+    )
     assert fetched == []
 
 

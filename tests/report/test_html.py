@@ -18,8 +18,17 @@ def test_report_files_and_plots(tmp_path):
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json"):
         assert (folder / name).stat().st_size > 0
     plots = sorted(p.name for p in (folder / "plots").iterdir())
-    assert plots == [f"sql_demo-{n}.png" for n in ("curve-examples", "curve-flops", "curve-seconds", "pareto-flops",
-                                                   "pareto-peak_memory_bytes", "pareto-trainable_params")]
+    assert plots == [
+        f"sql_demo-{n}.png"
+        for n in (
+            "curve-examples",
+            "curve-flops",
+            "curve-seconds",
+            "pareto-flops",
+            "pareto-peak_memory_bytes",
+            "pareto-trainable_params",
+        )
+    ]
     assert all((folder / "plots" / p).read_bytes().startswith(PNG) for p in plots)
     html = html_path.read_text()
     assert html.count('src="data:image/png;base64,') == 6
@@ -47,10 +56,10 @@ def test_header_and_side_by_side(tmp_path):
         assert fact in html
     assert html.index("test example #3") < html.index("test example #0")
     # Every label's prediction is shown, zero-shot included; the input sits in a <details>.
-    block = html[html.index("test example #3"):html.index("test example #0")]
+    block = html[html.index("test example #3") : html.index("test example #0")]
     for label in ("lora", "full", "lora-r4", "lora+prompt_tuning", "prompt_tuning", "zero_shot"):
         assert f"{label}</td>" in block
-    assert "<details class=\"input\">" in block
+    assert '<details class="input">' in block
     assert "Who earns the most in Marketing?" in block  # test-3's question, from the fake test set
 
 

@@ -33,22 +33,35 @@ TOPICS = ["world", "sports", "business", "science"]
 
 
 def race_row(split, i):
-    return {"example_id": f"{split}{i // 2}.txt", "article": f"Tom has {i} red apples and a dog.",
-            "question": "What does Tom have?", "options": [f"{i} red apples", "a cat", "blue pears", "a car"],
-            "answer": "A"}
+    return {
+        "example_id": f"{split}{i // 2}.txt",
+        "article": f"Tom has {i} red apples and a dog.",
+        "question": "What does Tom have?",
+        "options": [f"{i} red apples", "a cat", "blue pears", "a car"],
+        "answer": "A",
+    }
 
 
 def wikisql_row(split, i):
-    table = {"id": f"1-{i % 2}", "header": ["Player", "Goals"], "types": ["text", "real"],
-             "rows": [["Ann", "3"], ["Bob", "5"], ["Cy", "5"]]}
-    return {"phase": 1, "question": "How many goals did Ann score?", "table": table,
-            "sql": {"sel": 1, "agg": 0, "conds": {"column_index": [0], "operator_index": [0], "condition": ["ann"]}},
-            }
+    table = {
+        "id": f"1-{i % 2}",
+        "header": ["Player", "Goals"],
+        "types": ["text", "real"],
+        "rows": [["Ann", "3"], ["Bob", "5"], ["Cy", "5"]],
+    }
+    return {
+        "phase": 1,
+        "question": "How many goals did Ann score?",
+        "table": table,
+        "sql": {"sel": 1, "agg": 0, "conds": {"column_index": [0], "operator_index": [0], "condition": ["ann"]}},
+    }
 
 
 def spider_fixture(folder: Path) -> Path:
-    for db_id, table in (("shop", "CREATE TABLE item (name TEXT, price REAL)"),
-                         ("zoo", "CREATE TABLE animal (name TEXT, legs INT)")):
+    for db_id, table in (
+        ("shop", "CREATE TABLE item (name TEXT, price REAL)"),
+        ("zoo", "CREATE TABLE animal (name TEXT, legs INT)"),
+    ):
         path = folder / "database" / db_id / f"{db_id}.sqlite"
         path.parent.mkdir(parents=True)
         conn = sqlite3.connect(path)
@@ -57,17 +70,22 @@ def spider_fixture(folder: Path) -> Path:
         conn.commit()
         conn.close()
     gold = {"shop": "SELECT name FROM item WHERE price > 1", "zoo": "SELECT count(*) FROM animal"}
-    return splits(folder, lambda s, i: {"db_id": ["shop", "zoo"][i % 2], "question": f"q{i}",
-                                        "query": gold[["shop", "zoo"][i % 2]]})
+    return splits(
+        folder,
+        lambda s, i: {"db_id": ["shop", "zoo"][i % 2], "question": f"q{i}", "query": gold[["shop", "zoo"][i % 2]]},
+    )
 
 
 FIXTURES = {
-    "samsum": lambda d: splits(d, lambda s, i: {"id": f"{s}{i}", "dialogue": f"Ann: hi {i}\nBob: hello",
-                                                  "summary": "Ann greets Bob."}),
-    "cnn_dailymail": lambda d: splits(d, lambda s, i: {"id": f"{s}{i}", "article": f"A storm hit town {i}.",
-                                                         "highlights": f"Storm hits town {i}."}),
-    "ag_news": lambda d: splits(d, lambda s, i: {"text": f"{TOPICS[i % 4]} news {i}", "label": i % 4},
-                                names=("train", "test"), n=40),
+    "samsum": lambda d: splits(
+        d, lambda s, i: {"id": f"{s}{i}", "dialogue": f"Ann: hi {i}\nBob: hello", "summary": "Ann greets Bob."}
+    ),
+    "cnn_dailymail": lambda d: splits(
+        d, lambda s, i: {"id": f"{s}{i}", "article": f"A storm hit town {i}.", "highlights": f"Storm hits town {i}."}
+    ),
+    "ag_news": lambda d: splits(
+        d, lambda s, i: {"text": f"{TOPICS[i % 4]} news {i}", "label": i % 4}, names=("train", "test"), n=40
+    ),
     "tweet_eval": lambda d: splits(d, lambda s, i: {"text": f"tweet {i}", "label": i % 3}),
     "race": lambda d: splits(d, race_row),
     "race_distractors": lambda d: splits(d, race_row),
@@ -90,9 +108,13 @@ def test_every_packaged_task_has_a_local_data_test():
 
 
 def config(name: str, tmp_path: Path, **task):
-    cfg = {"output_dir": str(tmp_path / "runs"), "model": {"name": "tiny-t5"}, "method": {"name": "none"},
-           "task": {"name": name, "data_dir": str(data_dir(name, tmp_path)), "max_new_tokens": 8, **task},
-           "eval": {"max_test": 4, "batch_size": 4}}
+    cfg = {
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "tiny-t5"},
+        "method": {"name": "none"},
+        "task": {"name": name, "data_dir": str(data_dir(name, tmp_path)), "max_new_tokens": 8, **task},
+        "eval": {"max_test": 4, "batch_size": 4},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return load_config(path)
@@ -154,7 +176,7 @@ def test_geoquery_query_split_holds_out_whole_queries(tmp_path):
 def test_wikisql_structures_become_sql_that_runs_on_the_built_tables(tmp_path):
     task = build_task(config("wikisql", tmp_path).task)
     e = task.split("test")[0]
-    assert e.target == "SELECT \"Goals\" FROM t_1_0 WHERE \"Player\" = 'ann'"
+    assert e.target == 'SELECT "Goals" FROM t_1_0 WHERE "Player" = \'ann\''
     assert run_readonly(e.database, e.target) == [(3.0,)]  # 'ann' finds 'Ann': WikiSQL values are lower-cased
     assert "CREATE TABLE t_1_0" in e.prompt and "t_1_1" not in e.prompt  # only this example's table
 

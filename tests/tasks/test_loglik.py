@@ -34,7 +34,7 @@ def by_hand(bb: Backbone, model, prompt: str, continuation: str) -> tuple[float,
             logp = torch.log_softmax(logits, -1)[torch.arange(len(cont)), cont]
         else:
             ids = torch.tensor([src + cont])
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -ids.shape[1]:]
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -ids.shape[1] :]
             logp = torch.log_softmax(logits, -1)[torch.arange(len(src) - 1, len(src) + len(cont) - 1), cont]
     return logp.sum().item(), len(cont)
 

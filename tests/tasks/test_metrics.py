@@ -1,6 +1,6 @@
-import pytest
-
 import math
+
+import pytest
 
 from peftlab.tasks.metrics import METRICS, accuracy, bleu, classification, exact_match, macro_f1, rouge
 

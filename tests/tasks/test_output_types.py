@@ -19,18 +19,32 @@ def write_jsonl(path, rows):
 @pytest.fixture
 def sentiment_task(tmp_path):
     good, bad = ["great", "lovely", "superb", "fine"], ["awful", "poor", "dreadful", "grim"]
-    rows = [{"sentence": f"a {w} film", "label": 1} for w in good] + [{"sentence": f"a {w} film", "label": 0} for w in bad]
+    rows = [{"sentence": f"a {w} film", "label": 1} for w in good] + [
+        {"sentence": f"a {w} film", "label": 0} for w in bad
+    ]
     for split in ("train", "validation", "test"):
         write_jsonl(tmp_path / f"{split}.jsonl", rows)
-    return {"name": "sst2-mini", "data_files": {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")},
-            "input_template": "Review: {sentence}\nSentiment:", "target_field": "label", "metric": "accuracy",
-            "output_type": "classify", "label_words": {0: "negative", 1: "positive"}}
+    return {
+        "name": "sst2-mini",
+        "data_files": {s: str(tmp_path / f"{s}.jsonl") for s in ("train", "validation", "test")},
+        "input_template": "Review: {sentence}\nSentiment:",
+        "target_field": "label",
+        "metric": "accuracy",
+        "output_type": "classify",
+        "label_words": {0: "negative", 1: "positive"},
+    }
 
 
 def config(tmp_path, task, arch="tiny-llama", steps=30):
-    raw = {"name": "cls", "output_dir": str(tmp_path / "runs"), "model": {"name": arch},
-           "method": {"name": "lora", "rank": 8, "dropout": 0.0}, "task": task,
-           "train": {"max_steps": steps, "batch_size": 8, "lr": 1e-2}, "eval": {"batch_size": 8}}
+    raw = {
+        "name": "cls",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": arch},
+        "method": {"name": "lora", "rank": 8, "dropout": 0.0},
+        "task": task,
+        "train": {"max_steps": steps, "batch_size": 8, "lr": 1e-2},
+        "eval": {"batch_size": 8},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     return load_config(tmp_path / "c.yaml")
 
@@ -57,13 +71,26 @@ def test_label_outside_the_label_set_is_a_clear_error(tmp_path, sentiment_task):
 
 
 def test_multiple_choice_commonsense_qa_format(tmp_path):
-    rows = [{"id": f"q{i}", "question": f"Which word repeats {w}?",
-             "choices": {"label": ["A", "B", "C"], "text": [w, f"{w}{w}x", "zz"]}, "answerKey": "A"}
-            for i, w in enumerate(["cat", "dog", "owl", "bee", "ant", "elk"])]
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"Which word repeats {w}?",
+            "choices": {"label": ["A", "B", "C"], "text": [w, f"{w}{w}x", "zz"]},
+            "answerKey": "A",
+        }
+        for i, w in enumerate(["cat", "dog", "owl", "bee", "ant", "elk"])
+    ]
     write_jsonl(tmp_path / "d.jsonl", rows)
-    task = {"name": "mc", "data_files": {s: str(tmp_path / "d.jsonl") for s in ("train", "validation", "test")},
-            "input_template": "{question}\n{options}\nAnswer:", "target_field": "answerKey", "choices_field": "choices",
-            "metric": "accuracy", "output_type": "multiple_choice", "id_field": "id"}
+    task = {
+        "name": "mc",
+        "data_files": {s: str(tmp_path / "d.jsonl") for s in ("train", "validation", "test")},
+        "input_template": "{question}\n{options}\nAnswer:",
+        "target_field": "answerKey",
+        "choices_field": "choices",
+        "metric": "accuracy",
+        "output_type": "multiple_choice",
+        "id_field": "id",
+    }
     built = build_task(config(tmp_path, task).task)
     ex = built.split("test")[0]
     assert ex.choices == ["cat", "catcatx", "zz"] and ex.target == "cat"

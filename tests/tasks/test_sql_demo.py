@@ -4,8 +4,16 @@ import re
 
 import pytest
 
-from peftlab.tasks.sql_demo import (CITIES, DEPARTMENTS, HELDOUT_CITIES, HELDOUT_DEPARTMENTS,
-                                    SCHEMA, build_database, make_examples, prompt)
+from peftlab.tasks.sql_demo import (
+    CITIES,
+    DEPARTMENTS,
+    HELDOUT_CITIES,
+    HELDOUT_DEPARTMENTS,
+    SCHEMA,
+    build_database,
+    make_examples,
+    prompt,
+)
 from peftlab.tasks.sql_exec import run_readonly
 
 
@@ -58,8 +66,7 @@ def test_prompt_is_short_and_contains_schema(splits):
     p = prompt(x["question"])
     assert SCHEMA in p and p.endswith(x["question"])
     # Rough token budget for a 135M model: ~4 characters per token, prompt + SQL < ~90 tokens.
-    assert max(len(prompt(x["question"])) + len(x["sql"])
-               for items in splits.values() for x in items) < 300
+    assert max(len(prompt(x["question"])) + len(x["sql"]) for items in splits.values() for x in items) < 300
 
 
 def test_database_is_deterministic_and_kept(tmp_path):
@@ -129,6 +136,8 @@ def test_every_eval_item_is_novel(splits):
     train_skeletons = {_skeleton(x["sql"]) for x in splits["train"]}
     values = HELDOUT_DEPARTMENTS + HELDOUT_CITIES
     for x in splits["validation"] + splits["test"]:
-        assert (x["template"] not in train_templates
-                or any(_mentions(x["question"], v) for v in values)
-                or _skeleton(x["sql"]) not in train_skeletons), x
+        assert (
+            x["template"] not in train_templates
+            or any(_mentions(x["question"], v) for v in values)
+            or _skeleton(x["sql"]) not in train_skeletons
+        ), x

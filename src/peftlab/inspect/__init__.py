@@ -14,5 +14,13 @@ from peftlab.inspect.data_report import inspect_data
 from peftlab.inspect.params import all_methods, method_params
 from peftlab.inspect.render import attribution_html, heatmap_png
 
-__all__ = ["all_methods", "attribute", "attribute_prompt", "attribution_html", "heatmap_png", "inspect_data",
-           "method_params", "save_attribution"]
+__all__ = [
+    "all_methods",
+    "attribute",
+    "attribute_prompt",
+    "attribution_html",
+    "heatmap_png",
+    "inspect_data",
+    "method_params",
+    "save_attribution",
+]

@@ -45,9 +45,11 @@ def baseline_embeddings(path: EmbeddingPath, x: torch.Tensor, baseline: str, pad
         return torch.zeros_like(x)
     row = path.token_embedding(pad_id) if baseline == "pad" else path.mean_embedding()
     if baseline == "pad" and not row.any():
-        raise PeftlabError(f"--baseline pad: this model's pad token (id {pad_id}) has an all-zero embedding, so the "
-                           "pad baseline would be the zero baseline, which RMSNorm models cannot integrate; "
-                           "use --baseline mean")
+        raise PeftlabError(
+            f"--baseline pad: this model's pad token (id {pad_id}) has an all-zero embedding, so the "
+            "pad baseline would be the zero baseline, which RMSNorm models cannot integrate; "
+            "use --baseline mean"
+        )
     return row.to(x.dtype).expand_as(x)
 
 
@@ -60,10 +62,20 @@ def token_texts(tokenizer, ids: list[int]) -> list[str]:
     return out
 
 
-def attribute_prompt(backbone: Backbone, model: nn.Module, prompt: str, *, max_new_tokens: int = 64,
-                     max_source_tokens: int = 512, output_ids: list[int] | None = None, steps: int = 32,
-                     rule: str = "gauss-legendre", baseline: str = "pad", batch_size: int = 4,
-                     progress=None) -> dict:
+def attribute_prompt(
+    backbone: Backbone,
+    model: nn.Module,
+    prompt: str,
+    *,
+    max_new_tokens: int = 64,
+    max_source_tokens: int = 512,
+    output_ids: list[int] | None = None,
+    steps: int = 32,
+    rule: str = "gauss-legendre",
+    baseline: str = "pad",
+    batch_size: int = 4,
+    progress=None,
+) -> dict:
     """IG attributions of log p(output | prompt) to the prompt's tokens (and virtual tokens).
     ``output_ids`` default: the model's greedy output."""
     if rule not in RULES:
@@ -92,9 +104,15 @@ def attribute_prompt(backbone: Backbone, model: nn.Module, prompt: str, *, max_n
         "virtual_tokens": virtual,
         "output": tok.decode(output_ids, skip_special_tokens=True).strip(),
         "output_tokens": token_texts(tok, output_ids),
-        "f_input": ig.f_input, "f_baseline": ig.f_baseline, "attribution_sum": ig.total,
-        "completeness_gap": ig.gap, "completeness_gap_relative": ig.relative_gap,
-        "steps": steps, "rule": rule, "baseline": baseline, "seconds": time.perf_counter() - t0,
+        "f_input": ig.f_input,
+        "f_baseline": ig.f_baseline,
+        "attribution_sum": ig.total,
+        "completeness_gap": ig.gap,
+        "completeness_gap_relative": ig.relative_gap,
+        "steps": steps,
+        "rule": rule,
+        "baseline": baseline,
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -107,9 +125,18 @@ def predicted_option_ids(backbone: Backbone, model: nn.Module, task, example, ma
     return continuation_ids(backbone, pick)
 
 
-def attribute(run_dir: str | Path, split: str = "test", index: int = 0, *, steps: int = 32,
-              rule: str = "gauss-legendre", baseline: str = "pad", batch_size: int = 4, progress=None,
-              log=None) -> dict:
+def attribute(
+    run_dir: str | Path,
+    split: str = "test",
+    index: int = 0,
+    *,
+    steps: int = 32,
+    rule: str = "gauss-legendre",
+    baseline: str = "pad",
+    batch_size: int = 4,
+    progress=None,
+    log=None,
+) -> dict:
     """Attributions for example ``index`` of ``split`` of a run's task, with the run's model and adapter
     (loaded in float32: IG sums many small gradient terms)."""
     from peftlab.evaluate import load_run, load_run_config
@@ -122,8 +149,10 @@ def attribute(run_dir: str | Path, split: str = "test", index: int = 0, *, steps
     task = build_task(cfg.task)
     examples = task.split(split)
     if not 0 <= index < len(examples):
-        raise PeftlabError(f"--example {index} is out of range: the {split} split of task '{task.name}' has "
-                           f"{len(examples)} examples (indices 0..{len(examples) - 1})")
+        raise PeftlabError(
+            f"--example {index} is out of range: the {split} split of task '{task.name}' has "
+            f"{len(examples)} examples (indices 0..{len(examples) - 1})"
+        )
     example = examples[index]
     quiet = log or (lambda *_: None)
     cfg, backbone = load_run(run_dir, model_cfg=cfg.model.model_copy(update={"dtype": "float32"}), log=quiet)
@@ -131,12 +160,31 @@ def attribute(run_dir: str | Path, split: str = "test", index: int = 0, *, steps
     output_ids = None
     if task.output_type != "generate":
         output_ids = predicted_option_ids(backbone, model, task, example, src_max)
-    result = attribute_prompt(backbone, model, example.prompt, max_new_tokens=task.max_new_tokens,
-                              max_source_tokens=src_max, output_ids=output_ids, steps=steps, rule=rule,
-                              baseline=baseline, batch_size=batch_size, progress=progress)
-    return {"run": cfg.run_name(), "run_dir": str(run_dir), "method": cfg.method.name, "model": cfg.model.name,
-            "task": task.name, "split": split, "index": index, "id": example.id,
-            "references": example.references, **result}
+    result = attribute_prompt(
+        backbone,
+        model,
+        example.prompt,
+        max_new_tokens=task.max_new_tokens,
+        max_source_tokens=src_max,
+        output_ids=output_ids,
+        steps=steps,
+        rule=rule,
+        baseline=baseline,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return {
+        "run": cfg.run_name(),
+        "run_dir": str(run_dir),
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "task": task.name,
+        "split": split,
+        "index": index,
+        "id": example.id,
+        "references": example.references,
+        **result,
+    }
 
 
 def save_attribution(result: dict, run_dir: str | Path) -> dict[str, Path]:

@@ -8,8 +8,7 @@ from pathlib import Path
 from peftlab.errors import PeftlabError
 
 
-def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, baseline: str,
-                  batch_size: int) -> dict:
+def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, baseline: str, batch_size: int) -> dict:
     from rich.markup import escape
 
     from peftlab.console import console, progress
@@ -21,26 +20,41 @@ def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, 
     with progress() as bar:
         points = len(path_nodes(steps, rule)[0])  # the CLI offers only known rules
         tid = bar.add_task(f"integrated gradients {split} #{index}", total=points, info="")
-        result = attribute(run_dir, split, index, steps=steps, rule=rule, baseline=baseline, batch_size=batch_size,
-                           progress=lambda n: bar.advance(tid, n))
+        result = attribute(
+            run_dir,
+            split,
+            index,
+            steps=steps,
+            rule=rule,
+            baseline=baseline,
+            batch_size=batch_size,
+            progress=lambda n: bar.advance(tid, n),
+        )
     paths = save_attribution(result, run_dir)
     console.print(f"output: [bold]{escape(result['output'])}[/bold]")
     top = sorted(range(len(result["scores"])), key=lambda i: -result["scores"][i])[:10]
-    console.print("largest attributions: " + ", ".join(
-        f"{escape(repr(result['tokens'][i]))} {result['scores'][i]:+.3f}" for i in top))
-    console.print(f"completeness: sum {result['attribution_sum']:.4f} vs f(input) - f(baseline) = "
-                  f"{result['f_input'] - result['f_baseline']:.4f}; gap {result['completeness_gap']:.3g} "
-                  f"({100 * result['completeness_gap_relative']:.2f}%)")
+    console.print(
+        "largest attributions: "
+        + ", ".join(f"{escape(repr(result['tokens'][i]))} {result['scores'][i]:+.3f}" for i in top)
+    )
+    console.print(
+        f"completeness: sum {result['attribution_sum']:.4f} vs f(input) - f(baseline) = "
+        f"{result['f_input'] - result['f_baseline']:.4f}; gap {result['completeness_gap']:.3g} "
+        f"({100 * result['completeness_gap_relative']:.2f}%)"
+    )
     if result["completeness_gap_relative"] > 0.05:  # the quadrature missed part of the path integral
-        console.print(f"[yellow]the attributions' sum is off by {100 * result['completeness_gap_relative']:.0f}% of the "
-                      f"change in log p: rerun with more --steps (e.g. {2 * steps}) or another --baseline[/yellow]")
+        console.print(
+            f"[yellow]the attributions' sum is off by {100 * result['completeness_gap_relative']:.0f}% of the "
+            f"change in log p: rerun with more --steps (e.g. {2 * steps}) or another --baseline[/yellow]"
+        )
     for path in paths.values():
         print(path)  # on stdout alone, for scripts
     return result
 
 
-def run_data(target: str, model: str | None, split: str, data_dir: str | None, out: str | None,
-             n_examples: int) -> None:
+def run_data(
+    target: str, model: str | None, split: str, data_dir: str | None, out: str | None, n_examples: int
+) -> None:
     from peftlab.inspect.data_report import inspect_data
 
     _, paths = inspect_data(target, model, split, data_dir, out, n_examples)
@@ -56,8 +70,10 @@ def method_config(method: str, overrides: list[str]):
     options = {}
     for key, value in parse_overrides(overrides):
         if not key.startswith("method.") or key == "method.name":
-            raise PeftlabError(f"--set {key}: only method options can be set here, e.g. --set method.rank=8 "
-                               "(the method itself is --method)")
+            raise PeftlabError(
+                f"--set {key}: only method options can be set here, e.g. --set method.rank=8 "
+                "(the method itself is --method)"
+            )
         options[key.removeprefix("method.")] = value
     cfg = MethodConfig(name=method, **options)
     method_options(cfg)  # unknown method or option: a message naming it, before the model loads

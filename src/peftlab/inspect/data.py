@@ -37,8 +37,9 @@ def data_source(target: str, model: str | None = None, data_dir: str | None = No
 
         known = [*catalog(), *BUILTIN]
         if target not in known:
-            raise PeftlabError(f"'{target}' is neither a config YAML nor a task{suggest(target, known)}; "
-                               f"tasks: {', '.join(known)}")
+            raise PeftlabError(
+                f"'{target}' is neither a config YAML nor a task{suggest(target, known)}; tasks: {', '.join(known)}"
+            )
         raw = {"name": target, **({"data_dir": data_dir} if data_dir is not None else {})}
         task, model_cfg = TaskConfig.model_validate(resolve_task(raw, "<command line>")), ModelConfig()
     return task, (model_cfg.model_copy(update={"name": model}) if model else model_cfg)
@@ -83,8 +84,13 @@ def label_counts(task: Task, examples) -> dict[str, int] | None:
 
 def _summary(lengths: list[int]) -> dict:
     a = np.asarray(lengths)
-    return {"min": int(a.min()), "median": float(np.median(a)), "mean": float(a.mean()),
-            "p95": float(np.percentile(a, 95)), "max": int(a.max())}
+    return {
+        "min": int(a.min()),
+        "median": float(np.median(a)),
+        "mean": float(a.mean()),
+        "p95": float(np.percentile(a, 95)),
+        "max": int(a.max()),
+    }
 
 
 def formatted(backbone: Backbone, example, task_cfg: TaskConfig) -> dict:
@@ -92,8 +98,11 @@ def formatted(backbone: Backbone, example, task_cfg: TaskConfig) -> dict:
     enc = backbone.encode(example.prompt, example.target, task_cfg.max_source_tokens, task_cfg.max_target_tokens)
     n_src = sum(label == IGNORE for label in enc["labels"]) if not backbone.is_seq2seq else len(enc["input_ids"])
     decode = backbone.tokenizer.decode
-    return {"id": example.id, "input": decode(enc["input_ids"][:n_src], skip_special_tokens=False),
-            "target": decode([t for t in enc["labels"] if t != IGNORE], skip_special_tokens=False)}
+    return {
+        "id": example.id,
+        "input": decode(enc["input_ids"][:n_src], skip_special_tokens=False),
+        "target": decode([t for t in enc["labels"] if t != IGNORE], skip_special_tokens=False),
+    }
 
 
 def data_stats(backbone: Backbone, task_cfg: TaskConfig, task: Task, split: str, n_examples: int = 3) -> dict:
@@ -102,11 +111,17 @@ def data_stats(backbone: Backbone, task_cfg: TaskConfig, task: Task, split: str,
     src = [len(ids) for ids in tok([e.prompt for e in examples], add_special_tokens=False).input_ids]
     tgt = [target_length(backbone, e.target) for e in examples]
     return {
-        "task": task.name, "split": split, "model": backbone.source, "examples": len(examples),
+        "task": task.name,
+        "split": split,
+        "model": backbone.source,
+        "examples": len(examples),
         "output_type": task.output_type,
-        "input_tokens": _summary(src), "target_tokens": _summary(tgt),
-        "input_lengths": src, "target_lengths": tgt,
-        "max_source_tokens": task_cfg.max_source_tokens, "max_target_tokens": task_cfg.max_target_tokens,
+        "input_tokens": _summary(src),
+        "target_tokens": _summary(tgt),
+        "input_lengths": src,
+        "target_lengths": tgt,
+        "max_source_tokens": task_cfg.max_source_tokens,
+        "max_target_tokens": task_cfg.max_target_tokens,
         "inputs_over_limit": sum(n > task_cfg.max_source_tokens for n in src),
         "targets_over_limit": sum(n > task_cfg.max_target_tokens for n in tgt),
         "template_tokens": len(backbone.prompt_ids(examples[0].prompt, 10**9)) - src[0],

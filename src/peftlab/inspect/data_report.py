@@ -16,8 +16,14 @@ def _hist(ax, lengths: list[int], limit: int, title: str, over: int) -> None:
     ax.hist(lengths, bins=min(50, max(5, len(set(lengths)))), color="#4C72B0", edgecolor="white")
     ax.axvline(limit, color="#C44E52", linestyle="--", linewidth=1.5)
     pct = 100 * over / max(len(lengths), 1)
-    ax.text(limit, ax.get_ylim()[1] * 0.95, f" limit {limit}\n {over} over ({pct:.1f}%)", color="#C44E52",
-            va="top", fontsize=9)
+    ax.text(
+        limit,
+        ax.get_ylim()[1] * 0.95,
+        f" limit {limit}\n {over} over ({pct:.1f}%)",
+        color="#C44E52",
+        va="top",
+        fontsize=9,
+    )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("tokens")
     ax.set_ylabel("examples")
@@ -27,10 +33,20 @@ def write_data_plots(stats: dict, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     split, paths = stats["split"], []
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    _hist(a, stats["input_lengths"], stats["max_source_tokens"], "input: task prompt (max_source_tokens)",
-          stats["inputs_over_limit"])
-    _hist(b, stats["target_lengths"], stats["max_target_tokens"], "target incl. EOS (max_target_tokens)",
-          stats["targets_over_limit"])
+    _hist(
+        a,
+        stats["input_lengths"],
+        stats["max_source_tokens"],
+        "input: task prompt (max_source_tokens)",
+        stats["inputs_over_limit"],
+    )
+    _hist(
+        b,
+        stats["target_lengths"],
+        stats["max_target_tokens"],
+        "target incl. EOS (max_target_tokens)",
+        stats["targets_over_limit"],
+    )
     fig.suptitle(f"{stats['task']} {split} ({stats['examples']:,} examples), tokens of {stats['model']}")
     fig.tight_layout()
     paths.append(folder / f"lengths-{split}.png")
@@ -59,15 +75,27 @@ def print_data_stats(stats: dict) -> None:
     table = Table(title=f"{stats['task']} {stats['split']}: {stats['examples']:,} examples, tokens of {stats['model']}")
     for col in ("", "min", "median", "mean", "p95", "max", "limit", "over the limit"):
         table.add_column(col, justify="left" if not col else "right")
-    for name, key, limit, over in (("input (task prompt)", "input_tokens", "max_source_tokens", "inputs_over_limit"),
-                                   ("target (+EOS)", "target_tokens", "max_target_tokens", "targets_over_limit")):
+    for name, key, limit, over in (
+        ("input (task prompt)", "input_tokens", "max_source_tokens", "inputs_over_limit"),
+        ("target (+EOS)", "target_tokens", "max_target_tokens", "targets_over_limit"),
+    ):
         s = stats[key]
         pct = 100 * stats[over] / stats["examples"]
-        table.add_row(name, str(s["min"]), f"{s['median']:g}", f"{s['mean']:.1f}", f"{s['p95']:.0f}", str(s["max"]),
-                      str(stats[limit]), f"{stats[over]:,} ({pct:.1f}%)")
+        table.add_row(
+            name,
+            str(s["min"]),
+            f"{s['median']:g}",
+            f"{s['mean']:.1f}",
+            f"{s['p95']:.0f}",
+            str(s["max"]),
+            str(stats[limit]),
+            f"{stats[over]:,} ({pct:.1f}%)",
+        )
     console.print(table)
-    console.print(f"The chat template / special tokens add {stats['template_tokens']} tokens to each input; "
-                  "inputs over the limit lose their middle, targets over it their end.")
+    console.print(
+        f"The chat template / special tokens add {stats['template_tokens']} tokens to each input; "
+        "inputs over the limit lose their middle, targets over it their end."
+    )
     if stats["labels"]:
         labels = Table(title="examples per label" if stats["output_type"] == "classify" else "examples per answer")
         labels.add_column("label" if stats["output_type"] == "classify" else "answer")
@@ -78,12 +106,19 @@ def print_data_stats(stats: dict) -> None:
         console.print(labels)
     for ex in stats["formatted"]:
         body = f"{escape(ex['input'])}[bold green]{escape(ex['target'])}[/bold green]"
-        console.print(Panel(body, title=f"example {escape(ex['id'])} as the model sees it (target in green)",
-                            title_align="left"))
+        console.print(
+            Panel(body, title=f"example {escape(ex['id'])} as the model sees it (target in green)", title_align="left")
+        )
 
 
-def inspect_data(target: str, model: str | None = None, split: str = "train", data_dir: str | None = None,
-                 out: str | Path | None = None, n_examples: int = 3) -> tuple[dict, list[Path]]:
+def inspect_data(
+    target: str,
+    model: str | None = None,
+    split: str = "train",
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    n_examples: int = 3,
+) -> tuple[dict, list[Path]]:
     """Compute, print and write (PNGs + data-<split>.json into ``out``, default runs/data-<task>/)."""
     import torch
 

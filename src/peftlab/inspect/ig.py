@@ -66,9 +66,15 @@ class IGResult:
         return self.gap / max(abs(self.f_input - self.f_baseline), 1e-12)
 
 
-def integrated_gradients(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, baseline: torch.Tensor,
-                         steps: int = 32, rule: str = "gauss-legendre", batch_size: int = 8,
-                         progress: Callable[[int], None] | None = None) -> IGResult:
+def integrated_gradients(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    steps: int = 32,
+    rule: str = "gauss-legendre",
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> IGResult:
     """IG of ``f`` at ``x``. ``f`` maps a batch (k, *x.shape) to k scores; path points are evaluated
     ``batch_size`` at a time (one forward and one backward pass per batch)."""
     alphas, weights = path_nodes(steps, rule)
@@ -77,8 +83,8 @@ def integrated_gradients(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     grad_sum = torch.zeros_like(x, dtype=torch.float64)
     shape = (-1,) + (1,) * x.dim()
     for start in range(0, len(alphas), batch_size):
-        a = torch.tensor(alphas[start:start + batch_size], dtype=x.dtype, device=x.device).view(shape)
-        w = torch.tensor(weights[start:start + batch_size], dtype=torch.float64, device=x.device).view(shape)
+        a = torch.tensor(alphas[start : start + batch_size], dtype=x.dtype, device=x.device).view(shape)
+        w = torch.tensor(weights[start : start + batch_size], dtype=torch.float64, device=x.device).view(shape)
         z = (baseline + a * diff).requires_grad_(True)
         # autograd.grad asks only for d f / d z: no parameter gradients are computed or stored.
         (g,) = torch.autograd.grad(f(z).sum(), z)

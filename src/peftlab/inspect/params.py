@@ -69,8 +69,9 @@ def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
     method = get_method(method_cfg.name)
     options = method_options(method_cfg)
     torch.manual_seed(0)  # methods with random init (LoRA's A, soft prompts) are reproducible
-    backbone = load_backbone(ModelConfig(name=model_name, dtype="float32"), device=torch.device("cpu"),
-                             log=lambda *_: None)
+    backbone = load_backbone(
+        ModelConfig(name=model_name, dtype="float32"), device=torch.device("cpu"), log=lambda *_: None
+    )
     model = method.apply(backbone.model, options)
     trainable, total = count_parameters(model)
     groups = group_counts(model)
@@ -78,10 +79,16 @@ def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
         method.save(model, Path(tmp) / "adapter")
         adapter_bytes = dir_bytes(Path(tmp) / "adapter")
     return {
-        "model": model_name, "method": method_cfg.name, "options": options.model_dump(mode="json"),
-        "trainable": trainable, "total": total, "trainable_pct": 100 * trainable / total,
-        "added": sum(g["added"] for g in groups.values()), "adapter_bytes": adapter_bytes,
-        "tied_head": _tied_head(model), "groups": groups,
+        "model": model_name,
+        "method": method_cfg.name,
+        "options": options.model_dump(mode="json"),
+        "trainable": trainable,
+        "total": total,
+        "trainable_pct": 100 * trainable / total,
+        "added": sum(g["added"] for g in groups.values()),
+        "adapter_bytes": adapter_bytes,
+        "tied_head": _tied_head(model),
+        "groups": groups,
     }
 
 
@@ -111,11 +118,17 @@ def print_method_params(result: dict) -> None:
             table.add_row(label, f"{row['total']:,}", f"{row['added']:,}", f"{row['trainable']:,}")
     if result["tied_head"] and not result["groups"]["head"]["total"]:
         table.add_row("head (tied to the input embeddings)", "0", "0", "0")
-    table.add_row("[bold]all[/bold]", f"[bold]{result['total']:,}[/bold]", f"[bold]{result['added']:,}[/bold]",
-                  f"[bold]{result['trainable']:,}[/bold]")
+    table.add_row(
+        "[bold]all[/bold]",
+        f"[bold]{result['total']:,}[/bold]",
+        f"[bold]{result['added']:,}[/bold]",
+        f"[bold]{result['trainable']:,}[/bold]",
+    )
     console.print(table)
-    console.print(f"trainable {result['trainable_pct']:.3f}% · adapter on disk {human_bytes(result['adapter_bytes'])} "
-                  f"({result['adapter_bytes']:,} bytes) · options {result['options']}")
+    console.print(
+        f"trainable {result['trainable_pct']:.3f}% · adapter on disk {human_bytes(result['adapter_bytes'])} "
+        f"({result['adapter_bytes']:,} bytes) · options {result['options']}"
+    )
 
 
 def print_all_methods(rows: list[dict]) -> None:
@@ -129,6 +142,13 @@ def print_all_methods(rows: list[dict]) -> None:
         table.add_column(col, justify="left" if col in ("method", "trainable in") else "right")
     for r in rows:
         where = ", ".join(g for g, c in r["groups"].items() if c["trainable"]) or "-"
-        table.add_row(r["method"], f"{r['trainable']:,}", f"{r['total']:,}", f"{r['trainable_pct']:.2f}%",
-                      f"{r['added']:,}", human_bytes(r["adapter_bytes"]), where)
+        table.add_row(
+            r["method"],
+            f"{r['trainable']:,}",
+            f"{r['total']:,}",
+            f"{r['trainable_pct']:.2f}%",
+            f"{r['added']:,}",
+            human_bytes(r["adapter_bytes"]),
+            where,
+        )
     console.print(table)

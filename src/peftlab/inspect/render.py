@@ -25,8 +25,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.patches import Rectangle
 
 CMAP = "RdBu_r"
-COLUMNS = 100          # characters per line of the heatmap
-FONT = 10              # points; DejaVu Sans Mono's advance is 0.602 em
+COLUMNS = 100  # characters per line of the heatmap
+FONT = 10  # points; DejaVu Sans Mono's advance is 0.602 em
 CHAR_IN = 0.602 * FONT / 72
 LINE_IN = 1.55 * FONT / 72
 
@@ -75,11 +75,14 @@ def _ink(rgba) -> str:
 
 def summary_lines(result: dict) -> list[str]:
     where = f"{result.get('run', '')} · {result.get('split', '')} example {result.get('index', '')}".strip(" ·")
-    gap = (f"f(input) = {result['f_input']:.3f}, f(baseline) = {result['f_baseline']:.3f}, sum of attributions "
-           f"= {result['attribution_sum']:.3f}, completeness gap {result['completeness_gap']:.3g} "
-           f"({100 * result['completeness_gap_relative']:.2f}%)")
-    how = (f"integrated gradients, {result['steps']} steps ({result['rule']}), {result['baseline']} baseline"
-           + (f", {result['virtual_tokens']} virtual tokens <v0>.. first" if result.get("virtual_tokens") else ""))
+    gap = (
+        f"f(input) = {result['f_input']:.3f}, f(baseline) = {result['f_baseline']:.3f}, sum of attributions "
+        f"= {result['attribution_sum']:.3f}, completeness gap {result['completeness_gap']:.3g} "
+        f"({100 * result['completeness_gap_relative']:.2f}%)"
+    )
+    how = f"integrated gradients, {result['steps']} steps ({result['rule']}), {result['baseline']} baseline" + (
+        f", {result['virtual_tokens']} virtual tokens <v0>.. first" if result.get("virtual_tokens") else ""
+    )
     return [where, how, gap]
 
 
@@ -97,8 +100,9 @@ def heatmap_png(result: dict, path: Path, columns: int = COLUMNS) -> Path:
     where, how, gap = summary_lines(result)
     text = [(where, "bold"), (how, "normal"), (gap, "normal"), *((o, "normal") for o in output)]
     for i, (line, weight) in enumerate(text):
-        head.text(0, 1 - (i + 0.7) / (len(text) + 1), line, fontsize=FONT, weight=weight, va="center",
-                  family="DejaVu Sans")
+        head.text(
+            0, 1 - (i + 0.7) / (len(text) + 1), line, fontsize=FONT, weight=weight, va="center", family="DejaVu Sans"
+        )
     body = fig.add_axes((0.3 / width_in, foot_in / h, 1 - 0.6 / width_in, body_in / h))
     body.set_xlim(0, columns)
     body.set_ylim(lines, 0)
@@ -108,14 +112,19 @@ def heatmap_png(result: dict, path: Path, columns: int = COLUMNS) -> Path:
         rgba = cmap(norm(score))
         # a hair of white between neighbours keeps token boundaries visible between similar colours
         body.add_patch(Rectangle((col + 0.04, line + 0.06), len(tok) - 0.08, 0.88, facecolor=rgba, edgecolor="none"))
-        body.text(col, line + 0.5, tok, fontsize=FONT, family="DejaVu Sans Mono", va="center", ha="left",
-                  color=_ink(rgba))
+        body.text(
+            col, line + 0.5, tok, fontsize=FONT, family="DejaVu Sans Mono", va="center", ha="left", color=_ink(rgba)
+        )
     bar = fig.add_axes((0.25, 0.5 / h, 0.5, 0.14 / h))
     beyond = beyond_scale(result["scores"], norm)
-    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar, orientation="horizontal",
-                      extend="both" if beyond else "neither")
-    cb.set_label("attribution to log p(output), nats: red raised it, blue lowered it"
-                 + (f"  ({beyond} beyond the scale)" if beyond else ""), fontsize=FONT - 1)
+    cb = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap), cax=bar, orientation="horizontal", extend="both" if beyond else "neither"
+    )
+    cb.set_label(
+        "attribution to log p(output), nats: red raised it, blue lowered it"
+        + (f"  ({beyond} beyond the scale)" if beyond else ""),
+        fontsize=FONT - 1,
+    )
     cb.ax.tick_params(labelsize=FONT - 2)
     fig.savefig(path, facecolor="white")
     plt.close(fig)
@@ -133,17 +142,24 @@ def attribution_html(result: dict) -> str:
     for token, score in zip(result["tokens"], result["scores"]):
         text, breaks = shown(token)
         rgba = cmap(norm(score))
-        spans.append(f'<span title="{score:+.4f}" style="background:{_hex(rgba)};color:{_ink(rgba)}">'
-                     f"{html.escape(text)}</span>" + ("\n" if breaks else ""))
+        spans.append(
+            f'<span title="{score:+.4f}" style="background:{_hex(rgba)};color:{_ink(rgba)}">'
+            f"{html.escape(text)}</span>" + ("\n" if breaks else "")
+        )
     limit, beyond = norm.vmax, beyond_scale(result["scores"], norm)
-    legend = (f'<div style="display:flex;align-items:center;gap:.5em;margin-top:.4em;font-size:12px">'
-              f"<span>{-limit:+.3g}</span><span style=\"width:12em;height:.8em;background:linear-gradient(to right,"
-              f'{_hex(cmap(0.0))},{_hex(cmap(0.5))},{_hex(cmap(1.0))})"></span><span>{limit:+.3g}</span>'
-              "<span>attribution to log p(output) (red raised it, blue lowered it"
-              + (f"; {beyond} beyond the scale, scores in the tooltips" if beyond else "") + ")</span></div>")
+    legend = (
+        f'<div style="display:flex;align-items:center;gap:.5em;margin-top:.4em;font-size:12px">'
+        f'<span>{-limit:+.3g}</span><span style="width:12em;height:.8em;background:linear-gradient(to right,'
+        f'{_hex(cmap(0.0))},{_hex(cmap(0.5))},{_hex(cmap(1.0))})"></span><span>{limit:+.3g}</span>'
+        "<span>attribution to log p(output) (red raised it, blue lowered it"
+        + (f"; {beyond} beyond the scale, scores in the tooltips" if beyond else "")
+        + ")</span></div>"
+    )
     caption = "<br>".join(html.escape(s) for s in summary_lines(result))
-    return (f'<figure class="peftlab-attribution" style="margin:0">'
-            f'<figcaption style="font-size:12px;margin-bottom:.4em">{caption}<br><b>output:</b> '
-            f"{html.escape(result['output'])}</figcaption>"
-            '<div style="font:13px/1.7 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre-wrap;'
-            f'word-break:break-word">{"".join(spans)}</div>{legend}</figure>\n')
+    return (
+        f'<figure class="peftlab-attribution" style="margin:0">'
+        f'<figcaption style="font-size:12px;margin-bottom:.4em">{caption}<br><b>output:</b> '
+        f"{html.escape(result['output'])}</figcaption>"
+        '<div style="font:13px/1.7 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre-wrap;'
+        f'word-break:break-word">{"".join(spans)}</div>{legend}</figure>\n'
+    )

@@ -21,12 +21,19 @@ def greedy_output(backbone: Backbone, model: nn.Module, prompt_ids: list[int], m
     as evaluation decodes it)."""
     tok = backbone.tokenizer
     ids = torch.tensor([prompt_ids], device=backbone.device)
-    return greedy(model, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                  pad_token_id=tok.pad_token_id)[0]
+    return greedy(
+        model,
+        ids,
+        torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )[0]
 
 
-def output_logprob(backbone: Backbone, model: nn.Module, path: EmbeddingPath, prompt_ids: list[int],
-                   output_ids: list[int]) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], int]:
+def output_logprob(
+    backbone: Backbone, model: nn.Module, path: EmbeddingPath, prompt_ids: list[int], output_ids: list[int]
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], int]:
     """(x, f, virtual): x = the embeddings on the attribution path (virtual tokens, then the prompt's),
     f(z) = log p(output | z) for a batch z of such embeddings, and how many virtual tokens lead x.
 

@@ -11,17 +11,26 @@ from peftlab.errors import PeftlabError, suggest
 from peftlab.methods import full, hybrid, ia3, last_layers, lora, none, parallel_adapter, prefix_tuning, prompt_tuning
 from peftlab.methods.base import Hook, Method, count_parameters, option_errors, trainable_parameters
 
-REGISTRY: dict[str, Method] = {m.name: m for m in (
-    none.METHOD, full.METHOD, last_layers.METHOD, lora.METHOD, ia3.METHOD, prompt_tuning.METHOD,
-    prefix_tuning.METHOD, parallel_adapter.METHOD, hybrid.METHOD,
-)}
+REGISTRY: dict[str, Method] = {
+    m.name: m
+    for m in (
+        none.METHOD,
+        full.METHOD,
+        last_layers.METHOD,
+        lora.METHOD,
+        ia3.METHOD,
+        prompt_tuning.METHOD,
+        prefix_tuning.METHOD,
+        parallel_adapter.METHOD,
+        hybrid.METHOD,
+    )
+}
 
 
 def get_method(name: str) -> Method:
     if name not in REGISTRY:
         raise PeftlabError(
-            f"method.name: unknown method '{name}'{suggest(name, list(REGISTRY))}; "
-            f"available: {', '.join(REGISTRY)}"
+            f"method.name: unknown method '{name}'{suggest(name, list(REGISTRY))}; available: {', '.join(REGISTRY)}"
         )
     return REGISTRY[name]
 

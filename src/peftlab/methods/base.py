@@ -7,10 +7,10 @@ The hook point is declared so that hybrids can refuse combinations that touch th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ValidationError
 from torch import nn
@@ -18,21 +18,21 @@ from torch import nn
 from peftlab.errors import suggest
 
 
-class Hook(str, Enum):
+class Hook(str, Enum):  # noqa: UP042 (str(Hook.X) stays 'Hook.X'; messages use .value)
     """Where a method changes the network. Two methods of a hybrid may not share a hook."""
 
-    NONE = "none"                            # zero-shot: nothing trains
-    PARAMETER_SUBSET = "parameter_subset"    # full fine-tuning, last layers: existing weights train
-    LINEAR_WRAP = "linear_wrap"              # LoRA, IA3: each targeted nn.Linear is wrapped
-    BLOCK_PARALLEL = "block_parallel"        # parallel adapters: a module beside the FFN / attention block
-    INPUT_EMBEDDINGS = "input_embeddings"    # soft prompt tuning: virtual tokens before the input
-    ATTENTION_KV = "attention_kv"            # prefix tuning: virtual keys/values in attention
+    NONE = "none"  # zero-shot: nothing trains
+    PARAMETER_SUBSET = "parameter_subset"  # full fine-tuning, last layers: existing weights train
+    LINEAR_WRAP = "linear_wrap"  # LoRA, IA3: each targeted nn.Linear is wrapped
+    BLOCK_PARALLEL = "block_parallel"  # parallel adapters: a module beside the FFN / attention block
+    INPUT_EMBEDDINGS = "input_embeddings"  # soft prompt tuning: virtual tokens before the input
+    ATTENTION_KV = "attention_kv"  # prefix tuning: virtual keys/values in attention
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    paper: str                                   # citation shown by `peftlab methods`
+    paper: str  # citation shown by `peftlab methods`
     config_cls: type[BaseModel]
     hooks: frozenset[Hook]
     default_lr: float

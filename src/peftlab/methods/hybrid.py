@@ -64,7 +64,7 @@ class HybridConfig(BaseModel):
     _components: list[tuple[Method, BaseModel]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _validate_components(self) -> "HybridConfig":
+    def _validate_components(self) -> HybridConfig:
         # Raises PeftlabError (not ValueError) so the messages keep their method.methods[i] names.
         self._components = validate_components(self.methods)
         return self
@@ -95,21 +95,27 @@ def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
 def check_compatible(methods: list[Method]) -> None:
     """Refuse duplicates, shared hook points, exclusive methods and two prompt-learning methods."""
     for i, a in enumerate(methods):
-        for b in methods[i + 1:]:
+        for b in methods[i + 1 :]:
             if a.name == b.name:
                 raise PeftlabError(f"method.methods: '{a.name}' is listed twice; a hybrid combines different methods")
             for m, other in ((a, b), (b, a)):
                 for hook in m.hooks & set(EXCLUSIVE_HOOKS):
-                    raise PeftlabError(f"method.methods: '{m.name}' (hook {hook.value}) {EXCLUSIVE_HOOKS[hook]} and "
-                                       f"cannot be combined with '{other.name}'")
+                    raise PeftlabError(
+                        f"method.methods: '{m.name}' (hook {hook.value}) {EXCLUSIVE_HOOKS[hook]} and "
+                        f"cannot be combined with '{other.name}'"
+                    )
             shared = a.hooks & b.hooks
             if shared:
                 hook = sorted(h.value for h in shared)[0]
-                raise PeftlabError(f"method.methods: '{a.name}' and '{b.name}' both hook into {hook}; "
-                                   "a hybrid combines methods that change different places")
+                raise PeftlabError(
+                    f"method.methods: '{a.name}' and '{b.name}' both hook into {hook}; "
+                    "a hybrid combines methods that change different places"
+                )
             if a.hooks & PROMPT_HOOKS and b.hooks & PROMPT_HOOKS:
-                raise PeftlabError(f"method.methods: '{a.name}' and '{b.name}' are both prompt-learning methods, which "
-                                   "peft cannot stack (one prompt-learning adapter is active at a time); keep one")
+                raise PeftlabError(
+                    f"method.methods: '{a.name}' and '{b.name}' are both prompt-learning methods, which "
+                    "peft cannot stack (one prompt-learning adapter is active at a time); keep one"
+                )
 
 
 def validate_components(entries: list[dict[str, Any]]) -> list[tuple[Method, BaseModel]]:
@@ -167,8 +173,10 @@ def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[di
     owners = model.peftlab_hybrid["owners"]
     params = dict(model.named_parameters())
     scale = base_lr / default_lr(cfg)
-    return [{"name": m.name, "lr": m.default_lr * scale,
-             "params": [params[n] for n, o in owners.items() if o == m.name]} for m, _ in cfg.components()]
+    return [
+        {"name": m.name, "lr": m.default_lr * scale, "params": [params[n] for n, o in owners.items() if o == m.name]}
+        for m, _ in cfg.components()
+    ]
 
 
 def save(model: nn.Module, folder: Path) -> None:

@@ -37,11 +37,13 @@ WEIGHTS = "last_layers.safetensors"
 class LastLayersConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     num_layers: int = Field(
-        2, ge=0,
+        2,
+        ge=0,
         description="k: how many of the last transformer blocks train (on T5: the last k decoder blocks).",
     )
     include_encoder: bool = Field(
-        False, description="Encoder-decoder models only: also train the last k blocks of the encoder.",
+        False,
+        description="Encoder-decoder models only: also train the last k blocks of the encoder.",
     )
     train_head: bool = Field(
         False,
@@ -49,7 +51,8 @@ class LastLayersConfig(BaseModel):
         "first (lm_head gets its own copy), so the input embeddings stay frozen.",
     )
     train_final_norm: bool = Field(
-        True, description="Also train the norm after the last block (Llama norm, GPT-Neo ln_f, T5 final_layer_norm).",
+        True,
+        description="Also train the norm after the last block (Llama norm, GPT-Neo ln_f, T5 final_layer_norm).",
     )
 
 
@@ -57,8 +60,9 @@ def _stacks(model: nn.Module, cfg: LastLayersConfig) -> list[tuple[str, nn.Modul
     """(name, stack) pairs whose top blocks train: the decoder, plus T5's encoder when asked."""
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     if cfg.include_encoder and not seq2seq:
-        raise PeftlabError("method.include_encoder: only encoder-decoder models (T5) have an encoder; "
-                           "allowed for this model: false")
+        raise PeftlabError(
+            "method.include_encoder: only encoder-decoder models (T5) have an encoder; allowed for this model: false"
+        )
     stacks = [("decoder", model.get_decoder())]
     if cfg.include_encoder:
         stacks.append(("encoder", model.get_encoder()))
@@ -94,16 +98,19 @@ def _modules_to_train(model: nn.Module, cfg: LastLayersConfig) -> list[nn.Module
     for name, stack in _stacks(model, cfg):
         blocks = _blocks(stack)
         if cfg.num_layers > len(blocks):
-            raise PeftlabError(f"method.num_layers: {cfg.num_layers} is more than the {len(blocks)} blocks of the "
-                               f"{name}; allowed: 0..{len(blocks)}")
-        modules += list(blocks)[len(blocks) - cfg.num_layers:]
+            raise PeftlabError(
+                f"method.num_layers: {cfg.num_layers} is more than the {len(blocks)} blocks of the "
+                f"{name}; allowed: 0..{len(blocks)}"
+            )
+        modules += list(blocks)[len(blocks) - cfg.num_layers :]
         if cfg.train_final_norm:
             modules += _final_norms(stack)
     if cfg.train_head:
         modules.append(_untie_head(model))
     if not modules:
-        raise PeftlabError("method 'last_layers': nothing would train; set num_layers >= 1, "
-                           "train_head: true or train_final_norm: true")
+        raise PeftlabError(
+            "method 'last_layers': nothing would train; set num_layers >= 1, train_head: true or train_final_norm: true"
+        )
     return modules
 
 

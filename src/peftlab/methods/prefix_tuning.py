@@ -42,7 +42,9 @@ from peftlab.methods.base import Hook, Method
 
 class PrefixTuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    num_virtual_tokens: int = Field(20, ge=1, le=4096, description="Prefix length: extra keys/values per attention layer.")
+    num_virtual_tokens: int = Field(
+        20, ge=1, le=4096, description="Prefix length: extra keys/values per attention layer."
+    )
     prefix_projection: bool = Field(
         False,
         description="Reparameterize the prefix through a two-layer MLP (embedding -> tanh -> keys/values) "
@@ -56,7 +58,8 @@ class PrefixTuningConfig(BaseModel):
         "prefix_projection); 'random': peft's N(0, 1) start, which begins at a much higher loss.",
     )
     encoder_hidden_size: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Hidden width of the prefix_projection MLP; None = the width of one key (the hidden "
         "size; num_key_value_heads * head_dim on grouped-query models). Unused without prefix_projection.",
     )
@@ -94,8 +97,9 @@ def init_from_activations(model: nn.Module, cfg: PrefixTuningConfig, seed: int =
         return
     pc = model.active_peft_config
     base = model.get_base_model()
-    ids = torch.randint(0, base.config.vocab_size, (1, pc.num_virtual_tokens),
-                        generator=torch.Generator().manual_seed(seed)).to(base.device)
+    ids = torch.randint(
+        0, base.config.vocab_size, (1, pc.num_virtual_tokens), generator=torch.Generator().manual_seed(seed)
+    ).to(base.device)
     cache = base(input_ids=ids, use_cache=True).past_key_values
     # peft reads a row as num_layers * 2 vectors of token_dim, ordered key(layer 0), value(layer 0),
     # key(layer 1), ... each head-major: (heads, head_dim) flattened.

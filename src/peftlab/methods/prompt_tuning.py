@@ -49,7 +49,8 @@ class PromptTuningConfig(BaseModel):
         "'text' = embeddings of init_text's tokens, 'random' = N(0, 1).",
     )
     init_text: str | None = Field(
-        None, description="Text whose token embeddings initialise the prompt (init: text only), e.g. the task instruction.",
+        None,
+        description="Text whose token embeddings initialise the prompt (init: text only), e.g. the task instruction.",
     )
 
     @model_validator(mode="after")
@@ -65,8 +66,10 @@ def _tokenizer_source(model: nn.Module, cfg: PromptTuningConfig) -> str | None:
         return None
     source = getattr(model, "name_or_path", "") or ""
     if not source:
-        raise PeftlabError("method.init: 'text' needs a model loaded from a folder or hub id (its tokenizer "
-                           "tokenizes init_text); this model has none; use init: vocab or init: random")
+        raise PeftlabError(
+            "method.init: 'text' needs a model loaded from a folder or hub id (its tokenizer "
+            "tokenizes init_text); this model has none; use init: vocab or init: random"
+        )
     return source
 
 

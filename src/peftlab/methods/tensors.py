@@ -44,7 +44,8 @@ def load_tensors(model: nn.Module, names: list[str], folder: Path, weights: str)
     with torch.no_grad():
         for name in names:
             if params[name].shape != saved[name].shape:
-                raise PeftlabError(f"{path}: {name} has shape {tuple(saved[name].shape)}, "
-                                   f"expected {tuple(params[name].shape)}")
+                raise PeftlabError(
+                    f"{path}: {name} has shape {tuple(saved[name].shape)}, expected {tuple(params[name].shape)}"
+                )
             params[name].copy_(saved[name])
     return model.requires_grad_(False)

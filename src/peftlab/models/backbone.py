@@ -62,7 +62,7 @@ class Backbone:
         # Cut the middle, not the end: instructions before the text ("Summarize:") and after it
         # ("Answer with one word.", the question of a k-shot prompt) both survive.
         head = max_tokens // 2
-        return self.tokenizer.decode(ids[:head]) + self.tokenizer.decode(ids[len(ids) - (max_tokens - head):])
+        return self.tokenizer.decode(ids[:head]) + self.tokenizer.decode(ids[len(ids) - (max_tokens - head) :])
 
     def prompt_ids(self, prompt: str, max_source_tokens: int = 512) -> list[int]:
         text = self.format_prompt(self._truncate(prompt, max_source_tokens))
@@ -109,8 +109,16 @@ class Backbone:
         return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
-    def generate_ids(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
-                     num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[list[int]]:
+    def generate_ids(
+        self,
+        model: nn.Module,
+        prompts: list[str],
+        max_new_tokens: int,
+        batch_size: int = 16,
+        num_beams: int = 1,
+        max_source_tokens: int = 512,
+        progress=None,
+    ) -> list[list[int]]:
         """New token ids of each prompt, up to and including EOS, in the order of ``prompts``.
 
         Decoded by peftlab's own loop (models/decode.py, models/beam.py), the same for every method."""
@@ -124,9 +132,16 @@ class Backbone:
         model.eval()
         for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
             ids, mask = self.pad_prompts([encoded[i] for i in idx])
-            kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-            new = greedy(model, ids, mask, **kwargs) if num_beams == 1 else beam_search(
-                model, ids, mask, num_beams=num_beams, **kwargs)
+            kwargs = {
+                "max_new_tokens": max_new_tokens,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+            }
+            new = (
+                greedy(model, ids, mask, **kwargs)
+                if num_beams == 1
+                else beam_search(model, ids, mask, num_beams=num_beams, **kwargs)
+            )
             for row, i in enumerate(idx):
                 out[i] = new[row]
             if progress is not None:
@@ -134,8 +149,16 @@ class Backbone:
         model.train(was_training)
         return out  # type: ignore[return-value]
 
-    def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
-                 num_beams: int = 1, max_source_tokens: int = 512, progress=None) -> list[str]:
+    def generate(
+        self,
+        model: nn.Module,
+        prompts: list[str],
+        max_new_tokens: int,
+        batch_size: int = 16,
+        num_beams: int = 1,
+        max_source_tokens: int = 512,
+        progress=None,
+    ) -> list[str]:
         """Decoded continuations, in the order of ``prompts``."""
         ids = self.generate_ids(model, prompts, max_new_tokens, batch_size, num_beams, max_source_tokens, progress)
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]

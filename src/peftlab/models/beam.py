@@ -45,8 +45,16 @@ class Hypotheses:
 
 
 @torch.no_grad()
-def beam_search(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, num_beams: int,
-                eos_token_id: int | list[int], pad_token_id: int, length_penalty: float = 1.0) -> list[list[int]]:
+def beam_search(
+    model: nn.Module,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
+    eos_token_id: int | list[int],
+    pad_token_id: int,
+    length_penalty: float = 1.0,
+) -> list[list[int]]:
     """New token ids of the best hypothesis of each row (up to and including EOS)."""
     batch, k = ids.shape[0], num_beams
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)

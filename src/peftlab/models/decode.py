@@ -48,8 +48,10 @@ def prompt_learning(model: nn.Module) -> str | None:
         return None
     kind = {"PROMPT_TUNING": "prompt", "P_TUNING": "prompt", "PREFIX_TUNING": "prefix"}.get(cfg.peft_type.value)
     if kind is None:
-        raise PeftlabError(f"generation: peft type {cfg.peft_type.value} is not supported by peftlab's decoder "
-                           "(supported prompt-learning types: PROMPT_TUNING, P_TUNING, PREFIX_TUNING)")
+        raise PeftlabError(
+            f"generation: peft type {cfg.peft_type.value} is not supported by peftlab's decoder "
+            "(supported prompt-learning types: PROMPT_TUNING, P_TUNING, PREFIX_TUNING)"
+        )
     return kind
 
 
@@ -148,8 +150,9 @@ class Seq2SeqDecoder:
             embeds = core.get_input_embeddings()(ids)
             prompts = _soft_prompt(self.model, ids.shape[0], embeds)
             mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, prompts.shape[1]), mask], dim=1)
-            encoded = core.get_encoder()(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask,
-                                         return_dict=True)
+            encoded = core.get_encoder()(
+                inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, return_dict=True
+            )
         else:
             encoded = core.get_encoder()(input_ids=ids, attention_mask=mask, return_dict=True)
         if self.kind == "prefix":  # the prefix reaches the decoder's self-attention through its cache
@@ -161,8 +164,12 @@ class Seq2SeqDecoder:
         return self.step(torch.full((ids.shape[0],), start, dtype=torch.long, device=ids.device))
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits, self.cache = self.fwd(self.cache, encoder_outputs=self.encoder_outputs, attention_mask=self.mask,
-                                      decoder_input_ids=tokens[:, None])
+        logits, self.cache = self.fwd(
+            self.cache,
+            encoder_outputs=self.encoder_outputs,
+            attention_mask=self.mask,
+            decoder_input_ids=tokens[:, None],
+        )
         return logits
 
     def select(self, rows: torch.Tensor) -> None:
@@ -195,8 +202,14 @@ def _until_eos(rows: torch.Tensor, eos: torch.Tensor) -> list[list[int]]:
 
 
 @torch.no_grad()
-def greedy(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-           eos_token_id: int | list[int], pad_token_id: int) -> list[list[int]]:
+def greedy(
+    model: nn.Module,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_id: int | list[int],
+    pad_token_id: int,
+) -> list[list[int]]:
     """New token ids of each row (up to and including EOS): argmax at every step."""
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)
     decoder = decoder_for(model)

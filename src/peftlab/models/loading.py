@@ -42,9 +42,11 @@ def refuse_pickle(folder: Path, what: str, allow: bool) -> bool:
         return False
     pickles = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES)
     if pickles and not allow:
-        raise PeftlabError(f"{folder}: the {what} is stored only as pickle ({', '.join(pickles[:3])}), which can run "
-                           "code when loaded. Convert it to safetensors, or pass --allow-unsafe-pickle if you trust "
-                           "where it came from")
+        raise PeftlabError(
+            f"{folder}: the {what} is stored only as pickle ({', '.join(pickles[:3])}), which can run "
+            "code when loaded. Convert it to safetensors, or pass --allow-unsafe-pickle if you trust "
+            "where it came from"
+        )
     return bool(pickles)
 
 
@@ -58,8 +60,10 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
     source = str(ensure_cached(cfg.name, log=log)) if cfg.name in BUNDLED else cfg.name
     local = Path(source).is_dir()
     if not local and (source.startswith((".", "/", "~")) or source.count("/") > 1):
-        raise PeftlabError(f"model.name: '{cfg.name}' is neither a bundled model ({', '.join(BUNDLED)}), "
-                           f"a tiny test model ({', '.join(TINY_MODELS)}), an existing folder, nor a hub id")
+        raise PeftlabError(
+            f"model.name: '{cfg.name}' is neither a bundled model ({', '.join(BUNDLED)}), "
+            f"a tiny test model ({', '.join(TINY_MODELS)}), an existing folder, nor a hub id"
+        )
     if local:
         refuse_pickle(Path(source), "model", allow_unsafe_pickle)
     from transformers.utils import logging as hf_logging
@@ -71,21 +75,30 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
         auto = AutoModelForSeq2SeqLM if getattr(mcfg, "is_encoder_decoder", False) else AutoModelForCausalLM
         model = auto.from_pretrained(
             # Safetensors only, unless the user allowed pickle for this model (then whatever it has).
-            source, config=mcfg, dtype=torch.float32, use_safetensors=None if allow_unsafe_pickle else True,
+            source,
+            config=mcfg,
+            dtype=torch.float32,
+            use_safetensors=None if allow_unsafe_pickle else True,
             trust_remote_code=cfg.trust_remote_code,
         )
     except (OSError, ValueError) as e:
-        hint = ("the folder has no loadable safetensors model" if local else
-                "it is not cached locally and the hub cannot be reached (offline?); "
-                f"use a local folder or a bundled model ({', '.join(BUNDLED)})")
-        raise PeftlabError(f"model.name: cannot load '{cfg.name}': {hint}.\n  detail: {str(e).splitlines()[0]}") from None
+        hint = (
+            "the folder has no loadable safetensors model"
+            if local
+            else "it is not cached locally and the hub cannot be reached (offline?); "
+            f"use a local folder or a bundled model ({', '.join(BUNDLED)})"
+        )
+        raise PeftlabError(
+            f"model.name: cannot load '{cfg.name}': {hint}.\n  detail: {str(e).splitlines()[0]}"
+        ) from None
     finally:
         hf_logging.enable_progress_bar()
     return model, tok, source
 
 
-def load_backbone(cfg: ModelConfig, device: torch.device | None = None, log=print,
-                  allow_unsafe_pickle: bool = False) -> Backbone:
+def load_backbone(
+    cfg: ModelConfig, device: torch.device | None = None, log=print, allow_unsafe_pickle: bool = False
+) -> Backbone:
     device = device or default_device()
     model, tok, source = load_pretrained(cfg, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = model.to(device=device, dtype=resolve_dtype(cfg.dtype, device))

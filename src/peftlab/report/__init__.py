@@ -64,8 +64,15 @@ def build_report(folder: Path, examples: list[int] | None = None) -> Report:
         if examples is not None and any(i >= n for i in wanted):
             skipped = ", ".join(str(i) for i in wanted if i >= n)
             notes.append(f"Example(s) {skipped} skipped: {comp.task} has {n} test predictions (indices 0..{n - 1}).")
-        parts.append({"comp": comp, "plots": comparison_plots(comp), "colors": label_colors(comp),
-                      "examples": side_by_side(comp, wanted), "notes": notes})
+        parts.append(
+            {
+                "comp": comp,
+                "plots": comparison_plots(comp),
+                "colors": label_colors(comp),
+                "examples": side_by_side(comp, wanted),
+                "notes": notes,
+            }
+        )
     return Report(folder, comparisons, parts)
 
 
@@ -90,9 +97,12 @@ def _check_examples(comparisons: list[Comparison], examples: list[int] | None) -
         raise PeftlabError(f"--examples: indices count from 0 (got {', '.join(map(str, examples))})")
     largest = max((available(c) for c in comparisons), default=0)
     if examples and all(i >= largest for i in examples):
-        raise PeftlabError(f"--examples {','.join(map(str, examples))}: out of range; the runs have "
-                           f"{largest} test predictions (indices 0..{largest - 1})" if largest else
-                           "--examples: the runs have no predictions.csv")
+        raise PeftlabError(
+            f"--examples {','.join(map(str, examples))}: out of range; the runs have "
+            f"{largest} test predictions (indices 0..{largest - 1})"
+            if largest
+            else "--examples: the runs have no predictions.csv"
+        )
 
 
 def _file_name(text: str) -> str:

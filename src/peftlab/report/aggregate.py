@@ -13,8 +13,17 @@ from peftlab.report.runs import Run
 from peftlab.report.ties import Verdict, decide, label_example_scores
 
 # Cost columns averaged over a label's seeds (absent in older runs: then None, shown as "-").
-COSTS = ("trainable_params", "total_params", "trainable_pct", "adapter_bytes", "flops", "flops_per_step",
-         "train_seconds", "train_tokens_per_s", "peak_memory_bytes")
+COSTS = (
+    "trainable_params",
+    "total_params",
+    "trainable_pct",
+    "adapter_bytes",
+    "flops",
+    "flops_per_step",
+    "train_seconds",
+    "train_tokens_per_s",
+    "peak_memory_bytes",
+)
 
 
 @dataclass
@@ -24,7 +33,7 @@ class Entry:
     label: str
     runs: list[Run]
     mean: float
-    std: float | None          # sample std (ddof=1); None with one seed
+    std: float | None  # sample std (ddof=1); None with one seed
     costs: dict[str, float | None]
     memory_kind: str
     tie: Verdict = field(default_factory=lambda: Verdict("best", ""))
@@ -75,8 +84,14 @@ def make_entry(label: str, runs: list[Run]) -> Entry:
     scores = [r.score for r in runs]
     costs = {k: _mean([r.summary.get(k) for r in runs]) for k in COSTS}
     kinds = sorted({str(r.summary.get("peak_memory_kind")) for r in runs if r.summary.get("peak_memory_kind")})
-    return Entry(label=label, runs=runs, mean=statistics.fmean(scores),
-                 std=statistics.stdev(scores) if len(scores) >= 2 else None, costs=costs, memory_kind=", ".join(kinds))
+    return Entry(
+        label=label,
+        runs=runs,
+        mean=statistics.fmean(scores),
+        std=statistics.stdev(scores) if len(scores) >= 2 else None,
+        costs=costs,
+        memory_kind=", ".join(kinds),
+    )
 
 
 def mark_ties(entries: list[Entry], higher_is_better: bool) -> None:
@@ -87,8 +102,13 @@ def mark_ties(entries: list[Entry], higher_is_better: bool) -> None:
     best.tie = Verdict("best", "")
     best_scores = label_example_scores([r.example_scores() for r in best.runs])
     for e in entries[1:]:
-        e.tie = decide((best.mean, best.std, best.n), (e.mean, e.std, e.n), best_scores,
-                       label_example_scores([r.example_scores() for r in e.runs]), higher_is_better)
+        e.tie = decide(
+            (best.mean, best.std, best.n),
+            (e.mean, e.std, e.n),
+            best_scores,
+            label_example_scores([r.example_scores() for r in e.runs]),
+            higher_is_better,
+        )
 
 
 def _mean(values: list) -> float | None:

@@ -40,20 +40,22 @@ def page(title: str, header_html: str, sections: list[tuple[str, str | None, str
     nav = "".join(f'<a href="#{esc(sid)}">{esc(name)}</a>' for sid, name, _ in sections if name)
     body = "".join(f'<section class="card" id="{esc(sid)}">{inner}</section>' for sid, _, inner in sections)
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<link rel="icon" href="data:,">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>"
-        f"{header_html}<nav class=\"toc\"><div class=\"wrap\">{nav}</div></nav>"
+        f'{header_html}<nav class="toc"><div class="wrap">{nav}</div></nav>'
         f'<main class="wrap">{body}</main><footer>{esc(footer)}</footer></body></html>\n'
     )
 
 
 def header(title: str, items: list[tuple[str, str]]) -> str:
     dl = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in items)
-    return (f'<header class="top"><div class="wrap"><div class="brand">peftlab report</div>'
-            f'<h1>{esc(title)}</h1><dl class="facts">{dl}</dl></div></header>')
+    return (
+        f'<header class="top"><div class="wrap"><div class="brand">peftlab report</div>'
+        f'<h1>{esc(title)}</h1><dl class="facts">{dl}</dl></div></header>'
+    )
 
 
 def _badge(e: Entry) -> str:
@@ -68,12 +70,24 @@ def _badge(e: Entry) -> str:
             how = f"{gap}, seeds"
         else:
             how = f"{gap}, {t.basis}"
-    return f'<span class="badge {esc(t.verdict)}">{esc(text)}</span>' + (f'<span class="how">{esc(how)}</span>' if how else "")
+    return f'<span class="badge {esc(t.verdict)}">{esc(text)}</span>' + (
+        f'<span class="how">{esc(how)}</span>' if how else ""
+    )
 
 
 def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
-    heads = [("#", ""), ("label", "l"), (f"test {comp.metric}", ""), ("seeds", ""), ("vs best", "l"),
-             ("trainable", ""), ("adapter", ""), ("FLOPs", ""), ("train s", ""), ("peak mem", "")]
+    heads = [
+        ("#", ""),
+        ("label", "l"),
+        (f"test {comp.metric}", ""),
+        ("seeds", ""),
+        ("vs best", "l"),
+        ("trainable", ""),
+        ("adapter", ""),
+        ("FLOPs", ""),
+        ("train s", ""),
+        ("peak mem", ""),
+    ]
     th = "".join(f'<th class="{c}">{esc(h)}</th>' for h, c in heads)
     best = comp.entries[0].mean if comp.entries else 0
     rows = []
@@ -86,22 +100,30 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         pct = "" if c["trainable_pct"] is None else f'<span class="pct">{c["trainable_pct"]:.2f}%</span>'
         cells = [
             (str(i), ""),
-            (f'<span class="swatch" style="background:{esc(colors.get(e.label, "#9ca3af"))}"></span>{esc(e.label)}', "l"),
+            (
+                f'<span class="swatch" style="background:{esc(colors.get(e.label, "#9ca3af"))}"></span>{esc(e.label)}',
+                "l",
+            ),
             (f'{esc(score_cell(e))}<span class="bar" style="width:{width:.1f}%"></span>', "score"),
-            (str(e.n), ""), (_badge(e), "l verdict"), (esc(trainable) + pct, ""),
-            (esc(human_bytes(c["adapter_bytes"])), ""), (esc(human_flops(c["flops"])), ""),
+            (str(e.n), ""),
+            (_badge(e), "l verdict"),
+            (esc(trainable) + pct, ""),
+            (esc(human_bytes(c["adapter_bytes"])), ""),
+            (esc(human_flops(c["flops"])), ""),
             (esc("-" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"), ""),
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
         klass = ' class="lead"' if e.tie.verdict in ("best", "tie") else ""
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})
-    return (f'<h2>Leaderboard<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}, '
-            f'{"higher" if comp.higher_is_better else "lower"} is better</span></h2>'
-            f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            f'</table></div><p class="rule">Test score: mean ± std over seeds (sample std). Δ: how far behind the best. '
-            f'Costs are means over seeds; trainable shows the parameter count and its share of the model; '
-            f'peak memory is {esc(", ".join(kinds) or "not recorded")}. {esc(TIE_RULE)}</p>')
+    return (
+        f'<h2>Leaderboard<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}, '
+        f"{'higher' if comp.higher_is_better else 'lower'} is better</span></h2>"
+        f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        f'</table></div><p class="rule">Test score: mean ± std over seeds (sample std). Δ: how far behind the best. '
+        f"Costs are means over seeds; trainable shows the parameter count and its share of the model; "
+        f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}</p>"
+    )
 
 
 def plots(comp: Comparison, figures: list[Plot]) -> str:
@@ -113,8 +135,10 @@ def plots(comp: Comparison, figures: list[Plot]) -> str:
         for p in drawn:
             data = base64.b64encode(p.png).decode("ascii")
             note = f' <span class="warn">{esc(p.note)}</span>' if p.note else ""
-            figs.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(p.title)}">'
-                        f"<figcaption>{esc(p.caption)}{note}</figcaption></figure>")
+            figs.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(p.title)}">'
+                f"<figcaption>{esc(p.caption)}{note}</figcaption></figure>"
+            )
         out.append(f'<div class="grid">{"".join(figs)}</div>')
     if skipped:
         items = "".join(f"<li><b>{esc(p.title)}</b>: {esc(p.note)}</li>" for p in skipped)
@@ -130,34 +154,56 @@ def _preview(text: str) -> str:
 
 
 def side_by_side(comp: Comparison, examples: list[Example], notes: list[str], colors: dict[str, str]) -> str:
-    out = [f'<h2>Side by side<span class="sub">{esc(comp.task)} · test examples</span></h2>',
-           ('<p class="note">Each label\'s prediction (a label with several seeds shows its first seed\'s). '
-            'Click the input to expand it.</p>')]
+    out = [
+        f'<h2>Side by side<span class="sub">{esc(comp.task)} · test examples</span></h2>',
+        (
+            "<p class=\"note\">Each label's prediction (a label with several seeds shows its first seed's). "
+            "Click the input to expand it.</p>"
+        ),
+    ]
     if not examples:
         out.append('<p class="note">No predictions.csv in these runs: nothing to show side by side.</p>')
     for ex in examples:
         refs = "".join(f"<pre>{esc(r)}</pre>" for r in ex.references)
         rows = []
         for o in ex.outputs:
-            pred = (f"<pre>{esc(o.prediction)}</pre>" if o.prediction else
-                    f'<span class="empty">{"(empty)" if o.prediction == "" else "(no prediction for this id)"}</span>')
+            pred = (
+                f"<pre>{esc(o.prediction)}</pre>"
+                if o.prediction
+                else f'<span class="empty">{"(empty)" if o.prediction == "" else "(no prediction for this id)"}</span>'
+            )
             score = "" if o.score is None else f"{o.score:.3f}"
             swatch = f'<span class="swatch" style="background:{esc(colors.get(o.label, "#9ca3af"))}"></span>'
-            rows.append(f'<tr><td class="who">{swatch}{esc(o.label)}</td><td>{pred}</td><td class="num">{esc(score)}</td></tr>')
+            rows.append(
+                f'<tr><td class="who">{swatch}{esc(o.label)}</td><td>{pred}</td><td class="num">{esc(score)}</td></tr>'
+            )
         out.append(
             f'<article class="example"><h3>test example #{ex.index}<span class="id">id {esc(ex.id)}</span></h3>'
             f'<details class="input"><summary><span class="lbl">input</span> <span class="preview">'
-            f'{esc(_preview(ex.input))}</span></summary><pre>{esc(ex.input)}</pre></details>'
+            f"{esc(_preview(ex.input))}</span></summary><pre>{esc(ex.input)}</pre></details>"
             f'<div class="refs"><span class="lbl">reference{"s" if len(ex.references) > 1 else ""}</span>{refs}</div>'
             f'<table class="outputs"><thead><tr><th class="l">label</th><th class="l">prediction</th>'
-            f'<th>score</th></tr></thead><tbody>{"".join(rows)}</tbody></table></article>')
+            f"<th>score</th></tr></thead><tbody>{''.join(rows)}</tbody></table></article>"
+        )
     out += [f'<p class="note">{esc(n)}</p>' for n in notes]
     return "".join(out)
 
 
 def run_details(comp: Comparison) -> str:
-    heads = ["run", "label", "seed", "test", "best step", "budget", "lr", "train s", "tokens/s", "peak mem",
-             "adapter", "FLOPs"]
+    heads = [
+        "run",
+        "label",
+        "seed",
+        "test",
+        "best step",
+        "budget",
+        "lr",
+        "train s",
+        "tokens/s",
+        "peak mem",
+        "adapter",
+        "FLOPs",
+    ]
     runs = [(e, r) for e in comp.entries for r in e.runs]
     # The folder name only earns a column where it differs from the run's name.
     show_folder = any(r.dir.name != r.name for _, r in runs)
@@ -170,19 +216,36 @@ def run_details(comp: Comparison) -> str:
         s = r.summary
         # The label, and the method behind it when the label does not say it (lora-r4 is a lora).
         label = e.label if s.get("method") in (None, e.label) else f"{e.label} ({s['method']})"
-        vals = [r.name, label, r.seed, f"{r.score:.4f}", s.get("best_step", "-"), budget(r),
-                "-" if s.get("lr") is None else f"{s['lr']:g}", _fmt(s.get("train_seconds"), ".1f"),
-                _fmt(s.get("train_tokens_per_s"), ".0f"), human_bytes(s.get("peak_memory_bytes")),
-                human_bytes(s.get("adapter_bytes")), human_flops(s.get("flops"))] + ([r.dir.name] if show_folder else [])
-        rows.append("<tr>" + "".join(f'<td class="{"l" if h in left else ""}">{esc(v)}</td>'
-                                     for h, v in zip(heads, vals)) + "</tr>")
+        vals = [
+            r.name,
+            label,
+            r.seed,
+            f"{r.score:.4f}",
+            s.get("best_step", "-"),
+            budget(r),
+            "-" if s.get("lr") is None else f"{s['lr']:g}",
+            _fmt(s.get("train_seconds"), ".1f"),
+            _fmt(s.get("train_tokens_per_s"), ".0f"),
+            human_bytes(s.get("peak_memory_bytes")),
+            human_bytes(s.get("adapter_bytes")),
+            human_flops(s.get("flops")),
+        ] + ([r.dir.name] if show_folder else [])
+        rows.append(
+            "<tr>"
+            + "".join(f'<td class="{"l" if h in left else ""}">{esc(v)}</td>' for h, v in zip(heads, vals))
+            + "</tr>"
+        )
         if r.config:
             text = yaml.safe_dump(r.config, sort_keys=False, allow_unicode=True)
-            configs.append(f'<details class="config"><summary>config.yaml of {esc(r.name)}</summary>'
-                           f"<pre>{esc(text)}</pre></details>")
-    return (f'<h2>Run details<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}</span></h2>'
-            f'<div class="scroll"><table class="details">'
-            f'<thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{"".join(configs)}')
+            configs.append(
+                f'<details class="config"><summary>config.yaml of {esc(r.name)}</summary>'
+                f"<pre>{esc(text)}</pre></details>"
+            )
+    return (
+        f'<h2>Run details<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}</span></h2>'
+        f'<div class="scroll"><table class="details">'
+        f"<thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{''.join(configs)}"
+    )
 
 
 def _fmt(v, spec: str) -> str:
@@ -204,14 +267,22 @@ def render(folder_name: str, parts: list[dict]) -> str:
         sections += [
             (f"leaderboard{tag}", comp.task if multi else "Leaderboard", board),
             (f"plots{tag}", None if multi else "Plots", plots(comp, p["plots"])),
-            (f"examples{tag}", None if multi else "Side by side", side_by_side(comp, p["examples"], p["notes"], p["colors"])),
+            (
+                f"examples{tag}",
+                None if multi else "Side by side",
+                side_by_side(comp, p["examples"], p["notes"], p["colors"]),
+            ),
             (f"runs{tag}", None if multi else "Run details", run_details(comp)),
         ]
     if multi:
         title = f"{folder_name}: {len(parts)} tasks"
         runs = [r for p in parts for r in p["comp"].runs]
-        items = [("tasks", ", ".join(p["comp"].task for p in parts)), ("models", models(runs)),
-                 ("runs", str(len(runs))), ("hardware", hardware(runs))]
+        items = [
+            ("tasks", ", ".join(p["comp"].task for p in parts)),
+            ("models", models(runs)),
+            ("runs", str(len(runs))),
+            ("hardware", hardware(runs)),
+        ]
     else:
         comp = parts[0]["comp"]
         title = f"{comp.task}: {len(comp.entries)} methods compared"

@@ -20,9 +20,13 @@ def budget(run: Run) -> str:
     per_step = (t.get("batch_size") or 0) * (t.get("grad_accum") or 1)
     if t.get("max_steps"):
         return f"{t['max_steps']} steps × {per_step} examples" if per_step else f"{t['max_steps']} steps"
-    amounts = [("epochs", lambda v: f"{v:g} epochs"), ("max_examples", lambda v: f"{v:,} examples"),
-               ("max_tokens", lambda v: f"{v:,} tokens"), ("max_flops", lambda v: f"{human_flops(v)}FLOP"),
-               ("max_seconds", lambda v: f"{v:g} s of training")]
+    amounts = [
+        ("epochs", lambda v: f"{v:g} epochs"),
+        ("max_examples", lambda v: f"{v:,} examples"),
+        ("max_tokens", lambda v: f"{v:,} tokens"),
+        ("max_flops", lambda v: f"{human_flops(v)}FLOP"),
+        ("max_seconds", lambda v: f"{v:g} s of training"),
+    ]
     for key, fmt in amounts:
         if t.get(key):
             return fmt(t[key]) + (f", batch {per_step}" if per_step else "")
@@ -40,8 +44,9 @@ def budgets(comp: Comparison) -> str:
 
 
 def models(runs: list[Run]) -> str:
-    return ", ".join(sorted({str(r.summary.get("model") or (r.config.get("model") or {}).get("name") or "-")
-                             for r in runs}))
+    return ", ".join(
+        sorted({str(r.summary.get("model") or (r.config.get("model") or {}).get("name") or "-") for r in runs})
+    )
 
 
 def hardware(runs: list[Run]) -> str:

@@ -26,10 +26,20 @@ from matplotlib.ticker import EngFormatter
 from peftlab.report.aggregate import Comparison
 
 STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.titleweight": "bold", "axes.spines.top": False,
-    "axes.spines.right": False, "axes.grid": True, "grid.color": "#e5e7eb", "grid.linewidth": 0.8,
-    "axes.edgecolor": "#9ca3af", "axes.labelcolor": "#374151", "xtick.color": "#4b5563",
-    "ytick.color": "#4b5563", "legend.frameon": False, "legend.fontsize": 8,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e5e7eb",
+    "grid.linewidth": 0.8,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": "#374151",
+    "xtick.color": "#4b5563",
+    "ytick.color": "#4b5563",
+    "legend.frameon": False,
+    "legend.fontsize": 8,
 }
 SIZE, DPI = (6.4, 4.0), 110
 
@@ -76,8 +86,11 @@ def _render(fig: Figure) -> bytes:
 
 def learning_curve(comp: Comparison, x_key: str, x_label: str, colors: dict[str, str]) -> Plot:
     metric = comp.metric
-    plot = Plot(f"curve-{x_key}", f"Validation {metric} vs {x_label}",
-                f"Validation {metric} during training against {x_label}, one line per run (seeds share a colour).")
+    plot = Plot(
+        f"curve-{x_key}",
+        f"Validation {metric} vs {x_label}",
+        f"Validation {metric} during training against {x_label}, one line per run (seeds share a colour).",
+    )
     lines = []
     for e in comp.entries:
         for r in e.runs:
@@ -86,8 +99,11 @@ def learning_curve(comp: Comparison, x_key: str, x_label: str, colors: dict[str,
                 lines.append((e, r, pts))
     if not lines:
         has_validation = any(r.validation_curve() for r in comp.runs)
-        plot.note = (f"no run records {x_label} on its validation lines in metrics.jsonl."
-                     if has_validation else "no run has validation lines in metrics.jsonl.")
+        plot.note = (
+            f"no run records {x_label} on its validation lines in metrics.jsonl."
+            if has_validation
+            else "no run has validation lines in metrics.jsonl."
+        )
         return plot
     drawn = {e.label for e, _, _ in lines}
     untrained = [e.label for e in comp.entries if e.label not in drawn and not _trains(e)]
@@ -104,8 +120,16 @@ def learning_curve(comp: Comparison, x_key: str, x_label: str, colors: dict[str,
             xs, ys = zip(*sorted(pts))
             first = e.label not in seen
             seen.add(e.label)
-            ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, alpha=0.9, color=colors[e.label],
-                    label=f"{e.label} ({e.n} seed{'s' if e.n > 1 else ''})" if first else None)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                markersize=3.5,
+                linewidth=1.6,
+                alpha=0.9,
+                color=colors[e.label],
+                label=f"{e.label} ({e.n} seed{'s' if e.n > 1 else ''})" if first else None,
+            )
         ax.set_title(plot.title)
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"validation {metric}")
@@ -116,14 +140,24 @@ def learning_curve(comp: Comparison, x_key: str, x_label: str, colors: dict[str,
     return plot
 
 
-def pareto(comp: Comparison, cost_key: str, x_label: str, colors: dict[str, str], log: bool = False,
-           unit: str = "", from_zero: bool = True) -> Plot:
+def pareto(
+    comp: Comparison,
+    cost_key: str,
+    x_label: str,
+    colors: dict[str, str],
+    log: bool = False,
+    unit: str = "",
+    from_zero: bool = True,
+) -> Plot:
     """``from_zero``: the x axis starts at 0 (FLOPs: zero-shot spends none; not so for memory, which
     the frozen weights fill whatever the method)."""
     metric = comp.metric
-    plot = Plot(f"pareto-{cost_key}", f"Test {metric} vs {x_label}",
-                f"Test {metric} (mean ± std over seeds) against {x_label}; filled points joined by the staircase "
-                "are the Pareto frontier (nothing cheaper is as good), hollow points are dominated.")
+    plot = Plot(
+        f"pareto-{cost_key}",
+        f"Test {metric} vs {x_label}",
+        f"Test {metric} (mean ± std over seeds) against {x_label}; filled points joined by the staircase "
+        "are the Pareto frontier (nothing cheaper is as good), hollow points are dominated.",
+    )
     points = [(e, e.costs[cost_key]) for e in comp.entries if e.costs.get(cost_key) is not None]
     if not points:
         plot.note = f"no run records {x_label} in summary.json."
@@ -147,13 +181,31 @@ def pareto(comp: Comparison, cost_key: str, x_label: str, colors: dict[str, str]
         texts = []
         for i, (e, c) in enumerate(points):
             on = i in front
-            ax.errorbar([c], [e.mean], yerr=[e.std] if e.std else None, fmt="o", markersize=7, capsize=3,
-                        color=colors[e.label], markerfacecolor=colors[e.label] if on else "white",
-                        markeredgewidth=1.6, zorder=3)
+            ax.errorbar(
+                [c],
+                [e.mean],
+                yerr=[e.std] if e.std else None,
+                fmt="o",
+                markersize=7,
+                capsize=3,
+                color=colors[e.label],
+                markerfacecolor=colors[e.label] if on else "white",
+                markeredgewidth=1.6,
+                zorder=3,
+            )
             # A translucent white box keeps a label readable where it crosses the frontier line.
-            texts.append(ax.annotate(e.label, (c, e.mean), xytext=(6, 4), textcoords="offset points", fontsize=8,
-                                     color="#111827" if on else "#6b7280", zorder=4,
-                                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75}))
+            texts.append(
+                ax.annotate(
+                    e.label,
+                    (c, e.mean),
+                    xytext=(6, 4),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="#111827" if on else "#6b7280",
+                    zorder=4,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
+                )
+            )
         fx = [costs[i] for i in front]
         fy = [points[i][0].mean for i in front]
         ax.plot(fx, fy, drawstyle="steps-post", color="#374151", linewidth=1.2, alpha=0.7, zorder=2)
@@ -167,9 +219,22 @@ def pareto(comp: Comparison, cost_key: str, x_label: str, colors: dict[str, str]
 
 
 # Where a point's label may go, in order of preference: (dx, dy) in points and alignment.
-LABEL_SPOTS = ((6, 4, "left"), (6, -11, "left"), (-6, 4, "right"), (-6, -11, "right"), (0, 9, "center"),
-               (0, -17, "center"), (8, 16, "left"), (8, -23, "left"), (-8, 16, "right"), (-8, -23, "right"),
-               (0, 22, "center"), (0, -30, "center"), (8, 28, "left"), (-8, 28, "right"))
+LABEL_SPOTS = (
+    (6, 4, "left"),
+    (6, -11, "left"),
+    (-6, 4, "right"),
+    (-6, -11, "right"),
+    (0, 9, "center"),
+    (0, -17, "center"),
+    (8, 16, "left"),
+    (8, -23, "left"),
+    (-8, 16, "right"),
+    (-8, -23, "right"),
+    (0, 22, "center"),
+    (0, -30, "center"),
+    (8, 28, "left"),
+    (-8, 28, "right"),
+)
 
 
 def _separate(fig: Figure, texts: list, points: list[tuple[float, float]]) -> None:
@@ -235,4 +300,3 @@ def comparison_plots(comp: Comparison) -> list[Plot]:
         pareto(comp, "flops", "training FLOPs", colors),
         pareto(comp, "peak_memory_bytes", "peak memory", colors, unit="B", from_zero=False),
     ]
-

@@ -83,12 +83,15 @@ def find_run_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise PeftlabError(f"{folder}: not a folder (expected a comparison folder holding run folders)")
     if (folder / "summary.json").is_file():
-        raise PeftlabError(f"{folder} is a single run folder; pass the folder that holds the runs to compare "
-                           f"(e.g. {folder.parent})")
+        raise PeftlabError(
+            f"{folder} is a single run folder; pass the folder that holds the runs to compare (e.g. {folder.parent})"
+        )
     dirs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "summary.json").is_file())
     if not dirs:
-        raise PeftlabError(f"{folder}: no finished runs (no subfolder has a summary.json; "
-                           f"runs still training or failed runs are not reported)")
+        raise PeftlabError(
+            f"{folder}: no finished runs (no subfolder has a summary.json; "
+            f"runs still training or failed runs are not reported)"
+        )
     return dirs
 
 
@@ -102,10 +105,16 @@ def load_run(run_dir: Path) -> Run:
     if missing:
         raise PeftlabError(f"{run_dir / 'summary.json'}: missing field(s) {', '.join(missing)}")
     if summary["primary_metric"] not in (summary["test"] or {}):
-        raise PeftlabError(f"{run_dir / 'summary.json'}: test has no value for the primary metric "
-                           f"'{summary['primary_metric']}'")
-    return Run(dir=run_dir, summary=summary, config=_read_yaml(run_dir / "config.yaml"),
-               metrics=_read_jsonl(run_dir / "metrics.jsonl"), predictions=_read_predictions(run_dir / "predictions.csv"))
+        raise PeftlabError(
+            f"{run_dir / 'summary.json'}: test has no value for the primary metric '{summary['primary_metric']}'"
+        )
+    return Run(
+        dir=run_dir,
+        summary=summary,
+        config=_read_yaml(run_dir / "config.yaml"),
+        metrics=_read_jsonl(run_dir / "metrics.jsonl"),
+        predictions=_read_predictions(run_dir / "predictions.csv"),
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -151,10 +160,20 @@ def _read_predictions(path: Path) -> list[Prediction]:
         reader = csv.DictReader(f)
         need = {"id", "reference", "prediction"}
         if not need <= set(reader.fieldnames or []):
-            raise PeftlabError(f"{path}: expected columns id, input, reference, prediction[, score]; "
-                               f"got {', '.join(reader.fieldnames or [])}")
-        return [Prediction(id=r["id"], input=r.get("input") or "", reference=r["reference"] or "",
-                           prediction=r["prediction"] or "", score=_float(r.get("score"))) for r in reader]
+            raise PeftlabError(
+                f"{path}: expected columns id, input, reference, prediction[, score]; "
+                f"got {', '.join(reader.fieldnames or [])}"
+            )
+        return [
+            Prediction(
+                id=r["id"],
+                input=r.get("input") or "",
+                reference=r["reference"] or "",
+                prediction=r["prediction"] or "",
+                score=_float(r.get("score")),
+            )
+            for r in reader
+        ]
 
 
 def _float(text: str | None) -> float | None:

@@ -56,10 +56,18 @@ def _num(v: float | None, fmt: str) -> str:
 
 def cells(e: Entry) -> list[str]:
     c = e.costs
-    return [e.label, score_cell(e), str(e.n), verdict_cell(e), _num(c["trainable_params"], ",.0f"),
-            _num(c["trainable_pct"], ".2f") + ("%" if c["trainable_pct"] is not None else ""),
-            human_bytes(c["adapter_bytes"]), human_flops(c["flops"]), _num(c["train_seconds"], ".0f"),
-            human_bytes(c["peak_memory_bytes"])]
+    return [
+        e.label,
+        score_cell(e),
+        str(e.n),
+        verdict_cell(e),
+        _num(c["trainable_params"], ",.0f"),
+        _num(c["trainable_pct"], ".2f") + ("%" if c["trainable_pct"] is not None else ""),
+        human_bytes(c["adapter_bytes"]),
+        human_flops(c["flops"]),
+        _num(c["train_seconds"], ".0f"),
+        human_bytes(c["peak_memory_bytes"]),
+    ]
 
 
 def records(comparisons: list[Comparison]) -> list[dict]:
@@ -68,14 +76,28 @@ def records(comparisons: list[Comparison]) -> list[dict]:
     for comp in comparisons:
         for rank, e in enumerate(comp.entries, 1):
             t = e.tie
-            out.append({
-                "task": comp.task, "metric": comp.metric, "higher_is_better": comp.higher_is_better,
-                "rank": rank, "label": e.label, "mean": e.mean, "std": e.std, "n_seeds": e.n,
-                "seeds": e.seeds, "verdict": t.verdict, "tie_basis": t.basis, "delta_to_best": t.delta,
-                "ci_low": t.ci[0] if t.ci else None, "ci_high": t.ci[1] if t.ci else None,
-                **{k: _plain(v) for k, v in e.costs.items()}, "peak_memory_kind": e.memory_kind,
-                "runs": [r.name for r in e.runs], "run_dirs": [str(r.dir) for r in e.runs],
-            })
+            out.append(
+                {
+                    "task": comp.task,
+                    "metric": comp.metric,
+                    "higher_is_better": comp.higher_is_better,
+                    "rank": rank,
+                    "label": e.label,
+                    "mean": e.mean,
+                    "std": e.std,
+                    "n_seeds": e.n,
+                    "seeds": e.seeds,
+                    "verdict": t.verdict,
+                    "tie_basis": t.basis,
+                    "delta_to_best": t.delta,
+                    "ci_low": t.ci[0] if t.ci else None,
+                    "ci_high": t.ci[1] if t.ci else None,
+                    **{k: _plain(v) for k, v in e.costs.items()},
+                    "peak_memory_kind": e.memory_kind,
+                    "runs": [r.name for r in e.runs],
+                    "run_dirs": [str(r.dir) for r in e.runs],
+                }
+            )
     return out
 
 
@@ -125,21 +147,36 @@ def terminal_cells(e: Entry) -> list[str]:
     verdict = {"best": "best", "tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
     if t.verdict != "best" and t.delta is not None:
         verdict += f" Δ{t.delta:.3f}"
-    return [e.label, score_cell(e), str(e.n), verdict, human_count(c["trainable_params"]),
-            human_bytes(c["adapter_bytes"]), human_count(c["flops"]), _num(c["train_seconds"], ".0f"),
-            human_bytes(c["peak_memory_bytes"])]
+    return [
+        e.label,
+        score_cell(e),
+        str(e.n),
+        verdict,
+        human_count(c["trainable_params"]),
+        human_bytes(c["adapter_bytes"]),
+        human_count(c["flops"]),
+        _num(c["train_seconds"], ".0f"),
+        human_bytes(c["peak_memory_bytes"]),
+    ]
 
 
 def print_tables(comparisons: list[Comparison]) -> None:
     heads = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
     for comp in comparisons:
         direction = "higher is better" if comp.higher_is_better else "lower is better"
-        table = Table(title=f"{comp.task}: test {comp.metric} ({direction})", box=box.SIMPLE_HEAD, padding=(0, 1),
-                      show_edge=False, collapse_padding=True)
+        table = Table(
+            title=f"{comp.task}: test {comp.metric} ({direction})",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            show_edge=False,
+            collapse_padding=True,
+        )
         for h in heads:
             table.add_column(h, justify="left" if h in ("label", "vs best") else "right", no_wrap=h != "label")
         for e in comp.entries:
             table.add_row(*terminal_cells(e), style="bold" if e.tie.verdict in ("best", "tie") else None)
         console.print(table)
-    console.print("[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "
-                  "over test examples that includes 0 when a label has one seed); Δ: behind the best[/dim]")
+    console.print(
+        "[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "
+        "over test examples that includes 0 when a label has one seed); Δ: behind the best[/dim]"
+    )

@@ -25,18 +25,20 @@ import numpy as np
 RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
-TIE_RULE = ("Ties: with ≥ 2 seeds on both sides, a label ties with the best when the mean ± std intervals "
-            "(sample std over seeds) overlap. When either side has one seed, a paired bootstrap over test examples "
-            f"(per-example scores matched by id, {RESAMPLES} resamples, fixed seed) gives a 95% interval of the "
-            "difference to the best; a label ties when that interval includes 0. Without per-example scores a "
-            "one-seed comparison is undecided.")
+TIE_RULE = (
+    "Ties: with ≥ 2 seeds on both sides, a label ties with the best when the mean ± std intervals "
+    "(sample std over seeds) overlap. When either side has one seed, a paired bootstrap over test examples "
+    f"(per-example scores matched by id, {RESAMPLES} resamples, fixed seed) gives a 95% interval of the "
+    "difference to the best; a label ties when that interval includes 0. Without per-example scores a "
+    "one-seed comparison is undecided."
+)
 
 
 @dataclass
 class Verdict:
-    verdict: str                  # "best", "tie", "worse" or "undecided"
-    basis: str                    # "seeds", "bootstrap", "no per-example scores" or ""
-    delta: float | None = None    # how much worse than the best (>= 0 means worse), in metric units
+    verdict: str  # "best", "tie", "worse" or "undecided"
+    basis: str  # "seeds", "bootstrap", "no per-example scores" or ""
+    delta: float | None = None  # how much worse than the best (>= 0 means worse), in metric units
     ci: tuple[float, float] | None = None  # bootstrap 95% interval of that difference
 
 
@@ -45,8 +47,9 @@ def seeds_overlap(best_mean: float, best_std: float, mean: float, std: float) ->
     return abs(best_mean - mean) <= best_std + std
 
 
-def paired_bootstrap(best: np.ndarray, other: np.ndarray, resamples: int = RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+def paired_bootstrap(
+    best: np.ndarray, other: np.ndarray, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float, float]:
     """Mean paired difference best - other and its 95% percentile bootstrap interval.
 
     Resampling the same example indices for both keeps the pairing: easy examples are easy for
@@ -68,8 +71,13 @@ def label_example_scores(per_run: list[dict[str, float]]) -> dict[str, float]:
     return {i: sum(s[i] for s in per_run) / len(per_run) for i in ids}
 
 
-def decide(best_stats: tuple[float, float | None, int], other_stats: tuple[float, float | None, int],
-           best_scores: dict[str, float], other_scores: dict[str, float], higher_is_better: bool) -> Verdict:
+def decide(
+    best_stats: tuple[float, float | None, int],
+    other_stats: tuple[float, float | None, int],
+    best_scores: dict[str, float],
+    other_scores: dict[str, float],
+    higher_is_better: bool,
+) -> Verdict:
     """Compare one label with the best. *_stats are (mean, std or None, number of seeds)."""
     sign = 1.0 if higher_is_better else -1.0
     (b_mean, b_std, b_n), (o_mean, o_std, o_n) = best_stats, other_stats

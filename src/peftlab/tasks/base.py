@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 import sqlite3
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from peftlab.config import TaskConfig
 from peftlab.data.readers import read_hub, read_rows
@@ -24,18 +24,18 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class Example:
     id: str
-    prompt: str            # the task's prompt text, before any chat template
-    target: str            # what the model is trained to produce
+    prompt: str  # the task's prompt text, before any chat template
+    target: str  # what the model is trained to produce
     references: list[str]  # what a prediction is scored against (several = multi-reference max)
     choices: list[str] | None = None  # multiple_choice: this example's options (classify: task.label_words)
-    database: str | None = None       # text-to-SQL: the SQLite file the SQL runs on
+    database: str | None = None  # text-to-SQL: the SQLite file the SQL runs on
 
 
 @dataclass
 class Task:
     name: str
     splits: dict[str, list[Example]]
-    metrics: list[str]     # metric names (peftlab.tasks.metrics); the first one's primary key is the primary
+    metrics: list[str]  # metric names (peftlab.tasks.metrics); the first one's primary key is the primary
     primary: str
     max_new_tokens: int
     higher_is_better: bool = True
@@ -91,8 +91,11 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
     rows = get_reader(cfg.reader)(raw, dict(cfg.reader_options), where)
     if not rows.get("validation") and rows.get("train"):
         rows["train"], rows["validation"] = _hold_out(rows["train"], cfg.validation_size)
-        log(f"task {cfg.name}: no validation split; {len(rows['validation'])} training examples held out "
-            "as validation (seed 0)")
+        log(
+            f"task {cfg.name}: no validation split; {len(rows['validation'])} training examples held out "
+            "as validation (seed 0)"
+        )
+
     def source(split: str) -> str:  # errors name the file (or hub split) a row came from
         return sources[split] if split in sources else f"{sources.get('all', where)} ({split})"
 
@@ -105,10 +108,19 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         _add_demonstrations(cfg, splits)
     names = [cfg.metric, *[m for m in cfg.extra_metrics if m != cfg.metric]]
     fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
-    format_input = (lambda text, f=fields.pop(): cfg.input_template.format(**{f: text})) if len(fields) == 1 else None
-    return Task(cfg.name, splits, names, metrics.PRIMARY[cfg.metric], cfg.max_new_tokens,
-                higher_is_better=cfg.higher_is_better, format_input=format_input,
-                output_type=cfg.output_type, label_words=_label_words(cfg, splits))
+    only = next(iter(fields)) if len(fields) == 1 else None  # the template's one field, if it has exactly one
+    format_input = (lambda text: cfg.input_template.format(**{only: text})) if only else None
+    return Task(
+        cfg.name,
+        splits,
+        names,
+        metrics.PRIMARY[cfg.metric],
+        cfg.max_new_tokens,
+        higher_is_better=cfg.higher_is_better,
+        format_input=format_input,
+        output_type=cfg.output_type,
+        label_words=_label_words(cfg, splits),
+    )
 
 
 def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str, str], Path]:
@@ -159,8 +171,10 @@ def _runnable(examples: list[Example], where: str, log) -> list[Example]:
             e.references = good
             kept.append(e)
     if len(kept) < len(examples):
-        log(f"{where}: {len(examples) - len(kept)} of {len(examples)} examples dropped: their gold SQL fails "
-            "on the database")
+        log(
+            f"{where}: {len(examples) - len(kept)} of {len(examples)} examples dropped: their gold SQL fails "
+            "on the database"
+        )
     return kept
 
 
@@ -197,8 +211,10 @@ def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str]
     for split, examples in splits.items():
         for e in examples:
             if e.target not in words:
-                raise PeftlabError(f"task '{cfg.name}' {split} example {e.id}: label {e.target!r} is not one of "
-                                   f"task.label_words {words}")
+                raise PeftlabError(
+                    f"task '{cfg.name}' {split} example {e.id}: label {e.target!r} is not one of "
+                    f"task.label_words {words}"
+                )
     return words
 
 
@@ -210,8 +226,9 @@ def _choices(cfg: TaskConfig, row: dict, where: str) -> tuple[list[str], str]:
     if isinstance(raw, dict) and "text" in raw:
         labels, raw = raw.get("label"), raw["text"]
     if not isinstance(raw, list) or not raw:
-        raise PeftlabError(f"{where}: field '{cfg.choices_field}' must be a non-empty list of options "
-                           "or {label: [...], text: [...]}")
+        raise PeftlabError(
+            f"{where}: field '{cfg.choices_field}' must be a non-empty list of options or {{label: [...], text: [...]}}"
+        )
     options = [str(o) for o in raw]
     answer = row.get(cfg.target_field)
     if labels is not None and answer in labels:
@@ -222,8 +239,9 @@ def _choices(cfg: TaskConfig, row: dict, where: str) -> tuple[list[str], str]:
         return options, options[LETTERS.index(answer)]
     if str(answer) in options:
         return options, str(answer)
-    raise PeftlabError(f"{where}: answer {answer!r} in '{cfg.target_field}' matches no option "
-                       f"(labels {labels}, options {options})")
+    raise PeftlabError(
+        f"{where}: answer {answer!r} in '{cfg.target_field}' matches no option (labels {labels}, options {options})"
+    )
 
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -272,11 +290,14 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(
         try:
             prompt = cfg.input_template.format(**row)
         except KeyError as e:
-            raise PeftlabError(f"{where}: task.input_template uses field {e} which the row lacks "
-                               f"(fields: {', '.join(row)})") from None
+            raise PeftlabError(
+                f"{where}: task.input_template uses field {e} which the row lacks (fields: {', '.join(row)})"
+            ) from None
         except (ValueError, IndexError) as e:
-            raise PeftlabError(f"task.input_template: invalid format string ({e}); "
-                               "use {field} for fields and {{ }} for literal braces") from None
+            raise PeftlabError(
+                f"task.input_template: invalid format string ({e}); "
+                "use {field} for fields and {{ }} for literal braces"
+            ) from None
         references = []
         for f in cfg.reference_fields or [cfg.target_field]:
             value = row.get(f)  # a list field holds several references (GeoQuery's SQL variants)
@@ -284,8 +305,7 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(
         target = row.get(cfg.target_field)
         if target in (None, ""):
             if not references:
-                raise PeftlabError(f"{where}: no target field '{cfg.target_field}' "
-                                   f"(fields: {', '.join(row)})")
+                raise PeftlabError(f"{where}: no target field '{cfg.target_field}' (fields: {', '.join(row)})")
             target = references[0]
         if isinstance(cfg.label_words, dict):  # e.g. SST-2's 0/1 -> negative/positive
             words = {str(k): v for k, v in cfg.label_words.items()}
@@ -298,9 +318,11 @@ def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(
         ex_id = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(n)
         if ex_id in by_id:
             if not cfg.merge_duplicate_ids:
-                raise PeftlabError(f"{where}: duplicate id {ex_id!r} in field '{cfg.id_field}' (first seen at row "
-                                   f"{ids_row[ex_id]}); ids must be unique, or set task.merge_duplicate_ids: true "
-                                   "to make rows sharing an id one example with several references")
+                raise PeftlabError(
+                    f"{where}: duplicate id {ex_id!r} in field '{cfg.id_field}' (first seen at row "
+                    f"{ids_row[ex_id]}); ids must be unique, or set task.merge_duplicate_ids: true "
+                    "to make rows sharing an id one example with several references"
+                )
             by_id[ex_id].references += [r for r in references if r not in by_id[ex_id].references]
             continue
         ids_row[ex_id] = n + 1

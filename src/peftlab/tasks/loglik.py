@@ -43,8 +43,14 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def continuation_logprobs(backbone: Backbone, model: nn.Module, prompts: list[str], continuations: list[list[str]],
-                          batch_size: int = 16, max_source_tokens: int = 512) -> list[list[tuple[float, int]]]:
+def continuation_logprobs(
+    backbone: Backbone,
+    model: nn.Module,
+    prompts: list[str],
+    continuations: list[list[str]],
+    batch_size: int = 16,
+    max_source_tokens: int = 512,
+) -> list[list[tuple[float, int]]]:
     """For each prompt and each of its continuations: (summed log-probability of the continuation's
     tokens given the prompt, number of continuation tokens). ``model`` may be plain or peft-wrapped."""
     if len(prompts) != len(continuations):
@@ -66,7 +72,7 @@ def continuation_logprobs(backbone: Backbone, model: nn.Module, prompts: list[st
     model.eval()
     try:
         for start in range(0, len(order), batch_size):
-            batch = [rows[r] for r in order[start:start + batch_size]]
+            batch = [rows[r] for r in order[start : start + batch_size]]
             if backbone.is_seq2seq:
                 scores = _seq2seq_batch(model, [src[i] for i, _, _ in batch], [c for _, _, c in batch], pad, device)
             else:
@@ -90,7 +96,7 @@ def _causal_batch(model, srcs: list[list[int]], conts: list[list[int]], pad: int
     for r, (s, c) in enumerate(zip(srcs, conts)):
         ids[r, : len(s) + len(c)] = torch.tensor(s + c, dtype=torch.long)
         mask[r, : len(s) + len(c)] = 1
-        target[r, len(s): len(s) + len(c)] = True
+        target[r, len(s) : len(s) + len(c)] = True
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     logits = logits[:, -width:].float()  # prompt tuning prepends virtual tokens' logits: drop them
     logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
@@ -122,21 +128,40 @@ def pick_choice(scores_with_lengths: list[tuple[float, int]]) -> int:
     return max(range(len(means)), key=lambda k: (means[k], -k))
 
 
-def classify(backbone: Backbone, model: nn.Module, prompts: list[str], label_words: list[str],
-             batch_size: int = 16, max_source_tokens: int = 512) -> list[str]:
+def classify(
+    backbone: Backbone,
+    model: nn.Module,
+    prompts: list[str],
+    label_words: list[str],
+    batch_size: int = 16,
+    max_source_tokens: int = 512,
+) -> list[str]:
     """The label word with the highest summed log-probability, per prompt (always one of label_words)."""
     if not label_words:
         raise ValueError("classify needs at least one label word")
-    scores = continuation_logprobs(backbone, model, prompts, [list(label_words)] * len(prompts),
-                                   batch_size=batch_size, max_source_tokens=max_source_tokens)
+    scores = continuation_logprobs(
+        backbone,
+        model,
+        prompts,
+        [list(label_words)] * len(prompts),
+        batch_size=batch_size,
+        max_source_tokens=max_source_tokens,
+    )
     return [label_words[max(range(len(row)), key=lambda k: (row[k][0], -k))] for row in scores]
 
 
-def multiple_choice(backbone: Backbone, model: nn.Module, prompts: list[str], choices: list[list[str]],
-                    batch_size: int = 16, max_source_tokens: int = 512) -> list[int]:
+def multiple_choice(
+    backbone: Backbone,
+    model: nn.Module,
+    prompts: list[str],
+    choices: list[list[str]],
+    batch_size: int = 16,
+    max_source_tokens: int = 512,
+) -> list[int]:
     """Per prompt, the index of its best choice by length-normalised log-likelihood (``pick_choice``)."""
     if any(not c for c in choices):
         raise ValueError("every prompt needs at least one choice")
-    scores = continuation_logprobs(backbone, model, prompts, choices,
-                                   batch_size=batch_size, max_source_tokens=max_source_tokens)
+    scores = continuation_logprobs(
+        backbone, model, prompts, choices, batch_size=batch_size, max_source_tokens=max_source_tokens
+    )
     return [pick_choice(row) for row in scores]

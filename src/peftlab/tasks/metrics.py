@@ -8,7 +8,7 @@ multi-reference maximum used for DialogSum's three test summaries).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -46,8 +46,9 @@ def exact_match(predictions: list[str], references: list[list[str]]) -> dict[str
     return {"exact_match": hits / max(len(predictions), 1)}
 
 
-def execution_accuracy(predictions: list[str], references: list[list[str]],
-                       databases: list[str | None]) -> dict[str, float]:
+def execution_accuracy(
+    predictions: list[str], references: list[list[str]], databases: list[str | None]
+) -> dict[str, float]:
     """Predicted and gold SQL run read-only on each example's database; result rows compared as
     multisets (as lists when the gold query has ORDER BY). Also reports normalised exact match."""
     from peftlab.tasks.sql_exec import execution_match, extract_sql
@@ -59,12 +60,19 @@ def execution_accuracy(predictions: list[str], references: list[list[str]],
         sql = extract_sql(pred)
         hits += any(execution_match(db, sql, gold) for gold in refs)
     n = max(len(predictions), 1)
-    return {"execution_accuracy": hits / n,
-            "exact_match": exact_match([extract_sql(p) for p in predictions], references)["exact_match"]}
+    return {
+        "execution_accuracy": hits / n,
+        "exact_match": exact_match([extract_sql(p) for p in predictions], references)["exact_match"],
+    }
 
 
-PRIMARY = {"rouge": "rougeL", "bleu": "bleu4", "exact_match": "exact_match", "accuracy": "accuracy",
-           "execution_accuracy": "execution_accuracy"}
+PRIMARY = {
+    "rouge": "rougeL",
+    "bleu": "bleu4",
+    "exact_match": "exact_match",
+    "accuracy": "accuracy",
+    "execution_accuracy": "execution_accuracy",
+}
 
 
 BLEU_ORDERS = (1, 2, 3, 4)
@@ -95,8 +103,9 @@ def bleu(predictions: list[str], references: list[list[str]]) -> dict[str, float
             raise ValueError(f"bleu: example {i} has no reference")
     width = max(len(refs) for refs in references)
     streams = [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
-    return {f"bleu{n}": BLEU(max_ngram_order=n).corpus_score(list(predictions), streams).score / 100
-            for n in BLEU_ORDERS}
+    return {
+        f"bleu{n}": BLEU(max_ngram_order=n).corpus_score(list(predictions), streams).score / 100 for n in BLEU_ORDERS
+    }
 
 
 def _gold_labels(predictions: list[str], references: list[list[str]]) -> list[str]:

@@ -26,8 +26,12 @@ class SQLError(Exception):
 # Authorizer allow-list: reading tables/columns, calling functions, recursive CTEs.
 # Everything else (INSERT, ATTACH, PRAGMA, CREATE TEMP ...) is denied even before
 # query_only would catch it, so e.g. ATTACH cannot create a new file on disk.
-_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
-            getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+_ALLOWED = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
+}
 _PROGRESS_EVERY = 1000  # VM instructions between deadline checks: cheap, and ms-precise
 
 
@@ -95,8 +99,7 @@ def _check_single_statement(sql: str) -> None:
         raise SQLError("only one SQL statement is allowed")
 
 
-def run_readonly(db_path: str | Path, sql: str, timeout_s: float = 2.0,
-                 max_rows: int = 10000) -> list[tuple]:
+def run_readonly(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows: int = 10000) -> list[tuple]:
     """Run one read-only statement and return its rows.
 
     Raises SQLError with a clear message on any failure: missing database, syntax
@@ -108,8 +111,7 @@ def run_readonly(db_path: str | Path, sql: str, timeout_s: float = 2.0,
         raise SQLError(f"database not found: {path}")
     _check_single_statement(sql)
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
-                               timeout=timeout_s)
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=timeout_s)
     except sqlite3.Error as e:
         raise SQLError(f"cannot open database {path}: {e}") from e
     denied: list[int] = []
@@ -153,8 +155,7 @@ def _normalize(rows: Iterable[Sequence]) -> list[tuple]:
     return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
 
 
-def results_match(pred_rows: Iterable[Sequence], gold_rows: Iterable[Sequence],
-                  ordered: bool) -> bool:
+def results_match(pred_rows: Iterable[Sequence], gold_rows: Iterable[Sequence], ordered: bool) -> bool:
     """Compare result sets: as lists if ``ordered``, else as multisets (duplicates count)."""
     pred, gold = _normalize(pred_rows), _normalize(gold_rows)
     if ordered:
@@ -169,8 +170,9 @@ def _has_order_by(sql: str) -> bool:
     return bool(_ORDER_BY.search(_mask(sql)))
 
 
-def execution_match(db_path: str | Path, pred_sql: str, gold_sql: str,
-                    timeout_s: float = 2.0, max_rows: int = 10000) -> bool:
+def execution_match(
+    db_path: str | Path, pred_sql: str, gold_sql: str, timeout_s: float = 2.0, max_rows: int = 10000
+) -> bool:
     """True iff ``pred_sql`` runs and returns the same rows as ``gold_sql``.
 
     Row order matters only when the gold query has an ORDER BY. A failing prediction
@@ -190,8 +192,7 @@ def execution_match(db_path: str | Path, pred_sql: str, gold_sql: str,
 _FENCE = "```"
 # SELECT anywhere; WITH only when it really starts a CTE, so prose like
 # "Here is the query with the answer: SELECT ..." starts at SELECT, not at "with".
-_SQL_START = re.compile(
-    r"\bSELECT\b|\bWITH\s+(?:RECURSIVE\s+)?\w+\s*(?:\([^)]*\)\s*)?AS\s*\(", re.IGNORECASE)
+_SQL_START = re.compile(r"\bSELECT\b|\bWITH\s+(?:RECURSIVE\s+)?\w+\s*(?:\([^)]*\)\s*)?AS\s*\(", re.IGNORECASE)
 
 
 def _cut_at_semicolon(sql: str) -> str:
@@ -211,16 +212,16 @@ def extract_sql(text: str) -> str:
     text = text or ""
     start = text.find(_FENCE)
     if start >= 0:
-        body = text[start + len(_FENCE):]
+        body = text[start + len(_FENCE) :]
         end = body.find(_FENCE)
         body = body if end < 0 else body[:end]
         m = _SQL_START.search(body)
         if m:
-            body = body[m.start():]
+            body = body[m.start() :]
         else:  # drop a language tag line such as "sql" or "sqlite"
             body = re.sub(r"^[ \t]*[A-Za-z0-9_+-]*[ \t]*\n", "", body, count=1)
     else:
         m = _SQL_START.search(text)
-        body = text[m.start():] if m else text
+        body = text[m.start() :] if m else text
         body = re.split(r"\n[ \t]*\n", body, maxsplit=1)[0]
     return _cut_at_semicolon(body).strip()

@@ -21,8 +21,7 @@ def sql_demo(cfg: TaskConfig) -> Task:
         for split, rows in demo.make_examples(seed=0).items()
     }
     max_new = cfg.max_new_tokens if "max_new_tokens" in cfg.model_fields_set else 48
-    return Task("sql_demo", splits, ["execution_accuracy"], "execution_accuracy", max_new,
-                format_input=demo.prompt)
+    return Task("sql_demo", splits, ["execution_accuracy"], "execution_accuracy", max_new, format_input=demo.prompt)
 
 
 BUILTIN = {"sql_demo": sql_demo}

@@ -7,7 +7,7 @@ config.yaml records, so a run stays reproducible if a packaged YAML changes late
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -17,7 +17,7 @@ from peftlab.errors import PeftlabError
 HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog() -> dict[str, dict]:
     """{task name: its YAML as a dict}, read once from this folder."""
     tasks = {}

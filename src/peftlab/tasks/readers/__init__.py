@@ -11,7 +11,7 @@ A reader is ``fn(raw: {split: rows}, options: dict, where: str) -> {split: rows}
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from peftlab.errors import PeftlabError
 
@@ -38,9 +38,12 @@ def check_options(options: dict, allowed: dict[str, tuple], where: str, reader: 
     """Options of a reader, validated: {name: (allowed values..)}; errors say what is allowed."""
     for key, value in options.items():
         if key not in allowed:
-            raise PeftlabError(f"{where}: task.reader_options.{key}: unknown option of reader '{reader}'; "
-                               f"allowed: {', '.join(allowed)}")
+            raise PeftlabError(
+                f"{where}: task.reader_options.{key}: unknown option of reader '{reader}'; "
+                f"allowed: {', '.join(allowed)}"
+            )
         if value not in allowed[key]:
-            raise PeftlabError(f"{where}: task.reader_options.{key}={value!r}: allowed: "
-                               f"{', '.join(map(str, allowed[key]))}")
+            raise PeftlabError(
+                f"{where}: task.reader_options.{key}={value!r}: allowed: {', '.join(map(str, allowed[key]))}"
+            )
     return options

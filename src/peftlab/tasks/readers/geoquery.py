@@ -28,10 +28,13 @@ def fill(text: str, variables: dict[str, str]) -> str:
 
 def geoquery(raw: dict[str, list[dict]], options: dict, where: str) -> dict[str, list[dict]]:
     split_by = check_options(options, {"split_by": ("question", "query")}, where, "geoquery").get(
-        "split_by", "question")
+        "split_by", "question"
+    )
     if set(raw) != {"all"}:
-        raise PeftlabError(f"{where}: the geoquery reader reads one file holding every split; "
-                           "give it as local_files: {all: geography.jsonl}")
+        raise PeftlabError(
+            f"{where}: the geoquery reader reads one file holding every split; "
+            "give it as local_files: {all: geography.jsonl}"
+        )
     out: dict[str, list[dict]] = {s: [] for s in SPLIT_NAMES.values()}
     for g, group in enumerate(raw["all"]):
         try:
@@ -39,15 +42,22 @@ def geoquery(raw: dict[str, list[dict]], options: dict, where: str) -> dict[str,
             for s, sent in enumerate(sentences):
                 split = sent["question-split"] if split_by == "question" else group["query-split"]
                 if split not in SPLIT_NAMES:
-                    raise PeftlabError(f"{where} record {g + 1}: unknown split {split!r} "
-                                       f"(expected {', '.join(SPLIT_NAMES)})")
+                    raise PeftlabError(
+                        f"{where} record {g + 1}: unknown split {split!r} (expected {', '.join(SPLIT_NAMES)})"
+                    )
                 variables = sent.get("variables", {})
                 golds = [fill(q, variables) for q in sqls]
-                out[SPLIT_NAMES[split]].append({
-                    "id": f"geo{g}-{s}", "question": fill(sent["text"], variables),
-                    "sql": golds[0], "sqls": golds,
-                })
+                out[SPLIT_NAMES[split]].append(
+                    {
+                        "id": f"geo{g}-{s}",
+                        "question": fill(sent["text"], variables),
+                        "sql": golds[0],
+                        "sqls": golds,
+                    }
+                )
         except (KeyError, TypeError) as e:
-            raise PeftlabError(f"{where} record {g + 1}: not a GeoQuery record (needs sql[] and "
-                               f"sentences[{{text, question-split, variables}}]; problem: {e!r})") from None
+            raise PeftlabError(
+                f"{where} record {g + 1}: not a GeoQuery record (needs sql[] and "
+                f"sentences[{{text, question-split, variables}}]; problem: {e!r})"
+            ) from None
     return out

@@ -25,8 +25,10 @@ def race_distractors(raw: dict[str, list[dict]], options: dict, where: str) -> d
                 opts, answer = list(row["options"]), str(row["answer"]).strip()
                 gold = LETTERS.index(answer) if answer in LETTERS else opts.index(answer)
             except (KeyError, TypeError, ValueError) as e:
-                raise PeftlabError(f"{where} {split} row {n + 1}: needs options (a list) and answer (a letter or "
-                                   f"an option's text); problem: {e!r}") from None
+                raise PeftlabError(
+                    f"{where} {split} row {n + 1}: needs options (a list) and answer (a letter or "
+                    f"an option's text); problem: {e!r}"
+                ) from None
             distractors = [o for i, o in enumerate(opts) if i != gold]
             base = {**row, "answer_text": opts[gold], "distractors": distractors}
             # One RACE article has several questions under the same example_id.

@@ -53,8 +53,9 @@ def _literal(value: object, numeric: bool) -> str:
 
 def create_statement(table: dict) -> str:
     cols = _columns(table["header"])
-    defs = [f"{_quote_ident(c)} {'REAL' if t == 'real' else 'TEXT COLLATE NOCASE'}"
-            for c, t in zip(cols, table["types"])]
+    defs = [
+        f"{_quote_ident(c)} {'REAL' if t == 'real' else 'TEXT COLLATE NOCASE'}" for c, t in zip(cols, table["types"])
+    ]
     return f"CREATE TABLE {_table_name(table['id'])} ({', '.join(defs)})"
 
 
@@ -66,8 +67,10 @@ def to_sql(table: dict, sql: dict) -> str:
     query = f"SELECT {agg}({sel})" if agg else f"SELECT {sel}"
     query += f" FROM {_table_name(table['id'])}"
     conds = sql["conds"]
-    parts = [f"{_quote_ident(cols[c])} {OPERATORS[o]} {_literal(v, numeric[c])}"
-             for c, o, v in zip(conds["column_index"], conds["operator_index"], conds["condition"])]
+    parts = [
+        f"{_quote_ident(cols[c])} {OPERATORS[o]} {_literal(v, numeric[c])}"
+        for c, o, v in zip(conds["column_index"], conds["operator_index"], conds["condition"])
+    ]
     return query + (" WHERE " + " AND ".join(parts) if parts else "")
 
 
@@ -83,8 +86,10 @@ def build_database(tables: dict[str, dict], root: Path) -> Path:
             conn.execute(create_statement(table))
             numeric = [t == "real" for t in table["types"]]
             marks = ", ".join("?" * len(table["header"]))
-            conn.executemany(f"INSERT INTO {_table_name(table['id'])} VALUES ({marks})",
-                             [[_cell(v, n) for v, n in zip(row, numeric)] for row in table["rows"]])
+            conn.executemany(
+                f"INSERT INTO {_table_name(table['id'])} VALUES ({marks})",
+                [[_cell(v, n) for v, n in zip(row, numeric)] for row in table["rows"]],
+            )
 
     return atomic_sqlite(path, fill)
 
@@ -110,11 +115,19 @@ def wikisql(raw: dict[str, list[dict]], options: dict, where: str) -> dict[str, 
             try:
                 table = row["table"]
                 tables.setdefault(str(table["id"]), table)
-                out[split].append({"id": f"{split}-{n}", "question": row["question"],
-                                   "sql": to_sql(table, row["sql"]), "schema": create_statement(table)})
+                out[split].append(
+                    {
+                        "id": f"{split}-{n}",
+                        "question": row["question"],
+                        "sql": to_sql(table, row["sql"]),
+                        "schema": create_statement(table),
+                    }
+                )
             except (KeyError, TypeError, IndexError) as e:
-                raise PeftlabError(f"{where} {split} row {n + 1}: not a WikiSQL row (needs question, "
-                                   f"table{{id, header, types, rows}}, sql{{sel, agg, conds}}); problem: {e!r}") from None
+                raise PeftlabError(
+                    f"{where} {split} row {n + 1}: not a WikiSQL row (needs question, "
+                    f"table{{id, header, types, rows}}, sql{{sel, agg, conds}}); problem: {e!r}"
+                ) from None
     db = build_database(tables, cache_root() / "tasks")
     for rows in out.values():
         for row in rows:
