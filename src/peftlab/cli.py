@@ -200,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add in (
+        _training_commands,
+        _use_commands,
+        _merge_and_demo_commands,
+        _listing_commands,
+        _attribute_command,
+        _inspect_commands,
+    ):
+        add(sub)
+    return p
+
+
+def _training_commands(sub) -> None:
+    """Train, check and compare: training runs and grids of them."""
     t = sub.add_parser(
         "train",
         help="train one run from a YAML config",
@@ -252,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="rerun finished runs too")
     c.set_defaults(func=_compare)
 
+
+def _use_commands(sub) -> None:
+    """Eval and generate: using trained runs."""
     e = sub.add_parser(
         "eval",
         help="score a finished run on a split by free generation",
@@ -291,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-beams", type=int, default=1, help="beam search width (default: 1 = greedy)")
     g.set_defaults(func=_generate)
 
+
+def _merge_and_demo_commands(sub) -> None:
+    """Merge and demo: a merged model folder, and the main job on the embedded default."""
     mg = sub.add_parser(
         "merge",
         help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",
@@ -313,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="rerun methods whose run folder is already finished")
     d.set_defaults(func=_demo)
 
+
+def _listing_commands(sub) -> None:
+    """Tasks, methods, score and report: what is available, and results."""
     tk = sub.add_parser("tasks", help="list the packaged tasks: data source, output type and metrics")
     tk.set_defaults(func=_tasks)
 
@@ -358,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.set_defaults(func=_report)
 
+
+def _attribute_command(sub) -> None:
+    """Attribute: token attributions of one prediction."""
     at = sub.add_parser(
         "attribute",
         help="which input tokens drove a run's output (integrated gradients heatmap)",
@@ -388,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass (default: 4)")
     at.set_defaults(func=_attribute)
 
+
+def _inspect_commands(sub) -> None:
+    """Data and params: a task's data and a method's parameters."""
     da = sub.add_parser(
         "data",
         help="token lengths, labels, truncation and formatted examples of a task's data",
@@ -429,7 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pa.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pa.set_defaults(func=_params)
-    return p
 
 
 def _quiet_libraries() -> None:

@@ -140,6 +140,40 @@ def learning_curve(comp: Comparison, x_key: str, x_label: str, colors: dict[str,
     return plot
 
 
+def _draw_points(ax, points: list, front: list[int], colors: dict[str, str]) -> list:
+    """Each label's mean ± std at its cost: filled on the frontier, hollow when dominated; returns the
+    labels' text artists (``_separate`` moves them apart)."""
+    texts = []
+    for i, (e, c) in enumerate(points):
+        on = i in front
+        ax.errorbar(
+            [c],
+            [e.mean],
+            yerr=[e.std] if e.std else None,
+            fmt="o",
+            markersize=7,
+            capsize=3,
+            color=colors[e.label],
+            markerfacecolor=colors[e.label] if on else "white",
+            markeredgewidth=1.6,
+            zorder=3,
+        )
+        # A translucent white box keeps a label readable where it crosses the frontier line.
+        texts.append(
+            ax.annotate(
+                e.label,
+                (c, e.mean),
+                xytext=(6, 4),
+                textcoords="offset points",
+                fontsize=8,
+                color="#111827" if on else "#6b7280",
+                zorder=4,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
+            )
+        )
+    return texts
+
+
 def pareto(
     comp: Comparison,
     cost_key: str,
@@ -178,34 +212,7 @@ def pareto(
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=SIZE)
         ax = fig.add_subplot()
-        texts = []
-        for i, (e, c) in enumerate(points):
-            on = i in front
-            ax.errorbar(
-                [c],
-                [e.mean],
-                yerr=[e.std] if e.std else None,
-                fmt="o",
-                markersize=7,
-                capsize=3,
-                color=colors[e.label],
-                markerfacecolor=colors[e.label] if on else "white",
-                markeredgewidth=1.6,
-                zorder=3,
-            )
-            # A translucent white box keeps a label readable where it crosses the frontier line.
-            texts.append(
-                ax.annotate(
-                    e.label,
-                    (c, e.mean),
-                    xytext=(6, 4),
-                    textcoords="offset points",
-                    fontsize=8,
-                    color="#111827" if on else "#6b7280",
-                    zorder=4,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
-                )
-            )
+        texts = _draw_points(ax, points, front, colors)
         fx = [costs[i] for i in front]
         fy = [points[i][0].mean for i in front]
         ax.plot(fx, fy, drawstyle="steps-post", color="#374151", linewidth=1.2, alpha=0.7, zorder=2)
