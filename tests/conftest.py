@@ -10,11 +10,17 @@ import pytest
 import torch
 from hypothesis import settings
 
+from peftlab.methods import register
+from tests.methods import toy_method
+
 # CI replays the same generated cases every run (a failure there is reproducible); locally each run
 # explores new ones.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# A toy method registered like any other: the tests that run over the registry pick it up.
+register(toy_method.METHOD)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ARCHS = ("tiny-t5", "tiny-gpt-neo", "tiny-llama")

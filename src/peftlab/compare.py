@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from peftlab.config import EvalConfig, ModelConfig, _format_validation_error, dump_config, load_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
+from peftlab.methods import REGISTRY, get_method
 from peftlab.runio import finished_with_config
 
 BUDGET_KEYS = {
@@ -75,17 +76,15 @@ class CompareConfig(BaseModel):
 
 
 def label_of(entry: dict[str, Any]) -> str:
+    """The entry's label, else its method's label for these options (hybrids: 'lora+prompt_tuning')."""
     if entry.get("label"):
         return str(entry["label"])
-    if entry.get("name") == "hybrid" and entry.get("methods"):
-        return "+".join(str(m.get("name")) for m in entry["methods"])
-    return str(entry.get("name"))
+    method = REGISTRY.get(str(entry.get("name")))
+    return method.label(entry) if method else str(entry.get("name"))
 
 
 def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
     """(label, run config dict) for every (method, seed), checked as the training command will."""
-    from peftlab.methods import get_method
-
     ((kind, amount),) = cc.budget.items()
     seen: set[str] = set()
     out = []

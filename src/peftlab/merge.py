@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from peftlab.errors import PeftlabError
-
-MERGEABLE = ("lora", "ia3")
+from peftlab.methods import REGISTRY, get_method
 
 
 def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
@@ -27,10 +26,11 @@ def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_run_config(run_dir)
-    if cfg.method.name not in MERGEABLE:
+    if not get_method(cfg.method.name).mergeable:
+        mergeable = [m.name for m in REGISTRY.values() if m.mergeable]
         raise PeftlabError(
             f"{run_dir}: a '{cfg.method.name}' run cannot be merged into the base weights; merge "
-            f"works for {' and '.join(MERGEABLE)} runs (their update is a change of existing weights)"
+            f"works for {' and '.join(mergeable)} runs (their update is a change of existing weights)"
         )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PeftlabError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")

@@ -502,6 +502,7 @@ def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, fac
     return {
         "run": cfg.run_name(),
         "method": method.name,
+        "trains": method.trains,
         "label": cfg.label or method.name,
         "task": task.name,
         "model": cfg.model.name,

@@ -22,11 +22,9 @@ from torch import nn
 
 from peftlab.config import MethodConfig, ModelConfig
 from peftlab.cost import dir_bytes
+from peftlab.methods import Method, count_parameters, get_method, method_options
 
 GROUPS = ("embeddings", "attention", "mlp", "norms", "head", "virtual tokens", "other")
-# Parameter-name markers of tensors a method adds (peft: lora_A/B, lora_magnitude_vector, ia3_l,
-# prompt_encoder; peftlab: parallel_adapter).
-ADDED = re.compile(r"(^|\.)(lora_\w+|ia3_\w+|prompt_encoder|parallel_adapter)(\.|$)")
 _RULES = (  # first match wins: norms before attention (Llama's post_attention_layernorm)
     ("virtual tokens", re.compile(r"(^|\.)prompt_encoder\.")),
     ("norms", re.compile(r"norm|(^|\.)ln_")),
@@ -44,13 +42,14 @@ def group_of(name: str) -> str:
     return "other"
 
 
-def group_counts(model: nn.Module) -> dict[str, dict[str, int]]:
-    """{group: {total, added, trainable}}; shared tensors once (named_parameters skips repeats)."""
+def group_counts(model: nn.Module, method: Method) -> dict[str, dict[str, int]]:
+    """{group: {total, added, trainable}}; shared tensors once (named_parameters skips repeats).
+    Added: the tensors ``method`` adds (its ``added_markers``)."""
     out = {g: {"total": 0, "added": 0, "trainable": 0} for g in GROUPS}
     for name, p in model.named_parameters():
         row = out[group_of(name)]
         row["total"] += p.numel()
-        row["added"] += p.numel() if ADDED.search(name) else 0
+        row["added"] += p.numel() if method.adds(name) else 0
         row["trainable"] += p.numel() if p.requires_grad else 0
     return out
 
@@ -63,7 +62,6 @@ def _tied_head(model: nn.Module) -> bool:
 
 def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
     """Apply the method (with its options) to a fresh CPU copy of the model, count, save, measure."""
-    from peftlab.methods import count_parameters, get_method, method_options
     from peftlab.models import load_backbone
 
     method = get_method(method_cfg.name)
@@ -74,7 +72,7 @@ def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
     )
     model = method.apply(backbone.model, options)
     trainable, total = count_parameters(model)
-    groups = group_counts(model)
+    groups = group_counts(model, method)
     with tempfile.TemporaryDirectory() as tmp:
         method.save(model, Path(tmp) / "adapter")
         adapter_bytes = dir_bytes(Path(tmp) / "adapter")

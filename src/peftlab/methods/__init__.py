@@ -5,26 +5,39 @@ A new method is one file exporting ``METHOD`` (see ``base.Method``) plus one lin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, ValidationError
 
 from peftlab.errors import PeftlabError, suggest
 from peftlab.methods import full, hybrid, ia3, last_layers, lora, none, parallel_adapter, prefix_tuning, prompt_tuning
 from peftlab.methods.base import Hook, Method, count_parameters, option_errors, trainable_parameters
 
-REGISTRY: dict[str, Method] = {
-    m.name: m
-    for m in (
-        none.METHOD,
-        full.METHOD,
-        last_layers.METHOD,
-        lora.METHOD,
-        ia3.METHOD,
-        prompt_tuning.METHOD,
-        prefix_tuning.METHOD,
-        parallel_adapter.METHOD,
-        hybrid.METHOD,
-    )
-}
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry: `peftlab methods` lists it, configs name it, and the tests that run
+    over REGISTRY (tests/methods/test_every_method.py, tests/models/test_decode.py) check it."""
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    REGISTRY[method.name] = method
+    return method
+
+
+for _method in (
+    none.METHOD,
+    full.METHOD,
+    last_layers.METHOD,
+    lora.METHOD,
+    ia3.METHOD,
+    prompt_tuning.METHOD,
+    prefix_tuning.METHOD,
+    parallel_adapter.METHOD,
+):
+    register(_method)
+# A hybrid adds what its components add.
+register(replace(hybrid.METHOD, added_markers=tuple(sorted({m for c in REGISTRY.values() for m in c.added_markers}))))
 
 
 def get_method(name: str) -> Method:
@@ -44,4 +57,13 @@ def method_options(method_cfg) -> BaseModel:
         raise PeftlabError(option_errors(e, method, "method")) from None
 
 
-__all__ = ["REGISTRY", "Hook", "Method", "count_parameters", "get_method", "method_options", "trainable_parameters"]
+__all__ = [
+    "register",
+    "REGISTRY",
+    "Hook",
+    "Method",
+    "count_parameters",
+    "get_method",
+    "method_options",
+    "trainable_parameters",
+]

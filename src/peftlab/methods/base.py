@@ -43,6 +43,14 @@ class Method:
     # load(fresh_base_model, folder, options) -> model with the saved method applied
     load: Callable[[nn.Module, Path, BaseModel], nn.Module]
     trains: bool = True
+    # Parameter-name markers of the tensors the method adds (a name holds one as a dotted part or
+    # its start: "lora_" matches "q_proj.lora_A.default.weight"); `peftlab params` counts them as
+    # added. Empty for methods that train existing weights.
+    added_markers: tuple[str, ...] = ()
+    # Its update is a change of existing weights that `peftlab merge` can fold in (LoRA, IA3).
+    mergeable: bool = False
+    # options -> the method's label in a comparison when the experiment gives none (hybrids: "lora+prompt_tuning").
+    label_for: Callable[[dict], str] | None = None
     # True when the method's output starts at zero (LoRA's lora_B, a parallel adapter's Up), so
     # the model's logits are the base model's until the first update.
     zero_init: bool = False
@@ -59,6 +67,15 @@ class Method:
 
     def lr(self, options: BaseModel) -> float:
         return self.default_lr_for(options) if self.default_lr_for else self.default_lr
+
+    def label(self, entry: dict) -> str:
+        """The label of a comparison's method entry ({name, <options>}) that names none."""
+        return self.label_for(entry) if self.label_for else self.name
+
+    def adds(self, parameter_name: str) -> bool:
+        """Whether ``parameter_name`` is a tensor this method adds to the model."""
+        parts = parameter_name.split(".")
+        return any(part.startswith(marker) for marker in self.added_markers for part in parts)
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -201,6 +201,7 @@ METHOD = Method(
     save=save,
     load=load,
     zero_init=False,
+    label_for=lambda entry: "+".join(str(m.get("name")) for m in entry.get("methods") or []) or "hybrid",
     default_lr_for=default_lr,
     param_groups=param_groups,
 )

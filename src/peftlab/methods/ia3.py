@@ -75,5 +75,7 @@ METHOD = Method(
     load=peft_common.load,
     # Not zero but ones: the point is the same, the untrained method leaves the logits unchanged.
     zero_init=True,
+    added_markers=("ia3_",),
+    mergeable=True,
     peft_config=peft_config,
 )

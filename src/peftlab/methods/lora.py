@@ -55,5 +55,7 @@ METHOD = Method(
     save=peft_common.save,
     load=peft_common.load,
     zero_init=True,
+    added_markers=("lora_",),  # lora_A, lora_B, lora_magnitude_vector (DoRA), lora_embedding_*
+    mergeable=True,
     peft_config=peft_config,
 )

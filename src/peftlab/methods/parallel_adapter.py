@@ -140,4 +140,5 @@ METHOD = Method(
     save=save,
     load=load,
     zero_init=True,
+    added_markers=("parallel_adapter",),
 )

@@ -129,5 +129,6 @@ METHOD = Method(
     save=peft_common.save,
     load=peft_common.load,
     peft_config=peft_config,
+    added_markers=("prompt_encoder",),
     after_peft=init_from_activations,
 )

@@ -96,4 +96,5 @@ METHOD = Method(
     save=peft_common.save,
     load=peft_common.load,
     peft_config=peft_config,
+    added_markers=("prompt_encoder",),
 )

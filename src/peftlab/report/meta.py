@@ -14,7 +14,7 @@ from peftlab.report.tables import human_flops
 def budget(run: Run) -> str:
     """Training budget of one run, e.g. '40 steps × 8 examples' or '2.0 PFLOP, batch 8'; 'no training'
     for zero-shot runs. Reads whichever budget key config.yaml's train section sets."""
-    if run.summary.get("method") == "none" or run.summary.get("trainable_params") == 0:
+    if not run.trains:
         return "no training"
     t = run.config.get("train") or {}
     per_step = (t.get("batch_size") or 0) * (t.get("grad_accum") or 1)

@@ -55,6 +55,12 @@ class Run:
         return self.summary["primary_metric"]
 
     @property
+    def trains(self) -> bool:
+        """Whether the run's method trains (the method's own fact, recorded in summary.json; older
+        summaries: whether it had trainable parameters)."""
+        return bool(self.summary.get("trains", self.summary.get("trainable_params") != 0))
+
+    @property
     def higher_is_better(self) -> bool:
         return bool(self.summary.get("higher_is_better", True))
 
