@@ -15,7 +15,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-KINDS = ("steps", "examples", "tokens", "flops", "seconds")
+
+@dataclass(frozen=True)
+class BudgetKind:
+    """One way to give a training budget."""
+
+    name: str  # as an experiment names it: budget: {steps: 40}
+    config_key: str  # the train config key that sets it: train.max_steps
+    unit: str  # what an amount counts, for the report: "40 steps"
+
+
+# Every budget kind, once: config validation, `peftlab compare` and the report read this table.
+BUDGET_KINDS = (
+    BudgetKind("steps", "max_steps", "steps"),
+    BudgetKind("epochs", "epochs", "epochs"),  # converted to steps by the training loop
+    BudgetKind("examples", "max_examples", "examples"),
+    BudgetKind("tokens", "max_tokens", "tokens"),
+    BudgetKind("flops", "max_flops", "FLOP"),
+    BudgetKind("seconds", "max_seconds", "s of training"),
+)
+BY_NAME = {k.name: k for k in BUDGET_KINDS}
+# What a run spends and counts at every step (epochs are steps by then).
+KINDS = tuple(k.name for k in BUDGET_KINDS if k.name != "epochs")
 
 
 @dataclass

@@ -25,20 +25,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from peftlab.budget import BY_NAME
 from peftlab.config import EvalConfig, ModelConfig, _format_validation_error, dump_config, load_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.methods import REGISTRY, get_method
 from peftlab.runio import finished_with_config
-
-BUDGET_KEYS = {
-    "steps": "max_steps",
-    "epochs": "epochs",
-    "examples": "max_examples",
-    "tokens": "max_tokens",
-    "flops": "max_flops",
-    "seconds": "max_seconds",
-}
 
 
 class CompareConfig(BaseModel):
@@ -67,8 +59,8 @@ class CompareConfig(BaseModel):
     @field_validator("budget")
     @classmethod
     def _one_budget(cls, v: dict[str, float]) -> dict[str, float]:
-        if len(v) != 1 or next(iter(v)) not in BUDGET_KEYS:
-            raise ValueError(f"give exactly one of {', '.join(BUDGET_KEYS)}, e.g. {{flops: 2.0e+15}}")
+        if len(v) != 1 or next(iter(v)) not in BY_NAME:
+            raise ValueError(f"give exactly one of {', '.join(BY_NAME)}, e.g. {{flops: 2.0e+15}}")
         return v
 
     def folder(self) -> Path:
@@ -100,7 +92,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
         seen.add(label)
         method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval")}
         trains = get_method(method["name"]).trains if method["name"] else True
-        train = {**cc.train, BUDGET_KEYS[kind]: amount, "evals": cc.evals, **entry.get("train", {})}
+        train = {**cc.train, BY_NAME[kind].config_key: amount, "evals": cc.evals, **entry.get("train", {})}
         for seed in cc.seeds if trains else cc.seeds[:1]:
             out.append(
                 (

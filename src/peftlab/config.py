@@ -17,7 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from peftlab.budget import BUDGET_KINDS
 from peftlab.errors import PeftlabError, suggest
+from peftlab.tasks.metrics import REGISTRY as METRIC_REGISTRY
 
 
 class _Strict(BaseModel):
@@ -47,7 +49,8 @@ class MethodConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-Metric = Literal["rouge", "bleu", "exact_match", "accuracy", "execution_accuracy"]
+# The metrics a task may name: those registered in peftlab.tasks.metrics.
+Metric = Literal[tuple(METRIC_REGISTRY)]
 
 
 class TaskConfig(_Strict):
@@ -202,16 +205,10 @@ class TrainConfig(_Strict):
 
     def budget(self) -> tuple[str, float] | None:
         """(kind, amount) of the budget; epochs are converted to steps by the training loop."""
-        for kind, value in (
-            ("steps", self.max_steps),
-            ("epochs", self.epochs),
-            ("examples", self.max_examples),
-            ("tokens", self.max_tokens),
-            ("flops", self.max_flops),
-            ("seconds", self.max_seconds),
-        ):
+        for kind in BUDGET_KINDS:
+            value = getattr(self, kind.config_key)
             if value is not None:
-                return kind, value
+                return kind.name, value
         return None
 
 
@@ -347,16 +344,10 @@ def load_config(
                 f"{source}: trackers: '{tracker}' needs the {tracker} package "
                 f"(pip install {tracker}); tensorboard is installed with peftlab"
             )
-    budgets = [
-        k
-        for k in ("max_steps", "epochs", "max_examples", "max_tokens", "max_flops", "max_seconds")
-        if getattr(cfg.train, k) is not None
-    ]
+    budgets = [k.config_key for k in BUDGET_KINDS if getattr(cfg.train, k.config_key) is not None]
     if get_method(cfg.method.name).trains and not budgets:
-        raise PeftlabError(
-            f"{source}: a training budget is required: train.max_steps, epochs, max_examples, "
-            "max_tokens, max_flops or max_seconds"
-        )
+        keys = [k.config_key for k in BUDGET_KINDS]
+        raise PeftlabError(f"{source}: a training budget is required: train.{', '.join(keys[:-1])} or {keys[-1]}")
     if len(budgets) > 1:
         raise PeftlabError(f"{source}: give one training budget, not {' and '.join('train.' + b for b in budgets)}")
     return cfg

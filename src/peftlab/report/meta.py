@@ -6,6 +6,7 @@ when labels were trained at different budgets the report lists them instead of o
 
 from __future__ import annotations
 
+from peftlab.budget import BUDGET_KINDS, BudgetKind
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Run
 from peftlab.report.tables import human_flops
@@ -20,18 +21,18 @@ def budget(run: Run) -> str:
     per_step = (t.get("batch_size") or 0) * (t.get("grad_accum") or 1)
     if t.get("max_steps"):
         return f"{t['max_steps']} steps × {per_step} examples" if per_step else f"{t['max_steps']} steps"
-    amounts = [
-        ("epochs", lambda v: f"{v:g} epochs"),
-        ("max_examples", lambda v: f"{v:,} examples"),
-        ("max_tokens", lambda v: f"{v:,} tokens"),
-        ("max_flops", lambda v: f"{human_flops(v)}FLOP"),
-        ("max_seconds", lambda v: f"{v:g} s of training"),
-    ]
-    for key, fmt in amounts:
-        if t.get(key):
-            return fmt(t[key]) + (f", batch {per_step}" if per_step else "")
+    for kind in BUDGET_KINDS[1:]:  # steps above
+        if t.get(kind.config_key):
+            return _amount(kind, t[kind.config_key]) + (f", batch {per_step}" if per_step else "")
     steps = run.summary.get("steps")
     return f"{steps} steps" if steps else "-"
+
+
+def _amount(kind: BudgetKind, value: float) -> str:
+    if kind.name == "flops":
+        return f"{human_flops(value)}{kind.unit}"
+    number = f"{value:,}" if kind.name in ("examples", "tokens") else f"{value:g}"
+    return f"{number} {kind.unit}"
 
 
 def budgets(comp: Comparison) -> str:

@@ -54,16 +54,21 @@ class Task:
         refs = [e.references for e in examples]
         scores: dict[str, float] = {}
         for name in self.metrics:
-            if name == "execution_accuracy":
-                scores.update(metrics.execution_accuracy(predictions, refs, [e.database for e in examples]))
+            metric = metrics.REGISTRY[name]
+            if metric.needs_database:
+                scores.update(metric.compute(predictions, refs, [e.database for e in examples]))
             else:
-                scores.update(metrics.METRICS[name](predictions, refs))
+                scores.update(metric.compute(predictions, refs))
         return scores
 
     def per_example(self, predictions: list[str], examples: list[Example]) -> list[float]:
         """The primary metric of each example alone (sentence-level for corpus metrics such as
         BLEU): what paired bootstrap confidence intervals resample."""
         return [self.score([p], [e])[self.primary] for p, e in zip(predictions, examples)]
+
+
+def _needs_database(cfg: TaskConfig) -> bool:
+    return any(metrics.REGISTRY[m].needs_database for m in (cfg.metric, *cfg.extra_metrics))
 
 
 def build_task(cfg: TaskConfig, log=None) -> Task:
@@ -85,8 +90,9 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
     for field in ("input_template", "target_field"):
         if getattr(cfg, field) is None:
             raise PeftlabError(f"task.{field} is required for a task read from files or the hub")
-    if "execution_accuracy" in [cfg.metric, *cfg.extra_metrics] and cfg.database is None:
-        raise PeftlabError(f"task '{cfg.name}': execution_accuracy needs task.database (the SQLite file)")
+    if _needs_database(cfg) and cfg.database is None:
+        names = [m for m in (cfg.metric, *cfg.extra_metrics) if metrics.REGISTRY[m].needs_database]
+        raise PeftlabError(f"task '{cfg.name}': {', '.join(names)} needs task.database (the SQLite file)")
     where = ", ".join(dict.fromkeys(sources.values()))
     rows = get_reader(cfg.reader)(raw, dict(cfg.reader_options), where)
     if not rows.get("validation") and rows.get("train"):
@@ -100,7 +106,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         return sources[split] if split in sources else f"{sources.get('all', where)} ({split})"
 
     splits = {split: _examples(cfg, r, source(split), base) for split, r in rows.items() if split in SPLITS}
-    if "execution_accuracy" in [cfg.metric, *cfg.extra_metrics]:
+    if _needs_database(cfg):
         for split in ("validation", "test"):
             if split in splits:
                 splits[split] = _runnable(splits[split], f"task {cfg.name} {split}", log)
@@ -114,7 +120,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         cfg.name,
         splits,
         names,
-        metrics.PRIMARY[cfg.metric],
+        metrics.REGISTRY[cfg.metric].primary,
         cfg.max_new_tokens,
         higher_is_better=cfg.higher_is_better,
         format_input=format_input,

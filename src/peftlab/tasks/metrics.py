@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -64,15 +65,6 @@ def execution_accuracy(
         "execution_accuracy": hits / n,
         "exact_match": exact_match([extract_sql(p) for p in predictions], references)["exact_match"],
     }
-
-
-PRIMARY = {
-    "rouge": "rougeL",
-    "bleu": "bleu4",
-    "exact_match": "exact_match",
-    "accuracy": "accuracy",
-    "execution_accuracy": "execution_accuracy",
-}
 
 
 BLEU_ORDERS = (1, 2, 3, 4)
@@ -151,10 +143,37 @@ def classification(predictions: list[str], references: list[list[str]]) -> dict[
     return {**accuracy(predictions, references), **macro_f1(predictions, references)}
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A task metric: what it computes and which of its numbers ranks runs."""
+
+    name: str
+    compute: Callable[..., dict[str, float]]  # (predictions, references[, databases]) -> {key: value}
+    primary: str  # the key of its result a leaderboard ranks by
+    needs_database: bool = False  # execution_accuracy: the SQL runs on each example's database
+    higher_is_better: bool = True
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric: task configs may name it (config.Metric is built from this registry)."""
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+for _metric in (
+    Metric("rouge", rouge, primary="rougeL"),
+    Metric("bleu", bleu, primary="bleu4"),
+    Metric("exact_match", exact_match, primary="exact_match"),
+    Metric("accuracy", classification, primary="accuracy"),
+    Metric("execution_accuracy", execution_accuracy, primary="execution_accuracy", needs_database=True),
+):
+    register_metric(_metric)
+
 METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
-    "rouge": rouge,
-    "bleu": bleu,
-    "exact_match": exact_match,
-    "accuracy": classification,
+    m.name: m.compute for m in REGISTRY.values() if not m.needs_database
 }
-"""Metrics that need nothing but predictions and references (execution_accuracy needs a database)."""
+"""Metrics that need nothing but predictions and references: what `peftlab score` computes from a
+predictions file (execution_accuracy needs each example's database)."""
