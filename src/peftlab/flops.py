@@ -48,10 +48,11 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from peftlab.loss import labelled_tokens, output_head
+from peftlab.models import arch
 
 MATMUL_LAYERS = (nn.Linear, Conv1D)  # GPT-2-style models use Conv1D as a transposed Linear
-# Attention modules are the ones with query/key/value children (T5, Llama/BART, BERT/GPT-Neo names).
-QKV_NAMES = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
+# Attention modules are the ones with query/key/value children (models/arch.py).
+QKV_NAMES = arch.QKV
 PROBE_S, PROBE_T = 6, 4  # probe lengths; any small distinct values work
 
 Affine = tuple[int, int, int]  # tokens per example = c + e*S + d*T

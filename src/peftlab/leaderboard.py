@@ -10,7 +10,7 @@ from rich.table import Table
 
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.runio import atomic_write_text
+from peftlab.runio import atomic_write_text, read_predictions_csv
 
 # Short headers so the table fits an 80-column terminal (CI logs are 80 wide).
 COLUMNS = ("method", "test metric", "trainable", "%", "adapter", "train s", "peak mem")
@@ -87,12 +87,7 @@ def write_leaderboard(rows: list[dict], out_dir: Path) -> None:
 
 def print_examples(run_dirs: list[Path], n: int = 3) -> None:
     """Side by side: the first n test examples, the reference, and every method's prediction."""
-    import csv
-
-    preds = {}
-    for d in run_dirs:
-        with (Path(d) / "predictions.csv").open(encoding="utf-8", newline="") as f:
-            preds[Path(d).name] = list(csv.DictReader(f))[:n]
+    preds = {Path(d).name: read_predictions_csv(Path(d) / "predictions.csv")[:n] for d in run_dirs}
     first = next(iter(preds.values()))
     for i, row in enumerate(first):
         console.print(f"[bold]test example {row['id']}[/bold]: {row['input']}")

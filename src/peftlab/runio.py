@@ -14,8 +14,15 @@ import io
 import json
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
+
+from peftlab.errors import PeftlabError, suggest
+
+# Several references of one example share a predictions.csv cell, joined by this (it cannot occur
+# in one line of text).
+REFERENCE_SEPARATOR = " ||| "
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -78,13 +85,53 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Every complete line. A last line without its newline is a write cut short by a kill: it is
-    dropped (a resumed run rewrites the file from its checkpoint), not an error."""
+    dropped (a resumed run rewrites the file from its checkpoint), not an error; a complete line that
+    is not JSON is an error naming the file and line."""
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    complete = lines[:-1]  # the part after the last newline is '' or a torn line
-    return [json.loads(line) for line in complete if line.strip()]
+    complete = text.split("\n")[:-1]  # the part after the last newline is '' or a torn line
+    out = []
+    for n, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise PeftlabError(f"{path}, line {n}: not valid JSON ({e})") from None
+    return out
+
+
+def read_predictions_csv(path: Path, required: tuple[str, ...] = ("id", "reference", "prediction")) -> list[dict]:
+    """The rows of a predictions.csv (see write_predictions) as dicts; PeftlabError naming the file,
+    line and problem. Several references in one cell are split with REFERENCE_SEPARATOR by the caller."""
+    path = Path(path)
+    if not path.is_file():
+        raise PeftlabError(f"{path}: no such file")
+    # Inputs such as whole dialogues or database schemas can exceed csv's 128 KB field default.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    rows = []
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, strict=True)
+            header = reader.fieldnames
+            if not header:
+                raise PeftlabError(f"{path}: file is empty (expected a header: id,input,reference,prediction)")
+            for col in required:
+                if col not in header:
+                    raise PeftlabError(
+                        f"{path}: missing column '{col}'{suggest(col, header)} (header is: {','.join(header)})"
+                    )
+            for row in reader:
+                if None in row or any(row[c] is None for c in header):
+                    n = len(row.get(None, [])) + sum(row[c] is not None for c in header)
+                    raise PeftlabError(f"{path}: line {reader.line_num}: {n} fields, expected {len(header)}")
+                rows.append(row)
+    except csv.Error as e:
+        raise PeftlabError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
+    except UnicodeDecodeError as e:
+        raise PeftlabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return rows
 
 
 def write_predictions(path: Path, examples, predictions: list[str], scores: list[float] | None = None) -> None:
@@ -94,8 +141,7 @@ def write_predictions(path: Path, examples, predictions: list[str], scores: list
     w = csv.writer(buf)
     w.writerow(["id", "input", "reference", "prediction"] + (["score"] if scores is not None else []))
     for i, (ex, pred) in enumerate(zip(examples, predictions)):
-        # Several references are joined with a separator that cannot occur in one line of text.
-        row = [ex.id, ex.prompt, " ||| ".join(ex.references), pred]
+        row = [ex.id, ex.prompt, REFERENCE_SEPARATOR.join(ex.references), pred]
         w.writerow(row + ([f"{scores[i]:.6g}"] if scores is not None else []))
     atomic_write_text(path, buf.getvalue())
 

@@ -6,47 +6,21 @@ joined with " ||| " (see runio.write_predictions). Only `reference` and `predict
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from peftlab.errors import PeftlabError, suggest
+from peftlab.runio import REFERENCE_SEPARATOR, read_predictions_csv
 from peftlab.tasks.metrics import METRICS
 
-REF_SEP = " ||| "
 REQUIRED = ("reference", "prediction")
 
 
 def read_predictions(path: Path) -> tuple[list[str], list[list[str]]]:
     """(predictions, references) from a predictions.csv; PeftlabError naming the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise PeftlabError(f"{path}: no such file")
-    predictions: list[str] = []
-    references: list[list[str]] = []
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, strict=True)
-            header = reader.fieldnames
-            if not header:
-                raise PeftlabError(f"{path}: file is empty (expected a header: id,input,reference,prediction)")
-            for col in REQUIRED:
-                if col not in header:
-                    raise PeftlabError(
-                        f"{path}: missing column '{col}'{suggest(col, header)} (header is: {','.join(header)})"
-                    )
-            for row in reader:
-                if None in row or any(row[c] is None for c in header):
-                    n = len(row.get(None, [])) + sum(row[c] is not None for c in header)
-                    raise PeftlabError(f"{path}: line {reader.line_num}: {n} fields, expected {len(header)}")
-                predictions.append(row["prediction"])
-                references.append(row["reference"].split(REF_SEP))
-    except csv.Error as e:
-        raise PeftlabError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
-    except UnicodeDecodeError as e:
-        raise PeftlabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if not predictions:
+    rows = read_predictions_csv(path, REQUIRED)
+    if not rows:
         raise PeftlabError(f"{path}: no rows after the header, nothing to score")
-    return predictions, references
+    return [r["prediction"] for r in rows], [r["reference"].split(REFERENCE_SEPARATOR) for r in rows]
 
 
 def score_csv(path, metric: str) -> dict[str, float]:

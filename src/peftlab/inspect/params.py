@@ -23,15 +23,16 @@ from torch import nn
 from peftlab.config import MethodConfig, ModelConfig
 from peftlab.cost import dir_bytes
 from peftlab.methods import Method, count_parameters, get_method, method_options
+from peftlab.models import arch
 
 GROUPS = ("embeddings", "attention", "mlp", "norms", "head", "virtual tokens", "other")
 _RULES = (  # first match wins: norms before attention (Llama's post_attention_layernorm)
     ("virtual tokens", re.compile(r"(^|\.)prompt_encoder\.")),
     ("norms", re.compile(r"norm|(^|\.)ln_")),
-    ("head", re.compile(r"(^|\.)lm_head\.")),
-    ("attention", re.compile(r"attn|attention", re.IGNORECASE)),
-    ("mlp", re.compile(r"(^|\.)(mlp|DenseReluDense|ffn|feed_forward)\.")),
-    ("embeddings", re.compile(r"(^|\.)(embed_tokens|wte|wpe|shared|embed_positions|word_embeddings)\.")),
+    ("head", re.compile(rf"(^|\.)({'|'.join(arch.HEAD_PARTS)})\.")),
+    ("attention", re.compile("|".join(arch.ATTENTION_PARTS), re.IGNORECASE)),
+    ("mlp", re.compile(rf"(^|\.)({'|'.join(arch.FFN_PARTS)})\.")),
+    ("embeddings", re.compile(rf"(^|\.)({'|'.join(arch.EMBEDDING_PARTS)})\.")),
 )
 
 

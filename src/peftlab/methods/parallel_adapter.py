@@ -33,14 +33,12 @@ from torch import nn
 from peftlab.errors import PeftlabError
 from peftlab.methods.base import Hook, Method
 from peftlab.methods.tensors import load_tensors, save_tensors
+from peftlab.models import arch
 
 WEIGHTS = "parallel_adapter.safetensors"
 CHILD = "parallel_adapter"  # the adapter's attribute name on the hooked sublayer
-# Child names of the sublayers, per architecture family: Llama/GPT-Neo `mlp`, T5 `DenseReluDense`
-# (in T5LayerFF); Llama `self_attn`, GPT-Neo `attn`, T5 `SelfAttention` (T5LayerSelfAttention only,
-# so T5's cross-attention `EncDecAttention` is not matched).
-FFN_NAMES = ("mlp", "DenseReluDense")
-ATTENTION_NAMES = ("self_attn", "attn", "SelfAttention")
+# Child names of the sublayers (models/arch.py): T5's cross-attention `EncDecAttention` is not matched.
+FFN_NAMES, ATTENTION_NAMES = arch.FFN, arch.SELF_ATTENTION
 
 
 class ParallelAdapterConfig(BaseModel):

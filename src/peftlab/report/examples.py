@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Prediction, Run
+from peftlab.runio import REFERENCE_SEPARATOR
 
 # Fixed, so reports of the same comparison always show the same examples; far-apart indices
 # sample beyond the first few (often the easiest or shortest) examples.
 DEFAULT_EXAMPLES = (0, 1, 42, 123, 250)
-REFERENCE_SEPARATOR = " ||| "  # runio.write_predictions joins several references with it
 
 
 @dataclass

@@ -8,15 +8,14 @@ metrics.jsonl ``flops``, predictions.csv ``score``) are optional: older runs lac
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from peftlab.errors import PeftlabError
+from peftlab.runio import read_jsonl, read_predictions_csv
 
 # Fields without which a run cannot be placed on the leaderboard at all.
 REQUIRED = ("run", "method", "task", "primary_metric", "test")
@@ -118,7 +117,7 @@ def load_run(run_dir: Path) -> Run:
         dir=run_dir,
         summary=summary,
         config=_read_yaml(run_dir / "config.yaml"),
-        metrics=_read_jsonl(run_dir / "metrics.jsonl"),
+        metrics=read_jsonl(run_dir / "metrics.jsonl"),
         predictions=_read_predictions(run_dir / "predictions.csv"),
     )
 
@@ -143,43 +142,19 @@ def _read_yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise PeftlabError(f"{path}, line {n}: not valid JSON ({e})") from None
-    return out
-
-
 def _read_predictions(path: Path) -> list[Prediction]:
     if not path.is_file():
         return []
-    # Inputs such as whole dialogues or database schemas can exceed csv's 128 KB field default.
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"id", "reference", "prediction"}
-        if not need <= set(reader.fieldnames or []):
-            raise PeftlabError(
-                f"{path}: expected columns id, input, reference, prediction[, score]; "
-                f"got {', '.join(reader.fieldnames or [])}"
-            )
-        return [
-            Prediction(
-                id=r["id"],
-                input=r.get("input") or "",
-                reference=r["reference"] or "",
-                prediction=r["prediction"] or "",
-                score=_float(r.get("score")),
-            )
-            for r in reader
-        ]
+    return [
+        Prediction(
+            id=r["id"],
+            input=r.get("input") or "",
+            reference=r["reference"] or "",
+            prediction=r["prediction"] or "",
+            score=_float(r.get("score")),
+        )
+        for r in read_predictions_csv(path)
+    ]
 
 
 def _float(text: str | None) -> float | None:
