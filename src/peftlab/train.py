@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
-from torch.utils.data import DataLoader
 
 from peftlab import checkpoint
-from peftlab.batching import EpochSampler, ShardedCollate, batches_forever
+from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.console import console, progress
@@ -43,6 +42,7 @@ from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jso
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.tasks.base import Task, build_task
+from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
 
 
@@ -266,7 +266,7 @@ def fit(
 ) -> tuple[TrainState, Budget, int]:
     """Optimizer steps until the budget is spent; returns (state, budget, training examples skipped as too long)."""
     cfg, core = run.cfg, backbone.model
-    loader, sampler, skipped = build_loader(run, backbone, task)
+    loader, sampler, skipped = build_loader(cfg, run.processes, backbone, task)
     budget = make_budget(cfg, loader)
     loop = Loop(
         run,
@@ -300,50 +300,6 @@ def fit(
     if run.main and validate:
         validate(state)
     return state, budget, skipped
-
-
-def build_loader(run: Run, backbone: Backbone, task: Task) -> tuple[DataLoader, EpochSampler, int]:
-    """(loader of global micro-batches, its resumable sampler, examples skipped as too long)."""
-    cfg = run.cfg
-    examples, skipped = limit(task.split("train"), cfg.train.max_train_examples), 0
-    if cfg.task.too_long == "skip":
-        kept = [e for e in examples if not backbone.too_long(e.prompt, cfg.task.max_source_tokens)]
-        skipped = len(examples) - len(kept)
-        console.print(
-            f"too_long: skip: {skipped} of {len(examples)} training examples are over "
-            f"{cfg.task.max_source_tokens} tokens and are skipped"
-        )
-        examples = kept
-    features = EncodedExamples(examples, backbone, cfg.task.max_source_tokens, cfg.task.max_target_tokens)
-    per_step = cfg.train.batch_size * run.processes  # one loader batch = the global micro-batch
-    # Characters stand in for tokens when grouping by length: no need to tokenize the whole split.
-    lengths = [len(e.prompt) + len(e.target) for e in examples] if cfg.train.group_by_length else None
-    # Grouped in units of a whole optimizer step: how a step is split (micro-batches, processes)
-    # does not change which examples it holds.
-    sampler = EpochSampler(len(features), cfg.seed, lengths, per_step * cfg.train.grad_accum)
-    # Its own generator: a DataLoader iterator draws a seed when it starts (every epoch, and once
-    # more on resume); from the global RNG that would shift dropout and break exact resumption.
-    loader = DataLoader(
-        features,
-        batch_size=per_step,
-        sampler=sampler,
-        drop_last=run.processes > 1,
-        collate_fn=ShardedCollate(backbone.collate, cfg.train.batch_size, run.processes),
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    if run.processes > 1 and len(loader) == 0:
-        raise PeftlabError(
-            f"{len(features)} training examples cannot fill one batch of {cfg.train.batch_size} "
-            f"per process x {run.processes} processes; lower train.batch_size"
-        )
-    return loader, sampler, skipped
-
-
-def make_budget(cfg: ExperimentConfig, loader: DataLoader) -> Budget:
-    kind, amount = cfg.train.budget()
-    if kind == "epochs":  # an epoch is a number of optimizer steps over this loader
-        kind, amount = "steps", math.ceil(amount * max(len(loader) // cfg.train.grad_accum, 1))
-    return Budget(kind, amount)
 
 
 def build_optimizer(
@@ -473,25 +429,6 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     checkpoint.save(
         loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
     )
-
-
-class EncodedExamples(torch.utils.data.Dataset):
-    """Tokenizes an example the first time it is drawn: a 40-step run on a 12k-example split
-    should not pay for tokenizing all 12k."""
-
-    def __init__(self, examples, backbone, max_source_tokens: int, max_target_tokens: int):
-        self.examples, self.backbone = examples, backbone
-        self.limits = (max_source_tokens, max_target_tokens)
-        self.cache: dict[int, dict] = {}
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> dict:
-        if i not in self.cache:
-            e = self.examples[i]
-            self.cache[i] = self.backbone.encode(e.prompt, e.target, *self.limits)
-        return self.cache[i]
 
 
 # ---- the summary ------------------------------------------------------------------------------
