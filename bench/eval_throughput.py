@@ -60,7 +60,7 @@ def run_peftlab(bb, model, task, examples, args):
         batch_size=args.batch_size,
         max_source_tokens=args.max_source_tokens,
     )
-    preds = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+    preds = bb.texts(ids)
     scores = task.score(preds, examples)
     scores["seconds"] = time.perf_counter() - t0
     return preds, sum(len(row) for row in ids), scores

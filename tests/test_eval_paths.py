@@ -57,8 +57,7 @@ def until_eos(ids: list[int]) -> tuple[int, ...]:
 
 def fast(bb: Backbone, batch_size: int) -> tuple[list[str], list[tuple[int, ...]]]:
     ids = bb.generate_ids(bb.model, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
-    texts = bb.generate(bb.model, PROMPTS, max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
-    return texts, [tuple(row) for row in ids]
+    return bb.texts(ids), [tuple(row) for row in ids]
 
 
 def one_by_one(bb: Backbone) -> tuple[list[str], list[tuple[int, ...]]]:

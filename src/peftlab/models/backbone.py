@@ -130,13 +130,9 @@ class Backbone:
         out: list[list[int] | None] = [None] * len(encoded)
         was_training = model.training
         model.eval()
+        kwargs = {"max_new_tokens": max_new_tokens, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
         for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
             ids, mask = self.pad_prompts([encoded[i] for i in idx])
-            kwargs = {
-                "max_new_tokens": max_new_tokens,
-                "eos_token_id": tok.eos_token_id,
-                "pad_token_id": tok.pad_token_id,
-            }
             new = (
                 greedy(model, ids, mask, **kwargs)
                 if num_beams == 1
@@ -149,18 +145,12 @@ class Backbone:
         model.train(was_training)
         return out  # type: ignore[return-value]
 
-    def generate(
-        self,
-        model: nn.Module,
-        prompts: list[str],
-        max_new_tokens: int,
-        batch_size: int = 16,
-        num_beams: int = 1,
-        max_source_tokens: int = 512,
-        progress=None,
-    ) -> list[str]:
-        """Decoded continuations, in the order of ``prompts``."""
-        ids = self.generate_ids(model, prompts, max_new_tokens, batch_size, num_beams, max_source_tokens, progress)
+    def generate(self, model: nn.Module, prompts: list[str], max_new_tokens: int, **options) -> list[str]:
+        """Decoded continuations, in the order of ``prompts`` (options: those of ``generate_ids``)."""
+        return self.texts(self.generate_ids(model, prompts, max_new_tokens, **options))
+
+    def texts(self, ids: list[list[int]]) -> list[str]:
+        """Generated token ids as text, special tokens dropped."""
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
 
 
