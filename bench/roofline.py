@@ -4,7 +4,7 @@
         [--repeats 3] [--threads N] [--out runs/bench/roofline.json]
 
 The peak is measured here, in the same run: large square matmuls in fp32 on CPU (bf16 on a GPU),
-the best size's median. The step is peftlab's: the loss at labelled positions (peftlab.loss),
+the best size's median. The step is peftlab's: the loss at labelled positions (Causal.loss_sum, models/causal.py),
 backward, gradient clipping and AdamW, on real DialogSum training batches (first --batch x --steps
 examples, grouped by length as training groups them), with FLOPs from the analytical count
 (peftlab.flops, exact against torch's FlopCounterMode). Peak and step measurements alternate for
@@ -29,9 +29,9 @@ from machine import cpu_name
 from peftlab.batching import EpochSampler
 from peftlab.config import MethodConfig, ModelConfig, TaskConfig
 from peftlab.flops import StepFlops
-from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
+from peftlab.models.kind import output_head
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 
@@ -83,7 +83,7 @@ def time_steps(bb, batches, optimizer, params, head, device, autocast) -> list[f
         sync(device)
         t = time.perf_counter()
         with autocast():
-            loss = loss_sum(bb.model, head, batch, bb.is_seq2seq) / labelled_tokens(batch, bb.is_seq2seq)
+            loss = bb.kind.loss_sum(bb.model, head, batch) / bb.kind.labelled_tokens(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import yaml
 
+from peftlab.summary import RunSummary
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to this file
 
@@ -167,23 +169,20 @@ def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path)
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump(peftlab_config(folder, method, a, workdir / "runs"), sort_keys=False))
     child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads)
-    s = json.loads((workdir / "runs" / "run" / "summary.json").read_text())
-    tokens = s["tokens_seen"] + (decoder_label_tokens(config) if is_seq2seq(folder) else 0)
+    s = RunSummary.read(workdir / "runs" / "run" / "summary.json")
+    tokens = s.tokens_seen + (decoder_label_tokens(config) if is_seq2seq(folder) else 0)
     return {
         **child,
-        "examples": s["examples_seen"],
-        "train_seconds": s["train_seconds"],
+        "examples": s.examples_seen,
+        "train_seconds": s.train_seconds,
         "real_tokens": tokens,
         "own": {
-            k: s[k]
-            for k in (
-                "steps",
-                "tokens_seen",
-                "peak_memory_bytes",
-                "peak_memory_kind",
-                "truncated_inputs",
-                "trainable_params",
-            )
+            "steps": s.steps,
+            "tokens_seen": s.tokens_seen,
+            "peak_memory_bytes": s.peak_memory_bytes,
+            "peak_memory_kind": s.peak_memory_kind,
+            "truncated_inputs": s.truncated_inputs,
+            "trainable_params": s.trainable_params,
         },
     }
 

@@ -7,9 +7,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from peftlab.flops import StepFlops
-from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import get_method
 from peftlab.models.backbone import Backbone
+from peftlab.models.causal import CAUSAL
+from peftlab.models.kind import output_head
 from peftlab.models.tiny import tiny_model
 from tests.conftest import ARCHS
 
@@ -62,7 +63,7 @@ def batch_of(bb: Backbone, n: int = 4, max_words: int = 6, seed: int = 0) -> dic
 def measured(bb: Backbone, batch: dict[str, torch.Tensor]) -> int:
     bb.model.train()
     with FlopCounterMode(display=False) as counter:
-        loss = loss_sum(bb.model, output_head(bb.model), batch, bb.is_seq2seq)
+        loss = bb.kind.loss_sum(bb.model, output_head(bb.model), batch)
         if loss.requires_grad:  # method 'none': nothing trains, forward only
             loss.backward()
     return counter.get_total_flops()
@@ -120,7 +121,7 @@ def test_full_fine_tuning_is_kaplans_6n_plus_attention():
     head = bb.model.lm_head.weight.numel()
     n = sum(m.weight.numel() for m in bb.model.modules() if isinstance(m, torch.nn.Linear)) - head
     attention = c.num_hidden_layers * 2 * 2 * b * s * s * c.hidden_size
-    labelled = labelled_tokens(batch, False)
+    labelled = CAUSAL.labelled_tokens(batch)
     assert 0 < labelled < b * s
     assert StepFlops(bb.model, False)(batch) == 6 * n * b * s + 6 * head * labelled + 3 * attention
 

@@ -1,13 +1,15 @@
-"""peftlab.loss: the loss at labelled positions only equals the model's own loss, with the same gradients."""
+"""Backbone.kind.loss_sum: the loss at labelled positions only equals the model's own loss, with the same gradients."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.models.backbone import Backbone
+from peftlab.models.causal import CAUSAL
+from peftlab.models.kind import output_head
+from peftlab.models.seq2seq import SEQ2SEQ
 from peftlab.models.tiny import tiny_model
 from tests.conftest import ARCHS
 from tests.test_flops import METHODS, batch_of
@@ -39,7 +41,7 @@ def test_loss_and_gradients_equal_the_models_own(arch, label):
     reference.backward()
     expected = gradients(bb.model)
     bb.model.zero_grad()
-    ours = loss_sum(bb.model, output_head(bb.model), batch, bb.is_seq2seq) / labelled_tokens(batch, bb.is_seq2seq)
+    ours = bb.kind.loss_sum(bb.model, output_head(bb.model), batch) / bb.kind.labelled_tokens(batch)
     ours.backward()
     got = gradients(bb.model)
     assert torch.allclose(ours, reference, atol=1e-5), (float(ours), float(reference))
@@ -57,17 +59,17 @@ def test_the_head_of_a_decoder_only_model_sees_only_labelled_positions(arch, lab
     head = output_head(bb.model)
     handle = head.register_forward_hook(lambda m, args, out: rows.append(args[0].shape))
     try:
-        loss_sum(bb.model, head, batch, False)
+        CAUSAL.loss_sum(bb.model, head, batch)
     finally:
         handle.remove()
     b, s = batch["input_ids"].shape
-    n = labelled_tokens(batch, False)
+    n = CAUSAL.labelled_tokens(batch)
     assert rows == [torch.Size([n, bb.model.config.hidden_size])]
     assert n < b * s / 2  # the prompts are most of the tokens, so most of the head's work is saved
 
 
 def test_labelled_tokens_counts_next_token_labels_for_decoder_only_models():
     labels = torch.tensor([[-100, -100, 5, 6, 2], [-100, 7, 2, -100, -100]])
-    assert labelled_tokens({"labels": labels}, is_seq2seq=False) == 5  # position 0 predicts nothing
-    assert labelled_tokens({"labels": labels}, is_seq2seq=True) == 5
-    assert labelled_tokens({"labels": torch.tensor([[3, -100, 4]])}, is_seq2seq=False) == 1
+    assert CAUSAL.labelled_tokens({"labels": labels}) == 5  # position 0 predicts nothing
+    assert SEQ2SEQ.labelled_tokens({"labels": labels}) == 5
+    assert CAUSAL.labelled_tokens({"labels": torch.tensor([[3, -100, 4]])}) == 1

@@ -326,11 +326,19 @@ def _merge_and_demo_commands(sub) -> None:
         "demo",
         help="zero-shot vs full fine-tuning vs LoRA on the built-in text-to-SQL task",
         description="The main job on the embedded default model (SmolLM2-135M-Instruct), offline on CPU: "
-        "zero-shot, full fine-tuning and LoRA on the built-in text-to-SQL task, then a leaderboard.",
+        "zero-shot, full fine-tuning and LoRA on the built-in text-to-SQL task, run as a `peftlab compare` "
+        "experiment (written to OUTPUT_DIR/compare.yaml), then three test questions side by side and the "
+        "leaderboard; the report (leaderboard.md/.csv/.json, plots, report.html) is written to OUTPUT_DIR.",
     )
-    d.add_argument("--output-dir", default="runs/demo", help="where the three run folders go (default: runs/demo)")
-    d.add_argument("--steps", type=int, default=None, help="training steps per method (default: the demo config's)")
-    d.add_argument("--overwrite", action="store_true", help="rerun methods whose run folder is already finished")
+    d.add_argument(
+        "--output-dir",
+        default="runs/demo",
+        help="the comparison folder: the three run folders and the report (default: runs/demo)",
+    )
+    d.add_argument("--steps", type=int, default=None, help="training steps per method (default: 30)")
+    d.add_argument(
+        "--overwrite", action="store_true", help="rerun finished runs too (needed when --steps changed since they ran)"
+    )
     d.set_defaults(func=_demo)
 
 

@@ -36,7 +36,7 @@ are affine in the batch's lengths (c + e*S + d*T per example, S = input length, 
 so the count of a step is a quadratic in (S, T) times the batch size, whose six coefficients are
 summed up front: ``__call__`` is a handful of multiplications on the padded shapes, and never
 touches the model. A decoder-only model's output head runs only at the positions that have a label
-(peftlab.loss), so its cost is counted per labelled token, read from the batch's labels. Limits:
+(Causal.loss_sum in models/causal.py), so its cost is counted per labelled token, read from the batch's labels. Limits:
 fused qkv projections (GPT-2's c_attn) are not recognised as attention, and DoRA's weight-norm
 matmuls are not counted.
 """
@@ -47,8 +47,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from peftlab.loss import labelled_tokens, output_head
 from peftlab.models import arch
+from peftlab.models.causal import CAUSAL
+from peftlab.models.kind import output_head
 
 MATMUL_LAYERS = (nn.Linear, Conv1D)  # GPT-2-style models use Conv1D as a transposed Linear
 # Attention modules are the ones with query/key/value children (models/arch.py).
@@ -118,7 +119,7 @@ def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) ->
 
 
 class StepFlops:
-    """FLOPs of one micro-batch ``peftlab.loss.loss_sum(model, ...)`` forward + backward, on padded shapes.
+    """FLOPs of one micro-batch ``Backbone.kind.loss_sum(model, ...)`` forward + backward, on padded shapes.
 
     Build it once, after the method was applied (requires_grad flags set) and before the timed
     loop; calling it is arithmetic on ``batch["input_ids"].shape`` (and for encoder-decoder models
@@ -194,7 +195,7 @@ class StepFlops:
         if backward:
             total += self._evaluate(self._bwd, b, s, t)
         if self._head:  # a decoder-only model's head sees the labelled positions only
-            total += (forward * self._head[0] + backward * self._head[1]) * labelled_tokens(batch, False)
+            total += (forward * self._head[0] + backward * self._head[1]) * CAUSAL.labelled_tokens(batch)
         return total
 
     def forward(self, batch: dict[str, torch.Tensor]) -> int:

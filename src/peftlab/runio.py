@@ -2,7 +2,7 @@
 
 config.yaml      the resolved config (every default filled in)
 metrics.jsonl    one line per logged step / validation (the learning curve)
-summary.json     final numbers, cost, versions, hardware
+summary.json     final numbers, cost, versions, hardware (its fields: RunSummary in summary.py)
 predictions.csv  id, input, reference(s), prediction on the test split
 adapter/         the trained weights (safetensors) + method config
 """

@@ -33,14 +33,15 @@ from peftlab.cost import PeakMemory, Stopwatch, dir_bytes
 from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.flops import StepFlops
-from peftlab.loss import labelled_tokens, loss_sum, output_head
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.methods.base import Method
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_json, write_predictions
+from peftlab.models.kind import output_head
+from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_predictions
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
+from peftlab.summary import BudgetLimit, RunSummary
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
@@ -94,7 +95,7 @@ def train(
         "test": test,
         "test_scores": test_scores,
     }
-    write_json(run.dir / "summary.json", run_summary(run, task, backbone, state, facts))
+    run_summary(run, task, backbone, state, facts).write(run.dir / "summary.json")
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint
     if cfg.trackers:
         run.accelerator.end_training()
@@ -277,7 +278,7 @@ def fit(
         lr,
         budget,
         sampler,
-        StepFlops(core, backbone.is_seq2seq),
+        StepFlops(core, backbone.kind.encoder_decoder),
         output_head(core),
     )
     state = resume_state(loop, memory) if run.resuming else TrainState()
@@ -339,10 +340,10 @@ def next_step(loop: Loop, batches) -> list[dict[str, torch.Tensor]]:
 def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: StopRequest) -> float:
     """One optimizer step over this process's shards; counts it in ``state`` and the budget and
     returns the training loss (the step's token mean)."""
-    run, cfg, seq2seq = loop.run, loop.run.cfg, loop.backbone.is_seq2seq
+    run, cfg, kind = loop.run, loop.run.cfg, loop.backbone.kind
     accelerator, processes, budget = run.accelerator, run.processes, loop.budget
     mine = [{k: v.to(accelerator.device) for k, v in s.items()} for s in shards[accelerator.process_index :: processes]]
-    labelled = max(sum(labelled_tokens(b, seq2seq) for b in shards), 1)
+    labelled = max(sum(kind.labelled_tokens(b) for b in shards), 1)
     step_flops = sum(loop.count_flops(b) for b in shards)  # outside the timed region
     factor = lr_factor(budget.progress, budget.step_fraction(), cfg.train.schedule, cfg.train.warmup_ratio)
     for group, base in zip(loop.optimizer.param_groups, loop.base_lrs):
@@ -352,7 +353,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
         for i, b in enumerate(mine):
             # Gradients are averaged over processes once per step, not per micro-batch.
             with accelerator.no_sync(loop.model) if i < len(mine) - 1 else contextlib.nullcontext():
-                part = loss_sum(loop.model, loop.head, b, seq2seq)
+                part = kind.loss_sum(loop.model, loop.head, b)
                 # Sum over the step's labelled tokens / their count: one big batch's mean, whatever
                 # the split (DDP averages over processes, hence * processes).
                 accelerator.backward(part * (processes / labelled))
@@ -432,43 +433,43 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
 
 
 # ---- the summary ------------------------------------------------------------------------------
-def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, facts: dict) -> dict:
+def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, facts: dict) -> RunSummary:
     """summary.json: final numbers, cost, versions and hardware."""
     cfg, method, budget, memory = run.cfg, facts["method"], facts["budget"], facts["memory"]
     trainable, total, seconds = facts["trainable"], facts["total"], state.seconds
-    return {
-        "run": cfg.run_name(),
-        "method": method.name,
-        "trains": method.trains,
-        "label": cfg.label or method.name,
-        "task": task.name,
-        "model": cfg.model.name,
-        "seed": cfg.seed,
-        "primary_metric": task.primary,
-        "higher_is_better": task.higher_is_better,
-        "test": facts["test_scores"],
-        "test_examples": len(facts["test"]),
-        "best_validation": state.best_scores,
-        "best_step": state.best_step,
-        "budget": {"kind": budget.kind, "amount": budget.amount} if budget else None,
-        "steps": state.step,
-        "processes": run.processes,
-        "flops": state.flops,
-        "flops_per_step": state.flops / state.step if state.step else None,
-        "examples_seen": state.examples,
-        "tokens_seen": state.tokens,
-        "lr": facts["lr"] if method.trains else None,
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_pct": 100 * trainable / total,
-        "adapter_bytes": dir_bytes(run.dir / "adapter"),
-        "train_seconds": round(seconds, 3),
-        "train_examples_per_s": state.examples / seconds if seconds else None,
-        "train_tokens_per_s": state.tokens / seconds if seconds else None,
-        "peak_memory_bytes": memory.peak,
-        "peak_memory_kind": memory.kind,
-        "truncated_inputs": backbone.truncated,
-        "skipped_long_train_examples": facts["skipped_long"],
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    return RunSummary(
+        run=cfg.run_name(),
+        method=method.name,
+        trains=method.trains,
+        label=cfg.label or method.name,
+        task=task.name,
+        model=cfg.model.name,
+        seed=cfg.seed,
+        primary_metric=task.primary,
+        higher_is_better=task.higher_is_better,
+        test=facts["test_scores"],
+        test_examples=len(facts["test"]),
+        best_validation=state.best_scores,
+        best_step=state.best_step,
+        budget=BudgetLimit(kind=budget.kind, amount=budget.amount) if budget else None,
+        steps=state.step,
+        processes=run.processes,
+        flops=state.flops,
+        flops_per_step=state.flops / state.step if state.step else None,
+        examples_seen=state.examples,
+        tokens_seen=state.tokens,
+        lr=facts["lr"] if method.trains else None,
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100 * trainable / total,
+        adapter_bytes=dir_bytes(run.dir / "adapter"),
+        train_seconds=round(seconds, 3),
+        train_examples_per_s=state.examples / seconds if seconds else None,
+        train_tokens_per_s=state.tokens / seconds if seconds else None,
+        peak_memory_bytes=memory.peak,
+        peak_memory_kind=memory.kind,
+        truncated_inputs=backbone.truncated,
+        skipped_long_train_examples=facts["skipped_long"],
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
-    }
+    )

@@ -88,7 +88,7 @@ def attribute_prompt(
     prompt_ids = backbone.prompt_ids(prompt, max_source_tokens)
     if output_ids is None:
         output_ids = greedy_output(backbone, model, prompt_ids, max_new_tokens)
-    path = EmbeddingPath(model, backbone.is_seq2seq)
+    path = EmbeddingPath(model, backbone.kind)
     try:
         with path.active():
             x, f, virtual = output_logprob(backbone, model, path, prompt_ids, output_ids)

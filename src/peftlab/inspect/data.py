@@ -65,10 +65,7 @@ def _from_yaml(path: Path) -> tuple[TaskConfig, ModelConfig]:
 
 def target_length(backbone: Backbone, target: str) -> int:
     """Tokens of the training target before truncation, EOS included, as Backbone.encode counts them."""
-    tok = backbone.tokenizer
-    if backbone.is_seq2seq:
-        return len(tok(target, add_special_tokens=True).input_ids)
-    return len(tok(target, add_special_tokens=False).input_ids) + 1
+    return len(backbone.kind.target_ids(backbone.tokenizer, target, 10**9))
 
 
 def label_counts(task: Task, examples) -> dict[str, int] | None:
@@ -96,7 +93,7 @@ def _summary(lengths: list[int]) -> dict:
 def formatted(backbone: Backbone, example, task_cfg: TaskConfig) -> dict:
     """One example exactly as training feeds it: decoded input ids (template, truncation) and labels."""
     enc = backbone.encode(example.prompt, example.target, task_cfg.max_source_tokens, task_cfg.max_target_tokens)
-    n_src = sum(label == IGNORE for label in enc["labels"]) if not backbone.is_seq2seq else len(enc["input_ids"])
+    n_src = backbone.kind.source_length(enc)
     decode = backbone.tokenizer.decode
     return {
         "id": example.id,

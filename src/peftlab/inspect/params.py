@@ -106,7 +106,7 @@ def print_method_params(result: dict) -> None:
     from rich.table import Table
 
     from peftlab.console import console
-    from peftlab.leaderboard import human_bytes
+    from peftlab.humanize import human_bytes
 
     table = Table(title=f"{result['model']} + {result['method']}: parameters by module group")
     for col in ("group", "total", "added by method", "trainable"):
@@ -134,7 +134,7 @@ def print_all_methods(rows: list[dict]) -> None:
     from rich.table import Table
 
     from peftlab.console import console
-    from peftlab.leaderboard import human_bytes
+    from peftlab.humanize import human_bytes
 
     table = Table(title=f"{rows[0]['model']}: every method with its default options")
     for col in ("method", "trainable", "total", "train %", "added", "adapter", "trainable in"):

@@ -18,19 +18,21 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from peftlab.models.causal import Causal
+from peftlab.models.seq2seq import Seq2Seq
 
-def input_stack(model: nn.Module, is_seq2seq: bool) -> nn.Module:
+
+def input_stack(model: nn.Module, kind: Causal | Seq2Seq) -> nn.Module:
     """The transformers stack that embeds the input tokens, inside any peft wrapper."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_encoder() if is_seq2seq else base.base_model
+    return kind.input_stack(model.get_base_model() if hasattr(model, "get_base_model") else model)
 
 
 class EmbeddingPath:
     """Context manager: while active, ``transform`` (embeddings -> embeddings) replaces the
     ``inputs_embeds`` the stack is called with; ``captured`` keeps the last untransformed ones."""
 
-    def __init__(self, model: nn.Module, is_seq2seq: bool):
-        self.stack = input_stack(model, is_seq2seq)
+    def __init__(self, model: nn.Module, kind: Causal | Seq2Seq):
+        self.stack = input_stack(model, kind)
         self.names = list(inspect.signature(self.stack.forward).parameters)
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.captured: torch.Tensor | None = None

@@ -42,16 +42,11 @@ def output_logprob(
     Must run inside ``path.active()``.
     """
     device = backbone.device
-    src = torch.tensor([prompt_ids if backbone.is_seq2seq else prompt_ids + output_ids], device=device)
+    src = torch.tensor([backbone.kind.attributed_input(prompt_ids, output_ids)], device=device)
     target = torch.tensor([output_ids], device=device)
-    n_out = len(output_ids)
 
     def run(rows: int):
-        ids = src.expand(rows, -1)
-        if backbone.is_seq2seq:
-            return model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=target.repeat(rows, 1)).logits
-        # Only the positions that predict output tokens: saves the (rows, length, vocab) logits.
-        return model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=n_out + 1).logits[:, :-1]
+        return backbone.kind.output_logits(model, src.expand(rows, -1), target)
 
     path.transform = None
     with torch.no_grad():

@@ -17,9 +17,12 @@ import torch
 from torch import nn
 
 from peftlab.models.beam import beam_search
+from peftlab.models.causal import CAUSAL, Causal
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
+from peftlab.models.kind import IGNORE, right_pad
+from peftlab.models.seq2seq import SEQ2SEQ, Seq2Seq
 
-IGNORE = -100
+__all__ = ["IGNORE", "Backbone"]
 
 
 @dataclass
@@ -34,8 +37,13 @@ class Backbone:
         tok = self.tokenizer
         if tok.pad_token_id is None:  # GPT-Neo/Llama tokenizers often have none; pad is masked anyway
             tok.pad_token = tok.eos_token
-        self.is_seq2seq = bool(getattr(self.model.config, "is_encoder_decoder", False))
+        # Everything that differs between decoder-only and encoder-decoder models (models/kind.py).
+        self.kind: Causal | Seq2Seq = SEQ2SEQ if getattr(self.model.config, "is_encoder_decoder", False) else CAUSAL
         self.chat = self.use_chat_template and not self.is_seq2seq and bool(getattr(tok, "chat_template", None))
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.kind.encoder_decoder
 
     @property
     def device(self) -> torch.device:
@@ -47,9 +55,7 @@ class Backbone:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
             )
-        if self.is_seq2seq:
-            return prompt
-        return prompt + "\n"  # a plain causal LM continues after the prompt's line
+        return self.kind.plain_prompt(prompt)
 
     def too_long(self, prompt: str, max_tokens: int) -> bool:
         return len(self.tokenizer(prompt, add_special_tokens=False).input_ids) > max_tokens
@@ -66,45 +72,27 @@ class Backbone:
 
     def prompt_ids(self, prompt: str, max_source_tokens: int = 512) -> list[int]:
         text = self.format_prompt(self._truncate(prompt, max_source_tokens))
-        # Seq2seq inputs carry the tokenizer's own end marker (</s> for T5); chat templates
-        # already contain every special token they need.
-        return self.tokenizer(text, add_special_tokens=self.is_seq2seq).input_ids
+        return self.tokenizer(text, add_special_tokens=self.kind.prompt_special_tokens()).input_ids
 
     # ---- training features ------------------------------------------------------------------
     def encode(self, prompt: str, target: str, max_source_tokens: int = 512, max_target_tokens: int = 128) -> dict:
-        tok = self.tokenizer
-        src = self.prompt_ids(prompt, max_source_tokens)
-        if self.is_seq2seq:
-            tgt = tok(target, add_special_tokens=True).input_ids[:max_target_tokens]
-            return {"input_ids": src, "labels": tgt}
-        # The target ends with EOS so the model learns to stop (for SmolLM2 EOS is <|im_end|>).
-        tgt = tok(target, add_special_tokens=False).input_ids[: max_target_tokens - 1] + [tok.eos_token_id]
-        return {"input_ids": src + tgt, "labels": [IGNORE] * len(src) + tgt}
+        source = self.prompt_ids(prompt, max_source_tokens)
+        return self.kind.features(source, self.kind.target_ids(self.tokenizer, target, max_target_tokens))
 
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest example of this batch (not to a fixed 512)."""
-        pad = self.tokenizer.pad_token_id
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for i, f in enumerate(features):
-            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
-            mask[i, : len(f["input_ids"])] = 1
-        lwidth = max(len(f["labels"]) for f in features)
-        labels = torch.full((len(features), lwidth), IGNORE, dtype=torch.long)
-        for i, f in enumerate(features):
-            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        ids, mask = right_pad([f["input_ids"] for f in features], self.tokenizer.pad_token_id)
+        labels = right_pad([f["labels"] for f in features], IGNORE)[0]
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     # ---- generation -------------------------------------------------------------------------
     def pad_prompts(self, encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids, attention mask) of a batch: right padding for seq2seq, left for decoder-only models
-        (every row's next token is then at the end)."""
+        """(ids, attention mask) of a batch, padded on the side the model kind generates from."""
         width = max(len(seq) for seq in encoded)
         ids = torch.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
         for row, seq in enumerate(encoded):
-            cols = slice(0, len(seq)) if self.is_seq2seq else slice(width - len(seq), width)
+            cols = self.kind.prompt_columns(width, len(seq))
             ids[row, cols], mask[row, cols] = torch.tensor(seq), 1
         return ids.to(self.device), mask.to(self.device)
 

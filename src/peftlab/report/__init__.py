@@ -8,7 +8,8 @@ re-run: everything is read from the run folders. Written into DIR, each file ato
     plots/<task>-pareto-*.png       test metric vs trainable params / FLOPs / peak memory
     report.html                     all of the above in one self-contained file
 
-``write_report`` is the entry point for other commands (``peftlab compare`` calls it).
+``write_report`` is the entry point for other commands (``peftlab compare`` calls it);
+``print_overview`` is the terminal's short view (``peftlab demo`` prints it).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from pathlib import Path
 
 from peftlab.errors import PeftlabError
 from peftlab.report.aggregate import Comparison, compare_runs
-from peftlab.report.examples import DEFAULT_EXAMPLES, available, side_by_side
+from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
 from peftlab.runio import atomic_write_bytes, atomic_write_text
 
-__all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_report", "write_report"]
+__all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_overview", "print_report", "write_report"]
 
 
 @dataclass
@@ -88,6 +89,17 @@ def write_report(dir: Path, examples: list[int] | None = None) -> Path:
 def print_report(report: Report) -> None:
     """The leaderboard(s) as rich tables on the console."""
     print_tables(report.comparisons)
+
+
+def print_overview(folder: Path, examples: list[int]) -> None:
+    """The test examples at ``examples`` side by side, then the leaderboard(s), on the console.
+
+    Reads the runs only: no plots are drawn and nothing is written (``write_report`` does that).
+    """
+    comparisons = compare_runs(load_runs(Path(folder)))
+    for comp in comparisons:
+        print_examples(side_by_side(comp, examples))
+    print_tables(comparisons)
 
 
 def _check_examples(comparisons: list[Comparison], examples: list[int] | None) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from peftlab.report.runs import Run
 from peftlab.report.ties import Verdict, decide, label_example_scores
 
-# Cost columns averaged over a label's seeds (absent in older runs: then None, shown as "-").
+# Cost columns averaged over a label's seeds: RunSummary fields (absent in older runs: then None,
+# shown as "-").
 COSTS = (
     "trainable_params",
     "total_params",
@@ -65,7 +66,7 @@ def compare_runs(runs: list[Run]) -> list[Comparison]:
     """Group runs into comparisons and rank each one."""
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
-        groups.setdefault((r.summary["task"], r.metric, r.higher_is_better), []).append(r)
+        groups.setdefault((r.summary.task, r.metric, r.higher_is_better), []).append(r)
     return [rank(task, metric, hib, rs) for (task, metric, hib), rs in groups.items()]
 
 
@@ -82,8 +83,8 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
 
 def make_entry(label: str, runs: list[Run]) -> Entry:
     scores = [r.score for r in runs]
-    costs = {k: _mean([r.summary.get(k) for r in runs]) for k in COSTS}
-    kinds = sorted({str(r.summary.get("peak_memory_kind")) for r in runs if r.summary.get("peak_memory_kind")})
+    costs = {k: _mean([getattr(r.summary, k) for r in runs]) for k in COSTS}
+    kinds = sorted({r.summary.peak_memory_kind for r in runs if r.summary.peak_memory_kind})
     return Entry(
         label=label,
         runs=runs,

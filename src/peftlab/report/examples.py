@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
+
+from peftlab.console import console
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Prediction, Run
 from peftlab.runio import REFERENCE_SEPARATOR
@@ -65,3 +68,14 @@ def side_by_side(comp: Comparison, indices: list[int]) -> list[Example]:
             outputs.append(Output(label, run.name, p.prediction if p else None, p.score if p else None))
         out.append(Example(i, row.id, row.input, row.reference.split(REFERENCE_SEPARATOR), outputs))
     return out
+
+
+def print_examples(examples: list[Example]) -> None:
+    """The examples on the console: input, reference(s), then every label's prediction."""
+    for ex in examples:
+        # Inputs and predictions are data (model output may hold '[...]'): never rich markup.
+        console.print(f"[bold]test example {escape(ex.id)}[/bold]: {escape(ex.input)}")
+        console.print(f"  [green]reference[/green]  {escape(REFERENCE_SEPARATOR.join(ex.references))}")
+        for o in ex.outputs:
+            text = "(no prediction)" if o.prediction is None else o.prediction or "(empty)"
+            console.print(f"  [cyan]{escape(o.label)}[/cyan]  {escape(text)}")

@@ -14,7 +14,7 @@ import time
 
 import yaml
 
-from peftlab.leaderboard import human_bytes
+from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
@@ -215,20 +215,20 @@ def run_details(comp: Comparison) -> str:
     for e, r in runs:
         s = r.summary
         # The label, and the method behind it when the label does not say it (lora-r4 is a lora).
-        label = e.label if s.get("method") in (None, e.label) else f"{e.label} ({s['method']})"
+        label = e.label if s.method == e.label else f"{e.label} ({s.method})"
         vals = [
             r.name,
             label,
             r.seed,
             f"{r.score:.4f}",
-            s.get("best_step", "-"),
+            "-" if s.best_step is None else s.best_step,
             budget(r),
-            "-" if s.get("lr") is None else f"{s['lr']:g}",
-            _fmt(s.get("train_seconds"), ".1f"),
-            _fmt(s.get("train_tokens_per_s"), ".0f"),
-            human_bytes(s.get("peak_memory_bytes")),
-            human_bytes(s.get("adapter_bytes")),
-            human_flops(s.get("flops")),
+            _fmt(s.lr, "g"),
+            _fmt(s.train_seconds, ".1f"),
+            _fmt(s.train_tokens_per_s, ".0f"),
+            human_bytes(s.peak_memory_bytes),
+            human_bytes(s.adapter_bytes),
+            human_flops(s.flops),
         ] + ([r.dir.name] if show_folder else [])
         rows.append(
             "<tr>"

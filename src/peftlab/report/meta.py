@@ -24,7 +24,7 @@ def budget(run: Run) -> str:
     for kind in BUDGET_KINDS[1:]:  # steps above
         if t.get(kind.config_key):
             return _amount(kind, t[kind.config_key]) + (f", batch {per_step}" if per_step else "")
-    steps = run.summary.get("steps")
+    steps = run.summary.steps
     return f"{steps} steps" if steps else "-"
 
 
@@ -45,16 +45,16 @@ def budgets(comp: Comparison) -> str:
 
 
 def models(runs: list[Run]) -> str:
-    return ", ".join(
-        sorted({str(r.summary.get("model") or (r.config.get("model") or {}).get("name") or "-") for r in runs})
-    )
+    return ", ".join(sorted({str(r.summary.model or (r.config.get("model") or {}).get("name") or "-") for r in runs}))
 
 
 def hardware(runs: list[Run]) -> str:
     seen = []
     for r in runs:
-        hw = r.summary.get("hardware") or {}
-        text = hw.get("cuda") or (f"{hw['processor']} CPU, {hw.get('cpu_count')} cores" if hw.get("processor") else "")
+        hw = r.summary.hardware
+        if hw is None:
+            continue
+        text = hw.cuda or (f"{hw.processor} CPU, {hw.cpu_count} cores" if hw.processor else "")
         if text and text not in seen:
             seen.append(text)
     return "; ".join(seen) or "-"
@@ -64,7 +64,7 @@ def facts(comp: Comparison) -> list[tuple[str, str]]:
     """(name, value) pairs for the report header of one comparison."""
     runs = comp.runs
     seeds = sorted({str(r.seed) for r in runs if r.seed is not None})
-    examples = sorted({r.summary.get("test_examples") for r in runs if r.summary.get("test_examples")})
+    examples = sorted({r.summary.test_examples for r in runs if r.summary.test_examples})
     direction = "higher is better" if comp.higher_is_better else "lower is better"
     return [
         ("model", models(runs)),

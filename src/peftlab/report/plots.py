@@ -74,7 +74,7 @@ def pareto_front(costs: list[float], goods: list[float]) -> list[int]:
 
 
 def _trains(e) -> bool:
-    return any(r.trains and r.summary.get("steps") != 0 for r in e.runs)
+    return any(r.trains and r.summary.steps != 0 for r in e.runs)
 
 
 def _render(fig: Figure) -> bytes:

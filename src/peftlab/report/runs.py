@@ -2,13 +2,13 @@
 
 A comparison folder holds run folders as immediate subfolders; a subfolder counts as a finished
 run when it has a summary.json (train.py writes it last). Everything else (plots/, configs/, a
-half-written run) is ignored. Fields the integrator added later (label, flops, flops_per_step,
-metrics.jsonl ``flops``, predictions.csv ``score``) are optional: older runs lack them.
+half-written run) is ignored. summary.json is read as a ``RunSummary`` (summary.py), whose
+later fields (label, flops, flops_per_step, ...) are optional, as are metrics.jsonl ``flops`` and
+predictions.csv ``score``: older runs lack them.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,7 @@ import yaml
 
 from peftlab.errors import PeftlabError
 from peftlab.runio import read_jsonl, read_predictions_csv
-
-# Fields without which a run cannot be placed on the leaderboard at all.
-REQUIRED = ("run", "method", "task", "primary_metric", "test")
+from peftlab.summary import RunSummary
 
 
 @dataclass
@@ -35,41 +33,42 @@ class Prediction:
 @dataclass
 class Run:
     dir: Path
-    summary: dict
+    summary: RunSummary
     config: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return str(self.summary.get("run") or self.dir.name)
+        return self.summary.run or self.dir.name
 
     @property
     def label(self) -> str:
         """The method's name within the comparison (e.g. lora-r4); older runs only have ``method``."""
-        return str(self.summary.get("label") or self.summary["method"])
+        return self.summary.label or self.summary.method
 
     @property
     def metric(self) -> str:
-        return self.summary["primary_metric"]
+        return self.summary.primary_metric
 
     @property
     def trains(self) -> bool:
         """Whether the run's method trains (the method's own fact, recorded in summary.json; older
         summaries: whether it had trainable parameters)."""
-        return bool(self.summary.get("trains", self.summary.get("trainable_params") != 0))
+        s = self.summary
+        return s.trains if s.trains is not None else s.trainable_params != 0
 
     @property
     def higher_is_better(self) -> bool:
-        return bool(self.summary.get("higher_is_better", True))
+        return self.summary.higher_is_better
 
     @property
     def score(self) -> float:
-        return float(self.summary["test"][self.metric])
+        return float(self.summary.test[self.metric])
 
     @property
-    def seed(self):
-        return self.summary.get("seed")
+    def seed(self) -> int | None:
+        return self.summary.seed
 
     def example_scores(self) -> dict[str, float]:
         """id -> per-example primary metric, only for rows that recorded one."""
@@ -105,13 +104,10 @@ def load_runs(folder: Path) -> list[Run]:
 
 
 def load_run(run_dir: Path) -> Run:
-    summary = _read_json(run_dir / "summary.json")
-    missing = [k for k in REQUIRED if k not in summary]
-    if missing:
-        raise PeftlabError(f"{run_dir / 'summary.json'}: missing field(s) {', '.join(missing)}")
-    if summary["primary_metric"] not in (summary["test"] or {}):
+    summary = RunSummary.read(run_dir / "summary.json")  # names a missing or ill-typed field
+    if summary.primary_metric not in summary.test:
         raise PeftlabError(
-            f"{run_dir / 'summary.json'}: test has no value for the primary metric '{summary['primary_metric']}'"
+            f"{run_dir / 'summary.json'}: test has no value for the primary metric '{summary.primary_metric}'"
         )
     return Run(
         dir=run_dir,
@@ -120,16 +116,6 @@ def load_run(run_dir: Path) -> Run:
         metrics=read_jsonl(run_dir / "metrics.jsonl"),
         predictions=_read_predictions(run_dir / "predictions.csv"),
     )
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PeftlabError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise PeftlabError(f"{path}: expected a JSON object")
-    return data
 
 
 def _read_yaml(path: Path) -> dict:

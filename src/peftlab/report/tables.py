@@ -11,12 +11,13 @@ from rich import box
 from rich.table import Table
 
 from peftlab.console import console
-from peftlab.leaderboard import human_bytes
+from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.ties import TIE_RULE
 from peftlab.runio import atomic_write_text
 
 HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "train s", "peak mem")
+TERMINAL_HEADER = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
 
 
 def human_flops(n: float | None) -> str:
@@ -142,7 +143,7 @@ def human_count(n: float | None) -> str:
 
 
 def terminal_cells(e: Entry) -> list[str]:
-    """A narrower row than the markdown one (CI logs are 100 columns): short verdict, compact counts."""
+    """A narrower row than the markdown one: short verdict, compact counts (TERMINAL_HEADER's columns)."""
     t, c = e.tie, e.costs
     verdict = {"best": "best", "tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
     if t.verdict != "best" and t.delta is not None:
@@ -161,20 +162,28 @@ def terminal_cells(e: Entry) -> list[str]:
 
 
 def print_tables(comparisons: list[Comparison]) -> None:
-    heads = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
+    """The leaderboard(s) on the console: 80 columns wide with one seed per label (the demo's), at
+    most 100 with several (CI logs are 100 wide)."""
     for comp in comparisons:
+        # With one seed everywhere the n column is all 1s: the title says so instead, which is
+        # what keeps the table inside 80 columns.
+        one_seed = all(e.n == 1 for e in comp.entries)
+        keep = [i for i, h in enumerate(TERMINAL_HEADER) if not (one_seed and h == "n")]
         direction = "higher is better" if comp.higher_is_better else "lower is better"
         table = Table(
-            title=f"{comp.task}: test {comp.metric} ({direction})",
+            title=f"{comp.task}: test {comp.metric} ({direction}{', one seed' if one_seed else ''})",
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
+            pad_edge=False,
             show_edge=False,
             collapse_padding=True,
         )
-        for h in heads:
+        for i in keep:
+            h = TERMINAL_HEADER[i]
             table.add_column(h, justify="left" if h in ("label", "vs best") else "right", no_wrap=h != "label")
         for e in comp.entries:
-            table.add_row(*terminal_cells(e), style="bold" if e.tie.verdict in ("best", "tie") else None)
+            cells = terminal_cells(e)
+            table.add_row(*(cells[i] for i in keep), style="bold" if e.tie.verdict in ("best", "tie") else None)
         console.print(table)
     console.print(
         "[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "

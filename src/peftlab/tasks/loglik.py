@@ -73,52 +73,13 @@ def continuation_logprobs(
     try:
         for start in range(0, len(order), batch_size):
             batch = [rows[r] for r in order[start : start + batch_size]]
-            if backbone.is_seq2seq:
-                scores = _seq2seq_batch(model, [src[i] for i, _, _ in batch], [c for _, _, c in batch], pad, device)
-            else:
-                scores = _causal_batch(model, [src[i] for i, _, _ in batch], [c for _, _, c in batch], pad, device)
+            sources, conts = [src[i] for i, _, _ in batch], [c for _, _, c in batch]
+            scores = backbone.kind.continuation_logprobs(model, sources, conts, pad, device)
             for (i, j, cont), s in zip(batch, scores):
                 out[i][j] = (s, len(cont))
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
-
-
-def _causal_batch(model, srcs: list[list[int]], conts: list[list[int]], pad: int, device) -> list[float]:
-    """One right-padded row prompt+continuation per candidate; the log-prob of token t is read from
-    the logits at t-1. Right padding keeps every real token at the position it has alone (and in
-    training, whose collate right-pads too), also with a soft prompt prepended by peft."""
-    seqs = [s + c for s, c in zip(srcs, conts)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    target = torch.zeros((len(seqs), width), dtype=torch.bool)  # continuation positions
-    for r, (s, c) in enumerate(zip(srcs, conts)):
-        ids[r, : len(s) + len(c)] = torch.tensor(s + c, dtype=torch.long)
-        mask[r, : len(s) + len(c)] = 1
-        target[r, len(s) : len(s) + len(c)] = True
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    logits = logits[:, -width:].float()  # prompt tuning prepends virtual tokens' logits: drop them
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
-    return (logp * target[:, 1:].to(device)).sum(-1).tolist()
-
-
-def _seq2seq_batch(model, srcs: list[list[int]], conts: list[list[int]], pad: int, device) -> list[float]:
-    """Encoder input = prompt (right-padded), labels = continuation (padded with -100); the model
-    builds the decoder inputs by shifting the labels right, as in training."""
-    width = max(len(s) for s in srcs)
-    lwidth = max(1, max(len(c) for c in conts))  # an empty continuation still needs one decoder step
-    ids = torch.full((len(srcs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(srcs), width), dtype=torch.long)
-    labels = torch.full((len(srcs), lwidth), IGNORE, dtype=torch.long)
-    for r, (s, c) in enumerate(zip(srcs, conts)):
-        ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s, dtype=torch.long), 1
-        labels[r, : len(c)] = torch.tensor(c, dtype=torch.long)
-    labels = labels.to(device)
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels).logits.float()
-    keep = labels != IGNORE
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    return (logp * keep).sum(-1).tolist()
 
 
 def pick_choice(scores_with_lengths: list[tuple[float, int]]) -> int:

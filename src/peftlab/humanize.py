@@ -1,0 +1,14 @@
+"""Numbers for people: byte sizes as the report's and inspect's tables show them."""
+
+from __future__ import annotations
+
+
+def human_bytes(n: float | None) -> str:
+    """'18 B', '19.6 MB', '4.5 GB' (powers of 1000, like disk sizes); '-' when unknown."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

@@ -1,0 +1,149 @@
+"""summary.json, typed: what a finished run holds (final numbers, cost, versions, hardware).
+
+``RunSummary`` is the file's one definition: train.py builds and writes it, the report (and the
+benchmarks) read it back as attributes. The on-disk keys are the field names. Reading is
+tolerant of older run folders: every field added after the first release is optional and gets
+its default when absent, and unknown keys (from a newer peftlab) are ignored. A missing required
+field, or a field of the wrong type, is a PeftlabError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
+
+from peftlab.errors import PeftlabError
+from peftlab.runio import write_json
+
+
+def _number(value: object) -> int | float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("number_type", "Input should be a number")
+
+
+# A JSON number kept as written: an int stays an int (a float field would turn 0 into 0.0).
+Number = Annotated[int | float, PlainValidator(_number)]
+
+
+class _Record(BaseModel):
+    # strict: no quiet conversion ("3" is not a number, 1 is not a boolean); unknown keys are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Hardware(_Record):
+    platform: str | None = None  # platform.platform()
+    processor: str | None = None  # the CPU (or the machine type when the OS does not name it)
+    cpu_count: int | None = None
+    torch_threads: int | None = None
+    memory_bytes: int | None = None  # total RAM
+    cuda: str | None = None  # the GPU's name; None on CPU
+
+
+class BudgetLimit(_Record):
+    kind: str  # steps, examples, tokens, flops or seconds (budget.KINDS)
+    amount: Number
+
+
+class RunSummary(_Record):
+    """One finished run. Required: what places it on a leaderboard (run, method, task,
+    primary_metric, test); everything else is optional, absent in some older runs."""
+
+    # what ran
+    run: str  # the run's name (its folder's name)
+    method: str  # the method's registry name, e.g. lora
+    trains: bool | None = None  # whether the method trains (None: older run, see report/runs.py)
+    label: str | None = None  # the method's name within a comparison, e.g. lora-r4
+    task: str
+    model: str | None = None  # the config's model name
+    seed: int | None = None
+    # scores
+    primary_metric: str
+    higher_is_better: bool = True
+    test: dict[str, Number]  # every test metric (and "seconds" of scoring), scored once at the end
+    test_examples: int | None = None
+    best_validation: dict[str, Number] | None = None  # every validation metric at best_step
+    best_step: int | None = None  # the step whose weights were kept (chosen on validation)
+    # budget and work done
+    budget: BudgetLimit | None = None  # None: the run stopped on epochs or did not train
+    steps: int | None = None  # optimizer steps
+    processes: int | None = None  # data-parallel processes
+    flops: Number | None = None  # analytical training FLOPs
+    flops_per_step: Number | None = None
+    examples_seen: int | None = None
+    tokens_seen: int | None = None  # real (non-padding) tokens
+    lr: Number | None = None  # None for a method that does not train
+    # cost
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_pct: Number | None = None
+    adapter_bytes: int | None = None
+    train_seconds: Number | None = None  # optimizer steps only (no evaluation, no logging)
+    train_examples_per_s: Number | None = None
+    train_tokens_per_s: Number | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None  # cpu_peak_rss or cuda_max_allocated (cost.PeakMemory)
+    truncated_inputs: int | None = None  # inputs cut to max_source_tokens
+    skipped_long_train_examples: int | None = None
+    finished_at: str | None = None  # local time, ISO 8601 with offset
+    # environment (runio.environment)
+    python: str | None = None
+    versions: dict[str, str | None] | None = None  # package -> release (None: not installed)
+    untested_versions: dict[str, str] | None = None  # package -> tested release, where they differed
+    hardware: Hardware | None = None
+
+    def to_json(self) -> dict:
+        """summary.json's object: every field, under its own name, in the order above."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, data: object, source: str | Path = "summary.json") -> RunSummary:
+        """The summary in ``data`` (summary.json's parsed object); PeftlabError naming ``source``
+        and every missing or ill-typed field."""
+        if not isinstance(data, dict):
+            raise PeftlabError(f"{source}: expected a JSON object")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise PeftlabError(_describe(e, source)) from None
+
+    def write(self, path: Path) -> None:
+        """Write summary.json atomically (a crash never leaves half a file)."""
+        write_json(Path(path), self.to_json())
+
+    @classmethod
+    def read(cls, path: Path) -> RunSummary:
+        path = Path(path)
+        if not path.is_file():
+            raise PeftlabError(f"{path}: no such file (the run did not finish)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PeftlabError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_json(data, path)
+
+
+def _describe(err: ValidationError, source: str | Path) -> str:
+    """One message: the missing fields first (as one list), then each ill-typed field and its value."""
+    missing, wrong = [], []
+    for e in err.errors():
+        name = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "missing":
+            missing.append(name)
+        else:
+            msg = e["msg"][:1].lower() + e["msg"][1:]
+            wrong.append(f"field '{name}': {msg} (got {_short(e.get('input'))})")
+    parts = ([f"missing field(s) {', '.join(missing)}"] if missing else []) + wrong
+    return f"{source}: " + "; ".join(parts)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
