@@ -96,7 +96,13 @@ def test_killed_compare_resumes_without_recomputing_finished_runs(tmp_path, copy
         budget={"steps": 300},
         evals=30,
         methods=[
-            {"name": "lora", "rank": 4, "dropout": 0.0, "train": {"max_steps": 4, "evals": 1}},
+            {
+                "name": "lora",
+                "rank": 4,
+                "dropout": 0.0,
+                "train": {"max_steps": 4, "evals": 1},
+                "override": "a short first run, so that the second starts soon",
+            },
             {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}},
         ],
         eval={"batch_size": 4, "max_validation": 1, "max_test": 1},

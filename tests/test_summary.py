@@ -13,7 +13,7 @@ from peftlab.report.runs import load_run
 from peftlab.summary import BudgetLimit, Hardware, RunSummary
 from tests.report.fakes import fake_run
 
-# The keys train.py has always written, in its order.
+# The keys train.py writes, in its order (those of earlier versions, and later ones after them).
 KEYS = [
     "run",
     "method",
@@ -26,6 +26,7 @@ KEYS = [
     "higher_is_better",
     "test",
     "test_examples",
+    "test_ids_sha256",
     "best_validation",
     "best_step",
     "budget",
@@ -44,6 +45,7 @@ KEYS = [
     "train_examples_per_s",
     "train_tokens_per_s",
     "peak_memory_bytes",
+    "run_peak_memory_bytes",
     "peak_memory_kind",
     "truncated_inputs",
     "skipped_long_train_examples",
@@ -69,6 +71,7 @@ def full_summary() -> RunSummary:
         higher_is_better=True,
         test={"exact_match": 0.5, "seconds": 1.25},
         test_examples=2,
+        test_ids_sha256="0" * 64,
         best_validation={"exact_match": 1.0, "seconds": 0.5},
         best_step=6,
         budget=BudgetLimit(kind="steps", amount=12),
@@ -87,6 +90,7 @@ def full_summary() -> RunSummary:
         train_examples_per_s=13.7,
         train_tokens_per_s=285.7,
         peak_memory_bytes=4_000_000,
+        run_peak_memory_bytes=5_000_000,
         peak_memory_kind="cpu_peak_rss",
         truncated_inputs=0,
         skipped_long_train_examples=0,

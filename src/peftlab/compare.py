@@ -67,6 +67,31 @@ class CompareConfig(BaseModel):
         return Path(self.output_dir) / self.name
 
 
+# What a method entry may set in its own `train:`: how the method is optimised, not how much it is
+# trained or on what, nor how it is scored. Everything else is the comparison's, the same for every
+# method, unless the entry says `override: <reason>` (the report then marks its row).
+METHOD_TRAIN_KEYS = frozenset(
+    {
+        "lr",
+        "weight_decay",
+        "warmup_ratio",
+        "schedule",
+        "max_grad_norm",
+        "gradient_checkpointing",
+        "checkpoint",
+        "log_every",
+    }
+)
+
+
+def locked_settings(entry: dict[str, Any]) -> list[str]:
+    """The entry's settings that change the budget or what is scored: its eval section and any train key
+    outside METHOD_TRAIN_KEYS."""
+    train = entry.get("train") or {}
+    keys = [f"train.{k}" for k in train if k not in METHOD_TRAIN_KEYS]
+    return keys + [f"eval.{k}" for k in entry.get("eval") or {}]
+
+
 def label_of(entry: dict[str, Any]) -> str:
     """The entry's label, else its method's label for these options (hybrids: 'lora+prompt_tuning')."""
     if entry.get("label"):
@@ -90,7 +115,16 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
                 ". _ + - (set label: ...)"
             )
         seen.add(label)
-        method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval")}
+        override = entry.get("override")
+        locked = locked_settings(entry)
+        if locked and not (isinstance(override, str) and override.strip()):
+            raise PeftlabError(
+                f"{source}: methods[{i}] ({label}): {', '.join(locked)} would give this method another budget "
+                "or other scoring than the rest of the comparison. Set it for every method at the top level, "
+                f"or say why in the entry (override: <reason>; the report marks the row). A method entry may set "
+                f"train.{{{', '.join(sorted(METHOD_TRAIN_KEYS))}}}"
+            )
+        method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval", "override")}
         trains = get_method(method["name"]).trains if method["name"] else True
         train = {**cc.train, BY_NAME[kind].config_key: amount, "evals": cc.evals, **entry.get("train", {})}
         for seed in cc.seeds if trains else cc.seeds[:1]:
@@ -102,6 +136,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
                         "label": label,
                         "output_dir": str(cc.folder()),
                         "seed": seed,
+                        **({"override": override} if locked else {}),
                         "trackers": cc.trackers,
                         "model": cc.model.model_dump(mode="json"),
                         "method": method,

@@ -95,6 +95,16 @@ class TaskConfig(_Strict):
         description="Examples held out of train (seeded) as validation when the data has no validation "
         "split: checkpoints are chosen on validation, never on test.",
     )
+    hold_out_by: Literal["auto", "text", "database"] = Field(
+        "auto",
+        description="How validation held out of train is kept as disjoint from train as the test is. Always: it "
+        "is drawn from training rows whose input lies inside no longer training input (whole sentences, not "
+        "their phrases), and training rows whose input contains, or lies inside, a held-out input (word for "
+        "word, ignoring case) are dropped and counted. 'database' also holds out whole databases "
+        "(cross-database text-to-SQL such as Spider, whose test databases are unseen in training); it needs "
+        "task.database to name a row field. 'auto': 'database' when task.database names a row field and the "
+        "test split shares no database with train, else 'text'.",
+    )
     input_template: str | None = Field(
         None,
         description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'. "
@@ -106,11 +116,23 @@ class TaskConfig(_Strict):
         description="Fields holding references for scoring (several = multi-reference max); "
         "defaults to [target_field]. Used where the example has them (e.g. DialogSum test).",
     )
-    id_field: str | None = Field(None, description="Field holding a unique example id (default: row number).")
+    id_field: str | list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Field holding a unique example id, or a list of names tried in turn (the first column the "
+        "file has is used: DialogSum names it fname, its hub copies id). A named field the file lacks is an "
+        "error; null numbers the rows.",
+    )
     merge_duplicate_ids: bool = Field(
         False,
-        description="Rows sharing an id are one example whose references are all their targets "
-        "(e.g. the hub's DialogSum test: one row per reference summary).",
+        description="Rows that are the same example (see merge_by) are one example whose references are all "
+        "their targets (e.g. the hub's DialogSum test: one row per reference summary).",
+    )
+    merge_by: Literal["id", "input"] = Field(
+        "id",
+        description="With merge_duplicate_ids, what makes rows the same example: the same id, or the same "
+        "prompt (rows the model cannot tell apart; for copies that give each reference row its own id, e.g. "
+        "the hub's DialogSum test: test_0_1, test_0_2, test_0_3).",
     )
     metric: Metric = Field(
         "rouge", description="Task metric, the first is the primary (accuracy also reports macro-F1)."
@@ -168,7 +190,12 @@ class TrainConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="Budget in optimizer steps.")
     epochs: float | None = Field(None, gt=0, description="Budget in epochs (converted to steps).")
     max_examples: int | None = Field(None, ge=1, description="Budget in training examples seen.")
-    max_tokens: int | None = Field(None, ge=1, description="Budget in training tokens (prompt + target, unpadded).")
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Budget in training tokens (prompt + target, unpadded; on encoder-decoders the "
+        "encoder's prompt tokens plus the decoder's target tokens).",
+    )
     max_flops: float | None = Field(
         None, gt=0, description="Budget in training FLOPs (analytical count, peftlab.flops)."
     )
@@ -182,6 +209,12 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of linear warmup.")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Compute dtype of training forwards, generation and scoring, the same for every method "
+        "(weights stay fp32): 'auto' = bf16 on GPU, fp32 on CPU; 'bf16' also on CPU (fast where it has "
+        "AVX512-BF16/AMX).",
+    )
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null disables.")
     eval_every: int | None = Field(None, ge=1, description="Validate every N steps (and at the end); null = end only.")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N training examples.")
@@ -230,6 +263,11 @@ class ExperimentConfig(_Strict):
         "WANDB_MODE=disabled|offline is respected.",
     )
     output_dir: str = Field("runs", description="Where run folders are written.")
+    override: str | None = Field(
+        None,
+        description="In a comparison: why this run's budget or scoring settings differ from the other "
+        "methods' (written by `peftlab compare` from a method entry's `override:`; the report marks the row).",
+    )
     seed: int = Field(0, description="Seed for data order and initialisation.")
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)

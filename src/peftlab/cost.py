@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -15,11 +16,17 @@ def dir_bytes(path: Path) -> int:
 
 
 class PeakMemory:
-    """Peak memory inside a ``with`` block.
+    """Peak memory inside a ``with`` block (``peak``), and inside its optimizer steps (``train_peak``).
 
-    On CUDA: ``torch.cuda.max_memory_allocated``. On CPU: the process's resident set size sampled
-    every ``interval`` seconds by a background thread (``ru_maxrss`` only ever grows, so it
-    cannot give the peak of one phase). The sampler sleeps between reads, so it costs the timed
+    The training peak is the method's cost: what its optimizer steps hold. The whole-run peak also
+    holds peftlab's bookkeeping (the best-weights copy, checkpoint writes, evaluation), which is not
+    the method's and would charge full fine-tuning 1-3 extra model copies. A run without optimizer
+    steps (zero-shot) records as training peak the memory of the loaded model (``floor``).
+
+    On CUDA: ``torch.cuda.max_memory_allocated``, reset at each step's start (the whole-run peak folds
+    in every value read). On CPU: the process's resident set size sampled every ``interval`` seconds
+    by a background thread (``ru_maxrss`` only ever grows, so it cannot give the peak of one phase),
+    and at each step's start and end. The sampler sleeps between reads, so it costs the timed
     training path almost nothing.
     """
 
@@ -27,7 +34,37 @@ class PeakMemory:
         self.interval = interval
         self.cuda = torch.cuda.is_available()
         self.peak = 0
+        self.train_peak = 0
+        self._in_step = False
         self._stop = threading.Event()
+
+    def _read(self) -> int:
+        return torch.cuda.max_memory_allocated() if self.cuda else psutil.Process().memory_info().rss
+
+    def _note(self, value: int) -> None:
+        self.peak = max(self.peak, value)
+        if self._in_step:
+            self.train_peak = max(self.train_peak, value)
+
+    @contextmanager
+    def step(self):
+        """Marks one optimizer step: its peak is training memory."""
+        if self.cuda:
+            self._note(self._read())  # the whole run's peak so far, before the reset forgets it
+            torch.cuda.reset_peak_memory_stats()
+        self._in_step = True
+        self._note(self._read())
+        try:
+            yield
+        finally:
+            self._note(self._read())
+            self._in_step = False
+
+    def floor(self) -> None:
+        """For a run without optimizer steps: the training peak is the memory it holds now."""
+        self._in_step = True
+        self._note(psutil.Process().memory_info().rss if not self.cuda else torch.cuda.memory_allocated())
+        self._in_step = False
 
     @property
     def kind(self) -> str:
@@ -36,7 +73,7 @@ class PeakMemory:
     def _sample(self):
         proc = psutil.Process()
         while not self._stop.is_set():
-            self.peak = max(self.peak, proc.memory_info().rss)
+            self._note(proc.memory_info().rss)
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -50,7 +87,7 @@ class PeakMemory:
 
     def __exit__(self, *exc):
         if self.cuda:
-            self.peak = torch.cuda.max_memory_allocated()
+            self._note(torch.cuda.max_memory_allocated())
         else:
             self._stop.set()
             self._thread.join()

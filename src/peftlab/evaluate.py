@@ -12,9 +12,17 @@ from pathlib import Path
 
 from torch import nn
 
+from peftlab.config import load_config
 from peftlab.console import console, progress
+from peftlab.errors import PeftlabError
+from peftlab.methods import get_method, method_options
+from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.tasks.base import Example, Task
+from peftlab.models.loading import refuse_pickle
+from peftlab.precision import compute_dtype
+from peftlab.runio import write_json, write_predictions
+from peftlab.tasks import loglik
+from peftlab.tasks.base import Example, Task, build_task
 
 
 def generate_and_score(
@@ -58,7 +66,6 @@ def rank_options(
     backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], batch_size: int, max_source_tokens: int
 ) -> list[str]:
     """Classification and multiple choice by log-likelihood: every prediction is a valid option."""
-    from peftlab.tasks import loglik
 
     prompts = [e.prompt for e in examples]
     if task.output_type == "classify":
@@ -95,8 +102,6 @@ def eval_run(
 ) -> dict:
     """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv
     (predictions_<split>_beamN.csv when a beam width other than the run's is asked for)."""
-    from peftlab.runio import write_json, write_predictions
-    from peftlab.tasks.base import build_task
 
     cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = backbone.model
@@ -128,20 +133,17 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
     """(config, backbone) of a finished run: the base model with the run's adapter loaded onto it.
     ``model_cfg`` overrides the run's model section (e.g. float32 for merging). An adapter stored only
     as pickle is refused unless ``allow_unsafe_pickle``."""
-    from peftlab.methods import get_method, method_options
-    from peftlab.models import load_backbone
-    from peftlab.models.loading import refuse_pickle
 
     cfg = load_run_config(run_dir)
     refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
     backbone = load_backbone(model_cfg or cfg.model, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
     backbone.model = model.to(backbone.device)
+    backbone.compute_dtype = compute_dtype(cfg.train.precision, backbone.device)  # as in training
     return cfg, backbone
 
 
 def run_config_path(run_dir: Path) -> Path:
-    from peftlab.errors import PeftlabError
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -150,8 +152,6 @@ def run_config_path(run_dir: Path) -> Path:
 
 
 def load_run_config(run_dir: Path):
-    from peftlab.config import load_config
-    from peftlab.errors import PeftlabError
 
     path = run_config_path(run_dir)
     if not (Path(run_dir) / "adapter").is_dir():

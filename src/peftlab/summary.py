@@ -66,6 +66,7 @@ class RunSummary(_Record):
     higher_is_better: bool = True
     test: dict[str, Number]  # every test metric (and "seconds" of scoring), scored once at the end
     test_examples: int | None = None
+    test_ids_sha256: str | None = None  # of the scored test ids, in order: runs ranked together must agree
     best_validation: dict[str, Number] | None = None  # every validation metric at best_step
     best_step: int | None = None  # the step whose weights were kept (chosen on validation)
     # budget and work done
@@ -85,7 +86,8 @@ class RunSummary(_Record):
     train_seconds: Number | None = None  # optimizer steps only (no evaluation, no logging)
     train_examples_per_s: Number | None = None
     train_tokens_per_s: Number | None = None
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = None  # optimizer steps only (the leaderboard's column); zero-shot: the loaded model
+    run_peak_memory_bytes: int | None = None  # the whole run: evaluation, checkpoints and the best-weights copy too
     peak_memory_kind: str | None = None  # cpu_peak_rss or cuda_max_allocated (cost.PeakMemory)
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens
     skipped_long_train_examples: int | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import math
 import signal
@@ -38,6 +39,7 @@ from peftlab.methods.base import Method
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
+from peftlab.precision import compute_dtype
 from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_predictions
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
@@ -78,6 +80,8 @@ def train(
             if not run.main:
                 return run.dir  # the main process validates, tests and writes the summary
             restore_best(core, state, task)
+        else:
+            memory.floor()  # zero-shot: the memory of the loaded model
         core.eval()
         method.save(core, run.dir / "adapter")
         test = limit(task.split("test"), cfg.eval.max_test)
@@ -137,7 +141,7 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(
         cpu=not cuda,
-        mixed_precision="bf16" if cuda and cfg.model.dtype == "auto" else "no",
+        mixed_precision="no",  # peftlab sets the numerics itself, the same for every method (precision.py)
         log_with=cfg.trackers or None,
         project_dir=str(cfg.run_dir()),
         # Under `accelerate launch`, the other processes wait while the main one validates.
@@ -170,8 +174,9 @@ def load_model(run: Run, method: Method, options, allow_unsafe_pickle: bool) -> 
     backbone = load_backbone(
         cfg.model, device=run.accelerator.device, log=console.print, allow_unsafe_pickle=allow_unsafe_pickle
     )
-    if torch.cuda.is_available() and cfg.model.dtype == "auto":
-        backbone.model.float()  # fp32 master weights; accelerate autocasts the matmuls to bf16
+    if cfg.model.dtype == "auto":
+        backbone.model.float()  # fp32 master weights; the matmuls run in train.precision's dtype
+    backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
     if cfg.train.gradient_checkpointing:
         # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
         # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
@@ -218,7 +223,8 @@ class Validation:
                 state.step,
                 scores,
             )
-            state.best_weights = {n: p.detach().clone() for n, p in trainable_parameters(core).items()}
+            # Off the accelerator: the copy is peftlab's bookkeeping, not the method's memory.
+            state.best_weights = {n: p.detach().to("cpu", copy=True) for n, p in trainable_parameters(core).items()}
 
 
 def restore_best(core: torch.nn.Module, state: TrainState, task: Task) -> None:
@@ -269,6 +275,8 @@ def fit(
     cfg, core = run.cfg, backbone.model
     loader, sampler, skipped = build_loader(cfg, run.processes, backbone, task)
     budget = make_budget(cfg, loader)
+    with backbone.numerics():  # the FLOP probe's forwards, like every other, in the run's compute dtype
+        step_flops = StepFlops(core, backbone.kind.encoder_decoder)
     loop = Loop(
         run,
         backbone,
@@ -278,7 +286,7 @@ def fit(
         lr,
         budget,
         sampler,
-        StepFlops(core, backbone.kind.encoder_decoder),
+        step_flops,
         output_head(core),
     )
     state = resume_state(loop, memory) if run.resuming else TrainState()
@@ -295,7 +303,8 @@ def fit(
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
         while not budget.done:
             before = budget.progress
-            loss = optimizer_step(loop, state, next_step(loop, batches), stop)
+            with memory.step():
+                loss = optimizer_step(loop, state, next_step(loop, batches), stop)
             bar.update(tid, completed=100 * budget.progress, info=f"step {state.step} loss {loss:.4f}")
             after_step(loop, state, loss, before, validate, memory, stop, bar)
     if run.main and validate:
@@ -309,6 +318,9 @@ def build_optimizer(
     params = list(trainable_parameters(model).values())
     # Hybrids give each component its own group (soft prompts need ~30x LoRA's lr).
     groups = method.param_groups(model, options, lr) if method.param_groups else [{"params": params}]
+    if cfg.train.weight_decay:
+        # Weight matrices decay; soft prompts, prefixes, IA3 vectors, biases and norms do not (Method.decays).
+        groups = method.decay_groups(model, options, groups)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
 
 
@@ -319,7 +331,8 @@ def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
     state = TrainState.from_json(info, best_weights)
     loop.budget.spent.update(state.budget_spent)
     loop.sampler.epoch, loop.sampler.offset = state.sampler
-    memory.peak = max(memory.peak, state.peak_memory_bytes)
+    memory.peak = max(memory.peak, state.peak_memory_bytes)  # a resumed run keeps its earlier peaks
+    memory.train_peak = max(memory.train_peak, state.train_peak_memory_bytes)
     # Lines logged after the checkpoint belong to work that is now redone.
     metrics = run.dir / "metrics.jsonl"
     records = [r for r in read_jsonl(metrics) if r["step"] <= state.step]
@@ -353,7 +366,8 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
         for i, b in enumerate(mine):
             # Gradients are averaged over processes once per step, not per micro-batch.
             with accelerator.no_sync(loop.model) if i < len(mine) - 1 else contextlib.nullcontext():
-                part = kind.loss_sum(loop.model, loop.head, b)
+                with loop.backbone.numerics():
+                    part = kind.loss_sum(loop.model, loop.head, b)
                 # Sum over the step's labelled tokens / their count: one big batch's mean, whatever
                 # the split (DDP averages over processes, hence * processes).
                 accelerator.backward(part * (processes / labelled))
@@ -370,7 +384,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
         shared = accelerator.reduce(torch.tensor([seconds, float(stop.signal or 0)], device=accelerator.device), "max")
         seconds, stop.signal = float(shared[0]), int(shared[1]) or None
     n_examples = sum(b["input_ids"].shape[0] for b in shards)
-    n_tokens = sum(int(b["attention_mask"].sum()) for b in shards)
+    n_tokens = sum(kind.batch_tokens(b) for b in shards)  # prompt + target (encoder + decoder on seq2seq)
     state.step, state.examples, state.tokens = state.step + 1, state.examples + n_examples, state.tokens + n_tokens
     state.flops, state.seconds = state.flops + step_flops, state.seconds + seconds
     budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops, seconds=seconds)
@@ -426,7 +440,7 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     if not loop.run.main:
         return
     state.budget_spent, state.sampler = dict(loop.budget.spent), (loop.sampler.epoch, loop.sampler.offset)
-    state.peak_memory_bytes = memory.peak
+    state.peak_memory_bytes, state.train_peak_memory_bytes = memory.peak, memory.train_peak
     checkpoint.save(
         loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
     )
@@ -449,6 +463,7 @@ def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, fac
         higher_is_better=task.higher_is_better,
         test=facts["test_scores"],
         test_examples=len(facts["test"]),
+        test_ids_sha256=hashlib.sha256("\n".join(e.id for e in facts["test"]).encode()).hexdigest(),
         best_validation=state.best_scores,
         best_step=state.best_step,
         budget=BudgetLimit(kind=budget.kind, amount=budget.amount) if budget else None,
@@ -466,7 +481,8 @@ def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, fac
         train_seconds=round(seconds, 3),
         train_examples_per_s=state.examples / seconds if seconds else None,
         train_tokens_per_s=state.tokens / seconds if seconds else None,
-        peak_memory_bytes=memory.peak,
+        peak_memory_bytes=memory.train_peak,
+        run_peak_memory_bytes=memory.peak,
         peak_memory_kind=memory.kind,
         truncated_inputs=backbone.truncated,
         skipped_long_train_examples=facts["skipped_long"],

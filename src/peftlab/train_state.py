@@ -27,7 +27,8 @@ class TrainState:
     best_score: float = -math.inf  # signed so that larger is better whatever the metric's direction
     best_step: int = 0
     best_scores: dict | None = None  # every validation metric at best_step
-    peak_memory_bytes: int = 0
+    peak_memory_bytes: int = 0  # whole run so far
+    train_peak_memory_bytes: int = 0  # optimizer steps so far
     # The best trainable weights (kept off the JSON: checkpoint.py writes them as safetensors).
     best_weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
@@ -45,6 +46,7 @@ class TrainState:
             "best_step": self.best_step,
             "best_scores": self.best_scores,
             "peak_memory_bytes": self.peak_memory_bytes,
+            "train_peak_memory_bytes": self.train_peak_memory_bytes,
             "rng": rng_states(),
         }
 
@@ -64,6 +66,7 @@ class TrainState:
             best_step=info["best_step"],
             best_scores=info["best_scores"],
             peak_memory_bytes=info.get("peak_memory_bytes", 0),
+            train_peak_memory_bytes=info.get("train_peak_memory_bytes", 0),
             best_weights=best_weights,
         )
 

@@ -218,13 +218,21 @@ def test_generate_with_cache_matches_greedy_by_hand(arch):
 
 
 @pytest.mark.parametrize("arch", ["tiny-gpt-neo", "tiny-llama"])
-def test_activation_init_equals_real_tokens_before_the_input(arch):
+def test_activation_init_equals_real_tokens_before_the_input(arch, monkeypatch):
     """init='activations': the untrained prefix acts exactly like its vocabulary tokens placed
     before the input (Li & Liang 2021, section 7.2), so training starts from a real-text state."""
     n = 5
     base, _ = tiny_model(arch)
+    drawn, randint = [], torch.randint  # the tokens are drawn from the (run-seeded) global generator
+
+    def spy(*args, **kwargs):
+        drawn.append(randint(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "randint", spy)
     bb, _, _ = setup(arch, "prefix_tuning", num_virtual_tokens=n)
-    ids = torch.randint(0, base.config.vocab_size, (1, n), generator=torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    (ids,) = [t for t in drawn if t.shape == (1, n)]
     x = torch.tensor([[40, 41, 42, 43]])
     with torch.no_grad():
         as_text = base(input_ids=torch.cat([ids, x], dim=1)).logits[:, n:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -64,9 +65,36 @@ class Method:
     # and (model, options, lr) -> AdamW parameter groups. None = one group at default_lr.
     default_lr_for: Callable[[BaseModel], float] | None = None
     param_groups: Callable[[nn.Module, BaseModel, float], list[dict]] | None = None
+    # Parameter-name patterns (fnmatch, the whole name) of tensors train.weight_decay must not shrink
+    # although they have 2 dimensions: soft prompts and prefixes (decay pulls them off the embedding
+    # manifold), IA3 scaling vectors (they start at one: decay would switch activations off). Tensors
+    # of fewer dimensions (biases, norm weights, DoRA magnitudes) never decay, whatever the method.
+    no_decay: tuple[str, ...] = ()
+    # Methods whose patterns depend on their options (hybrids: their components'): options -> patterns.
+    no_decay_for: Callable[[BaseModel], tuple[str, ...]] | None = None
 
     def lr(self, options: BaseModel) -> float:
         return self.default_lr_for(options) if self.default_lr_for else self.default_lr
+
+    def no_decay_patterns(self, options: BaseModel) -> tuple[str, ...]:
+        return self.no_decay_for(options) if self.no_decay_for else self.no_decay
+
+    def decays(self, name: str, param: nn.Parameter, options: BaseModel) -> bool:
+        """Whether weight decay applies to the trainable tensor ``name``: weight matrices only."""
+        return param.ndim >= 2 and not any(fnmatchcase(name, p) for p in self.no_decay_patterns(options))
+
+    def decay_groups(self, model: nn.Module, options: BaseModel, groups: list[dict]) -> list[dict]:
+        """AdamW ``groups`` each split in two, same options: the tensors that decay, and those that do
+        not (``weight_decay`` 0; see ``decays``). Empty halves are dropped."""
+        names = {id(p): n for n, p in model.named_parameters()}
+        split = []
+        for group in groups:
+            params = list(group["params"])
+            kept = [p for p in params if self.decays(names[id(p)], p, options)]
+            spared = [p for p in params if not self.decays(names[id(p)], p, options)]
+            split += [{**group, "params": kept}] if kept else []
+            split += [{**group, "params": spared, "weight_decay": 0.0}] if spared else []
+        return split
 
     def label(self, entry: dict) -> str:
         """The label of a comparison's method entry ({name, <options>}) that names none."""

@@ -22,7 +22,8 @@ Two components may not share a hook point (two Linear wraps would have to nest),
 train existing weights (full, last layers) or nothing (none) are refused: a hybrid's trainable
 parameters must belong to exactly one component.
 
-Learning rate: each component trains in its own AdamW group at its own default lr
+Learning rate: each component trains in its own AdamW group at the lr it would get alone with the
+same options (``Method.lr(options)``: prefix tuning with prefix_projection gets 3e-3, not 1e-2)
 (``param_groups``); ``train.lr`` sets the largest component's lr (``default_lr(cfg)``) and the
 others keep their ratio to it. ``METHOD.default_lr`` (1e-3) is only what `peftlab methods` lists.
 
@@ -163,19 +164,19 @@ def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
 
 
 def default_lr(cfg: HybridConfig) -> float:
-    """The largest component default: with a single lr, the component that needs the most gets it."""
-    return max(m.default_lr for m, _ in cfg.components())
+    """The largest component lr (each for its options): with a single lr, the component that needs the most gets it."""
+    return max(m.lr(options) for m, options in cfg.components())
 
 
 def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[dict]:
-    """AdamW parameter groups, one per component, each at its own default lr * base_lr / default_lr(cfg):
-    with base_lr = default_lr(cfg) every component trains at its own default."""
+    """AdamW parameter groups, one per component, each at its own lr(options) * base_lr / default_lr(cfg):
+    with base_lr = default_lr(cfg) every component trains at the lr it would get alone."""
     owners = model.peftlab_hybrid["owners"]
     params = dict(model.named_parameters())
     scale = base_lr / default_lr(cfg)
     return [
-        {"name": m.name, "lr": m.default_lr * scale, "params": [params[n] for n, o in owners.items() if o == m.name]}
-        for m, _ in cfg.components()
+        {"name": m.name, "lr": m.lr(o) * scale, "params": [params[n] for n, owner in owners.items() if owner == m.name]}
+        for m, o in cfg.components()
     ]
 
 
@@ -204,4 +205,5 @@ METHOD = Method(
     label_for=lambda entry: "+".join(str(m.get("name")) for m in entry.get("methods") or []) or "hybrid",
     default_lr_for=default_lr,
     param_groups=param_groups,
+    no_decay_for=lambda cfg: tuple(p for m, options in cfg.components() for p in m.no_decay_patterns(options)),
 )

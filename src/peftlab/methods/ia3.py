@@ -76,6 +76,7 @@ METHOD = Method(
     # Not zero but ones: the point is the same, the untrained method leaves the logits unchanged.
     zero_init=True,
     added_markers=("ia3_",),
+    no_decay=("*.ia3_l.*",),  # scaling vectors start at one: decay would pull them towards switching off
     mergeable=True,
     peft_config=peft_config,
 )

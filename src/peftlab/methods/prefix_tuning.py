@@ -85,9 +85,11 @@ def peft_config(model: nn.Module, cfg: PrefixTuningConfig) -> PeftPrefixTuningCo
 
 
 @torch.no_grad()
-def init_from_activations(model: nn.Module, cfg: PrefixTuningConfig, seed: int = 0) -> None:
-    """Set the prefix to the keys/values of num_virtual_tokens vocabulary tokens (sampled with a
-    fixed seed) run through the frozen model, as if those tokens stood before every input.
+def init_from_activations(model: nn.Module, cfg: PrefixTuningConfig) -> None:
+    """Set the prefix to the keys/values of num_virtual_tokens vocabulary tokens run through the
+    frozen model, as if those tokens stood before every input. The tokens are drawn from torch's
+    global generator, which train.py seeds with the run seed: another seed, another start (as for
+    every other method's new parameters), the same seed, the same start.
 
     Li & Liang (2021, section 7.2) found initialising with real-word activations far better than
     random. peft (0.21) offers only N(0, 1); on SmolLM2 that starts the loss at ~10-18 instead of ~2.
@@ -97,9 +99,7 @@ def init_from_activations(model: nn.Module, cfg: PrefixTuningConfig, seed: int =
         return
     pc = model.active_peft_config
     base = model.get_base_model()
-    ids = torch.randint(
-        0, base.config.vocab_size, (1, pc.num_virtual_tokens), generator=torch.Generator().manual_seed(seed)
-    ).to(base.device)
+    ids = torch.randint(0, base.config.vocab_size, (1, pc.num_virtual_tokens)).to(base.device)
     cache = base(input_ids=ids, use_cache=True).past_key_values
     # peft reads a row as num_layers * 2 vectors of token_dim, ordered key(layer 0), value(layer 0),
     # key(layer 1), ... each head-major: (heads, head_dim) flattened.
@@ -131,4 +131,6 @@ METHOD = Method(
     peft_config=peft_config,
     added_markers=("prompt_encoder",),
     after_peft=init_from_activations,
+    # The prefix (or the embedding its MLP reads) does not decay; the MLP's weight matrices do.
+    no_decay=("*prompt_encoder.*.embedding.weight",),
 )

@@ -97,4 +97,5 @@ METHOD = Method(
     load=peft_common.load,
     peft_config=peft_config,
     added_markers=("prompt_encoder",),
+    no_decay=("*prompt_encoder.*.embedding.weight",),  # decay would pull the prompt off the embedding manifold
 )

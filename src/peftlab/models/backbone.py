@@ -11,6 +11,7 @@ Three jobs, done the same way for every method so comparisons are fair:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ from peftlab.models.causal import CAUSAL, Causal
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
 from peftlab.models.kind import IGNORE, right_pad
 from peftlab.models.seq2seq import SEQ2SEQ, Seq2Seq
+from peftlab.precision import autocast
 
 __all__ = ["IGNORE", "Backbone"]
 
@@ -31,7 +33,11 @@ class Backbone:
     tokenizer: object
     source: str
     use_chat_template: bool = True
-    truncated: int = field(default=0)  # inputs cut to max_source_tokens, counted for the run summary
+    # Digests of the distinct inputs cut to max_source_tokens: a validation prompt scored at every
+    # validation point, or the same text in two splits, is one input (``truncated`` counts them).
+    truncated_digests: set[bytes] = field(default_factory=set, repr=False)
+    # The autocast dtype of every forward pass (training, generation, scoring); None = the weights'.
+    compute_dtype: torch.dtype | None = None
 
     def __post_init__(self):
         tok = self.tokenizer
@@ -42,12 +48,21 @@ class Backbone:
         self.chat = self.use_chat_template and not self.is_seq2seq and bool(getattr(tok, "chat_template", None))
 
     @property
+    def truncated(self) -> int:
+        """Distinct inputs cut to max_source_tokens so far (summary.json's truncated_inputs)."""
+        return len(self.truncated_digests)
+
+    @property
     def is_seq2seq(self) -> bool:
         return self.kind.encoder_decoder
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def numerics(self):
+        """The context of every forward pass, the same for every method (peftlab/precision.py)."""
+        return autocast(self.device, self.compute_dtype)
 
     # ---- formatting -------------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
@@ -64,7 +79,7 @@ class Backbone:
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         if len(ids) <= max_tokens:
             return prompt
-        self.truncated += 1
+        self.truncated_digests.add(hashlib.blake2b(prompt.encode(), digest_size=16).digest())
         # Cut the middle, not the end: instructions before the text ("Summarize:") and after it
         # ("Answer with one word.", the question of a k-shot prompt) both survive.
         head = max_tokens // 2
@@ -121,11 +136,12 @@ class Backbone:
         kwargs = {"max_new_tokens": max_new_tokens, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
         for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
             ids, mask = self.pad_prompts([encoded[i] for i in idx])
-            new = (
-                greedy(model, ids, mask, **kwargs)
-                if num_beams == 1
-                else beam_search(model, ids, mask, num_beams=num_beams, **kwargs)
-            )
+            with self.numerics():
+                new = (
+                    greedy(model, ids, mask, **kwargs)
+                    if num_beams == 1
+                    else beam_search(model, ids, mask, num_beams=num_beams, **kwargs)
+                )
             for row, i in enumerate(idx):
                 out[i] = new[row]
             if progress is not None:

@@ -40,6 +40,11 @@ class Causal:
         return slice(width - length, width)
 
     # ---- loss -------------------------------------------------------------------------------
+    def batch_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Training tokens of a batch, as a tokens budget counts them: prompt + target, padding not
+        counted. Here prompt and target are one sequence: its real tokens."""
+        return int(batch["attention_mask"].sum())
+
     def labelled_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         """Next-token labels: position 0 predicts nothing."""
         return int((batch["labels"][:, 1:] != IGNORE).sum())

@@ -38,6 +38,11 @@ class Seq2Seq:
         return slice(0, length)  # right padding: the encoder masks it, the decoder never sees it
 
     # ---- loss -------------------------------------------------------------------------------
+    def batch_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Training tokens of a batch, as a tokens budget counts them: prompt + target, padding not
+        counted. The prompt is the encoder's real tokens, the target the decoder's labelled ones."""
+        return int(batch["attention_mask"].sum()) + self.labelled_tokens(batch)
+
     def labelled_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int((batch["labels"] != IGNORE).sum())
 

@@ -102,8 +102,11 @@ def tiny_model(name: str, seed: int = 0):
     if name not in BUILDERS:
         raise ValueError(f"unknown tiny model {name!r}; choose from {TINY_MODELS}")
     tok = ByT5Tokenizer()
-    torch.manual_seed(seed)
-    model = BUILDERS[name]()
+    # Its own random stream: loading the model must not reset the run's (a method's initialisation
+    # after loading follows the run seed, as with any real model).
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BUILDERS[name]()
     if name == "tiny-llama":
         tok.chat_template = TINY_CHAT_TEMPLATE
     model.generation_config.pad_token_id = PAD

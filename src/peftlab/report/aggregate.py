@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from peftlab.report.runs import Run
 from peftlab.report.ties import Verdict, decide, label_example_scores
+from peftlab.report.validity import check_same_examples, check_seeds_of_one_setting
 
 # Cost columns averaged over a label's seeds: RunSummary fields (absent in older runs: then None,
 # shown as "-").
@@ -37,11 +38,17 @@ class Entry:
     std: float | None  # sample std (ddof=1); None with one seed
     costs: dict[str, float | None]
     memory_kind: str
+    override: str | None = None  # why this label's settings differ from the comparison's (compare's `override:`)
     tie: Verdict = field(default_factory=lambda: Verdict("best", ""))
 
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def shown_label(self) -> str:
+        """The label as tables show it: marked † when its settings were overridden."""
+        return f"{self.label} †" if self.override else self.label
 
     @property
     def seeds(self) -> list:
@@ -71,9 +78,12 @@ def compare_runs(runs: list[Run]) -> list[Comparison]:
 
 
 def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Comparison:
+    check_same_examples(task, runs)
     by_label: dict[str, list[Run]] = {}
     for r in runs:
         by_label.setdefault(r.label, []).append(r)
+    for label, rs in by_label.items():
+        check_seeds_of_one_setting(label, rs)
     entries = [make_entry(label, sorted(rs, key=lambda r: (str(r.seed), r.name))) for label, rs in by_label.items()]
     sign = -1 if higher_is_better else 1
     entries.sort(key=lambda e: (sign * e.mean, e.label))
@@ -92,6 +102,7 @@ def make_entry(label: str, runs: list[Run]) -> Entry:
         std=statistics.stdev(scores) if len(scores) >= 2 else None,
         costs=costs,
         memory_kind=", ".join(kinds),
+        override=runs[0].config.get("override"),
     )
 
 

@@ -20,7 +20,7 @@ from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
 from peftlab.report.plots import Plot
 from peftlab.report.style import CSS
-from peftlab.report.tables import human_flops, score_cell
+from peftlab.report.tables import human_flops, override_notes, score_cell
 from peftlab.report.ties import TIE_RULE
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -98,12 +98,10 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         width = max(0.0, min(1.0, ratio)) * 100
         trainable = "-" if c["trainable_params"] is None else f"{c['trainable_params']:,.0f}"
         pct = "" if c["trainable_pct"] is None else f'<span class="pct">{c["trainable_pct"]:.2f}%</span>'
+        swatch = colors.get(e.label, "#9ca3af")
         cells = [
             (str(i), ""),
-            (
-                f'<span class="swatch" style="background:{esc(colors.get(e.label, "#9ca3af"))}"></span>{esc(e.label)}',
-                "l",
-            ),
+            (f'<span class="swatch" style="background:{esc(swatch)}"></span>{esc(e.shown_label)}', "l"),
             (f'{esc(score_cell(e))}<span class="bar" style="width:{width:.1f}%"></span>', "score"),
             (str(e.n), ""),
             (_badge(e), "l verdict"),
@@ -122,7 +120,8 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
         f'</table></div><p class="rule">Test score: mean ± std over seeds (sample std). Δ: how far behind the best. '
         f"Costs are means over seeds; trainable shows the parameter count and its share of the model; "
-        f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}</p>"
+        f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}"
+        f"{''.join('<br>' + esc(line) for line in override_notes(comp))}</p>"
     )
 
 

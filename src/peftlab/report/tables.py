@@ -58,7 +58,7 @@ def _num(v: float | None, fmt: str) -> str:
 def cells(e: Entry) -> list[str]:
     c = e.costs
     return [
-        e.label,
+        e.shown_label,
         score_cell(e),
         str(e.n),
         verdict_cell(e),
@@ -97,6 +97,7 @@ def records(comparisons: list[Comparison]) -> list[dict]:
                     "peak_memory_kind": e.memory_kind,
                     "runs": [r.name for r in e.runs],
                     "run_dirs": [str(r.dir) for r in e.runs],
+                    "override": e.override,
                 }
             )
     return out
@@ -116,9 +117,15 @@ def markdown(comparisons: list[Comparison]) -> str:
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in HEADER) + "|")
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(e)) + " |" for e in comp.entries]
         parts.append("")
+        parts += [f"{line}\n" for line in override_notes(comp)]
     parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
     parts.append(TIE_RULE)
     return "\n".join(parts) + "\n"
+
+
+def override_notes(comp: Comparison) -> list[str]:
+    """One line per label whose budget or scoring settings differ from the comparison's."""
+    return [f"† {e.label}: settings differ from the comparison's: {e.override}" for e in comp.entries if e.override]
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -149,7 +156,7 @@ def terminal_cells(e: Entry) -> list[str]:
     if t.verdict != "best" and t.delta is not None:
         verdict += f" Δ{t.delta:.3f}"
     return [
-        e.label,
+        e.shown_label,
         score_cell(e),
         str(e.n),
         verdict,
@@ -185,6 +192,8 @@ def print_tables(comparisons: list[Comparison]) -> None:
             cells = terminal_cells(e)
             table.add_row(*(cells[i] for i in keep), style="bold" if e.tie.verdict in ("best", "tie") else None)
         console.print(table)
+        for line in override_notes(comp):
+            console.print(line, markup=False)
     console.print(
         "[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "
         "over test examples that includes 0 when a label has one seed); Δ: behind the best[/dim]"

@@ -17,6 +17,7 @@ from peftlab.config import TaskConfig
 from peftlab.data.readers import read_hub, read_rows
 from peftlab.errors import PeftlabError
 from peftlab.tasks import metrics
+from peftlab.tasks.holdout import hold_out
 
 SPLITS = ("train", "validation", "test")
 
@@ -95,16 +96,12 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         raise PeftlabError(f"task '{cfg.name}': {', '.join(names)} needs task.database (the SQLite file)")
     where = ", ".join(dict.fromkeys(sources.values()))
     rows = get_reader(cfg.reader)(raw, dict(cfg.reader_options), where)
-    if not rows.get("validation") and rows.get("train"):
-        rows["train"], rows["validation"] = _hold_out(rows["train"], cfg.validation_size)
-        log(
-            f"task {cfg.name}: no validation split; {len(rows['validation'])} training examples held out "
-            "as validation (seed 0)"
-        )
 
     def source(split: str) -> str:  # errors name the file (or hub split) a row came from
         return sources[split] if split in sources else f"{sources.get('all', where)} ({split})"
 
+    if not rows.get("validation") and rows.get("train"):
+        _hold_out_validation(cfg, rows, source, log)
     splits = {split: _examples(cfg, r, source(split), base) for split, r in rows.items() if split in SPLITS}
     if _needs_database(cfg):
         for split in ("validation", "test"):
@@ -159,17 +156,31 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
     return {s: read_rows(p) for s, p in files.items()}, {s: str(p) for s, p in files.items()}, base
 
 
+def _hold_out_validation(cfg: TaskConfig, rows: dict[str, list[dict]], source, log) -> None:
+    """Validation carved from train (never from test), as disjoint from train as the test is
+    (peftlab.tasks.holdout); the log says how many training rows that cost."""
+    held = hold_out(cfg, rows, source)
+    rows["train"], rows["validation"] = held.train, held.validation
+    log(
+        f"task {cfg.name}: no validation split; {len(held.validation)} training examples held out as "
+        f"validation (seed 0, {held.how}); {held.dropped} training rows dropped whose input contains, or "
+        "lies inside, a held-out input"
+    )
+
+
 def _runnable(examples: list[Example], where: str, log) -> list[Example]:
     """Scored examples keep only gold queries that run (5 of GeoQuery's 877 do not on its own
     database); an example with none is dropped and counted, since no prediction could match it."""
-    from peftlab.tasks.sql_exec import SQLError, run_readonly
+    from peftlab.tasks.sql_exec import GOLD_TIMEOUT_S, SQLError, SQLTimeout, run_readonly
 
     kept = []
     for e in examples:
         good = []
         for ref in e.references:
             try:
-                run_readonly(e.database, ref)
+                run_readonly(e.database, ref, timeout_s=GOLD_TIMEOUT_S)
+                good.append(ref)
+            except SQLTimeout:  # slow, not broken: dropping it would depend on the machine's speed
                 good.append(ref)
             except SQLError:
                 pass
@@ -182,15 +193,6 @@ def _runnable(examples: list[Example], where: str, log) -> list[Example]:
             "on the database"
         )
     return kept
-
-
-def _hold_out(train: list[dict], n: int) -> tuple[list[dict], list[dict]]:
-    """Seeded validation split carved from train (never from test)."""
-    n = min(n, max(len(train) // 10, 1))
-    order = list(range(len(train)))
-    random.Random(0).shuffle(order)
-    held = set(order[:n])
-    return [r for i, r in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
 
 
 def _add_demonstrations(cfg: TaskConfig, splits: dict[str, list[Example]]) -> None:
@@ -279,60 +281,99 @@ def _database(cfg: TaskConfig, row: dict, base: Path, where: str) -> str | None:
 
 
 def _examples(cfg: TaskConfig, rows: list[dict], source: str, base: Path = Path(".")) -> list[Example]:
+    id_field = _id_field(cfg, rows, source)
+    by_input = cfg.merge_duplicate_ids and cfg.merge_by == "input"
     out: list[Example] = []
-    by_id: dict[str, Example] = {}
-    ids_row: dict[str, int] = {}
+    first: dict[str, Example] = {}  # merge key (the id, or the prompt with merge_by: input) -> its example
+    id_row: dict[str, int] = {}  # id -> the row it was first seen at
     for n, row in enumerate(rows):
         where = f"{source} row {n + 1}"
-        choices = None
-        if cfg.output_type == "multiple_choice":
-            if cfg.choices_field is None:
-                raise PeftlabError("task.choices_field is required with output_type: multiple_choice")
-            choices, gold = _choices(cfg, row, where)
-            row = {**row, "options": "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(choices))}
-        database = _database(cfg, row, base, where)
-        if database is not None and "{schema}" in cfg.input_template and "schema" not in row:
-            row = {**row, "schema": schema_of(database)}
-        try:
-            prompt = cfg.input_template.format(**row)
-        except KeyError as e:
-            raise PeftlabError(
-                f"{where}: task.input_template uses field {e} which the row lacks (fields: {', '.join(row)})"
-            ) from None
-        except (ValueError, IndexError) as e:
-            raise PeftlabError(
-                f"task.input_template: invalid format string ({e}); "
-                "use {field} for fields and {{ }} for literal braces"
-            ) from None
-        references = []
-        for f in cfg.reference_fields or [cfg.target_field]:
-            value = row.get(f)  # a list field holds several references (GeoQuery's SQL variants)
-            references += [str(v) for v in (value if isinstance(value, list) else [value]) if v not in (None, "")]
-        target = row.get(cfg.target_field)
-        if target in (None, ""):
-            if not references:
-                raise PeftlabError(f"{where}: no target field '{cfg.target_field}' (fields: {', '.join(row)})")
-            target = references[0]
-        if isinstance(cfg.label_words, dict):  # e.g. SST-2's 0/1 -> negative/positive
-            words = {str(k): v for k, v in cfg.label_words.items()}
-            target = words.get(str(target), str(target))
-            references = [words.get(r, r) for r in references]
-        if choices is not None:
-            target, references = gold, [gold]
-        if not references:
-            references = [str(target)]
-        ex_id = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(n)
-        if ex_id in by_id:
-            if not cfg.merge_duplicate_ids:
-                raise PeftlabError(
-                    f"{where}: duplicate id {ex_id!r} in field '{cfg.id_field}' (first seen at row "
-                    f"{ids_row[ex_id]}); ids must be unique, or set task.merge_duplicate_ids: true "
-                    "to make rows sharing an id one example with several references"
-                )
-            by_id[ex_id].references += [r for r in references if r not in by_id[ex_id].references]
+        example = _example(cfg, row, where, base, _row_id(row, id_field, n, where))
+        key = example.prompt if by_input else example.id
+        if key in first and cfg.merge_duplicate_ids:
+            # Every row's references, repeats included: the hub's DialogSum test then gives the same
+            # references as the original release's summary1..3 (ten dialogues repeat a summary there).
+            first[key].references += example.references
             continue
-        ids_row[ex_id] = n + 1
-        example = Example(ex_id, prompt, str(target), references, choices, database)
-        by_id[ex_id] = example
+        if example.id in id_row:
+            raise PeftlabError(
+                f"{where}: duplicate id {example.id!r} in field '{id_field}' (first seen at row "
+                f"{id_row[example.id]}); ids must be unique, or set task.merge_duplicate_ids: true "
+                "to make rows sharing an id (merge_by: id) or a prompt (merge_by: input) one example "
+                "with several references"
+            )
+        first[key], id_row[example.id] = example, n + 1
         out.append(example)
     return out
+
+
+def _id_field(cfg: TaskConfig, rows: list[dict], source: str) -> str | None:
+    """The column that names examples: the first of task.id_field the data has. A named column
+    that is absent is an error: numbering rows instead would silently split an example that
+    several rows share (the hub's DialogSum test) into single-reference copies."""
+    if cfg.id_field is None or not rows:
+        return None
+    names = [cfg.id_field] if isinstance(cfg.id_field, str) else cfg.id_field
+    found = next((f for f in names if f in rows[0]), None)
+    if found is None:
+        raise PeftlabError(
+            f"{source}: task.id_field {' / '.join(map(repr, names))} is not a column of this data (columns "
+            f"found: {', '.join(map(str, rows[0]))}); set task.id_field to the column that names each example "
+            "(a list is tried in turn), or to null to number the rows"
+        )
+    return found
+
+
+def _row_id(row: dict, id_field: str | None, n: int, where: str) -> str:
+    if id_field is None:
+        return str(n)
+    value = row.get(id_field)
+    if value is None or value == "":
+        raise PeftlabError(
+            f"{where}: no id in field '{id_field}' (task.id_field); every row needs one, "
+            "or set task.id_field to null to number the rows"
+        )
+    return str(value)
+
+
+def _example(cfg: TaskConfig, row: dict, where: str, base: Path, ex_id: str) -> Example:
+    choices = gold = None
+    if cfg.output_type == "multiple_choice":
+        if cfg.choices_field is None:
+            raise PeftlabError("task.choices_field is required with output_type: multiple_choice")
+        choices, gold = _choices(cfg, row, where)
+        row = {**row, "options": "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(choices))}
+    database = _database(cfg, row, base, where)
+    if database is not None and "{schema}" in cfg.input_template and "schema" not in row:
+        row = {**row, "schema": schema_of(database)}
+    try:
+        prompt = cfg.input_template.format(**row)
+    except KeyError as e:
+        raise PeftlabError(
+            f"{where}: task.input_template uses field {e} which the row lacks (fields: {', '.join(row)})"
+        ) from None
+    except (ValueError, IndexError) as e:
+        raise PeftlabError(
+            f"task.input_template: invalid format string ({e}); "
+            "use {field} for fields and {{ }} for literal braces"
+        ) from None
+    target, references = (gold, [gold]) if choices is not None else _target(cfg, row, where)
+    return Example(ex_id, prompt, target, references, choices, database)
+
+
+def _target(cfg: TaskConfig, row: dict, where: str) -> tuple[str, list[str]]:
+    """(training target, references) of a row; references default to the target."""
+    references = []
+    for f in cfg.reference_fields or [cfg.target_field]:
+        value = row.get(f)  # a list field holds several references (GeoQuery's SQL variants)
+        references += [str(v) for v in (value if isinstance(value, list) else [value]) if v not in (None, "")]
+    target = row.get(cfg.target_field)
+    if target in (None, ""):
+        if not references:
+            raise PeftlabError(f"{where}: no target field '{cfg.target_field}' (fields: {', '.join(row)})")
+        target = references[0]
+    if isinstance(cfg.label_words, dict):  # e.g. SST-2's 0/1 -> negative/positive
+        words = {str(k): v for k, v in cfg.label_words.items()}
+        target = words.get(str(target), str(target))
+        references = [words.get(r, r) for r in references]
+    return str(target), references or [str(target)]

@@ -74,7 +74,8 @@ def continuation_logprobs(
         for start in range(0, len(order), batch_size):
             batch = [rows[r] for r in order[start : start + batch_size]]
             sources, conts = [src[i] for i, _, _ in batch], [c for _, _, c in batch]
-            scores = backbone.kind.continuation_logprobs(model, sources, conts, pad, device)
+            with backbone.numerics():
+                scores = backbone.kind.continuation_logprobs(model, sources, conts, pad, device)
             for (i, j, cont), s in zip(batch, scores):
                 out[i][j] = (s, len(cont))
     finally:

@@ -51,7 +51,7 @@ def execution_accuracy(
     predictions: list[str], references: list[list[str]], databases: list[str | None]
 ) -> dict[str, float]:
     """Predicted and gold SQL run read-only on each example's database; result rows compared as
-    multisets (as lists when the gold query has ORDER BY). Also reports normalised exact match."""
+    multisets (as lists when the gold query has a top-level ORDER BY). Also reports normalised exact match."""
     from peftlab.tasks.sql_exec import execution_match, extract_sql
 
     hits = 0

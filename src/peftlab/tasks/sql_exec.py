@@ -16,11 +16,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["SQLError", "run_readonly", "results_match", "execution_match", "extract_sql"]
+__all__ = ["SQLError", "SQLTimeout", "run_readonly", "results_match", "execution_match", "extract_sql"]
 
 
 class SQLError(Exception):
     """A query could not be run safely: syntax error, write attempt, timeout, too many rows."""
+
+
+class SQLTimeout(SQLError):
+    """A query ran past its time limit: a fact about the machine's speed, not about the query."""
+
+
+# A gold query is the task's, not the model's: it gets this long before it counts as broken, so that
+# a slow moment of the machine never drops an example from one run's scoring and not another's.
+GOLD_TIMEOUT_S = 60.0
 
 
 # Authorizer allow-list: reading tables/columns, calling functions, recursive CTEs.
@@ -138,7 +147,7 @@ def run_readonly(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows
         rows = cur.fetchmany(max_rows + 1)
     except Exception as e:  # noqa: BLE001 - model output can trigger any sqlite/Python error
         if timed_out:
-            raise SQLError(f"query timed out after {timeout_s:g}s") from e
+            raise SQLTimeout(f"query timed out after {timeout_s:g}s") from e
         if denied:
             raise SQLError(f"only read-only SELECT queries are allowed ({e})") from e
         raise SQLError(f"query failed: {e}") from e
@@ -166,8 +175,23 @@ def results_match(pred_rows: Iterable[Sequence], gold_rows: Iterable[Sequence], 
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
+def _top_level(sql: str) -> str:
+    """``sql`` (masked) with everything inside parentheses blanked: subqueries, CTE bodies, window
+    specifications and function arguments."""
+    out, depth = [], 0
+    for ch in sql:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(depth - 1, 0)
+        out.append(ch if depth == 0 and ch != ")" else " ")
+    return "".join(out)
+
+
 def _has_order_by(sql: str) -> bool:
-    return bool(_ORDER_BY.search(_mask(sql)))
+    """Whether the query's own result is ordered: an ORDER BY at its top level. One inside a
+    subquery, a CTE or a window (``OVER (ORDER BY ...)``) or in a string orders nothing we compare."""
+    return bool(_ORDER_BY.search(_top_level(_mask(sql))))
 
 
 def execution_match(
@@ -175,11 +199,11 @@ def execution_match(
 ) -> bool:
     """True iff ``pred_sql`` runs and returns the same rows as ``gold_sql``.
 
-    Row order matters only when the gold query has an ORDER BY. A failing prediction
+    Row order matters only when the gold query has a top-level ORDER BY. A failing prediction
     scores False; a failing gold query raises SQLError because it is a task bug.
     """
     try:
-        gold = run_readonly(db_path, gold_sql, timeout_s, max_rows)
+        gold = run_readonly(db_path, gold_sql, max(timeout_s, GOLD_TIMEOUT_S), max_rows)
     except SQLError as e:
         raise SQLError(f"gold query failed: {e}") from e
     try:
