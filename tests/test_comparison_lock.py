@@ -115,6 +115,7 @@ def test_a_slow_gold_query_is_kept_not_dropped(tmp_path, monkeypatch):
         return [(1,)]
 
     monkeypatch.setattr(sql_exec, "run_readonly", slow_then_fine)
+    monkeypatch.setattr(base, "run_readonly", slow_then_fine, raising=False)
     examples = [
         Example(id="a", prompt="q", target="SELECT x FROM t", references=["SELECT x FROM t"], database=str(db)),
         Example(

@@ -74,7 +74,7 @@ def full_summary() -> RunSummary:
         test_ids_sha256="0" * 64,
         best_validation={"exact_match": 1.0, "seconds": 0.5},
         best_step=6,
-        budget=BudgetLimit(kind="steps", amount=12),
+        budget=BudgetLimit(kind="steps", amount=12, spent=12),
         steps=12,
         processes=1,
         flops=0,
@@ -108,7 +108,7 @@ def test_write_then_read_gives_the_same_summary_under_the_same_keys(tmp_path):
     assert RunSummary.read(tmp_path / "summary.json") == s
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert list(on_disk) == KEYS
-    assert on_disk["budget"] == {"kind": "steps", "amount": 12}
+    assert on_disk["budget"] == {"kind": "steps", "amount": 12, "spent": 12}
     assert on_disk["flops"] == 0 and isinstance(on_disk["flops"], int)  # a number is kept as written
     assert on_disk["hardware"]["cpu_count"] == 2
 

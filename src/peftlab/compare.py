@@ -30,7 +30,9 @@ from peftlab.config import EvalConfig, ModelConfig, _format_validation_error, du
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.methods import REGISTRY, get_method
+from peftlab.models.bundled import ensure_cached
 from peftlab.runio import finished_with_config
+from peftlab.tasks.catalog import resolve_task
 
 
 class CompareConfig(BaseModel):
@@ -53,7 +55,12 @@ class CompareConfig(BaseModel):
     trackers: list[str] = Field(["tensorboard"], description="tensorboard (default), wandb, mlflow; [] for none.")
     examples: list[int] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
     methods: list[dict[str, Any]] = Field(
-        min_length=1, description="Methods: {name, label?, <options>, train?, eval?}."
+        min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."
+    )
+    calibrated_zero_shot: bool = Field(
+        True,
+        description="On a classify or multiple_choice task, add to each zero-shot entry (method none) a "
+        "'<label>+calibrated' row scored with contextual calibration (task.calibrate).",
     )
 
     @field_validator("budget")
@@ -105,7 +112,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
     ((kind, amount),) = cc.budget.items()
     seen: set[str] = set()
     out = []
-    for i, entry in enumerate(cc.methods):
+    for i, entry in enumerate(cc.methods + calibrated_baselines(cc, source)):
         if not isinstance(entry, dict) or "name" not in entry:
             raise PeftlabError(f"{source}: methods[{i}] must be a mapping with a name, got {entry!r}")
         label = label_of(entry)
@@ -124,7 +131,9 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
                 f"or say why in the entry (override: <reason>; the report marks the row). A method entry may set "
                 f"train.{{{', '.join(sorted(METHOD_TRAIN_KEYS))}}}"
             )
-        method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval", "override")}
+        if entry.get("calibrate") and entry["name"] != "none":
+            raise PeftlabError(f"{source}: methods[{i}] ({label}): calibrate: true applies to zero-shot (name: none)")
+        method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval", "override", "calibrate")}
         trains = get_method(method["name"]).trains if method["name"] else True
         train = {**cc.train, BY_NAME[kind].config_key: amount, "evals": cc.evals, **entry.get("train", {})}
         for seed in cc.seeds if trains else cc.seeds[:1]:
@@ -140,13 +149,26 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
                         "trackers": cc.trackers,
                         "model": cc.model.model_dump(mode="json"),
                         "method": method,
-                        "task": cc.task,
+                        "task": {**cc.task, "calibrate": True} if entry.get("calibrate") else cc.task,
                         "train": train,
                         "eval": {**cc.eval.model_dump(mode="json"), **entry.get("eval", {})},
                     },
                 )
             )
     return out
+
+
+def calibrated_baselines(cc: CompareConfig, source: str) -> list[dict[str, Any]]:
+    """A contextually calibrated copy of each zero-shot entry, on tasks scored by log-likelihood: an
+    uncalibrated zero-shot baseline can be far below chance (its prior over the answers), which
+    flatters every method measured against it."""
+    task = resolve_task(cc.task, source)
+    if not cc.calibrated_zero_shot or not isinstance(task, dict) or task.get("calibrate"):
+        return []
+    if task.get("output_type") not in ("classify", "multiple_choice"):
+        return []
+    zero_shot = [e for e in cc.methods if isinstance(e, dict) and e.get("name") == "none" and not e.get("calibrate")]
+    return [{**e, "label": f"{label_of(e)}+calibrated", "calibrate": True} for e in zero_shot]
 
 
 def load_compare(path: Path) -> CompareConfig:
@@ -169,7 +191,7 @@ def load_compare(path: Path) -> CompareConfig:
 
 def compare(path: Path, overwrite: bool = False) -> Path:
     """Run (or resume) every run of the experiment, then write the report; returns the folder."""
-    from peftlab.report import write_report
+    from peftlab.report import write_report  # local: pulls in matplotlib; load_compare / run_configs need none
 
     cc = load_compare(Path(path))
     folder = cc.folder()
@@ -186,8 +208,6 @@ def compare(path: Path, overwrite: bool = False) -> Path:
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
     if cc.model.name == "smollm2-135m":  # convert the bundled model once, here, so that no timed run pays for it
-        from peftlab.models.bundled import ensure_cached
-
         ensure_cached(cc.model.name, log=console.print)
     failed, t0 = [], time.perf_counter()
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):

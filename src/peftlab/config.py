@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from peftlab.budget import BUDGET_KINDS
 from peftlab.errors import PeftlabError, suggest
+from peftlab.tasks.catalog import resolve_task
 from peftlab.tasks.metrics import REGISTRY as METRIC_REGISTRY
 
 
@@ -160,6 +161,12 @@ class TaskConfig(_Strict):
         description="multiple_choice: field with the options, a list of texts or {label: [...], text: [...]}; "
         "the target field holds the answer's label, letter, index or text. The template may use {options}.",
     )
+    calibrate: bool = Field(
+        False,
+        description="classify / multiple_choice: contextual calibration (Zhao et al. 2021): each answer's "
+        "probability divided by its probability after content-free inputs ('N/A', '', '[MASK]' in every "
+        "template field). `peftlab compare` adds a calibrated zero-shot row where it applies.",
+    )
     shots: int = Field(
         0, ge=0, le=64, description="k-shot: k demonstrations drawn from train (with shots_seed) before every prompt."
     )
@@ -186,20 +193,31 @@ class TrainConfig(_Strict):
     )
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     # The budget: exactly one of these. Non-step budgets let methods with different costs per step
-    # be compared at equal cost (see peftlab.budget).
+    # be compared at equal cost (see peftlab.budget). A run stops at the optimizer-step boundary
+    # nearest its budget (at most half a step over or under; seconds: up to one step over).
     max_steps: int | None = Field(None, ge=1, description="Budget in optimizer steps.")
     epochs: float | None = Field(None, gt=0, description="Budget in epochs (converted to steps).")
-    max_examples: int | None = Field(None, ge=1, description="Budget in training examples seen.")
+    max_examples: int | None = Field(
+        None, ge=1, description="Budget in training examples seen (stops at the step boundary nearest it)."
+    )
     max_tokens: int | None = Field(
         None,
         ge=1,
         description="Budget in training tokens (prompt + target, unpadded; on encoder-decoders the "
-        "encoder's prompt tokens plus the decoder's target tokens).",
+        "encoder's prompt tokens plus the decoder's target tokens); stops at the step boundary nearest it.",
     )
     max_flops: float | None = Field(
-        None, gt=0, description="Budget in training FLOPs (analytical count, peftlab.flops)."
+        None,
+        gt=0,
+        description="Budget in training FLOPs (analytical count, peftlab.flops; gradient checkpointing's "
+        "recomputation included); stops at the step boundary nearest it.",
     )
-    max_seconds: float | None = Field(None, gt=0, description="Budget in seconds of optimizer steps (not evaluation).")
+    max_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Budget in seconds of optimizer steps (not evaluation); a step's seconds are not known "
+        "before it runs, so the last step may end up to one step past it.",
+    )
     evals: int | None = Field(
         None,
         ge=1,
@@ -225,7 +243,11 @@ class TrainConfig(_Strict):
         "order): less padding, same examples per epoch.",
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass: much less memory, about a third more compute."
+        False,
+        description="Recompute activations in the backward pass: much less memory, about a third more compute. "
+        "Counted in the run's FLOPs (and a FLOP budget) as one more forward of every transformer block "
+        "(all but the output head and embeddings): an estimate on the high side, as torch may skip a "
+        "block's last matmul.",
     )
     checkpoint: bool = Field(
         True,
@@ -363,15 +385,13 @@ def load_config(
         data.update(loaded)
     for key, value in parse_overrides(overrides or []):
         set_dotted(data, key, value)
-    from peftlab.tasks.catalog import resolve_task
-
     data["task"] = resolve_task(data.get("task"), source)
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise PeftlabError(_format_validation_error(e, source)) from None
     # Validate the method's own options now, so a typo fails before the model loads.
-    from peftlab.methods import get_method, method_options
+    from peftlab.methods import get_method, method_options  # local: pulls in torch and peft; config loads without them
 
     method_options(cfg.method)
     import importlib.util

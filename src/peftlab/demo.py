@@ -20,12 +20,13 @@ from peftlab.report import print_overview
 from peftlab.runio import atomic_write_text
 
 DEMO_STEPS = 30
-# Same model, task, prompt, batch and budget for every method; each gets its own learning rate
-# (full fine-tuning needs a small one, LoRA a larger one). Labels keep the run folders' names short.
+# Same model, task, prompt, batch and budget for every method, and each at its own default learning
+# rate (`peftlab methods`): tuning one side's lr and not the other's would decide the headline.
+# Labels keep the run folders' names short.
 DEMO_METHODS: list[dict] = [
     {"label": "zero_shot", "name": "none"},
-    {"label": "full", "name": "full", "train": {"lr": 5e-5}},
-    {"label": "lora", "name": "lora", "rank": 16, "alpha": 32, "dropout": 0.05, "train": {"lr": 2e-3}},
+    {"label": "full", "name": "full"},
+    {"label": "lora", "name": "lora", "rank": 16, "alpha": 32, "dropout": 0.05},
 ]
 DEMO_EXAMPLES = [0, 1, 2]  # test questions shown side by side, in the terminal and in report.html
 

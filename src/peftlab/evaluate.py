@@ -70,7 +70,13 @@ def rank_options(
     prompts = [e.prompt for e in examples]
     if task.output_type == "classify":
         return loglik.classify(
-            backbone, model, prompts, task.label_words, batch_size=batch_size, max_source_tokens=max_source_tokens
+            backbone,
+            model,
+            prompts,
+            task.label_words,
+            batch_size=batch_size,
+            max_source_tokens=max_source_tokens,
+            content_free=task.content_free,
         )
     picks = loglik.multiple_choice(
         backbone,
@@ -79,6 +85,7 @@ def rank_options(
         [e.choices for e in examples],
         batch_size=batch_size,
         max_source_tokens=max_source_tokens,
+        content_free=task.content_free,
     )
     return [e.choices[i] for e, i in zip(examples, picks)]
 

@@ -14,9 +14,15 @@ The accounting (matmuls only: norms, softmax and other elementwise ops are ignor
   k keys and d = heads * head_dim (Hoffmann et al., 2022, "Training Compute-Optimal Large Language
   Models", arXiv:2203.15556, appendix F; masked positions are computed too). Backward: dQ, dK, dA
   and dV, each the size of its forward matmul, each only when its operand requires grad.
-- These are "model FLOPs" in the sense of Chowdhery et al. (2022, PaLM, appendix B): work a fused
-  attention kernel redoes in its backward (flash attention recomputes the scores) and activation
-  checkpointing is not counted.
+- These are "model FLOPs" in the sense of Chowdhery et al. (2022, PaLM, appendix B), with one
+  exception: work a fused attention kernel redoes in its backward (flash attention recomputes the
+  scores) is not counted, but activation checkpointing (train.gradient_checkpointing) is, because
+  it is a choice of the run that makes its steps dearer: backward reruns the forward of every
+  checkpointed layer (transformers' GradientCheckpointingLayer with checkpointing on: the
+  transformer blocks). The embeddings, the output head and prefix tuning's reparameterization run
+  outside them and are not recomputed. An approximation, on the high side: torch stops a layer's
+  recomputation as soon as every tensor its backward needs is back, so the layer's last matmul may
+  not rerun (0-5% of a step on the test models, tests/test_flops_checkpointing.py).
 
 How each method enters (found by structure, not by a table of methods):
 - frozen weights (every peft method, parallel adapters, last_layers below the top) get no weight
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.pytorch_utils import Conv1D
 
 from peftlab.models import arch
@@ -90,6 +97,12 @@ def _prefix(model: nn.Module) -> tuple[int, bool]:
         return 0, False
     trains = any(p.requires_grad for n, p in model.named_parameters() if "prompt_encoder" in n)
     return config.num_virtual_tokens, trains
+
+
+def _recomputed(model: nn.Module) -> set[nn.Module]:
+    """The modules inside layers whose forward backward reruns (activation checkpointing on)."""
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    return {inner for layer in layers for inner in layer.modules()}
 
 
 def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) -> dict[nn.Module, list]:
@@ -146,6 +159,9 @@ class StepFlops:
             return out
 
         self._fwd, self._bwd = [0] * 6, [0] * 6
+        # Activation checkpointing: backward reruns the forward of the checkpointed layers, counted
+        # in backward when anything trains (an over-estimate by at most one matmul per layer).
+        recomputed = _recomputed(model) if any(p.requires_grad for p in model.parameters()) else set()
         # (forward, backward) FLOPs per row of a decoder-only model's head, which sees labelled rows only.
         self._head: tuple[int, int] | None = None
         head = None if is_encoder_decoder else output_head(model)
@@ -156,8 +172,10 @@ class StepFlops:
                     self._head = (size, size * (int(m.weight.requires_grad) + int(in_hot)))
                     continue
                 _add(self._fwd, _product(tokens), size)
-                # Backward: grad w.r.t. the weight if it trains, w.r.t. the input if that requires grad.
-                _add(self._bwd, _product(tokens), size * (int(m.weight.requires_grad) + int(in_hot)))
+                # Backward: grad w.r.t. the weight if it trains, w.r.t. the input if that requires grad,
+                # and the forward once more where checkpointing reruns it.
+                grads = int(m.weight.requires_grad) + int(in_hot) + int(m in recomputed)
+                _add(self._bwd, _product(tokens), size * grads)
 
         prefix, prefix_trains = _prefix(model)
         for q, k, v in attentions:
@@ -169,6 +187,8 @@ class StepFlops:
                     k_hot, v_hot = k_hot or prefix_trains, v_hot or prefix_trains
                 matmul = _product(q_tok, k_tok)  # q x k pairs; each of QK^T and AV costs 2 * width per pair
                 _add(self._fwd, matmul, 2 * 2 * width)
+                if q in recomputed:
+                    _add(self._bwd, matmul, 2 * 2 * width)
                 # QK^T backward: dQ if Q requires grad, dK if K does. AV backward: dA if the scores
                 # (from Q or K) require grad, dV if V does.
                 scores_hot = q_hot or k_hot

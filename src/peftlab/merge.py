@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 
 from peftlab.errors import PeftlabError
+from peftlab.evaluate import load_run, load_run_config
 from peftlab.methods import REGISTRY, get_method
 
 
 def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
     """Load RUN_DIR's base model + adapter, merge, save into OUT_DIR (must be new or empty)."""
-    from peftlab.evaluate import load_run, load_run_config
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_run_config(run_dir)
     if not get_method(cfg.method.name).mergeable:

@@ -154,6 +154,7 @@ def environment() -> dict:
     import torch
 
     versions = {}
+    # local: versions imports importlib.metadata (~0.2 s); runio stays light for report and score
     from peftlab.versions import untested
 
     for pkg in (

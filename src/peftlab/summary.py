@@ -47,6 +47,13 @@ class Hardware(_Record):
 class BudgetLimit(_Record):
     kind: str  # steps, examples, tokens, flops or seconds (budget.KINDS)
     amount: Number
+    # What the run spent of it (None: an older run): within half a step of amount (seconds: one step over).
+    spent: Number | None = None
+
+    @property
+    def used(self) -> float | None:
+        """spent / amount: 1.0 is the budget exactly."""
+        return self.spent / self.amount if self.spent is not None and self.amount else None
 
 
 class RunSummary(_Record):
@@ -97,6 +104,11 @@ class RunSummary(_Record):
     versions: dict[str, str | None] | None = None  # package -> release (None: not installed)
     untested_versions: dict[str, str] | None = None  # package -> tested release, where they differed
     hardware: Hardware | None = None
+
+    @property
+    def budget_used(self) -> float | None:
+        """The share of its budget the run spent (budget.spent / budget.amount); None when unknown."""
+        return self.budget.used if self.budget else None
 
     def to_json(self) -> dict:
         """summary.json's object: every field, under its own name, in the order above."""

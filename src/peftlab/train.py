@@ -256,6 +256,9 @@ class Loop:
     head: torch.nn.Module | None
     base_lrs: list[float] = field(default_factory=list)  # each parameter group's peak lr
     current_lr: float = 0.0
+    # The sampler's (epoch, offset) before the step drawn ahead (``upcoming``): what a checkpoint
+    # saves, so that a resumed run draws that step again.
+    position: tuple[int, int] = (0, 0)
 
     def __post_init__(self):
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
@@ -276,6 +279,7 @@ def fit(
     loader, sampler, skipped = build_loader(cfg, run.processes, backbone, task)
     budget = make_budget(cfg, loader)
     with backbone.numerics():  # the FLOP probe's forwards, like every other, in the run's compute dtype
+        # Counts gradient checkpointing's recomputation too (it finds the checkpointed layers).
         step_flops = StepFlops(core, backbone.kind.encoder_decoder)
     loop = Loop(
         run,
@@ -301,12 +305,18 @@ def fit(
     batches = batches_forever(loader)
     with progress() as bar, StopRequest() as stop:
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
-        while not budget.done:
+        coming = upcoming(loop, batches)
+        while coming is not None:
             before = budget.progress
             with memory.step():
-                loss = optimizer_step(loop, state, next_step(loop, batches), stop)
+                loss = optimizer_step(loop, state, *coming, stop)
+            # Drawn before after_step: whether this step was the last is known when it logs,
+            # validates and checkpoints.
+            coming = upcoming(loop, batches)
             bar.update(tid, completed=100 * budget.progress, info=f"step {state.step} loss {loss:.4f}")
             after_step(loop, state, loss, before, validate, memory, stop, bar)
+    spent = budget.spent[kind]
+    console.print(f"budget spent: {spent:g} of {amount:g} {kind} ({100 * spent / amount:.1f}%) in {state.step} steps")
     if run.main and validate:
         validate(state)
     return state, budget, skipped
@@ -350,15 +360,35 @@ def next_step(loop: Loop, batches) -> list[dict[str, torch.Tensor]]:
     return [shard for _ in range(loop.run.cfg.train.grad_accum) for shard in next(batches)]
 
 
-def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: StopRequest) -> float:
-    """One optimizer step over this process's shards; counts it in ``state`` and the budget and
-    returns the training loss (the step's token mean)."""
+def step_cost(loop: Loop, shards: list[dict]) -> dict[str, float]:
+    """What a step will spend, known before it runs (its seconds are measured after)."""
+    kind = loop.backbone.kind
+    return {
+        "steps": 1,
+        "examples": sum(b["input_ids"].shape[0] for b in shards),
+        "tokens": sum(kind.batch_tokens(b) for b in shards),  # prompt + target (encoder + decoder on seq2seq)
+        "flops": sum(loop.count_flops(b) for b in shards),  # arithmetic on the shapes, outside the timed region
+    }
+
+
+def upcoming(loop: Loop, batches) -> tuple[list[dict], dict[str, float]] | None:
+    """(shards, cost) of the next step, drawn ahead so that the budget decides, from its exact cost,
+    whether it runs (budget.admit: the step boundary nearest the budget); None when it does not."""
+    loop.position = (loop.sampler.epoch, loop.sampler.offset)
+    shards = next_step(loop, batches)
+    cost = step_cost(loop, shards)
+    return (shards, cost) if loop.budget.admit(cost) else None
+
+
+def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], cost: dict, stop: StopRequest) -> float:
+    """One optimizer step over this process's shards (``cost``: their ``step_cost``); counts it in
+    ``state`` and the budget and returns the training loss (the step's token mean)."""
     run, cfg, kind = loop.run, loop.run.cfg, loop.backbone.kind
     accelerator, processes, budget = run.accelerator, run.processes, loop.budget
     mine = [{k: v.to(accelerator.device) for k, v in s.items()} for s in shards[accelerator.process_index :: processes]]
     labelled = max(sum(kind.labelled_tokens(b) for b in shards), 1)
-    step_flops = sum(loop.count_flops(b) for b in shards)  # outside the timed region
-    factor = lr_factor(budget.progress, budget.step_fraction(), cfg.train.schedule, cfg.train.warmup_ratio)
+    # Warmup counts this step's exact share of the budget (budget.py: the schedule).
+    factor = lr_factor(budget.progress, budget.step_fraction(cost), cfg.train.schedule, cfg.train.warmup_ratio)
     for group, base in zip(loop.optimizer.param_groups, loop.base_lrs):
         group["lr"] = base * factor
     with Stopwatch() as clock:
@@ -383,8 +413,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], stop: Stop
     if processes > 1:  # the processes must agree on the budget and on a stop request
         shared = accelerator.reduce(torch.tensor([seconds, float(stop.signal or 0)], device=accelerator.device), "max")
         seconds, stop.signal = float(shared[0]), int(shared[1]) or None
-    n_examples = sum(b["input_ids"].shape[0] for b in shards)
-    n_tokens = sum(kind.batch_tokens(b) for b in shards)  # prompt + target (encoder + decoder on seq2seq)
+    n_examples, n_tokens, step_flops = cost["examples"], cost["tokens"], cost["flops"]
     state.step, state.examples, state.tokens = state.step + 1, state.examples + n_examples, state.tokens + n_tokens
     state.flops, state.seconds = state.flops + step_flops, state.seconds + seconds
     budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops, seconds=seconds)
@@ -439,7 +468,7 @@ def after_step(
 def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     if not loop.run.main:
         return
-    state.budget_spent, state.sampler = dict(loop.budget.spent), (loop.sampler.epoch, loop.sampler.offset)
+    state.budget_spent, state.sampler = dict(loop.budget.spent), loop.position  # before the step drawn ahead
     state.peak_memory_bytes, state.train_peak_memory_bytes = memory.peak, memory.train_peak
     checkpoint.save(
         loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
@@ -466,7 +495,7 @@ def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, fac
         test_ids_sha256=hashlib.sha256("\n".join(e.id for e in facts["test"]).encode()).hexdigest(),
         best_validation=state.best_scores,
         best_step=state.best_step,
-        budget=BudgetLimit(kind=budget.kind, amount=budget.amount) if budget else None,
+        budget=BudgetLimit(kind=budget.kind, amount=budget.amount, spent=budget.spent[budget.kind]) if budget else None,
         steps=state.step,
         processes=run.processes,
         flops=state.flops,

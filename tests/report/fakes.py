@@ -58,6 +58,7 @@ def fake_run(
     eval_every: int = 5,
     curve_end: float | None = None,
     predictions: list[str] | None = None,
+    references: list[str] | None = None,
     n_test: int | None = None,
     task: str = "sql_demo",
     metric: str = "execution_accuracy",
@@ -66,19 +67,61 @@ def fake_run(
 ) -> Path:
     """One finished run folder. ``score`` defaults to the mean of ``example_scores``;
     ``example_scores=None`` writes predictions.csv without the score column (older runs);
-    ``label=None`` / ``flops_per_step=None`` leave those new fields out."""
-    d = root / name
-    d.mkdir(parents=True)
-    n = n_test or (len(example_scores) if example_scores else 64)
-    tests = sql_test_set(n)
+    ``label=None`` / ``flops_per_step=None`` leave those new fields out; ``references`` replaces the
+    text-to-SQL test set's references (several joined with " ||| ")."""
+    (d := root / name).mkdir(parents=True)
+    tests = _test_rows(n_test or len(references or example_scores or []) or 64, references)
     score = score if score is not None else sum(example_scores) / len(example_scores)
     trains = method != "none"
-    rng = random.Random(f"{name}-{seed}")
-
-    # metrics.jsonl: a training line every step, a validation line every eval_every steps.
-    lines, examples, tokens = [], 0, 0
     end = curve_end if curve_end is not None else score
-    for step in range(1, steps + 1 if trains else 1):
+    steps_run = steps if trains else 0
+    lines = _curve(f"{name}-{seed}", steps_run, batch_size, seconds_per_step, flops_per_step, eval_every, metric, end)
+    if lines:  # zero-shot runs have no metrics.jsonl
+        (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines), encoding="utf-8")
+    _write_predictions(d / "predictions.csv", tests, example_scores, predictions)
+    summary = {
+        "run": name,
+        "method": method,
+        "task": task,
+        "model": "smollm2-135m",
+        "seed": seed,
+        "primary_metric": metric,
+        "higher_is_better": higher_is_better,
+        "test": {metric: score, "seconds": 8.1},
+        "test_examples": len(tests),
+        "best_validation": {metric: end} if trains else None,
+        **_training(lines, steps if trains else None, seconds_per_step, batch_size, flops_per_step),
+        **_parameters(trainable),
+        "adapter_bytes": adapter_bytes,
+        "peak_memory_bytes": peak_memory,
+        **MACHINE,
+        **({"label": label} if label is not None else {}),  # left out: an older run
+    }
+    (d / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    _write_config(d / "config.yaml", root, name, seed, method, task, batch_size, steps, eval_every)
+    return d
+
+
+def _test_rows(n: int, references: list[str] | None) -> list[tuple[str, str, str]]:
+    """The text-to-SQL test set, or its ids and inputs with other references."""
+    tests = sql_test_set(n)
+    return tests if references is None else [(eid, inp, ref) for (eid, inp, _), ref in zip(tests, references)]
+
+
+def _curve(
+    rng_key: str,
+    steps: int,
+    batch_size: int,
+    seconds_per_step: float,
+    flops_per_step: float | None,
+    eval_every: int,
+    metric: str,
+    end: float,
+) -> list[dict]:
+    """metrics.jsonl: a training line every step, a validation line every eval_every steps."""
+    rng = random.Random(rng_key)
+    lines, examples, tokens = [], 0, 0
+    for step in range(1, steps + 1):
         examples += batch_size
         tokens += batch_size * rng.randint(58, 70)
         base = {"step": step, "examples": examples, "tokens": tokens, "seconds": round(step * seconds_per_step, 3)}
@@ -89,58 +132,62 @@ def fake_run(
             progress = 1 - 0.85**step  # rises quickly, then flattens
             val = max(0.0, min(1.0, end * progress + rng.uniform(-0.02, 0.02)))
             lines.append({**base, "validation": {metric: val}})
-    if lines:
-        (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines), encoding="utf-8")
+    return lines
 
+
+MACHINE = {
+    "peak_memory_kind": "cpu_peak_rss",
+    "python": "3.11.7",
+    "versions": {"peftlab": "0.1.0", "torch": "2.13.0+cpu"},
+    "hardware": {"processor": "x86_64", "cpu_count": 2, "cuda": None},
+}
+
+
+def _training(
+    lines: list[dict], steps: int | None, seconds_per_step: float, batch_size: int, flops_per_step: float | None
+) -> dict:
+    """summary.json's training fields; steps None: the method does not train (zero-shot)."""
+    last = lines[-1] if lines else {"examples": 0, "tokens": 0}
+    out = {
+        "best_step": steps or 0,
+        "steps": steps or 0,
+        "examples_seen": last["examples"],
+        "tokens_seen": last["tokens"],
+        "lr": 1e-3 if steps is not None else None,
+        "train_seconds": round(steps * seconds_per_step, 3) if steps is not None else 0.0,
+        "train_examples_per_s": batch_size / seconds_per_step if steps is not None else None,
+        "train_tokens_per_s": last["tokens"] / (steps * seconds_per_step) if steps is not None else None,
+    }
+    if flops_per_step is not None:  # left out: an older run
+        out["flops"] = flops_per_step * steps if steps is not None else 0
+        out["flops_per_step"] = flops_per_step if steps is not None else 0
+    return out
+
+
+def _write_predictions(
+    path: Path, tests: list[tuple[str, str, str]], example_scores: list[float] | None, predictions: list[str] | None
+) -> None:
     preds = predictions or [
         ref if (example_scores and example_scores[i] >= 0.5) else _wrong(ref, i) for i, (_, _, ref) in enumerate(tests)
     ]
-    with (d / "predictions.csv").open("w", encoding="utf-8", newline="") as f:
+    with path.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "input", "reference", "prediction"] + (["score"] if example_scores is not None else []))
         for i, (eid, inp, ref) in enumerate(tests):
             w.writerow([eid, inp, ref, preds[i]] + ([f"{example_scores[i]:.6g}"] if example_scores is not None else []))
 
-    total_flops = (
-        flops_per_step * steps
-        if (flops_per_step is not None and trains)
-        else (0 if flops_per_step is not None else None)
-    )
-    summary = {
-        "run": name,
-        "method": method,
-        "task": task,
-        "model": "smollm2-135m",
-        "seed": seed,
-        "primary_metric": metric,
-        "higher_is_better": higher_is_better,
-        "test": {metric: score, "seconds": 8.1},
-        "test_examples": n,
-        "best_validation": {metric: end} if trains else None,
-        "best_step": steps if trains else 0,
-        "steps": steps if trains else 0,
-        "examples_seen": examples,
-        "tokens_seen": tokens,
-        "lr": 1e-3 if trains else None,
+
+def _parameters(trainable: int) -> dict:
+    return {
         "trainable_params": trainable,
         "total_params": TOTAL_PARAMS,
         "trainable_pct": 100 * trainable / TOTAL_PARAMS,
-        "adapter_bytes": adapter_bytes,
-        "train_seconds": round(steps * seconds_per_step, 3) if trains else 0.0,
-        "train_examples_per_s": batch_size / seconds_per_step if trains else None,
-        "train_tokens_per_s": tokens / (steps * seconds_per_step) if trains else None,
-        "peak_memory_bytes": peak_memory,
-        "peak_memory_kind": "cpu_peak_rss",
-        "python": "3.11.7",
-        "versions": {"peftlab": "0.1.0", "torch": "2.13.0+cpu"},
-        "hardware": {"processor": "x86_64", "cpu_count": 2, "cuda": None},
     }
-    if label is not None:
-        summary["label"] = label
-    if total_flops is not None:
-        summary["flops"] = total_flops
-        summary["flops_per_step"] = flops_per_step if trains else 0
-    (d / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def _write_config(
+    path: Path, root: Path, name: str, seed: int, method: str, task: str, batch_size: int, steps: int, eval_every: int
+) -> None:
     config = {
         "name": name,
         "output_dir": str(root),
@@ -158,8 +205,7 @@ def fake_run(
         },
         "eval": {"batch_size": 16, "max_validation": 32, "max_test": None},
     }
-    (d / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return d
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
 def _wrong(ref: str, i: int) -> str:

@@ -1,4 +1,5 @@
-"""Leaderboard numbers against hand computations; ties by seeds and by paired bootstrap."""
+"""Leaderboard numbers against hand computations; ties by the paired bootstrap over seeds and
+examples (more hand-computable cases in test_ties.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from peftlab.report import write_report
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.plots import pareto_front
 from peftlab.report.runs import load_runs
-from peftlab.report.ties import decide, paired_bootstrap
+from peftlab.report.ties import BASIS, NO_DATA, LabelSample, bootstrap_difference, decide, mean_of_scores
 from tests.report.fakes import fake_run
 
 
@@ -22,10 +23,13 @@ def scores_with(ones: int, n: int = 20) -> list[float]:
 
 def two_seed_folder(root):
     """Three labels with two seeds each; per-example scores give the test accuracies exactly."""
+    # Each seed is right on its first k examples.
     # a: 16/20 = 0.80 and 18/20 = 0.90 -> mean 0.85, std sqrt(2 * 0.05^2 / 1) = 0.0707107
-    # c: 0.75 and 0.85 -> mean 0.80, std 0.0707107; |0.85 - 0.80| = 0.05 <= 0.1414 -> tie
-    # b: 0.70 and 0.70 -> mean 0.70, std 0; |0.85 - 0.70| = 0.15 > 0.0707 -> worse
-    for label, ones in (("a", (16, 18)), ("b", (14, 14)), ("c", (15, 17))):
+    # c: 0.75 and 0.85 -> mean 0.80, std 0.0707107: a resample's difference to a is 0 or less
+    #    whenever a draws its 0.80 seed twice and c its 0.85 seed twice (1 in 16): a tie
+    # b: 0.50 and 0.50 -> mean 0.50, std 0: a is right wherever b is, and b's difference is 0 only
+    #    if no draw of 20 hits a's 6+ extra examples (0.7^20 < 0.001): worse
+    for label, ones in (("a", (16, 18)), ("b", (10, 10)), ("c", (15, 17))):
         for seed, k in enumerate(ones):
             fake_run(
                 root,
@@ -51,8 +55,11 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     assert rows["c"]["mean"] == pytest.approx(0.80)
     assert rows["a"]["n_seeds"] == 2 and rows["a"]["seeds"] == [0, 1]
     assert (rows["a"]["verdict"], rows["c"]["verdict"], rows["b"]["verdict"]) == ("best", "tie", "worse")
-    assert rows["c"]["tie_basis"] == rows["b"]["tie_basis"] == "seeds"
-    assert rows["b"]["delta_to_best"] == pytest.approx(0.15)
+    assert rows["c"]["tie_basis"] == rows["b"]["tie_basis"] == BASIS
+    assert rows["b"]["delta_to_best"] == pytest.approx(0.35)
+    assert rows["c"]["ci_low"] <= 0 < rows["c"]["ci_high"]
+    assert 0 < rows["b"]["ci_low"] < 0.35 < rows["b"]["ci_high"]
+    assert rows["a"]["ci_low"] is None and rows["a"]["tie_basis"] == ""
     # Costs are means over seeds: 40 steps at 1 s and at 2 s per step; FLOPs 40 x 1e9.
     assert rows["a"]["train_seconds"] == pytest.approx(60.0)
     assert rows["a"]["flops"] == pytest.approx(4e10)
@@ -61,7 +68,10 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     assert csv_text.splitlines()[0].startswith("task,metric,higher_is_better,rank,label,mean,std,n_seeds")
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| a | 0.850 ± 0.071 | 2 | best |" in md
-    assert "tie Δ0.050 (seeds)" in md and "worse Δ0.150 (seeds)" in md
+    # Every row behind the best shows its interval, whatever its number of seeds.
+    for label, word, delta in (("c", "tie", "0.050"), ("b", "worse", "0.350")):
+        ci = f"CI [{rows[label]['ci_low']:.3f}, {rows[label]['ci_high']:.3f}]"
+        assert f"| {word} Δ{delta} ({ci}) |" in md
 
 
 def test_lower_is_better_ranks_smallest_first(tmp_path):
@@ -103,41 +113,54 @@ def test_label_falls_back_to_method_and_tasks_are_kept_apart(tmp_path):
     assert lora.label == "lora" and lora.n == 2 and lora.mean == pytest.approx(0.55)
 
 
+def sample(*seeds: list[float], ids: list[str] | None = None) -> LabelSample:
+    """A label from per-example scores of each seed (a mean metric: statistics [score, 1])."""
+    ids = ids or [f"t{i}" for i in range(len(seeds[0]))]
+    stats = np.array([[[x, 1.0] for x in scores] for scores in seeds])
+    return LabelSample(ids, stats, mean_of_scores)
+
+
 def test_paired_bootstrap_by_hand():
-    # The best is right on 40 of 50 examples, the other on 20 of those 40: the difference per
-    # example is 1 on 20 examples and 0 on 30, mean 0.4; its standard error is
-    # sqrt(0.4 * 0.6 / 50) = 0.069, so the 95% interval is about 0.4 ± 0.136.
-    best = np.array([1.0] * 40 + [0.0] * 10)
-    other = np.array([1.0] * 20 + [0.0] * 30)
-    mean, lo, hi = paired_bootstrap(best, other)
+    # One seed each: the seeds add nothing, the examples decide. The best is right on 40 of 50
+    # examples, the other on 20 of those 40: the difference per example is 1 on 20 examples and 0
+    # on 30, mean 0.4; its standard error is sqrt(0.4 * 0.6 / 50) = 0.069, so the 95% interval is
+    # about 0.4 ± 0.136.
+    best = sample([1.0] * 40 + [0.0] * 10).stats
+    other = sample([1.0] * 20 + [0.0] * 30).stats
+    mean, lo, hi = bootstrap_difference(best, other, mean_of_scores)
     assert mean == pytest.approx(0.4)
     assert lo == pytest.approx(0.4 - 0.136, abs=0.03) and hi == pytest.approx(0.4 + 0.136, abs=0.03)
-    assert paired_bootstrap(best, other) == (mean, lo, hi)  # fixed seed: the same interval every time
+    assert bootstrap_difference(best, other, mean_of_scores) == (mean, lo, hi)  # fixed seed: same interval
     # A constant difference has no spread at all.
-    assert paired_bootstrap(np.full(10, 0.7), np.full(10, 0.2))[1:] == pytest.approx((0.5, 0.5))
+    const = bootstrap_difference(sample([0.7] * 10).stats, sample([0.2] * 10).stats, mean_of_scores)
+    assert const == pytest.approx((0.5, 0.5, 0.5))
+    # Two seeds of the other, one 0.2 and one 0.4 everywhere: the mean over its drawn seeds is
+    # 0.2, 0.3 or 0.4 (probability 1/4, 1/2, 1/4), so the interval is [0.3, 0.5] around 0.4.
+    seeds = bootstrap_difference(sample([0.7] * 10).stats, sample([0.2] * 10, [0.4] * 10).stats, mean_of_scores)
+    assert seeds == pytest.approx((0.4, 0.3, 0.5))
 
 
-def test_bootstrap_decides_one_seed_comparisons():
-    ids = [f"t{i}" for i in range(50)]
-    best = dict(zip(ids, [1.0] * 40 + [0.0] * 10))
-    clearly_worse = dict(zip(ids, [1.0] * 20 + [0.0] * 30))
+def test_bootstrap_decides_worse_tie_and_undecided():
+    best = sample([1.0] * 40 + [0.0] * 10)
+    clearly_worse = sample([1.0] * 20 + [0.0] * 30)
     # Two errors swapped for two other errors: 0.78 vs 0.80 is inside the noise.
-    close = dict(zip(ids, [1.0] * 38 + [0.0] * 2 + [1.0] * 1 + [0.0] * 9))
-    v = decide((0.8, None, 1), (0.4, None, 1), best, clearly_worse, higher_is_better=True)
-    assert (v.verdict, v.basis) == ("worse", "bootstrap") and v.ci[0] > 0.2
-    v = decide((0.8, None, 1), (0.78, None, 1), best, close, higher_is_better=True)
-    assert (v.verdict, v.basis) == ("tie", "bootstrap") and v.ci[0] <= 0 <= v.ci[1]
+    close = sample([1.0] * 38 + [0.0] * 2 + [1.0] * 1 + [0.0] * 9)
+    v = decide(0.8, 0.4, best, clearly_worse, higher_is_better=True)
+    assert (v.verdict, v.basis) == ("worse", BASIS) and v.ci[0] > 0.2
+    v = decide(0.8, 0.78, best, close, higher_is_better=True)
+    assert (v.verdict, v.basis) == ("tie", BASIS) and v.ci[0] <= 0 <= v.ci[1]
     # Lower is better: the same numbers as errors (1 = wrong) flip the orientation.
-    flip = {k: 1 - x for k, x in best.items()}
-    worse_flip = {k: 1 - x for k, x in clearly_worse.items()}
-    v = decide((0.2, None, 1), (0.6, None, 1), flip, worse_flip, higher_is_better=False)
+    flip = sample([0.0] * 40 + [1.0] * 10)
+    worse_flip = sample([0.0] * 20 + [1.0] * 30)
+    v = decide(0.2, 0.6, flip, worse_flip, higher_is_better=False)
     assert v.verdict == "worse" and v.delta == pytest.approx(0.4) and v.ci[0] > 0.2
-    # Matching is by id: nothing in common means nothing to resample.
-    v = decide((0.8, None, 1), (0.4, None, 1), best, {"other": 1.0}, higher_is_better=True)
-    assert (v.verdict, v.basis) == ("undecided", "no per-example scores")
+    # Matching is by id: nothing in common means nothing to resample; no data, nothing either.
+    v = decide(0.8, 0.4, best, sample([1.0, 1.0], ids=["x", "y"]), higher_is_better=True)
+    assert (v.verdict, v.basis, v.ci) == ("undecided", NO_DATA, None)
+    assert decide(0.8, 0.4, None, best, higher_is_better=True).verdict == "undecided"
 
 
-def test_one_seed_label_against_two_seed_best_uses_bootstrap(tmp_path):
+def test_one_seed_label_against_two_seed_best(tmp_path):
     for seed in (0, 1):
         fake_run(tmp_path, f"lora-s{seed}", label="lora", method="lora", seed=seed, example_scores=scores_with(18, 40))
     fake_run(tmp_path, "zero", label="zero_shot", method="none", seed=0, example_scores=scores_with(2, 40))
@@ -148,8 +171,8 @@ def test_one_seed_label_against_two_seed_best_uses_bootstrap(tmp_path):
     verdicts = {e.label: (e.tie.verdict, e.tie.basis) for e in comp.entries}
     assert verdicts == {
         "lora": ("best", ""),
-        "lora+prompt_tuning": ("tie", "bootstrap"),
-        "zero_shot": ("worse", "bootstrap"),
+        "lora+prompt_tuning": ("tie", BASIS),
+        "zero_shot": ("worse", BASIS),
     }
 
 

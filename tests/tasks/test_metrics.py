@@ -1,8 +1,21 @@
 import math
 
+import numpy as np
 import pytest
 
-from peftlab.tasks.metrics import METRICS, accuracy, bleu, classification, exact_match, macro_f1, rouge
+from peftlab.tasks.metrics import (
+    METRICS,
+    REGISTRY,
+    accuracy,
+    bleu,
+    bleu_of_statistics,
+    bleu_statistics,
+    classification,
+    exact_match,
+    macro_f1,
+    metric_of_primary,
+    rouge,
+)
 
 
 def test_rouge_matches_hand_computed_values():
@@ -93,3 +106,32 @@ def test_accuracy_any_reference_and_labels_are_case_sensitive():
 def test_metrics_registry():
     assert set(METRICS) == {"rouge", "bleu", "exact_match", "accuracy"}
     assert set(METRICS["accuracy"](["x"], [["x"]])) == {"accuracy", "macro_f1"}
+
+
+def test_corpus_bleu_from_summed_statistics_equals_bleu_on_any_resample():
+    # Resampling BLEU sums per-example statistics: on any examples, repeats included, the sum must
+    # give exactly what bleu() gives on those examples (brevity penalty, 'exp' smoothing of
+    # n-gram orders without a match, clipping by the best of several references).
+    preds = ["the cat sat on the mat", "a b", "x y z w v", "", "the the the", "one two three four five six"]
+    refs = [
+        ["the cat is on the mat", "a cat sat on a mat"],
+        ["a b c d"],
+        ["p q r"],
+        ["nothing here"],
+        ["the cat"],
+        ["one two three four five six seven"],
+    ]
+    stats = bleu_statistics(preds, refs)
+    assert stats.shape == (6, 10)
+    for idx in ([0], [0, 1, 2, 3, 4, 5], [1, 1, 2], [3], [2, 3], [5, 5, 0, 4], [4, 4]):
+        expected = bleu([preds[i] for i in idx], [refs[i] for i in idx])["bleu4"]
+        assert bleu_of_statistics(stats[idx].sum(axis=0)) == pytest.approx(expected, abs=1e-12), idx
+    # Vectorised over leading axes: a stack of sums gives a stack of scores.
+    sums = np.stack([stats[[0, 5]].sum(axis=0), stats[[2]].sum(axis=0)])
+    assert bleu_of_statistics(sums).shape == (2,)
+
+
+def test_only_bleu_needs_corpus_statistics_and_primaries_map_back():
+    assert [m.name for m in REGISTRY.values() if m.corpus is not None] == ["bleu"]
+    assert metric_of_primary("bleu4").name == "bleu" and metric_of_primary("rougeL").name == "rouge"
+    assert metric_of_primary("macro_f1") is None

@@ -32,10 +32,15 @@ import torch
 from torch import nn
 
 from peftlab.errors import PeftlabError
+from peftlab.evaluate import load_run, load_run_config, rank_options
 from peftlab.inspect.ig import RULES, integrated_gradients
 from peftlab.inspect.path import EmbeddingPath
+from peftlab.inspect.render import attribution_html, heatmap_png
 from peftlab.inspect.target import greedy_output, output_logprob
 from peftlab.models.backbone import Backbone
+from peftlab.runio import write_json
+from peftlab.tasks.base import SPLITS, build_task
+from peftlab.tasks.loglik import continuation_ids
 
 BASELINES = ("pad", "mean", "zero")
 
@@ -118,9 +123,6 @@ def attribute_prompt(
 
 def predicted_option_ids(backbone: Backbone, model: nn.Module, task, example, max_source_tokens: int) -> list[int]:
     """Classify / multiple choice: the tokens of the option the model picks (as scored), not free text."""
-    from peftlab.evaluate import rank_options
-    from peftlab.tasks.loglik import continuation_ids
-
     pick = rank_options(backbone, model, task, [example], 1, max_source_tokens)[0]
     return continuation_ids(backbone, pick)
 
@@ -139,9 +141,6 @@ def attribute(
 ) -> dict:
     """Attributions for example ``index`` of ``split`` of a run's task, with the run's model and adapter
     (loaded in float32: IG sums many small gradient terms)."""
-    from peftlab.evaluate import load_run, load_run_config
-    from peftlab.tasks.base import SPLITS, build_task
-
     if split not in SPLITS:
         raise PeftlabError(f"--split: unknown split '{split}'; choose from {', '.join(SPLITS)}")
     run_dir = Path(run_dir)
@@ -189,9 +188,6 @@ def attribute(
 
 def save_attribution(result: dict, run_dir: str | Path) -> dict[str, Path]:
     """Write <split>-<index>.json, .png (heatmap) and .html (snippet) into RUN_DIR/attributions/."""
-    from peftlab.inspect.render import attribution_html, heatmap_png
-    from peftlab.runio import write_json
-
     folder = Path(run_dir) / "attributions"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{result['split']}-{result['index']}"

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.markup import escape
+
+from peftlab.config import MethodConfig, parse_overrides
+from peftlab.console import console, progress
 from peftlab.errors import PeftlabError
+from peftlab.inspect.attribute import attribute, save_attribution
+from peftlab.inspect.data_report import inspect_data
+from peftlab.inspect.ig import path_nodes
+from peftlab.inspect.params import all_methods, method_params, print_all_methods, print_method_params
+from peftlab.methods import method_options
 
 
 def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, baseline: str, batch_size: int) -> dict:
-    from rich.markup import escape
-
-    from peftlab.console import console, progress
-    from peftlab.inspect.attribute import attribute, save_attribution
-    from peftlab.inspect.ig import path_nodes
-
     if steps < 1 or batch_size < 1:
         raise PeftlabError("--steps and --batch-size must be at least 1")
     with progress() as bar:
@@ -55,8 +58,6 @@ def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, 
 def run_data(
     target: str, model: str | None, split: str, data_dir: str | None, out: str | None, n_examples: int
 ) -> None:
-    from peftlab.inspect.data_report import inspect_data
-
     _, paths = inspect_data(target, model, split, data_dir, out, n_examples)
     for path in paths:
         print(path)
@@ -64,9 +65,6 @@ def run_data(
 
 def method_config(method: str, overrides: list[str]):
     """MethodConfig from --method and --set method.KEY=VALUE (validated by the method's options)."""
-    from peftlab.config import MethodConfig, parse_overrides
-    from peftlab.methods import method_options
-
     options = {}
     for key, value in parse_overrides(overrides):
         if not key.startswith("method.") or key == "method.name":
@@ -81,13 +79,6 @@ def method_config(method: str, overrides: list[str]):
 
 
 def run_params(model: str, method: str, overrides: list[str], as_json: bool) -> None:
-    from peftlab.inspect.params import (
-        all_methods,
-        method_params,
-        print_all_methods,
-        print_method_params,
-    )
-
     if method == "all":
         if overrides:
             raise PeftlabError("--set applies to one method; --method all uses every method's default options")

@@ -16,25 +16,25 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from peftlab.config import ModelConfig, TaskConfig
+from peftlab.compare import load_compare
+from peftlab.config import ModelConfig, TaskConfig, load_config
 from peftlab.errors import PeftlabError, suggest
 from peftlab.models.backbone import IGNORE, Backbone
 from peftlab.tasks.base import LETTERS, Task
+from peftlab.tasks.builtin import BUILTIN
+from peftlab.tasks.catalog import catalog, resolve_task
 
 
 def data_source(target: str, model: str | None = None, data_dir: str | None = None) -> tuple[TaskConfig, ModelConfig]:
     """A run config, an experiment (compare) config, or a packaged / built-in task name."""
-    from peftlab.tasks.catalog import catalog, resolve_task
-
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         task, model_cfg = _from_yaml(path)
         if data_dir is not None:
             task = task.model_copy(update={"data_dir": data_dir})
     else:
-        from peftlab.tasks.builtin import BUILTIN
-
         known = [*catalog(), *BUILTIN]
         if target not in known:
             raise PeftlabError(
@@ -46,17 +46,10 @@ def data_source(target: str, model: str | None = None, data_dir: str | None = No
 
 
 def _from_yaml(path: Path) -> tuple[TaskConfig, ModelConfig]:
-    import yaml
-
-    from peftlab.config import load_config
-
     if not path.is_file():
         raise PeftlabError(f"config file not found: {path}")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if isinstance(data, dict) and "methods" in data:  # an experiment of `peftlab compare`
-        from peftlab.compare import load_compare
-        from peftlab.tasks.catalog import resolve_task
-
         cc = load_compare(path)
         return TaskConfig.model_validate(resolve_task(cc.task, str(path))), cc.model
     cfg = load_config(path)

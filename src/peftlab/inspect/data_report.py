@@ -8,8 +8,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+import torch
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
 
+from peftlab.console import console
 from peftlab.inspect.data import data_source, data_stats
+from peftlab.models import load_backbone
+from peftlab.runio import write_json
+from peftlab.tasks.base import build_task
 
 
 def _hist(ax, lengths: list[int], limit: int, title: str, over: int) -> None:
@@ -66,12 +74,6 @@ def write_data_plots(stats: dict, folder: Path) -> list[Path]:
 
 
 def print_data_stats(stats: dict) -> None:
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.table import Table
-
-    from peftlab.console import console
-
     table = Table(title=f"{stats['task']} {stats['split']}: {stats['examples']:,} examples, tokens of {stats['model']}")
     for col in ("", "min", "median", "mean", "p95", "max", "limit", "over the limit"):
         table.add_column(col, justify="left" if not col else "right")
@@ -120,12 +122,6 @@ def inspect_data(
     n_examples: int = 3,
 ) -> tuple[dict, list[Path]]:
     """Compute, print and write (PNGs + data-<split>.json into ``out``, default runs/data-<task>/)."""
-    import torch
-
-    from peftlab.models import load_backbone
-    from peftlab.runio import write_json
-    from peftlab.tasks.base import build_task
-
     task_cfg, model_cfg = data_source(target, model, data_dir)
     task = build_task(task_cfg)
     backbone = load_backbone(model_cfg, device=torch.device("cpu"), log=lambda *_: None)

@@ -18,12 +18,15 @@ import tempfile
 from pathlib import Path
 
 import torch
+from rich.table import Table
 from torch import nn
 
 from peftlab.config import MethodConfig, ModelConfig
+from peftlab.console import console
 from peftlab.cost import dir_bytes
-from peftlab.methods import Method, count_parameters, get_method, method_options
-from peftlab.models import arch
+from peftlab.humanize import human_bytes
+from peftlab.methods import REGISTRY, Method, count_parameters, get_method, method_options
+from peftlab.models import arch, load_backbone
 
 GROUPS = ("embeddings", "attention", "mlp", "norms", "head", "virtual tokens", "other")
 _RULES = (  # first match wins: norms before attention (Llama's post_attention_layernorm)
@@ -63,8 +66,6 @@ def _tied_head(model: nn.Module) -> bool:
 
 def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
     """Apply the method (with its options) to a fresh CPU copy of the model, count, save, measure."""
-    from peftlab.models import load_backbone
-
     method = get_method(method_cfg.name)
     options = method_options(method_cfg)
     torch.manual_seed(0)  # methods with random init (LoRA's A, soft prompts) are reproducible
@@ -92,8 +93,6 @@ def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
 
 
 def all_methods(model_name: str, progress=None) -> list[dict]:
-    from peftlab.methods import REGISTRY
-
     rows = []
     for name in REGISTRY:
         rows.append(method_params(model_name, MethodConfig(name=name)))
@@ -103,11 +102,6 @@ def all_methods(model_name: str, progress=None) -> list[dict]:
 
 
 def print_method_params(result: dict) -> None:
-    from rich.table import Table
-
-    from peftlab.console import console
-    from peftlab.humanize import human_bytes
-
     table = Table(title=f"{result['model']} + {result['method']}: parameters by module group")
     for col in ("group", "total", "added by method", "trainable"):
         table.add_column(col, justify="left" if col == "group" else "right")
@@ -131,11 +125,6 @@ def print_method_params(result: dict) -> None:
 
 
 def print_all_methods(rows: list[dict]) -> None:
-    from rich.table import Table
-
-    from peftlab.console import console
-    from peftlab.humanize import human_bytes
-
     table = Table(title=f"{rows[0]['model']}: every method with its default options")
     for col in ("method", "trainable", "total", "train %", "added", "adapter", "trainable in"):
         table.add_column(col, justify="left" if col in ("method", "trainable in") else "right")

@@ -75,7 +75,7 @@ class HybridConfig(BaseModel):
 
 
 def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
-    from peftlab.methods import get_method  # the registry imports this module
+    from peftlab.methods import get_method  # local: peftlab.methods (the registry) imports this module (cycle)
 
     where = f"method.methods[{i}]"
     if not isinstance(entry, dict) or "name" not in entry:

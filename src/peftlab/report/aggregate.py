@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from peftlab.report.runs import Run
-from peftlab.report.ties import Verdict, decide, label_example_scores
+from peftlab.report.ties import Verdict, decide, label_sample
 from peftlab.report.validity import check_same_examples, check_seeds_of_one_setting
 
 # Cost columns averaged over a label's seeds: RunSummary fields (absent in older runs: then None,
@@ -26,6 +26,8 @@ COSTS = (
     "train_tokens_per_s",
     "peak_memory_bytes",
 )
+# Derived from summary fields (RunSummary properties), averaged the same way: budget.spent / budget.amount.
+DERIVED = ("budget_used",)
 
 
 @dataclass
@@ -93,7 +95,7 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
 
 def make_entry(label: str, runs: list[Run]) -> Entry:
     scores = [r.score for r in runs]
-    costs = {k: _mean([getattr(r.summary, k) for r in runs]) for k in COSTS}
+    costs = {k: _mean([getattr(r.summary, k) for r in runs]) for k in COSTS + DERIVED}
     kinds = sorted({r.summary.peak_memory_kind for r in runs if r.summary.peak_memory_kind})
     return Entry(
         label=label,
@@ -112,15 +114,9 @@ def mark_ties(entries: list[Entry], higher_is_better: bool) -> None:
         return
     best = entries[0]
     best.tie = Verdict("best", "")
-    best_scores = label_example_scores([r.example_scores() for r in best.runs])
+    best_sample = label_sample(best.runs)
     for e in entries[1:]:
-        e.tie = decide(
-            (best.mean, best.std, best.n),
-            (e.mean, e.std, e.n),
-            best_scores,
-            label_example_scores([r.example_scores() for r in e.runs]),
-            higher_is_better,
-        )
+        e.tie = decide(best.mean, e.mean, best_sample, label_sample(e.runs), higher_is_better)
 
 
 def _mean(values: list) -> float | None:

@@ -20,7 +20,7 @@ from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
 from peftlab.report.plots import Plot
 from peftlab.report.style import CSS
-from peftlab.report.tables import human_flops, override_notes, score_cell
+from peftlab.report.tables import budget_cell, human_flops, override_notes, score_cell
 from peftlab.report.ties import TIE_RULE
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -64,12 +64,7 @@ def _badge(e: Entry) -> str:
     how = ""
     if t.verdict != "best":
         gap = f"Δ {t.delta:.3f}" if t.delta is not None else ""
-        if t.basis == "bootstrap" and t.ci:
-            how = f"{gap}, 95% CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]"
-        elif t.basis == "seeds":
-            how = f"{gap}, seeds"
-        else:
-            how = f"{gap}, {t.basis}"
+        how = f"{gap}, 95% CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]" if t.ci else f"{gap}, {t.basis}"
     return f'<span class="badge {esc(t.verdict)}">{esc(text)}</span>' + (
         f'<span class="how">{esc(how)}</span>' if how else ""
     )
@@ -85,6 +80,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         ("trainable", ""),
         ("adapter", ""),
         ("FLOPs", ""),
+        ("budget", ""),
         ("train s", ""),
         ("peak mem", ""),
     ]
@@ -108,6 +104,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
             (esc(trainable) + pct, ""),
             (esc(human_bytes(c["adapter_bytes"])), ""),
             (esc(human_flops(c["flops"])), ""),
+            (esc(budget_cell(c["budget_used"])), ""),
             (esc("-" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"), ""),
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
@@ -119,7 +116,8 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         f"{'higher' if comp.higher_is_better else 'lower'} is better</span></h2>"
         f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
         f'</table></div><p class="rule">Test score: mean ± std over seeds (sample std). Δ: how far behind the best. '
-        f"Costs are means over seeds; trainable shows the parameter count and its share of the model; "
+        f"Costs are means over seeds; budget is what was spent of the training budget; "
+        f"trainable shows the parameter count and its share of the model; "
         f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}"
         f"{''.join('<br>' + esc(line) for line in override_notes(comp))}</p>"
     )

@@ -16,7 +16,7 @@ from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.ties import TIE_RULE
 from peftlab.runio import atomic_write_text
 
-HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "train s", "peak mem")
+HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "budget", "train s", "peak mem")
 TERMINAL_HEADER = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
 
 
@@ -35,24 +35,24 @@ def score_cell(e: Entry) -> str:
 
 
 def verdict_cell(e: Entry) -> str:
-    """'best', or the verdict with Δ (how far behind the best, in metric units) and what decided it:
-    '(seeds)' or the bootstrap 95% interval of Δ."""
+    """'best', or the verdict with Δ (how far behind the best, in metric units) and the bootstrap
+    95% interval of Δ (or why there is none)."""
     t = e.tie
     if t.verdict == "best":
         return "best"
     word = {"tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
     gap = f" Δ{t.delta:.3f}" if t.delta is not None else ""
-    if t.basis == "bootstrap" and t.ci:
-        how = f"CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]"
-    elif t.basis == "seeds":
-        how = "seeds"
-    else:
-        how = t.basis
+    how = f"CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]" if t.ci else t.basis
     return f"{word}{gap} ({how})"
 
 
 def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
+
+
+def budget_cell(used: float | None) -> str:
+    """What a label spent of its budget (mean over seeds), e.g. '99.6%'; '-' when not recorded."""
+    return "-" if used is None else f"{100 * used:.1f}%"
 
 
 def cells(e: Entry) -> list[str]:
@@ -66,6 +66,7 @@ def cells(e: Entry) -> list[str]:
         _num(c["trainable_pct"], ".2f") + ("%" if c["trainable_pct"] is not None else ""),
         human_bytes(c["adapter_bytes"]),
         human_flops(c["flops"]),
+        budget_cell(c["budget_used"]),
         _num(c["train_seconds"], ".0f"),
         human_bytes(c["peak_memory_bytes"]),
     ]
@@ -119,6 +120,7 @@ def markdown(comparisons: list[Comparison]) -> str:
         parts.append("")
         parts += [f"{line}\n" for line in override_notes(comp)]
     parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
+    parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
     parts.append(TIE_RULE)
     return "\n".join(parts) + "\n"
 
@@ -168,6 +170,15 @@ def terminal_cells(e: Entry) -> list[str]:
     ]
 
 
+def spent_range(comp: Comparison) -> str:
+    """', budget spent 99.2-100.4%' over the labels that record it ('' when none does)."""
+    used = [e.costs["budget_used"] for e in comp.entries if e.costs["budget_used"] is not None]
+    if not used:
+        return ""
+    low, high = budget_cell(min(used)), budget_cell(max(used))
+    return f", budget spent {low}" if low == high else f", budget spent {low[:-1]}-{high}"
+
+
 def print_tables(comparisons: list[Comparison]) -> None:
     """The leaderboard(s) on the console: 80 columns wide with one seed per label (the demo's), at
     most 100 with several (CI logs are 100 wide)."""
@@ -177,8 +188,9 @@ def print_tables(comparisons: list[Comparison]) -> None:
         one_seed = all(e.n == 1 for e in comp.entries)
         keep = [i for i, h in enumerate(TERMINAL_HEADER) if not (one_seed and h == "n")]
         direction = "higher is better" if comp.higher_is_better else "lower is better"
+        # The terminal has no room for a budget column: the title gives the range of what labels spent.
         table = Table(
-            title=f"{comp.task}: test {comp.metric} ({direction}{', one seed' if one_seed else ''})",
+            title=f"{comp.task}: test {comp.metric} ({direction}{', one seed' if one_seed else ''}{spent_range(comp)})",
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
             pad_edge=False,
@@ -195,6 +207,6 @@ def print_tables(comparisons: list[Comparison]) -> None:
         for line in override_notes(comp):
             console.print(line, markup=False)
     console.print(
-        "[dim]tie: inside the noise of the best (seeds' mean ± std overlap, or a paired bootstrap 95% CI "
-        "over test examples that includes 0 when a label has one seed); Δ: behind the best[/dim]"
+        "[dim]tie: inside the noise of the best (the 95% interval of Δ from a paired bootstrap over seeds "
+        "and test examples includes 0; leaderboard.md shows it); Δ: behind the best[/dim]"
     )

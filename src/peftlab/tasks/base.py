@@ -12,12 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from peftlab.config import TaskConfig
 from peftlab.data.readers import read_hub, read_rows
 from peftlab.errors import PeftlabError
 from peftlab.tasks import metrics
+from peftlab.tasks.calibration import content_free_prompts
+from peftlab.tasks.catalog import catalog
 from peftlab.tasks.holdout import hold_out
+from peftlab.tasks.readers import get_reader
+from peftlab.tasks.sql_exec import GOLD_TIMEOUT_S, SQLError, SQLTimeout, run_readonly
 
 SPLITS = ("train", "validation", "test")
 
@@ -44,6 +49,8 @@ class Task:
     format_input: Callable[[str], str] | None = None
     output_type: str = "generate"
     label_words: list[str] | None = None  # classify: the valid answers
+    # Contextual calibration: the prompt with content-free fields (tasks/calibration.py); None = off.
+    content_free: list[str] | None = None
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits or not self.splits[name]:
@@ -74,16 +81,14 @@ def _needs_database(cfg: TaskConfig) -> bool:
 
 def build_task(cfg: TaskConfig, log=None) -> Task:
     """Examples of every split, with the same prompt for every method, and how they are scored."""
+    # local: tasks.builtin imports this module (cycle), and pulls in torch through peftlab.models
     from peftlab.tasks.builtin import BUILTIN
-    from peftlab.tasks.readers import get_reader
 
     log = log or (lambda *_: None)
     raw, sources, base = _raw_splits(cfg)
     if raw is None:
         if cfg.name in BUILTIN:
             return BUILTIN[cfg.name](cfg)
-        from peftlab.tasks.catalog import catalog
-
         raise PeftlabError(
             f"task '{cfg.name}': no data. Packaged tasks: {', '.join(catalog())}; built in: {', '.join(BUILTIN)}. "
             "Otherwise give task.data_dir, task.data_files (local JSONL/CSV/Parquet) or task.hub (a hub dataset id)"
@@ -107,8 +112,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         for split in ("validation", "test"):
             if split in splits:
                 splits[split] = _runnable(splits[split], f"task {cfg.name} {split}", log)
-    if cfg.shots:
-        _add_demonstrations(cfg, splits)
+    demos = _add_demonstrations(cfg, splits) if cfg.shots else ""
     names = [cfg.metric, *[m for m in cfg.extra_metrics if m != cfg.metric]]
     fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
     only = next(iter(fields)) if len(fields) == 1 else None  # the template's one field, if it has exactly one
@@ -123,7 +127,19 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         format_input=format_input,
         output_type=cfg.output_type,
         label_words=_label_words(cfg, splits),
+        content_free=_content_free(cfg, demos),
     )
+
+
+def _content_free(cfg: TaskConfig, demonstrations: str) -> list[str] | None:
+    if not cfg.calibrate:
+        return None
+    if cfg.output_type not in ("classify", "multiple_choice"):
+        raise PeftlabError(
+            f"task.calibrate: contextual calibration rescales answer scores, so it needs output_type classify "
+            f"or multiple_choice; task '{cfg.name}' has output_type {cfg.output_type}"
+        )
+    return content_free_prompts(cfg.input_template, demonstrations)
 
 
 def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str, str], Path]:
@@ -171,8 +187,6 @@ def _hold_out_validation(cfg: TaskConfig, rows: dict[str, list[dict]], source, l
 def _runnable(examples: list[Example], where: str, log) -> list[Example]:
     """Scored examples keep only gold queries that run (5 of GeoQuery's 877 do not on its own
     database); an example with none is dropped and counted, since no prediction could match it."""
-    from peftlab.tasks.sql_exec import GOLD_TIMEOUT_S, SQLError, SQLTimeout, run_readonly
-
     kept = []
     for e in examples:
         good = []
@@ -195,8 +209,8 @@ def _runnable(examples: list[Example], where: str, log) -> list[Example]:
     return kept
 
 
-def _add_demonstrations(cfg: TaskConfig, splits: dict[str, list[Example]]) -> None:
-    """k-shot: the same k training examples, drawn with shots_seed, before every prompt.
+def _add_demonstrations(cfg: TaskConfig, splits: dict[str, list[Example]]) -> str:
+    """k-shot: the same k training examples, drawn with shots_seed, before every prompt; returns them.
 
     They are removed from train so no method trains on the examples it is shown as context."""
     train = splits.get("train") or []
@@ -208,6 +222,7 @@ def _add_demonstrations(cfg: TaskConfig, splits: dict[str, list[Example]]) -> No
     for examples in splits.values():
         for e in examples:
             e.prompt = demos + e.prompt
+    return demos
 
 
 def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str] | None:
@@ -258,8 +273,6 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 @lru_cache(maxsize=64)
 def schema_of(db_path: str) -> str:
     """The database's CREATE TABLE statements: the schema a text-to-SQL prompt shows as {schema}."""
-    from urllib.parse import quote
-
     if not Path(db_path).is_file():
         raise PeftlabError(f"task.database: file not found: {db_path}")
     conn = sqlite3.connect(f"file:{quote(str(Path(db_path).resolve()))}?mode=ro", uri=True)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from peftlab.models.backbone import IGNORE, Backbone
+from peftlab.tasks.calibration import calibrated_choice, calibrated_label, label_prior
 
 
 def continuation_ids(backbone: Backbone, continuation: str) -> list[int]:
@@ -97,8 +98,10 @@ def classify(
     label_words: list[str],
     batch_size: int = 16,
     max_source_tokens: int = 512,
+    content_free: list[str] | None = None,
 ) -> list[str]:
-    """The label word with the highest summed log-probability, per prompt (always one of label_words)."""
+    """The label word with the highest summed log-probability, per prompt (always one of label_words);
+    with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
     if not label_words:
         raise ValueError("classify needs at least one label word")
     scores = continuation_logprobs(
@@ -109,6 +112,10 @@ def classify(
         batch_size=batch_size,
         max_source_tokens=max_source_tokens,
     )
+    if content_free:
+        cf = continuation_logprobs(backbone, model, content_free, [list(label_words)] * len(content_free), batch_size)
+        prior = label_prior(cf)
+        return [label_words[calibrated_label(row, prior)] for row in scores]
     return [label_words[max(range(len(row)), key=lambda k: (row[k][0], -k))] for row in scores]
 
 
@@ -119,11 +126,18 @@ def multiple_choice(
     choices: list[list[str]],
     batch_size: int = 16,
     max_source_tokens: int = 512,
+    content_free: list[str] | None = None,
 ) -> list[int]:
-    """Per prompt, the index of its best choice by length-normalised log-likelihood (``pick_choice``)."""
+    """Per prompt, the index of its best choice by length-normalised log-likelihood (``pick_choice``);
+    with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
     if any(not c for c in choices):
         raise ValueError("every prompt needs at least one choice")
     scores = continuation_logprobs(
         backbone, model, prompts, choices, batch_size=batch_size, max_source_tokens=max_source_tokens
     )
+    if content_free:
+        options = sorted({o for c in choices for o in c})
+        cf = continuation_logprobs(backbone, model, content_free, [options] * len(content_free), batch_size)
+        prior = {o: sum(row[j][0] for row in cf) / len(cf) for j, o in enumerate(options)}
+        return [calibrated_choice(row, [prior[o] for o in c]) for row, c in zip(scores, choices)]
     return [pick_choice(row) for row in scores]

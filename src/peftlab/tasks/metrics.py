@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -100,6 +104,46 @@ def bleu(predictions: list[str], references: list[list[str]]) -> dict[str, float
     }
 
 
+def bleu_statistics(predictions: list[str], references: list[list[str]]) -> np.ndarray:
+    """Per example, the sufficient statistics of corpus BLEU-4, as sacrebleu counts them for bleu():
+    [hypothesis length, closest reference length, clipped matches of 1..4-grams, 1..4-grams].
+    Summed over any examples (with repeats), they give those examples' corpus BLEU-4 (bleu_of_statistics)."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU
+
+    order = max(BLEU_ORDERS)
+    # effective_order only changes sentence scores (unused here) and silences sacrebleu's
+    # sentence-level warning; the counts are the same.
+    scorer = BLEU(max_ngram_order=order, effective_order=True)
+    rows = []
+    for i, (pred, refs) in enumerate(zip(predictions, references, strict=True)):
+        if not refs:
+            raise ValueError(f"bleu: example {i} has no reference")
+        s = scorer.sentence_score(pred, list(refs))
+        rows.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
+    return np.array(rows, dtype=float).reshape(len(rows), 2 + 2 * order)
+
+
+def bleu_of_statistics(stats: np.ndarray) -> np.ndarray:
+    """Corpus BLEU-4 in [0, 1] from summed bleu_statistics (..., 10), vectorised over the leading axes:
+    sacrebleu's compute_bleu with its default 'exp' smoothing (the k-th n-gram order without a match
+    counts 1 / (2^k * n-grams) instead of 0), brevity penalty exp(1 - ref/hyp) when hyp < ref, and 0
+    when nothing matches or some order has no n-gram at all."""
+    import numpy as np
+
+    stats = np.asarray(stats, dtype=float)
+    order = (stats.shape[-1] - 2) // 2
+    hyp, ref = stats[..., 0], stats[..., 1]
+    correct, total = stats[..., 2 : 2 + order], stats[..., 2 + order : 2 + 2 * order]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        brevity = np.where(hyp >= ref, 1.0, np.exp(1 - ref / hyp))  # hyp 0: exp(-inf) = 0
+        missing = correct == 0
+        precision = np.where(missing, 1 / (2.0 ** np.cumsum(missing, axis=-1) * total), correct / total)
+        score = brevity * np.exp(np.log(precision).mean(axis=-1))
+    defined = (correct.sum(axis=-1) > 0) & (total > 0).all(axis=-1)
+    return np.where(defined, score, 0.0)
+
+
 def _gold_labels(predictions: list[str], references: list[list[str]]) -> list[str]:
     """Per example, the reference the prediction matched (after strip), else the first reference."""
     golds = []
@@ -144,6 +188,15 @@ def classification(predictions: list[str], references: list[list[str]]) -> dict[
 
 
 @dataclass(frozen=True)
+class CorpusStatistics:
+    """How a corpus-level primary (not a mean of per-example scores) is recomputed on any examples,
+    repeats included (a bootstrap resample): per-example statistics, summed, then turned into the metric."""
+
+    of_examples: Callable[[list[str], list[list[str]]], np.ndarray]  # (predictions, references) -> (examples, k)
+    metric: Callable[[np.ndarray], np.ndarray]  # summed statistics (..., k) -> the primary (...)
+
+
+@dataclass(frozen=True)
 class Metric:
     """A task metric: what it computes and which of its numbers ranks runs."""
 
@@ -152,6 +205,9 @@ class Metric:
     primary: str  # the key of its result a leaderboard ranks by
     needs_database: bool = False  # execution_accuracy: the SQL runs on each example's database
     higher_is_better: bool = True
+    # None: the primary is the mean of the examples' own primaries (predictions.csv `score`), so a
+    # resample's value is the mean of its examples' scores. Otherwise how to recompute it (BLEU).
+    corpus: CorpusStatistics | None = None
 
 
 REGISTRY: dict[str, Metric] = {}
@@ -165,12 +221,18 @@ def register_metric(metric: Metric) -> Metric:
 
 for _metric in (
     Metric("rouge", rouge, primary="rougeL"),
-    Metric("bleu", bleu, primary="bleu4"),
+    Metric("bleu", bleu, primary="bleu4", corpus=CorpusStatistics(bleu_statistics, bleu_of_statistics)),
     Metric("exact_match", exact_match, primary="exact_match"),
     Metric("accuracy", classification, primary="accuracy"),
     Metric("execution_accuracy", execution_accuracy, primary="execution_accuracy", needs_database=True),
 ):
     register_metric(_metric)
+
+
+def metric_of_primary(key: str) -> Metric | None:
+    """The registered metric whose primary is KEY (a run's summary.json primary_metric), if any."""
+    return next((m for m in REGISTRY.values() if m.primary == key), None)
+
 
 METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
     m.name: m.compute for m in REGISTRY.values() if not m.needs_database

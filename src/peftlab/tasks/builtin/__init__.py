@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peftlab.config import TaskConfig
 from peftlab.models.bundled import cache_root
+from peftlab.tasks import sql_demo as demo
 from peftlab.tasks.base import Example, Task
 
 
@@ -13,8 +14,6 @@ def sql_demo(cfg: TaskConfig) -> Task:
     Test questions use phrasings, values and intent combinations never seen in training (see
     ``peftlab.tasks.sql_demo``), so a gain over zero-shot is learning, not copying.
     """
-    from peftlab.tasks import sql_demo as demo
-
     db = demo.build_database(cache_root() / "tasks" / "sql_demo.sqlite")
     splits = {
         split: [Example(e["id"], demo.prompt(e["question"]), e["sql"], [e["sql"]], database=str(db)) for e in rows]

@@ -27,6 +27,7 @@ def rows(raw: dict[str, list[dict]], options: dict, where: str) -> dict[str, lis
 
 
 def get_reader(name: str) -> Reader:
+    # local: each reader module imports check_options from this package (cycle)
     from peftlab.tasks.readers.geoquery import geoquery
     from peftlab.tasks.readers.race import race_distractors
     from peftlab.tasks.readers.wikisql import wikisql

@@ -104,7 +104,7 @@ def _cell(value: object, numeric: bool) -> object:
 
 
 def wikisql(raw: dict[str, list[dict]], options: dict, where: str) -> dict[str, list[dict]]:
-    from peftlab.models.bundled import cache_root
+    from peftlab.models.bundled import cache_root  # local: peftlab.models pulls in torch; readers stay light
 
     check_options(options, {}, where, "wikisql")
     tables: dict[str, dict] = {}
