@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import math
 import signal
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.console import console, progress
-from peftlab.cost import PeakMemory, Stopwatch, dir_bytes
+from peftlab.cost import PeakMemory, Stopwatch
 from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.flops import StepFlops
@@ -40,10 +38,10 @@ from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
 from peftlab.precision import compute_dtype
-from peftlab.runio import append_jsonl, atomic_write_text, environment, read_jsonl, write_predictions
+from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
-from peftlab.summary import BudgetLimit, RunSummary
+from peftlab.summarize import summarize
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
@@ -99,7 +97,7 @@ def train(
         "test": test,
         "test_scores": test_scores,
     }
-    run_summary(run, task, backbone, state, facts).write(run.dir / "summary.json")
+    summarize(run, task, backbone, state, facts).write(run.dir / "summary.json")
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint
     if cfg.trackers:
         run.accelerator.end_training()
@@ -472,49 +470,4 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     state.peak_memory_bytes, state.train_peak_memory_bytes = memory.peak, memory.train_peak
     checkpoint.save(
         loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
-    )
-
-
-# ---- the summary ------------------------------------------------------------------------------
-def run_summary(run: Run, task: Task, backbone: Backbone, state: TrainState, facts: dict) -> RunSummary:
-    """summary.json: final numbers, cost, versions and hardware."""
-    cfg, method, budget, memory = run.cfg, facts["method"], facts["budget"], facts["memory"]
-    trainable, total, seconds = facts["trainable"], facts["total"], state.seconds
-    return RunSummary(
-        run=cfg.run_name(),
-        method=method.name,
-        trains=method.trains,
-        label=cfg.label or method.name,
-        task=task.name,
-        model=cfg.model.name,
-        seed=cfg.seed,
-        primary_metric=task.primary,
-        higher_is_better=task.higher_is_better,
-        test=facts["test_scores"],
-        test_examples=len(facts["test"]),
-        test_ids_sha256=hashlib.sha256("\n".join(e.id for e in facts["test"]).encode()).hexdigest(),
-        best_validation=state.best_scores,
-        best_step=state.best_step,
-        budget=BudgetLimit(kind=budget.kind, amount=budget.amount, spent=budget.spent[budget.kind]) if budget else None,
-        steps=state.step,
-        processes=run.processes,
-        flops=state.flops,
-        flops_per_step=state.flops / state.step if state.step else None,
-        examples_seen=state.examples,
-        tokens_seen=state.tokens,
-        lr=facts["lr"] if method.trains else None,
-        trainable_params=trainable,
-        total_params=total,
-        trainable_pct=100 * trainable / total,
-        adapter_bytes=dir_bytes(run.dir / "adapter"),
-        train_seconds=round(seconds, 3),
-        train_examples_per_s=state.examples / seconds if seconds else None,
-        train_tokens_per_s=state.tokens / seconds if seconds else None,
-        peak_memory_bytes=memory.train_peak,
-        run_peak_memory_bytes=memory.peak,
-        peak_memory_kind=memory.kind,
-        truncated_inputs=backbone.truncated,
-        skipped_long_train_examples=facts["skipped_long"],
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **environment(),
     )

@@ -11,38 +11,19 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from safetensors.torch import load_file
 
 from peftlab.config import load_config
 from peftlab.runio import read_jsonl
 from peftlab.train import train
+from tests.reliability import lora_run
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def write_config(tmp_path: Path, copy_task: dict, name: str, **train_over) -> Path:
-    cfg = {
-        "name": name,
-        "output_dir": str(tmp_path / "runs"),
-        "seed": 3,
-        "model": {"name": "tiny-llama"},
-        # dropout draws random numbers every step: resuming must restore the RNG to match exactly
-        "method": {"name": "lora", "rank": 4, "dropout": 0.1},
-        "task": copy_task,
-        "train": {
-            "max_steps": 300,
-            "batch_size": 4,
-            "lr": 5e-3,
-            "eval_every": 150,
-            "checkpoint_every": 20,
-            **train_over,
-        },
-        "eval": {"batch_size": 4},
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    train = {"max_steps": 300, "batch_size": 4, "lr": 5e-3, "eval_every": 150, "checkpoint_every": 20, **train_over}
+    return lora_run.write_config(tmp_path, copy_task, name, train, {"batch_size": 4})
 
 
 def outcome(run_dir: Path) -> tuple:

@@ -6,31 +6,19 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
 import peftlab.train as train_module
 from peftlab.config import load_config
 from peftlab.runio import read_jsonl
 from peftlab.train import train
+from tests.reliability import lora_run
 
 
 def config(tmp_path, copy_task, name: str, **train_over):
-    cfg = {
-        "name": name,
-        "output_dir": str(tmp_path / "runs"),
-        "seed": 3,
-        "model": {"name": "tiny-llama"},
-        # dropout draws random numbers every step: resuming must restore the RNG to match exactly
-        "method": {"name": "lora", "rank": 4, "dropout": 0.1},
-        "task": copy_task,
-        "train": {"batch_size": 2, "lr": 5e-3, "checkpoint_every": 2, **train_over},
-        "eval": {"batch_size": 4, "max_validation": 1, "max_test": 1},
-        "trackers": [],
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return load_config(path)
+    train = {"batch_size": 2, "lr": 5e-3, "checkpoint_every": 2, **train_over}
+    eval_ = {"batch_size": 4, "max_validation": 1, "max_test": 1}
+    return load_config(lora_run.write_config(tmp_path, copy_task, name, train, eval_))
 
 
 def outcome(run_dir) -> tuple:

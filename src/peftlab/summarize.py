@@ -1,0 +1,62 @@
+"""summary.json from a finished run: the loop's state plus the facts train() gathered (method,
+budget, peak memory, parameter counts, test scores), and the environment it ran in."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING
+
+from peftlab.cost import dir_bytes
+from peftlab.runio import environment
+from peftlab.summary import BudgetLimit, RunSummary
+
+if TYPE_CHECKING:  # train.py imports this module
+    from peftlab.models.backbone import Backbone
+    from peftlab.tasks.base import Task
+    from peftlab.train import Run
+    from peftlab.train_state import TrainState
+
+
+def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts: dict) -> RunSummary:
+    """summary.json: final numbers, cost, versions and hardware."""
+    cfg, method, budget, memory = run.cfg, facts["method"], facts["budget"], facts["memory"]
+    trainable, total, seconds = facts["trainable"], facts["total"], state.seconds
+    return RunSummary(
+        run=cfg.run_name(),
+        method=method.name,
+        trains=method.trains,
+        label=cfg.label or method.name,
+        task=task.name,
+        model=cfg.model.name,
+        seed=cfg.seed,
+        primary_metric=task.primary,
+        higher_is_better=task.higher_is_better,
+        test=facts["test_scores"],
+        test_examples=len(facts["test"]),
+        test_ids_sha256=hashlib.sha256("\n".join(e.id for e in facts["test"]).encode()).hexdigest(),
+        best_validation=state.best_scores,
+        best_step=state.best_step,
+        budget=BudgetLimit(kind=budget.kind, amount=budget.amount, spent=budget.spent[budget.kind]) if budget else None,
+        steps=state.step,
+        processes=run.processes,
+        flops=state.flops,
+        flops_per_step=state.flops / state.step if state.step else None,
+        examples_seen=state.examples,
+        tokens_seen=state.tokens,
+        lr=facts["lr"] if method.trains else None,
+        trainable_params=trainable,
+        total_params=total,
+        trainable_pct=100 * trainable / total,
+        adapter_bytes=dir_bytes(run.dir / "adapter"),
+        train_seconds=round(seconds, 3),
+        train_examples_per_s=state.examples / seconds if seconds else None,
+        train_tokens_per_s=state.tokens / seconds if seconds else None,
+        peak_memory_bytes=memory.train_peak,
+        run_peak_memory_bytes=memory.peak,
+        peak_memory_kind=memory.kind,
+        truncated_inputs=backbone.truncated,
+        skipped_long_train_examples=facts["skipped_long"],
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment(),
+    )
