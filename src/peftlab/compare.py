@@ -3,6 +3,7 @@
 An experiment file holds what all runs share (model, task, train settings with the budget,
 eval settings, seeds) and a list of methods, each with its own options and overrides:
 
+    lr_factors: [0.3, 1, 3]            # optional: each method's lr chosen on validation (lr_search.py)
     methods:
       - {label: zero_shot, name: none}
       - {name: lora, rank: 16, train: {lr: 2.0e-3}}
@@ -25,8 +26,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from peftlab import lr_choice, lr_search
 from peftlab.budget import BY_NAME
-from peftlab.config import EvalConfig, ModelConfig, _format_validation_error, dump_config, load_config
+from peftlab.config import (
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    _format_validation_error,
+    dump_config,
+    load_config,
+)
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.methods import REGISTRY, get_method
@@ -57,6 +66,11 @@ class CompareConfig(BaseModel):
     methods: list[dict[str, Any]] = Field(
         min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."
     )
+    lr_factors: list[float] | None = Field(
+        None,
+        description="Choose every training method's lr on validation among its own lr times these factors "
+        "(e.g. [0.3, 1, 3]); a method entry's lr_grid: [...] gives its own values instead.",
+    )
     calibrated_zero_shot: bool = Field(
         True,
         description="On a classify or multiple_choice task, add to each zero-shot entry (method none) a "
@@ -68,6 +82,13 @@ class CompareConfig(BaseModel):
     def _one_budget(cls, v: dict[str, float]) -> dict[str, float]:
         if len(v) != 1 or next(iter(v)) not in BY_NAME:
             raise ValueError(f"give exactly one of {', '.join(BY_NAME)}, e.g. {{flops: 2.0e+15}}")
+        return v
+
+    @field_validator("lr_factors")
+    @classmethod
+    def _positive(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(f <= 0 for f in v)):
+            raise ValueError("give positive factors, e.g. [0.3, 1, 3]")
         return v
 
     def folder(self) -> Path:
@@ -89,6 +110,10 @@ METHOD_TRAIN_KEYS = frozenset(
         "log_every",
     }
 )
+
+
+# An entry's keys that are the comparison's, not the method's options.
+ENTRY_KEYS = ("label", "train", "eval", "override", "calibrate", "lr_grid")
 
 
 def locked_settings(entry: dict[str, Any]) -> list[str]:
@@ -133,7 +158,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
             )
         if entry.get("calibrate") and entry["name"] != "none":
             raise PeftlabError(f"{source}: methods[{i}] ({label}): calibrate: true applies to zero-shot (name: none)")
-        method = {k: v for k, v in entry.items() if k not in ("label", "train", "eval", "override", "calibrate")}
+        method = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
         trains = get_method(method["name"]).trains if method["name"] else True
         train = {**cc.train, BY_NAME[kind].config_key: amount, "evals": cc.evals, **entry.get("train", {})}
         for seed in cc.seeds if trains else cc.seeds[:1]:
@@ -195,21 +220,75 @@ def compare(path: Path, overwrite: bool = False) -> Path:
 
     cc = load_compare(Path(path))
     folder = cc.folder()
-    configs_dir = folder / "configs"
-    configs_dir.mkdir(parents=True, exist_ok=True)
-    planned = []
-    for label, raw in run_configs(cc, str(path)):
-        cfg_path = configs_dir / f"{raw['name']}.yaml"
-        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        planned.append((label, cfg_path, load_config(cfg_path)))  # every config checked before any run starts
+    runs = run_configs(cc, str(path))
+    first = {}
+    for label, raw in runs:
+        first.setdefault(label, raw)
+    entries = {label_of(e): e for e in cc.methods if isinstance(e, dict)}
+    grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], cc.lr_factors, str(path))
+    planned = write_configs(folder, runs)  # every config checked before any run starts
     ((kind, amount),) = cc.budget.items()
     console.rule(
-        f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs, {cc.model.name}, task "
+        f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs"
+        f"{f' + {sum(map(len, grid.values()))} lr-search runs' if grid else ''}, {cc.model.name}, task "
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
     if cc.model.name == "smollm2-135m":  # convert the bundled model once, here, so that no timed run pays for it
         ensure_cached(cc.model.name, log=console.print)
     failed, t0 = [], time.perf_counter()
+    if grid:
+        search = [(lb, r) for lb, lrs in grid.items() for r in lr_search.search_configs(first[lb], lrs, folder)]
+        failed += execute(write_configs(folder, search), overwrite)
+        chosen = choose_lrs(folder, grid)
+        runs = [(lb, with_lr(raw, chosen.get(lb))) for lb, raw in runs if lb not in grid or chosen.get(lb)]
+        failed += [f"{lb} (its lr search did not finish)" for lb in grid if not chosen.get(lb)]
+        planned = write_configs(folder, runs)
+    failed += execute(planned, overwrite)
+    report = write_report(folder, examples=cc.examples)
+    console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
+    if failed:
+        raise PeftlabError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
+            "Rerun the same command to retry them (finished runs are kept)."
+        )
+    return folder
+
+
+def write_configs(folder: Path, runs: list[tuple[str, dict]]) -> list[tuple[str, Path, ExperimentConfig]]:
+    """Write each run config into <folder>/configs and load it back (the training command's checks)."""
+    configs_dir = folder / "configs"
+    configs_dir.mkdir(parents=True, exist_ok=True)
+    planned = []
+    for label, raw in runs:
+        cfg_path = configs_dir / f"{raw['name']}.yaml"
+        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        planned.append((label, cfg_path, load_config(cfg_path)))
+    return planned
+
+
+def with_lr(raw: dict, lr: float | None) -> dict:
+    return raw if lr is None else {**raw, "train": {**raw["train"], "lr": lr}}
+
+
+def choose_lrs(folder: Path, grid: dict[str, list[float]]) -> dict[str, float]:
+    """label -> the lr its search chose on validation (labels whose search is unfinished are left out)."""
+    chosen = {}
+    for label, lrs in grid.items():
+        choice = lr_choice.choose(label, lrs, folder)
+        trials = ", ".join(
+            f"{t.lr:.3g}: {'-' if t.validation is None else f'{t.validation:.4f}'}" for t in choice.trials
+        )
+        console.print(
+            f"lr search {label} (validation {choice.metric}): {trials} -> [bold]{choice.chosen or '-'}[/bold]"
+        )
+        if choice.chosen:
+            chosen[label] = choice.chosen
+    return chosen
+
+
+def execute(planned: list[tuple[str, Path, ExperimentConfig]], overwrite: bool) -> list[str]:
+    """Train each planned run in its own process, one after another; returns the names that failed."""
+    failed = []
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
         done, same = finished_with_config(run_dir, dump_config(cfg))
@@ -228,11 +307,4 @@ def compare(path: Path, overwrite: bool = False) -> Path:
         if subprocess.run(cmd, check=False).returncode != 0:
             failed.append(cfg.run_name())
             console.print(f"[red]{cfg.run_name()} failed[/red] (rerun alone: {' '.join(cmd)})")
-    report = write_report(folder, examples=cc.examples)
-    console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
-    if failed:
-        raise PeftlabError(
-            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
-            "Rerun the same command to retry them (finished runs are kept)."
-        )
-    return folder
+    return failed

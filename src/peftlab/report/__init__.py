@@ -4,6 +4,7 @@ DIR is a comparison folder; its immediate subfolders with a summary.json are the
 re-run: everything is read from the run folders. Written into DIR, each file atomically:
 
     leaderboard.md / .csv / .json   one row per label: mean ± std over seeds, costs, tie verdict
+                                    (leaderboard.md also lists a learning-rate search, lr_search/)
     plots/<task>-curve-*.png        validation metric vs FLOPs / seconds / examples
     plots/<task>-pareto-*.png       test metric vs trainable params / FLOPs / peak memory
     report.html                     all of the above in one self-contained file
@@ -15,10 +16,12 @@ re-run: everything is read from the run folders. Written into DIR, each file ato
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
+from peftlab.lr_choice import Choice, found
+from peftlab.report import lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
@@ -35,10 +38,11 @@ class Report:
     folder: Path
     comparisons: list[Comparison]
     parts: list[dict]  # per comparison: comp, plots, examples, notes, colors (what html.render draws)
+    searches: list[Choice] = field(default_factory=list)  # learning-rate searches (lr_search/)
 
     def write(self) -> Path:
         """Write tables, plot files and report.html into the folder; returns report.html's path."""
-        write_tables(self.comparisons, self.folder)
+        write_tables(self.comparisons, self.folder, lr_table.markdown(self.searches))
         written = set()
         for part in self.parts:
             for p in part["plots"]:
@@ -48,7 +52,7 @@ class Report:
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)
         out = self.folder / "report.html"
-        atomic_write_text(out, render(self.folder.resolve().name, self.parts))
+        atomic_write_text(out, render(self.folder.resolve().name, self.parts, self.searches))
         return out
 
 
@@ -74,7 +78,7 @@ def build_report(folder: Path, examples: list[int] | None = None) -> Report:
                 "notes": notes,
             }
         )
-    return Report(folder, comparisons, parts)
+    return Report(folder, comparisons, parts, found(folder))
 
 
 def write_report(dir: Path, examples: list[int] | None = None) -> Path:

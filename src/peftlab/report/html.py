@@ -15,6 +15,8 @@ import time
 import yaml
 
 from peftlab.humanize import human_bytes
+from peftlab.lr_choice import Choice
+from peftlab.report import lr_table
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
@@ -249,8 +251,9 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def render(folder_name: str, parts: list[dict]) -> str:
-    """parts: one dict per comparison with keys comp, plots, examples, notes, colors."""
+def render(folder_name: str, parts: list[dict], searches: list[Choice] = ()) -> str:
+    """parts: one dict per comparison with keys comp, plots, examples, notes, colors; searches: the
+    comparison's learning-rate searches (lr_search.found)."""
     multi = len(parts) > 1
     sections = []
     for p in parts:
@@ -271,6 +274,8 @@ def render(folder_name: str, parts: list[dict]) -> str:
             ),
             (f"runs{tag}", None if multi else "Run details", run_details(comp)),
         ]
+    if searches:
+        sections.append(("lr-search", "LR search", lr_table.html(list(searches))))
     if multi:
         title = f"{folder_name}: {len(parts)} tasks"
         runs = [r for p in parts for r in p["comp"].runs]

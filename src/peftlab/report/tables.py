@@ -140,9 +140,11 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_tables(comparisons: list[Comparison], out_dir: Path) -> None:
+def write_tables(comparisons: list[Comparison], out_dir: Path, extra_markdown: str = "") -> None:
     rows = records(comparisons)
-    atomic_write_text(out_dir / "leaderboard.md", markdown(comparisons))
+    atomic_write_text(
+        out_dir / "leaderboard.md", markdown(comparisons) + (f"\n{extra_markdown}" if extra_markdown else "")
+    )
     atomic_write_text(out_dir / "leaderboard.csv", to_csv(rows))
     atomic_write_text(out_dir / "leaderboard.json", json.dumps(rows, indent=2) + "\n")
 
