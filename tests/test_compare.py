@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import yaml
 from peftlab.compare import compare, load_compare, run_configs
 from peftlab.errors import PeftlabError
 from peftlab.runio import read_jsonl
+from peftlab.runlock import RunLock, RunLocked
 
 
 def experiment(tmp_path: Path, copy_task: dict, **over) -> Path:
@@ -90,6 +90,18 @@ def test_experiment_errors_name_the_problem(tmp_path, copy_task):
         compare(typo)
 
 
+def wait_until_free(run_dir: Path, timeout: float = 120) -> None:
+    """Until no process holds the run folder's lock (runlock.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with RunLock(run_dir):
+                return
+        except RunLocked:
+            assert time.monotonic() < deadline, f"{run_dir} still locked"
+            time.sleep(0.1)
+
+
 def test_killed_compare_resumes_without_recomputing_finished_runs(tmp_path, copy_task):
     path = experiment(
         tmp_path,
@@ -117,8 +129,9 @@ def test_killed_compare_resumes_without_recomputing_finished_runs(tmp_path, copy
     deadline = time.time() + 240
     while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()  # the driver only: its running child gets SIGTERM from the kernel and checkpoints
     proc.wait()
+    wait_until_free(folder / "prompt_tuning-s0")
     assert ckpt.is_file(), "the second run never wrote a checkpoint before the compare ended"
     assert not (folder / "prompt_tuning-s0" / "summary.json").exists()
     first = folder / "lora-s0" / "summary.json"

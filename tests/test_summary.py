@@ -10,7 +10,7 @@ import pytest
 from peftlab.errors import PeftlabError
 from peftlab.report.aggregate import COSTS
 from peftlab.report.runs import load_run
-from peftlab.summary import BudgetLimit, Hardware, RunSummary
+from peftlab.summary import BudgetLimit, Hardware, LaunchInfo, RunSummary
 from tests.report.fakes import fake_run
 
 # The keys train.py writes, in its order (those of earlier versions, and later ones after them).
@@ -32,6 +32,7 @@ KEYS = [
     "budget",
     "steps",
     "processes",
+    "launch",
     "flops",
     "flops_per_step",
     "examples_seen",
@@ -77,6 +78,7 @@ def full_summary() -> RunSummary:
         budget=BudgetLimit(kind="steps", amount=12, spent=12),
         steps=12,
         processes=1,
+        launch=LaunchInfo(launcher="local", host="h", device="AMD EPYC", slot="1", concurrency=2),
         flops=0,
         flops_per_step=0.0,
         examples_seen=48,

@@ -62,7 +62,12 @@ def _check(args) -> None:
 def _compare(args) -> None:
     from peftlab.compare import compare
 
-    compare(Path(args.experiment), overwrite=args.overwrite)
+    launcher = {"name": args.launcher, "parallel": args.parallel, "wait": args.wait}
+    if args.devices is not None:
+        launcher["devices"] = [d.strip() for d in args.devices.split(",") if d.strip()]
+    compare(
+        Path(args.experiment), overwrite=args.overwrite, launcher={k: v for k, v in launcher.items() if v is not None}
+    )
 
 
 def _eval(args) -> None:
@@ -254,6 +259,11 @@ def _training_commands(sub) -> None:
     ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     ck.set_defaults(func=_check)
 
+    _compare_command(sub)
+
+
+def _compare_command(sub) -> None:
+    """compare: a grid of runs at one budget, spread by a launcher."""
     c = sub.add_parser(
         "compare",
         help="run every method x seed of an experiment at one budget, then the report",
@@ -264,6 +274,23 @@ def _training_commands(sub) -> None:
         "experiment", help="experiment YAML: model, task, budget, seeds, methods (see configs/*/compare.yaml)"
     )
     c.add_argument("--overwrite", action="store_true", help="rerun finished runs too")
+    c.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "ray"],
+        help="where the runs go (default: the experiment's launcher: section, else local): a process pool "
+        "here, a Slurm job array (peftlab[slurm]) or Ray tasks (peftlab[ray])",
+    )
+    c.add_argument("--parallel", type=int, metavar="N", help="local: at most N runs at once (default 1)")
+    c.add_argument(
+        "--devices", metavar="0,1,..", help="local: GPU ids; each run gets its own CUDA_VISIBLE_DEVICES slot(s)"
+    )
+    c.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="slurm: wait for the array and write the report here (--no-wait: submit, and a dependent job "
+        "writes the report)",
+    )
     c.set_defaults(func=_compare)
 
 
@@ -488,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except PeftlabError as e:
         print(f"peftlab: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code  # runlock.RunLocked: 75, the run is being trained elsewhere
     except KeyboardInterrupt:
         print("peftlab: interrupted", file=sys.stderr)
         return 130

@@ -17,12 +17,11 @@ ones from their last checkpoint; the report is written at the end (and by `peftl
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,6 +37,7 @@ from peftlab.config import (
 )
 from peftlab.console import console
 from peftlab.errors import PeftlabError
+from peftlab.launch import Job, Launcher, LauncherConfig, make_launcher
 from peftlab.methods import REGISTRY, get_method
 from peftlab.models.bundled import ensure_cached
 from peftlab.runio import finished_with_config
@@ -70,6 +70,16 @@ class CompareConfig(BaseModel):
         None,
         description="Choose every training method's lr on validation among its own lr times these factors "
         "(e.g. [0.3, 1, 3]); a method entry's lr_grid: [...] gives its own values instead.",
+    )
+    processes: int = Field(
+        1,
+        ge=1,
+        description="Processes per run (one GPU each, under `accelerate launch`); a step then sees "
+        "processes x batch_size examples. The launcher gives each run that many device slots.",
+    )
+    launcher: LauncherConfig = Field(
+        default_factory=LauncherConfig,
+        description="Where the runs go: {name: local|slurm|ray, parallel, devices, slurm: {...}, ray: {...}}.",
     )
     calibrated_zero_shot: bool = Field(
         True,
@@ -196,7 +206,7 @@ def calibrated_baselines(cc: CompareConfig, source: str) -> list[dict[str, Any]]
     return [{**e, "label": f"{label_of(e)}+calibrated", "calibrate": True} for e in zero_shot]
 
 
-def load_compare(path: Path) -> CompareConfig:
+def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
     if not path.is_file():
         raise PeftlabError(f"experiment file not found: {path}")
     try:
@@ -208,18 +218,37 @@ def load_compare(path: Path) -> CompareConfig:
         ) from None
     if not isinstance(data, dict):
         raise PeftlabError(f"{path}: the top level must be a mapping (name, model, task, budget, methods, ...)")
+    if launcher:  # the command line's flags win over the file's launcher section
+        section = data.get("launcher") if isinstance(data.get("launcher"), dict) else {}
+        data["launcher"] = {**section, **launcher}
     try:
-        return CompareConfig.model_validate(data)
+        cc = CompareConfig.model_validate(data)
     except ValidationError as e:
         raise PeftlabError(_format_validation_error(e, str(path), CompareConfig)) from None
+    check_concurrency(cc, path)
+    return cc
 
 
-def compare(path: Path, overwrite: bool = False) -> Path:
-    """Run (or resume) every run of the experiment, then write the report; returns the folder."""
+def check_concurrency(cc: CompareConfig, path: Path) -> None:
+    """A seconds budget means nothing when runs share CPUs: each would steal the others' time."""
+    lc = cc.launcher
+    shared_cpu = lc.name == "local" and lc.parallel > 1 and not (lc.devices and torch.cuda.is_available())
+    if "seconds" in cc.budget and shared_cpu:
+        raise PeftlabError(
+            f"{path}: a seconds budget with --parallel {lc.parallel} on CPU: concurrent runs would steal each "
+            "other's time. Use a flops, tokens, examples or steps budget, or --parallel 1"
+        )
+
+
+def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -> Path:
+    """Run (or resume) every run of the experiment, then write the report; returns the folder.
+
+    ``launcher``: overrides of the experiment's launcher section (the command line's flags)."""
     from peftlab.report import write_report  # local: pulls in matplotlib; load_compare / run_configs need none
 
-    cc = load_compare(Path(path))
+    cc = load_compare(Path(path), launcher)
     folder = cc.folder()
+    pool = make_launcher(cc.launcher, folder)
     runs = run_configs(cc, str(path))
     first = {}
     for label, raw in runs:
@@ -238,12 +267,15 @@ def compare(path: Path, overwrite: bool = False) -> Path:
     failed, t0 = [], time.perf_counter()
     if grid:
         search = [(lb, r) for lb, lrs in grid.items() for r in lr_search.search_configs(first[lb], lrs, folder)]
-        failed += execute(write_configs(folder, search), overwrite)
+        failed += execute(pool, write_configs(folder, search), overwrite, cc.processes)
         chosen = choose_lrs(folder, grid)
         runs = [(lb, with_lr(raw, chosen.get(lb))) for lb, raw in runs if lb not in grid or chosen.get(lb)]
         failed += [f"{lb} (its lr search did not finish)" for lb in grid if not chosen.get(lb)]
         planned = write_configs(folder, runs)
-    failed += execute(planned, overwrite)
+    failed += execute(pool, planned, overwrite, cc.processes)
+    if cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm":
+        console.print(f"submitted; the report will be written to {folder} when the runs end (peftlab report {folder})")
+        return folder
     report = write_report(folder, examples=cc.examples)
     console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
     if failed:
@@ -286,9 +318,11 @@ def choose_lrs(folder: Path, grid: dict[str, list[float]]) -> dict[str, float]:
     return chosen
 
 
-def execute(planned: list[tuple[str, Path, ExperimentConfig]], overwrite: bool) -> list[str]:
-    """Train each planned run in its own process, one after another; returns the names that failed."""
-    failed = []
+def execute(
+    pool: Launcher, planned: list[tuple[str, Path, ExperimentConfig]], overwrite: bool, processes: int
+) -> list[str]:
+    """Launch every planned run not finished yet; returns the names of those that failed."""
+    jobs = []
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
         done, same = finished_with_config(run_dir, dump_config(cfg))
@@ -300,11 +334,11 @@ def execute(planned: list[tuple[str, Path, ExperimentConfig]], overwrite: bool) 
                 f"{run_dir} holds a finished run made with a different config; pass --overwrite to "
                 "rerun it, or give the experiment another name"
             )
-        console.rule(f"{n}/{len(planned)} {cfg.run_name()}")
-        cmd = [sys.executable, "-m", "peftlab", "train", str(cfg_path), "--resume"] + (
-            ["--overwrite"] if overwrite else []
-        )
-        if subprocess.run(cmd, check=False).returncode != 0:
-            failed.append(cfg.run_name())
-            console.print(f"[red]{cfg.run_name()} failed[/red] (rerun alone: {' '.join(cmd)})")
-    return failed
+        jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes=processes, overwrite=overwrite))
+    outcomes = pool.run(jobs) if jobs else []
+    for o in outcomes:
+        if o.status == "skipped":
+            console.print(f"[yellow]{o.name} skipped[/yellow]: {o.detail}")
+        elif o.status == "failed":
+            console.print(f"[red]{o.name} failed[/red]: {o.detail}")
+    return [o.name for o in outcomes if o.status == "failed"]

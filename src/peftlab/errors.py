@@ -8,6 +8,8 @@ import difflib
 class PeftlabError(Exception):
     """A problem with the user's input (config, data, paths, model names), explained in words."""
 
+    exit_code = 2
+
 
 def suggest(name: str, allowed: list[str] | tuple[str, ...]) -> str:
     """' (did you mean 'x'?)' when a close valid name exists, so typos get a fix, not a puzzle."""

@@ -10,6 +10,9 @@ from peftlab import checkpoint
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text, finished_with_config
+from peftlab.runlock import NAME as LOCK_NAME
+
+LOG_NAME = "train.log"  # a launcher's copy of the trainer's output (launch/)
 
 
 def prepare_run_dir(
@@ -29,9 +32,7 @@ def prepare_run_dir(
             "or its config.yaml changed); start it again without --resume"
         )
     try:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        clear(run_dir)
         atomic_write_text(run_dir / ".write-test", "ok")  # an unwritable or full disk fails here, not mid-run
         (run_dir / ".write-test").unlink()
     except OSError as e:
@@ -39,6 +40,23 @@ def prepare_run_dir(
             f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free disk space)"
         ) from None
     return run_dir, False
+
+
+# Kept when a run folder starts over: the trainer's lock (held by this process, runlock.py) and the
+# launcher's log, which the launcher opened before this process started and still writes to.
+KEEP = frozenset({LOCK_NAME, LOG_NAME})
+
+
+def clear(run_dir: Path) -> None:
+    """Empty the run folder (create it if needed), keeping KEEP."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for p in run_dir.iterdir():
+        if p.name in KEEP:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def check_free_space(run_dir: Path, trainable: int) -> None:

@@ -4,12 +4,20 @@ budget, peak memory, parameter counts, test scores), and the environment it ran 
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
+import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from peftlab.cost import dir_bytes
+from peftlab.launch.job import ENV_CONCURRENCY, ENV_LAUNCHER, ENV_SLOT
 from peftlab.runio import environment
-from peftlab.summary import BudgetLimit, RunSummary
+from peftlab.runlock import job_id
+from peftlab.summary import BudgetLimit, LaunchInfo, RunSummary
 
 if TYPE_CHECKING:  # train.py imports this module
     from peftlab.models.backbone import Backbone
@@ -40,6 +48,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         budget=BudgetLimit(kind=budget.kind, amount=budget.amount, spent=budget.spent[budget.kind]) if budget else None,
         steps=state.step,
         processes=run.processes,
+        launch=launch_info(),
         flops=state.flops,
         flops_per_step=state.flops / state.step if state.step else None,
         examples_seen=state.examples,
@@ -60,3 +69,28 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     )
+
+
+def launch_info() -> LaunchInfo:
+    """What the launcher told the run (launch/job.py's environment variables), and this machine."""
+    env = os.environ
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (cpu_name() or platform.machine())
+    return LaunchInfo(
+        launcher=env.get(ENV_LAUNCHER, "direct"),
+        host=socket.gethostname(),
+        device=device,
+        slot=env.get(ENV_SLOT),
+        concurrency=int(env.get(ENV_CONCURRENCY, "1")),
+        job_id=job_id(),
+    )
+
+
+def cpu_name() -> str | None:
+    """The CPU's model name (platform.processor() is empty or just 'x86_64' on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None

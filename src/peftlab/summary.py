@@ -44,6 +44,18 @@ class Hardware(_Record):
     cuda: str | None = None  # the GPU's name; None on CPU
 
 
+class LaunchInfo(_Record):
+    """Where and beside what the run ran (launch/): the report flags costs measured on mixed hardware
+    or by CPU runs that shared the machine."""
+
+    launcher: str = "direct"  # local, slurm, ray; direct: `peftlab train` typed by hand
+    host: str | None = None
+    device: str | None = None  # the GPU's name, else the CPU's
+    slot: str | None = None  # the launcher's device slot(s), e.g. "0,1"
+    concurrency: int = 1  # how many runs the launcher ran at once beside it (local: --parallel)
+    job_id: str | None = None  # Slurm array task or Ray task
+
+
 class BudgetLimit(_Record):
     kind: str  # steps, examples, tokens, flops or seconds (budget.KINDS)
     amount: Number
@@ -80,6 +92,7 @@ class RunSummary(_Record):
     budget: BudgetLimit | None = None  # None: the run stopped on epochs or did not train
     steps: int | None = None  # optimizer steps
     processes: int | None = None  # data-parallel processes
+    launch: LaunchInfo | None = None  # launcher, host, device, slot, concurrency, job id
     flops: Number | None = None  # analytical training FLOPs
     flops_per_step: Number | None = None
     examples_seen: int | None = None

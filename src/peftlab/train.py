@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import math
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
 from peftlab.precision import compute_dtype
 from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
+from peftlab.runlock import RunLock
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.summarize import summarize
@@ -56,7 +58,16 @@ def train(
 ) -> Path:
     """Train (or, for method 'none', only evaluate) one run; returns the run folder.
 
-    With ``resume``, a run folder holding a checkpoint of the same config continues from it."""
+    With ``resume``, a run folder holding a checkpoint of the same config continues from it. The
+    folder is locked while it trains (runlock.py): a second trainer of it stops with RunLocked."""
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, the main process locks
+    with RunLock(cfg.run_dir()) if main_rank else contextlib.nullcontext():
+        return _train(cfg, overwrite, resume, require_checkpoint, allow_unsafe_pickle)
+
+
+def _train(
+    cfg: ExperimentConfig, overwrite: bool, resume: bool, require_checkpoint: bool, allow_unsafe_pickle: bool
+) -> Path:
     method, options = get_method(cfg.method.name), method_options(cfg.method)
     task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
     run = open_run(cfg, overwrite, resume, require_checkpoint)

@@ -18,6 +18,7 @@ from peftlab.humanize import human_bytes
 from peftlab.lr_choice import Choice
 from peftlab.report import lr_table
 from peftlab.report.aggregate import Comparison, Entry
+from peftlab.report.costs import cost_notes
 from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
 from peftlab.report.plots import Plot
@@ -121,7 +122,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         f"Costs are means over seeds; budget is what was spent of the training budget; "
         f"trainable shows the parameter count and its share of the model; "
         f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}"
-        f"{''.join('<br>' + esc(line) for line in override_notes(comp))}</p>"
+        f"{''.join('<br>' + esc(line) for line in override_notes(comp) + cost_notes(comp))}</p>"
     )
 
 

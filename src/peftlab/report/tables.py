@@ -13,6 +13,7 @@ from rich.table import Table
 from peftlab.console import console
 from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
+from peftlab.report.costs import cost_notes
 from peftlab.report.ties import TIE_RULE
 from peftlab.runio import atomic_write_text
 
@@ -118,7 +119,7 @@ def markdown(comparisons: list[Comparison]) -> str:
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in HEADER) + "|")
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(e)) + " |" for e in comp.entries]
         parts.append("")
-        parts += [f"{line}\n" for line in override_notes(comp)]
+        parts += [f"{line}\n" for line in override_notes(comp) + cost_notes(comp)]
     parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
     parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
     parts.append(TIE_RULE)

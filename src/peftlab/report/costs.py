@@ -1,0 +1,42 @@
+"""Notes on a comparison's cost columns: mixed hardware, or CPU runs that shared the machine."""
+
+from __future__ import annotations
+
+from peftlab.report.aggregate import Comparison
+from peftlab.report.runs import Run
+
+
+def device_of(r: Run) -> str | None:
+    """The device a run's costs were measured on: its launch record, else its hardware record."""
+    if r.summary.launch and r.summary.launch.device:
+        return r.summary.launch.device
+    hw = r.summary.hardware
+    return (hw.cuda or hw.processor) if hw else None
+
+
+def cost_notes(comp: Comparison) -> list[str]:
+    """Warnings on the cost columns: runs measured on different devices, or CPU runs that shared
+    the machine with other runs (their seconds and throughput are slower than alone)."""
+    notes = []
+    devices = sorted({d for r in comp.runs if (d := device_of(r))})
+    if len(devices) > 1:
+        notes.append(f"⚠ cost columns mix hardware: {'; '.join(devices)} (compare seconds and memory with care)")
+    shared = [
+        r
+        for r in comp.runs
+        if r.summary.launch
+        and r.summary.launch.concurrency > 1
+        and not (r.summary.hardware and r.summary.hardware.cuda)
+    ]
+    if shared:
+        most = max(r.summary.launch.concurrency for r in shared)
+        notes.append(
+            f"⚠ {len(shared)} of {len(comp.runs)} runs ran on CPU beside up to {most - 1} other run(s) "
+            "(compare --parallel): their train seconds and tokens/s are slower than alone; FLOPs, memory and "
+            "quality are not affected"
+        )
+    return notes
+
+
+def on_gpu(r: Run) -> bool:
+    return bool(r.summary.hardware and r.summary.hardware.cuda)
