@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
+
+from peftlab import runio
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return runio.cpu_name() or platform.machine()
 
 
 def machine() -> dict:

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from peftlab.cli_compare import compare_command
 from peftlab.errors import PeftlabError
 
 EPILOG = "Docs: README.md. Every config key is documented in src/peftlab/config.py (and `peftlab methods`)."
@@ -56,17 +57,6 @@ def _check(args) -> None:
     console.print(
         f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
         f"({task.output_type}, primary metric {task.primary}); examples: {sizes}"
-    )
-
-
-def _compare(args) -> None:
-    from peftlab.compare import compare
-
-    launcher = {"name": args.launcher, "parallel": args.parallel, "wait": args.wait}
-    if args.devices is not None:
-        launcher["devices"] = [d.strip() for d in args.devices.split(",") if d.strip()]
-    compare(
-        Path(args.experiment), overwrite=args.overwrite, launcher={k: v for k, v in launcher.items() if v is not None}
     )
 
 
@@ -259,39 +249,7 @@ def _training_commands(sub) -> None:
     ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     ck.set_defaults(func=_check)
 
-    _compare_command(sub)
-
-
-def _compare_command(sub) -> None:
-    """compare: a grid of runs at one budget, spread by a launcher."""
-    c = sub.add_parser(
-        "compare",
-        help="run every method x seed of an experiment at one budget, then the report",
-        epilog="Example: peftlab compare configs/sql_demo/compare.yaml. Rerunning skips finished runs "
-        "and resumes interrupted ones. " + EPILOG,
-    )
-    c.add_argument(
-        "experiment", help="experiment YAML: model, task, budget, seeds, methods (see configs/*/compare.yaml)"
-    )
-    c.add_argument("--overwrite", action="store_true", help="rerun finished runs too")
-    c.add_argument(
-        "--launcher",
-        choices=["local", "slurm", "ray"],
-        help="where the runs go (default: the experiment's launcher: section, else local): a process pool "
-        "here, a Slurm job array (peftlab[slurm]) or Ray tasks (peftlab[ray])",
-    )
-    c.add_argument("--parallel", type=int, metavar="N", help="local: at most N runs at once (default 1)")
-    c.add_argument(
-        "--devices", metavar="0,1,..", help="local: GPU ids; each run gets its own CUDA_VISIBLE_DEVICES slot(s)"
-    )
-    c.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="slurm: wait for the array and write the report here (--no-wait: submit, and a dependent job "
-        "writes the report)",
-    )
-    c.set_defaults(func=_compare)
+    compare_command(sub, EPILOG)
 
 
 def _use_commands(sub) -> None:

@@ -146,6 +146,17 @@ def write_predictions(path: Path, examples, predictions: list[str], scores: list
     atomic_write_text(path, buf.getvalue())
 
 
+def cpu_name() -> str | None:
+    """The CPU's model name (platform.processor() is empty or just 'x86_64' on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment() -> dict:
     """Package versions and hardware, recorded in every summary."""
     import importlib.metadata as md

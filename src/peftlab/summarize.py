@@ -8,14 +8,13 @@ import os
 import platform
 import socket
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from peftlab.cost import dir_bytes
 from peftlab.launch.job import ENV_CONCURRENCY, ENV_LAUNCHER, ENV_SLOT
-from peftlab.runio import environment
+from peftlab.runio import cpu_name, environment
 from peftlab.runlock import job_id
 from peftlab.summary import BudgetLimit, LaunchInfo, RunSummary
 
@@ -83,14 +82,3 @@ def launch_info() -> LaunchInfo:
         concurrency=int(env.get(ENV_CONCURRENCY, "1")),
         job_id=job_id(),
     )
-
-
-def cpu_name() -> str | None:
-    """The CPU's model name (platform.processor() is empty or just 'x86_64' on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
