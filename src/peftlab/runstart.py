@@ -10,9 +10,14 @@ from peftlab import checkpoint
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text, finished_with_config
+from peftlab.runlock import LOCKED_EXIT
 from peftlab.runlock import NAME as LOCK_NAME
 
 LOG_NAME = "train.log"  # a launcher's copy of the trainer's output (launch/)
+
+
+class RunFinished(PeftlabError):
+    exit_code = LOCKED_EXIT  # like a held lock: the run was not trained here, and need not be
 
 
 def prepare_run_dir(
@@ -22,6 +27,9 @@ def prepare_run_dir(
     unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
     run_dir = cfg.run_dir()
     finished, same = finished_with_config(run_dir, dump_config(cfg))
+    if finished and same and resume and not overwrite:
+        # Another trainer finished it between the launcher's check and this one's lock: nothing to do.
+        raise RunFinished(f"{run_dir} was finished by another trainer meanwhile; nothing to do")
     if finished and not overwrite:
         raise PeftlabError(f"{run_dir} already holds a finished run; pass --overwrite or choose another --set name=...")
     if resume and not overwrite and same and checkpoint.exists(run_dir):

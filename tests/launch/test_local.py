@@ -118,7 +118,10 @@ DRIVER = textwrap.dedent(
 
 
 def test_ctrl_c_on_the_driver_stops_every_child_with_sigterm(tmp_path):
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)])
+    # A shell that starts the suite in the background ignores SIGINT, and children inherit that:
+    # the driver gets Python's own SIGINT handler back, as in a terminal.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], preexec_fn=restore)
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"{n}.marker.started").exists() for n in "ab"):
         assert time.monotonic() < deadline and driver.poll() is None

@@ -115,7 +115,10 @@ def test_runs_each_get_their_own_gpu_and_exit_codes_become_outcomes(ray_session,
     assert ray.is_initialized()  # a Ray the launcher did not start is left running
 
 
-def test_ctrl_c_cancels_queued_runs_and_lets_running_ones_checkpoint(ray_session, tmp_path):
+def test_ctrl_c_cancels_queued_runs_and_lets_running_ones_checkpoint(ray_session, tmp_path, request):
+    # A shell that starts the suite in the background ignores SIGINT in it: give this test Python's own.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     names = ["one", "two", "queued"]  # two GPUs: the third waits for one
     jobs = [job(tmp_path, n, STOPPABLE, str(tmp_path / n)) for n in names]
     running = [tmp_path / n / "started" for n in names[:2]]

@@ -58,6 +58,8 @@ def outcome(job: Job, returncode: int, log: Path | None = None) -> Outcome:
     """A finished training command's exit code in words (75: another trainer holds the run folder)."""
     if returncode == 0:
         return Outcome(job.name, "finished")
+    if returncode == LOCKED_EXIT and (job.run_dir / "summary.json").is_file():
+        return Outcome(job.name, "skipped", "finished by another trainer meanwhile")
     if returncode == LOCKED_EXIT:
         return Outcome(job.name, "skipped", f"being trained by {holder(job.run_dir)}")
     where = f"; its output: {log}" if log else ""
