@@ -16,8 +16,10 @@ ones from their last checkpoint; the report is written at the end (and by `peftl
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from peftlab.launch import Job, Launcher, LauncherConfig, make_launcher
 from peftlab.methods import REGISTRY, get_method
 from peftlab.models.bundled import ensure_cached
 from peftlab.runio import finished_with_config
+from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 
 
@@ -262,17 +265,19 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
         f"{f' + {sum(map(len, grid.values()))} lr-search runs' if grid else ''}, {cc.model.name}, task "
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
-    if cc.model.name == "smollm2-135m":  # convert the bundled model once, here, so that no timed run pays for it
-        ensure_cached(cc.model.name, log=console.print)
+    prepared: set[str] = set()  # tasks whose shared inputs this driver made
+
+    def prepare(planned_now: list[tuple[str, Path, ExperimentConfig]]) -> None:
+        prepare_shared_inputs(cc, planned_now, prepared)
     failed, t0 = [], time.perf_counter()
     if grid:
         search = [(lb, r) for lb, lrs in grid.items() for r in lr_search.search_configs(first[lb], lrs, folder)]
-        failed += execute(pool, write_configs(folder, search), overwrite, cc.processes)
+        failed += execute(pool, write_configs(folder, search), overwrite, cc.processes, prepare)
         chosen = choose_lrs(folder, grid)
         runs = [(lb, with_lr(raw, chosen.get(lb))) for lb, raw in runs if lb not in grid or chosen.get(lb)]
         failed += [f"{lb} (its lr search did not finish)" for lb in grid if not chosen.get(lb)]
         planned = write_configs(folder, runs)
-    failed += execute(pool, planned, overwrite, cc.processes)
+    failed += execute(pool, planned, overwrite, cc.processes, prepare)
     if cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm":
         console.print(f"submitted; the report will be written to {folder} when the runs end (peftlab report {folder})")
         return folder
@@ -284,6 +289,32 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
             "Rerun the same command to retry them (finished runs are kept)."
         )
     return folder
+
+
+def prepare_shared_inputs(
+    cc: CompareConfig, planned: list[tuple[str, Path, ExperimentConfig]], prepared: set[str]
+) -> None:
+    """What every run reads, made once by the driver before any run starts.
+
+    The bundled model's conversion, a hub dataset's download (into the `datasets` cache) and the
+    task's SQLite builds (into peftlab's cache) are all cached by the code that makes them; done
+    here, no timed run pays for them, concurrent runs do not race to make them, and on a cluster
+    they are made on the driver's machine, which may have network access where compute nodes lack it.
+    """
+    if cc.model.name == "smollm2-135m" and "model" not in prepared:
+        ensure_cached(cc.model.name, log=console.print)
+        prepared.add("model")
+    tasks = {json.dumps(cfg.task.model_dump(mode="json"), sort_keys=True): cfg.task for _, _, cfg in planned}
+    for key, task in tasks.items():
+        if key in prepared:
+            continue
+        prepared.add(key)
+        t0 = time.perf_counter()
+        built = build_task(task, log=console.print)
+        console.print(
+            f"[dim]task {task.name}: {', '.join(f'{len(v)} {k}' for k, v in built.splits.items())} examples "
+            f"prepared in {time.perf_counter() - t0:.1f} s[/dim]"
+        )
 
 
 def write_configs(folder: Path, runs: list[tuple[str, dict]]) -> list[tuple[str, Path, ExperimentConfig]]:
@@ -319,9 +350,13 @@ def choose_lrs(folder: Path, grid: dict[str, list[float]]) -> dict[str, float]:
 
 
 def execute(
-    pool: Launcher, planned: list[tuple[str, Path, ExperimentConfig]], overwrite: bool, processes: int
+    pool: Launcher,
+    planned: list[tuple[str, Path, ExperimentConfig]],
+    overwrite: bool,
+    processes: int,
+    prepare: Callable[[list], None] = lambda planned: None,
 ) -> list[str]:
-    """Launch every planned run not finished yet; returns the names of those that failed."""
+    """Launch every planned run not finished yet (after ``prepare``); returns the names of those that failed."""
     jobs = []
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
@@ -335,7 +370,10 @@ def execute(
                 "rerun it, or give the experiment another name"
             )
         jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes=processes, overwrite=overwrite))
-    outcomes = pool.run(jobs) if jobs else []
+    if not jobs:
+        return []
+    prepare([p for p in planned if p[2].run_name() in {j.name for j in jobs}])
+    outcomes = pool.run(jobs)
     for o in outcomes:
         if o.status == "skipped":
             console.print(f"[yellow]{o.name} skipped[/yellow]: {o.detail}")
