@@ -269,6 +269,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
 
     def prepare(planned_now: list[tuple[str, Path, ExperimentConfig]]) -> None:
         prepare_shared_inputs(cc, planned_now, prepared)
+
     failed, t0 = [], time.perf_counter()
     if grid:
         search = [(lb, r) for lb, lrs in grid.items() for r in lr_search.search_configs(first[lb], lrs, folder)]
