@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -38,23 +39,27 @@ def generate_and_score(
     bar=None,
 ) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
-    if task.output_type != "generate":
-        preds = rank_options(backbone, model, task, examples, batch_size, max_source_tokens)
-        scores = task.score(preds, examples)
-        scores["seconds"] = time.perf_counter() - t0
-        return scores, preds
     # rich allows one live display at a time: inside training, add a row to the training bar.
     with contextlib.nullcontext(bar) if bar is not None else progress() as live:
-        tid = live.add_task(label, total=len(examples), info="")
-        preds = backbone.generate(
-            model,
-            [e.prompt for e in examples],
-            max_new_tokens=task.max_new_tokens,
-            batch_size=batch_size,
-            num_beams=num_beams,
-            max_source_tokens=max_source_tokens,
-            progress=lambda n: live.advance(tid, n),
-        )
+        if task.output_type != "generate":  # the bar counts (example, option) pairs scored
+            options = [task.label_words if task.output_type == "classify" else e.choices for e in examples]
+            tid = live.add_task(
+                f"{label} (options)", total=loglik.pairs_to_score(len(examples), options, task.content_free), info=""
+            )
+            preds = rank_options(
+                backbone, model, task, examples, batch_size, max_source_tokens, progress=lambda n: live.advance(tid, n)
+            )
+        else:
+            tid = live.add_task(label, total=len(examples), info="")
+            preds = backbone.generate(
+                model,
+                [e.prompt for e in examples],
+                max_new_tokens=task.max_new_tokens,
+                batch_size=batch_size,
+                num_beams=num_beams,
+                max_source_tokens=max_source_tokens,
+                progress=lambda n: live.advance(tid, n),
+            )
         if bar is not None:
             live.remove_task(tid)
     scores = task.score(preds, examples)
@@ -63,7 +68,13 @@ def generate_and_score(
 
 
 def rank_options(
-    backbone: Backbone, model: nn.Module, task: Task, examples: list[Example], batch_size: int, max_source_tokens: int
+    backbone: Backbone,
+    model: nn.Module,
+    task: Task,
+    examples: list[Example],
+    batch_size: int,
+    max_source_tokens: int,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> list[str]:
     """Classification and multiple choice by log-likelihood: every prediction is a valid option."""
 
@@ -77,6 +88,7 @@ def rank_options(
             batch_size=batch_size,
             max_source_tokens=max_source_tokens,
             content_free=task.content_free,
+            progress=progress,
         )
     picks = loglik.multiple_choice(
         backbone,
@@ -86,6 +98,7 @@ def rank_options(
         batch_size=batch_size,
         max_source_tokens=max_source_tokens,
         content_free=task.content_free,
+        progress=progress,
     )
     return [e.choices[i] for e, i in zip(examples, picks)]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from peftlab.errors import PeftlabError
 from peftlab.launch.config import RayOptions
 from peftlab.launch.job import Job
 from peftlab.launch.ray_tasks import RayLauncher, child_env
@@ -176,3 +177,11 @@ def test_shuts_down_only_a_ray_it_started(ray_session, monkeypatch, tmp_path):
     monkeypatch.setattr(RayLauncher, "connect", lambda self: True)  # as if it had started this one
     assert [o.status for o in RayLauncher(GPU_RUNS).run(jobs)] == ["finished"]
     assert shutdowns == [True]
+
+
+def test_a_run_of_k_processes_gets_gpus_per_run_gpus_at_least_k():
+    two = Job("two", config=Path("x"), run_dir=Path("x"), processes=2)
+    assert RayLauncher(RayOptions(gpus_per_run=2)).gpus(two) == 2  # in all, as under Slurm: not 2 per process
+    assert RayLauncher(RayOptions(gpus_per_run=0)).gpus(two) == 0  # a CPU run
+    with pytest.raises(PeftlabError, match="set launcher.ray.gpus_per_run to at least 2"):
+        RayLauncher(RayOptions(gpus_per_run=1)).gpus(two)

@@ -115,3 +115,17 @@ def test_multiple_choice_per_prompt_choices(name):
     assert 0 <= picks[0] < 2 and 0 <= picks[1] < 4
     scores = continuation_logprobs(bb, bb.model, ["first", "second"], choices)
     assert picks == [pick_choice(row) for row in scores]
+
+
+def test_progress_counts_every_pair_scored_content_free_included():
+    bb = backbone("tiny-llama")
+    three_prompts = (["a", "b", "c"], ["yes", "no"])  # classify: 3 x 2 pairs
+    two_prompts = (["a", "b"], [["x", "y"], ["y", "z", "w"]])  # multiple choice: 2 + 3 pairs, 4 distinct options
+    for content_free, want_classify, want_choice in ((None, 6, 5), (["N/A", ""], 6 + 2 * 2, 5 + 2 * 4)):
+        seen = []
+        classify(bb, bb.model, *three_prompts, batch_size=2, content_free=content_free, progress=seen.append)
+        assert sum(seen) == want_classify == loglik.pairs_to_score(3, [three_prompts[1]] * 3, content_free)
+        assert max(seen) <= 2  # one call per batch
+        seen = []
+        multiple_choice(bb, bb.model, *two_prompts, batch_size=2, content_free=content_free, progress=seen.append)
+        assert sum(seen) == want_choice == loglik.pairs_to_score(2, two_prompts[1], content_free)

@@ -17,7 +17,7 @@ class SlurmOptions(_Strict):
     time_min: int = Field(
         240, ge=1, description="Time limit per run, minutes; at the limit the run checkpoints and is requeued."
     )
-    gpus_per_run: int = Field(0, ge=0, description="GPUs per run (per array task); runs with processes: k need k.")
+    gpus_per_run: int = Field(0, ge=0, description="GPUs per run (per array task), at least its processes.")
     cpus_per_run: int = Field(4, ge=1, description="CPUs per run.")
     mem_gb: int | None = Field(None, ge=1, description="Memory per run, GB (None: the partition's default).")
     max_concurrent: int | None = Field(None, ge=1, description="At most this many array tasks at once (%N).")
@@ -31,7 +31,9 @@ class RayOptions(_Strict):
     address: str | None = Field(
         None, description="A running Ray cluster (e.g. ray://head:10001 or auto); None starts a local one."
     )
-    gpus_per_run: float = Field(0, ge=0, description="GPUs each run requests (Ray sets CUDA_VISIBLE_DEVICES).")
+    gpus_per_run: float = Field(
+        0, ge=0, description="GPUs each run requests, at least its processes (Ray sets CUDA_VISIBLE_DEVICES)."
+    )
     cpus_per_run: float = Field(1, gt=0, description="CPUs each run requests.")
     num_cpus: int | None = Field(None, ge=1, description="A local cluster's CPUs (None: all of this machine's).")
     num_gpus: int | None = Field(None, ge=0, description="A local cluster's GPUs (None: those Ray detects).")

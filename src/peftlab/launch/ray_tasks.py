@@ -1,6 +1,6 @@
 """The Ray launcher: one Ray task per run, on a running cluster (``address``) or a local one.
 
-Ray does the scheduling: each run is a task that requests ``gpus_per_run`` GPUs (times its
+Ray does the scheduling: each run is a task that requests ``gpus_per_run`` GPUs (at least its
 processes) and ``cpus_per_run`` CPUs, and Ray starts it when a node has them free. The task does not
 train in the Ray worker: it starts the run's command (``Job.command()``) in a fresh subprocess, so
 every run gets a clean interpreter, CUDA context and memory, exactly as under the local launcher,
@@ -43,6 +43,7 @@ from contextlib import contextmanager
 import ray
 
 from peftlab.console import console
+from peftlab.errors import PeftlabError
 from peftlab.launch.config import RayOptions
 from peftlab.launch.job import Job, Outcome, launch_env, outcome
 from peftlab.runstart import LOG_NAME
@@ -91,7 +92,14 @@ class RayLauncher:
         return True
 
     def gpus(self, job: Job) -> float:
-        return self.options.gpus_per_run * max(1, job.processes)  # one GPU per process of a multi-process run
+        """The run's GPUs: ``gpus_per_run`` in all, as under Slurm; a run of k processes needs at least k."""
+        gpus = self.options.gpus_per_run
+        if gpus and job.processes > gpus:
+            raise PeftlabError(
+                f"{job.name} needs {job.processes} GPUs (processes: {job.processes}) but ray.gpus_per_run is "
+                f"{gpus:g}; set launcher.ray.gpus_per_run to at least {job.processes}"
+            )
+        return gpus
 
     def concurrency(self, jobs: list[Job]) -> int:
         """How many runs the cluster fits at once now (an autoscaling cluster may later fit more)."""

@@ -10,9 +10,12 @@ sequences it was trained on.
     classify(bb, model, prompts, label_words)                -> one label word per prompt (argmax of the sum)
     multiple_choice(bb, model, prompts, choices)             -> one index per prompt (argmax of the mean)
     pick_choice(scores_with_lengths)                         -> the index multiple_choice picks
+    pairs_to_score(...)                                      -> how many (prompt, option) pairs they score
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -51,9 +54,11 @@ def continuation_logprobs(
     continuations: list[list[str]],
     batch_size: int = 16,
     max_source_tokens: int = 512,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> list[list[tuple[float, int]]]:
     """For each prompt and each of its continuations: (summed log-probability of the continuation's
-    tokens given the prompt, number of continuation tokens). ``model`` may be plain or peft-wrapped."""
+    tokens given the prompt, number of continuation tokens). ``model`` may be plain or peft-wrapped.
+    ``progress(n)`` is called after each batch with the number of (prompt, continuation) pairs scored."""
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
     src = [backbone.prompt_ids(p, max_source_tokens) for p in prompts]  # once per prompt (truncation count)
@@ -79,6 +84,7 @@ def continuation_logprobs(
                 scores = backbone.kind.continuation_logprobs(model, sources, conts, pad, device)
             for (i, j, cont), s in zip(batch, scores):
                 out[i][j] = (s, len(cont))
+            progress(len(batch))
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
@@ -99,6 +105,7 @@ def classify(
     batch_size: int = 16,
     max_source_tokens: int = 512,
     content_free: list[str] | None = None,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> list[str]:
     """The label word with the highest summed log-probability, per prompt (always one of label_words);
     with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
@@ -111,9 +118,12 @@ def classify(
         [list(label_words)] * len(prompts),
         batch_size=batch_size,
         max_source_tokens=max_source_tokens,
+        progress=progress,
     )
     if content_free:
-        cf = continuation_logprobs(backbone, model, content_free, [list(label_words)] * len(content_free), batch_size)
+        cf = continuation_logprobs(
+            backbone, model, content_free, [list(label_words)] * len(content_free), batch_size, progress=progress
+        )
         prior = label_prior(cf)
         return [label_words[calibrated_label(row, prior)] for row in scores]
     return [label_words[max(range(len(row)), key=lambda k: (row[k][0], -k))] for row in scores]
@@ -127,17 +137,29 @@ def multiple_choice(
     batch_size: int = 16,
     max_source_tokens: int = 512,
     content_free: list[str] | None = None,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> list[int]:
     """Per prompt, the index of its best choice by length-normalised log-likelihood (``pick_choice``);
     with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
     if any(not c for c in choices):
         raise ValueError("every prompt needs at least one choice")
     scores = continuation_logprobs(
-        backbone, model, prompts, choices, batch_size=batch_size, max_source_tokens=max_source_tokens
+        backbone, model, prompts, choices, batch_size=batch_size, max_source_tokens=max_source_tokens, progress=progress
     )
     if content_free:
         options = sorted({o for c in choices for o in c})
-        cf = continuation_logprobs(backbone, model, content_free, [options] * len(content_free), batch_size)
+        cf = continuation_logprobs(
+            backbone, model, content_free, [options] * len(content_free), batch_size, progress=progress
+        )
         prior = {o: sum(row[j][0] for row in cf) / len(cf) for j, o in enumerate(options)}
         return [calibrated_choice(row, [prior[o] for o in c]) for row, c in zip(scores, choices)]
     return [pick_choice(row) for row in scores]
+
+
+def pairs_to_score(prompts: int, options: list[list[str]], content_free: list[str] | None) -> int:
+    """How many (prompt, option) pairs ``classify`` / ``multiple_choice`` score: a progress bar's total.
+
+    ``options``: every prompt's options (classify: the label words for each prompt). Content-free
+    prompts are scored against every distinct option, as the calibration does."""
+    distinct = len({o for opts in options for o in opts})
+    return sum(len(opts) for opts in options[:prompts]) + (len(content_free) * distinct if content_free else 0)
