@@ -129,3 +129,44 @@ def test_progress_counts_every_pair_scored_content_free_included():
         seen = []
         multiple_choice(bb, bb.model, *two_prompts, batch_size=2, content_free=content_free, progress=seen.append)
         assert sum(seen) == want_choice == loglik.pairs_to_score(2, two_prompts[1], content_free)
+
+
+@pytest.mark.parametrize("method", (None, "lora", "prompt_tuning", "prefix_tuning"))
+@pytest.mark.parametrize("name", ("tiny-gpt-neo", "tiny-llama"))
+def test_options_scored_on_the_shared_prompt_cache_equal_one_row_per_pair(name, method):
+    bb = backbone(name) if method is None else setup(name, method)[0]
+    model = bb.model.eval()
+    prompts = PROMPTS + ["Sentiment: a much longer review than the first one, with more words", "ok"]
+    conts = CONTS + [["positive", "negative", "neutral"], ["", "k"]]  # an empty option scores 0
+    # batch_size 4: batches split between prompts, of uneven lengths (left padding in the prefill)
+    pairs = continuation_logprobs(bb, model, prompts, conts, batch_size=4, share_prompt=False)
+    shared = continuation_logprobs(bb, model, prompts, conts, batch_size=4, share_prompt=True)
+    for row_p, row_s in zip(pairs, shared):
+        assert [n for _, n in row_p] == [n for _, n in row_s]
+        assert [s for s, _ in row_s] == pytest.approx([s for s, _ in row_p], abs=1e-4)
+        assert pick_choice(row_p) == pick_choice(row_s)
+    assert shared[-1][0] == (0.0, 0)
+
+
+@pytest.mark.parametrize("name", ("tiny-gpt-neo", "tiny-llama"))
+def test_the_shared_prompt_runs_once_for_all_its_options(name):
+    bb = backbone(name)
+    seen = []
+    hook = bb.model.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+    prompt, options = ["a prompt of some forty characters or so..."], [["one", "two", "three", "four", "five"]]
+    continuation_logprobs(bb, bb.model, prompt, options, share_prompt=False)
+    by_pair, seen[:] = sum(seen), []
+    continuation_logprobs(bb, bb.model, prompt, options, share_prompt=True)
+    hook.remove()
+    prompt_tokens = len(bb.prompt_ids(prompt[0]))
+    assert by_pair >= 5 * prompt_tokens  # the prompt ran once per option
+    assert sum(seen) < prompt_tokens + 5 * len("three")  # once, plus the options' tokens
+
+
+def test_shared_prompt_scoring_is_used_where_it_applies():
+    from peftlab.models.option_scores import shares_prompt
+
+    assert shares_prompt(backbone("tiny-llama"), backbone("tiny-llama").model)
+    assert not shares_prompt(backbone("tiny-t5"), backbone("tiny-t5").model)  # encoder-decoders: per pair
+    bb = setup("tiny-gpt-neo", "prefix_tuning")[0]  # local attention + a prefix: left padding would shift it
+    assert not shares_prompt(bb, bb.model)

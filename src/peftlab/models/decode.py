@@ -76,6 +76,13 @@ class Forward:
         new_cache = out["cache"] if "cache" in out else out["past_key_values"]
         return out.logits[:, -1].float(), new_cache
 
+    def all_logits(self, cache, **inputs) -> torch.Tensor:
+        """The logits of every input position on top of ``cache`` (option scoring: models/option_scores.py)."""
+        inputs[self.cache_name] = cache
+        if not self.takes_positions:
+            inputs.pop("position_ids", None)
+        return self.core(**inputs, use_cache=True, return_dict=True).logits
+
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     """Position of each token counted over the attended ones only (left padding does not shift it)."""

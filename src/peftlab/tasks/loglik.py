@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from peftlab.models.backbone import IGNORE, Backbone
+from peftlab.models.option_scores import shared_prompt_logprobs, shares_prompt
 from peftlab.tasks.calibration import calibrated_choice, calibrated_label, label_prior
 
 
@@ -55,39 +56,68 @@ def continuation_logprobs(
     batch_size: int = 16,
     max_source_tokens: int = 512,
     progress: Callable[[int], None] = lambda n: None,
+    share_prompt: bool | None = None,
 ) -> list[list[tuple[float, int]]]:
     """For each prompt and each of its continuations: (summed log-probability of the continuation's
     tokens given the prompt, number of continuation tokens). ``model`` may be plain or peft-wrapped.
-    ``progress(n)`` is called after each batch with the number of (prompt, continuation) pairs scored."""
+    ``progress(n)`` is called after each batch with the number of (prompt, continuation) pairs scored.
+
+    ``share_prompt`` (default: where it applies, models/option_scores.py): run each prompt once and
+    its continuations on its KV cache; otherwise one row per (prompt, continuation) pair.
+    ``batch_size`` counts pairs either way."""
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
     src = [backbone.prompt_ids(p, max_source_tokens) for p in prompts]  # once per prompt (truncation count)
-    cache: dict[str, list[int]] = {}
-    rows: list[tuple[int, int, list[int]]] = []  # (prompt index, continuation index, continuation ids)
-    for i, conts in enumerate(continuations):
-        for j, c in enumerate(conts):
-            if c not in cache:
-                cache[c] = continuation_ids(backbone, c)
-            rows.append((i, j, cache[c]))
-    out: list[list[tuple[float, int] | None]] = [[None] * len(c) for c in continuations]
+    ids = {c: continuation_ids(backbone, c) for c in {c for cs in continuations for c in cs}}  # once per text
+    conts = [[ids[c] for c in cs] for cs in continuations]
+    share = shares_prompt(backbone, model) if share_prompt is None else share_prompt
+    was_training = model.training
+    model.eval()
+    try:
+        score = _by_prompt if share else _by_pair
+        return score(backbone, model, src, conts, batch_size, progress)
+    finally:
+        model.train(was_training)
+
+
+def _by_pair(backbone, model, src, conts, batch_size, progress) -> list[list[tuple[float, int]]]:
+    """One row per (prompt, continuation) pair, in length-sorted batches of ``batch_size`` rows."""
+    rows = [(i, j, c) for i, cs in enumerate(conts) for j, c in enumerate(cs)]
+    out: list[list] = [[None] * len(cs) for cs in conts]
     # Longest first: little padding per batch, and an out-of-memory error shows in the first batch.
     order = sorted(range(len(rows)), key=lambda r: -(len(src[rows[r][0]]) + len(rows[r][2])))
     pad = backbone.tokenizer.pad_token_id
     device = _device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            batch = [rows[r] for r in order[start : start + batch_size]]
-            sources, conts = [src[i] for i, _, _ in batch], [c for _, _, c in batch]
-            with backbone.numerics():
-                scores = backbone.kind.continuation_logprobs(model, sources, conts, pad, device)
-            for (i, j, cont), s in zip(batch, scores):
-                out[i][j] = (s, len(cont))
-            progress(len(batch))
-    finally:
-        model.train(was_training)
-    return out  # type: ignore[return-value]
+    for start in range(0, len(order), batch_size):
+        batch = [rows[r] for r in order[start : start + batch_size]]
+        with backbone.numerics():
+            scores = backbone.kind.continuation_logprobs(
+                model, [src[i] for i, _, _ in batch], [c for _, _, c in batch], pad, device
+            )
+        for (i, j, cont), s in zip(batch, scores):
+            out[i][j] = (s, len(cont))
+        progress(len(batch))
+    return out
+
+
+def _by_prompt(backbone, model, src, conts, batch_size, progress) -> list[list[tuple[float, int]]]:
+    """Each prompt once, its continuations on its cache; a batch holds prompts with up to
+    ``batch_size`` continuations in all (at least one prompt)."""
+    out: list[list] = [[] for _ in conts]
+    order = sorted(range(len(src)), key=lambda i: -len(src[i]))  # longest first, as above
+    batch: list[int] = []
+    for n, i in enumerate(order):
+        batch.append(i)
+        following = order[n + 1] if n + 1 < len(order) else None
+        if following is not None and sum(len(conts[b]) for b in batch) + len(conts[following]) <= batch_size:
+            continue
+        with backbone.numerics():
+            scores = shared_prompt_logprobs(backbone, model, [src[b] for b in batch], [conts[b] for b in batch])
+        for b, row in zip(batch, scores):
+            out[b] = [(s, len(c)) for s, c in zip(row, conts[b])]
+        progress(sum(len(conts[b]) for b in batch))
+        batch = []
+    return out
 
 
 def pick_choice(scores_with_lengths: list[tuple[float, int]]) -> int:
