@@ -132,7 +132,7 @@ def test_progress_counts_every_pair_scored_content_free_included():
 
 
 @pytest.mark.parametrize("method", (None, "lora", "prompt_tuning", "prefix_tuning"))
-@pytest.mark.parametrize("name", ("tiny-gpt-neo", "tiny-llama"))
+@pytest.mark.parametrize("name", ARCHS)
 def test_options_scored_on_the_shared_prompt_cache_equal_one_row_per_pair(name, method):
     bb = backbone(name) if method is None else setup(name, method)[0]
     model = bb.model.eval()
@@ -148,11 +148,12 @@ def test_options_scored_on_the_shared_prompt_cache_equal_one_row_per_pair(name, 
     assert shared[-1][0] == (0.0, 0)
 
 
-@pytest.mark.parametrize("name", ("tiny-gpt-neo", "tiny-llama"))
+@pytest.mark.parametrize("name", ARCHS)
 def test_the_shared_prompt_runs_once_for_all_its_options(name):
     bb = backbone(name)
     seen = []
-    hook = bb.model.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+    stack = bb.model.get_encoder() if bb.is_seq2seq else bb.model  # the prompt's tokens: the encoder's input
+    hook = stack.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
     prompt, options = ["a prompt of some forty characters or so..."], [["one", "two", "three", "four", "five"]]
     continuation_logprobs(bb, bb.model, prompt, options, share_prompt=False)
     by_pair, seen[:] = sum(seen), []
@@ -160,13 +161,14 @@ def test_the_shared_prompt_runs_once_for_all_its_options(name):
     hook.remove()
     prompt_tokens = len(bb.prompt_ids(prompt[0]))
     assert by_pair >= 5 * prompt_tokens  # the prompt ran once per option
-    assert sum(seen) < prompt_tokens + 5 * len("three")  # once, plus the options' tokens
+    # once, plus the options' tokens (T5's embedding is shared by encoder and decoder: both count)
+    assert sum(seen) < prompt_tokens + 5 * (len("three") + 1)
 
 
 def test_shared_prompt_scoring_is_used_where_it_applies():
     from peftlab.models.option_scores import shares_prompt
 
-    assert shares_prompt(backbone("tiny-llama"), backbone("tiny-llama").model)
-    assert not shares_prompt(backbone("tiny-t5"), backbone("tiny-t5").model)  # encoder-decoders: per pair
+    assert shares_prompt(backbone("tiny-llama").model) and shares_prompt(backbone("tiny-t5").model)
+    assert shares_prompt(setup("tiny-t5", "prefix_tuning")[0].model)
     bb = setup("tiny-gpt-neo", "prefix_tuning")[0]  # local attention + a prefix: left padding would shift it
-    assert not shares_prompt(bb, bb.model)
+    assert not shares_prompt(bb.model)

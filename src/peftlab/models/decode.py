@@ -78,7 +78,8 @@ class Forward:
 
     def all_logits(self, cache, **inputs) -> torch.Tensor:
         """The logits of every input position on top of ``cache`` (option scoring: models/option_scores.py)."""
-        inputs[self.cache_name] = cache
+        if cache is not None:
+            inputs[self.cache_name] = cache
         if not self.takes_positions:
             inputs.pop("position_ids", None)
         return self.core(**inputs, use_cache=True, return_dict=True).logits
@@ -152,6 +153,14 @@ class Seq2SeqDecoder:
         self.cache = self.encoder_outputs = self.mask = None
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.encode(ids, mask)
+        start = self.fwd.core.config.decoder_start_token_id
+        if start is None:
+            raise PeftlabError("generation: the model's config has no decoder_start_token_id")
+        return self.step(torch.full((ids.shape[0],), start, dtype=torch.long, device=ids.device))
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        """Run the encoder (with the soft prompt or prefix of prompt learning) and keep its output."""
         core = self.fwd.core
         if self.kind == "prompt":  # [soft prompt][tokens][padding], as peft trains it
             embeds = core.get_input_embeddings()(ids)
@@ -165,10 +174,6 @@ class Seq2SeqDecoder:
         if self.kind == "prefix":  # the prefix reaches the decoder's self-attention through its cache
             self.cache = self.model.get_prompt(batch_size=ids.shape[0])
         self.encoder_outputs, self.mask = encoded, mask
-        start = core.config.decoder_start_token_id
-        if start is None:
-            raise PeftlabError("generation: the model's config has no decoder_start_token_id")
-        return self.step(torch.full((ids.shape[0],), start, dtype=torch.long, device=ids.device))
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         logits, self.cache = self.fwd(
@@ -182,6 +187,14 @@ class Seq2SeqDecoder:
     def select(self, rows: torch.Tensor) -> None:
         # Beams of one example share its encoder output, so only the decoder cache moves.
         self.cache.reorder_cache(rows)
+
+    def repeat_encoded(self, rows: torch.Tensor) -> None:
+        """Before any decoder step: row r becomes encoder row ``rows[r]`` (option scoring repeats a
+        prompt's encoding for each of its options); a prefix cache is made for the new rows."""
+        self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
+        self.mask = self.mask[rows]
+        if self.kind == "prefix":
+            self.cache = self.model.get_prompt(batch_size=len(rows))
 
 
 def prefix_needs_equal_lengths(model: nn.Module) -> bool:

@@ -14,7 +14,11 @@ The prompt is left-padded (as for generation) and its positions count from its f
 so every token sits where it sits when the prompt and option run as one unpadded row; the scores
 equal that row's within float rounding (tests/tasks/test_loglik.py). Not used where left padding
 changes what a row sees (prefix tuning on local or sliding-window attention: decode.py's
-``prefix_needs_equal_lengths``) or for encoder-decoders, which keep the per-pair rows.
+``prefix_needs_equal_lengths``); those keep one row per pair.
+
+An encoder-decoder runs the encoder once per prompt (right-padded, as in training) and the decoder
+once per option over a copy of that encoding: the decoder reads [start] + option[:-1] and is scored
+on the option, as training scores a target.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peftlab.models.decode import CausalDecoder, prefix_needs_equal_lengths
-from peftlab.models.kind import right_pad
+from peftlab.errors import PeftlabError
+from peftlab.models.decode import CausalDecoder, Seq2SeqDecoder, prefix_needs_equal_lengths
+from peftlab.models.kind import IGNORE, right_pad
 
 
-def shares_prompt(backbone, model: nn.Module) -> bool:
+def shares_prompt(model: nn.Module) -> bool:
     """Whether ``shared_prompt_logprobs`` applies to this model (see the module's docstring)."""
-    return not backbone.is_seq2seq and not prefix_needs_equal_lengths(model)
+    return not prefix_needs_equal_lengths(model)
 
 
 @torch.no_grad()
@@ -36,6 +41,34 @@ def shared_prompt_logprobs(
     backbone, model: nn.Module, sources: list[list[int]], options: list[list[list[int]]]
 ) -> list[list[float]]:
     """Summed log-probability of each prompt's options given the prompt (token ids in, floats out)."""
+    scores = (_seq2seq if backbone.is_seq2seq else _causal)(backbone, model, sources, options)
+    out, k = [], 0
+    for opts in options:
+        out.append(scores[k : k + len(opts)].tolist())
+        k += len(opts)
+    return out
+
+
+def _seq2seq(backbone, model: nn.Module, sources: list[list[int]], options: list[list[list[int]]]) -> torch.Tensor:
+    ids, mask = backbone.pad_prompts(sources)  # right-padded, on the model's device
+    device = ids.device
+    decoder = Seq2SeqDecoder(model)
+    decoder.encode(ids, mask)
+    flat = [o for opts in options for o in opts]
+    decoder.repeat_encoded(torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device))
+    start = decoder.fwd.core.config.decoder_start_token_id
+    if start is None:
+        raise PeftlabError("scoring: the model's config has no decoder_start_token_id")
+    width = max(1, max((len(o) for o in flat), default=0))  # an empty option still needs one decoder step
+    feed = right_pad([[start, *o[:-1]] for o in flat], backbone.tokenizer.pad_token_id, width)[0].to(device)
+    labels = right_pad(flat, IGNORE, width)[0].to(device)
+    inputs = {"encoder_outputs": decoder.encoder_outputs, "attention_mask": decoder.mask, "decoder_input_ids": feed}
+    logits = decoder.fwd.all_logits(decoder.cache, **inputs)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
+    return (logp * (labels != IGNORE)).sum(-1)
+
+
+def _causal(backbone, model: nn.Module, sources: list[list[int]], options: list[list[list[int]]]) -> torch.Tensor:
     ids, mask = backbone.pad_prompts(sources)  # left-padded, on the model's device
     device = ids.device
     decoder = CausalDecoder(model)
@@ -59,8 +92,4 @@ def shared_prompt_logprobs(
         )
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.to(device)[..., None]).squeeze(-1)
         scores = scores + (logp * target_mask.to(device)).sum(-1)
-    out, k = [], 0
-    for opts in options:
-        out.append(scores[k : k + len(opts)].tolist())
-        k += len(opts)
-    return out
+    return scores

@@ -70,7 +70,7 @@ def continuation_logprobs(
     src = [backbone.prompt_ids(p, max_source_tokens) for p in prompts]  # once per prompt (truncation count)
     ids = {c: continuation_ids(backbone, c) for c in {c for cs in continuations for c in cs}}  # once per text
     conts = [[ids[c] for c in cs] for cs in continuations]
-    share = shares_prompt(backbone, model) if share_prompt is None else share_prompt
+    share = shares_prompt(model) if share_prompt is None else share_prompt
     was_training = model.training
     model.eval()
     try:
