@@ -65,3 +65,16 @@ def test_one_seed_terminal_table_gives_the_spent_range_in_its_title_too(tmp_path
         print_tables(compare_runs(load_runs(tmp_path)))
     text = " ".join(captured.get().split())
     assert "one seed, budget spent 99.0-100.4%" in text
+
+
+def test_the_terminal_gives_each_labels_interval_of_its_distance_to_the_best(tmp_path):
+    for name, scores in (("a", [1.0, 1.0, 1.0, 0.0]), ("b", [1.0, 0.0, 1.0, 0.0])):
+        fake_run(tmp_path, name, label=name, method="lora", seed=0, example_scores=scores)
+    (comp,) = compare_runs(load_runs(tmp_path))
+    b = next(e for e in comp.entries if e.shown_label == "b")
+    with console.capture() as captured:
+        print_tables([comp])
+    lines = captured.get().splitlines()
+    assert f"95% interval of Δ: b [{b.tie.ci[0]:.3f}, {b.tie.ci[1]:.3f}]" in lines
+    assert b.tie.ci[0] <= 0.25 <= b.tie.ci[1]  # the difference itself (1 of 4 examples) lies inside it
+    assert max(len(line) for line in lines) <= 100

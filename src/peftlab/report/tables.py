@@ -207,9 +207,12 @@ def print_tables(comparisons: list[Comparison]) -> None:
             cells = terminal_cells(e)
             table.add_row(*(cells[i] for i in keep), style="bold" if e.tie.verdict in ("best", "tie") else None)
         console.print(table)
+        intervals = [f"{e.shown_label} [{e.tie.ci[0]:.3f}, {e.tie.ci[1]:.3f}]" for e in comp.entries if e.tie.ci]
+        if intervals:  # no room for them in the table's width: one line under it
+            console.print(f"95% interval of Δ: {'; '.join(intervals)}", markup=False, highlight=False)
         for line in override_notes(comp):
             console.print(line, markup=False)
     console.print(
         "[dim]tie: inside the noise of the best (the 95% interval of Δ from a paired bootstrap over seeds "
-        "and test examples includes 0; leaderboard.md shows it); Δ: behind the best[/dim]"
+        "and test examples includes 0); Δ: behind the best[/dim]"
     )
