@@ -47,6 +47,12 @@ def test_a_readme_command_runs_the_grid_and_writes_the_report(command, tmp_path,
     assert sorted(runs) == ["lora-s0", "lora-s1"]
     launcher = command[command.index("--launcher") + 1] if "--launcher" in command else "local"
     assert {r["launch"]["launcher"] for r in runs.values()} == {launcher}
+    assert all(r["steps"] == 6 for r in runs.values())  # each ran its whole budget
+    job_ids = {r["launch"]["job_id"] for r in runs.values()}
+    if launcher == "local":
+        assert job_ids == {None}
+    else:  # submitit's local executor ("local:<pid>") and Ray ("ray:<task id>") name each run's job
+        assert len(job_ids) == 2 and all(j.startswith(f"{'local' if launcher == 'slurm' else 'ray'}:") for j in job_ids)
     if "--devices" in command:  # each run had a slot of its own
         slots = [r["launch"]["slot"] for r in runs.values()]
         assert len(set(slots)) == 2 and set(slots) <= {"0", "1", "2", "3"}, slots

@@ -16,13 +16,11 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
-from peftlab.compare import load_compare, run_configs, write_configs
 from peftlab.errors import PeftlabError
 from peftlab.launch.config import SlurmOptions
 from peftlab.launch.job import Job, cpu_threads
 from peftlab.launch.slurm import SlurmLauncher, TrainJob, write_report_job
 from peftlab.runstart import LOG_NAME
-from tests.test_compare import experiment
 
 # A stand-in for `peftlab train`: records the launcher's environment, prints a line, exits with the code asked for.
 RECORD = textwrap.dedent(
@@ -206,14 +204,4 @@ def test_no_cluster_and_too_few_gpus_are_explained(tmp_path, monkeypatch):
         SlurmLauncher(SlurmOptions(executor="debug", gpus_per_run=1), tmp_path).run([wide])
 
 
-def test_a_real_run_through_the_local_executor(tmp_path, copy_task):
-    lora = [{"name": "lora", "rank": 4, "dropout": 0.0}]
-    path = experiment(tmp_path, copy_task, seeds=[0], methods=lora)
-    cc = load_compare(path)
-    planned = write_configs(cc.folder(), run_configs(cc, str(path)))
-    jobs = [Job(cfg.run_name(), cfg_path, cfg.run_dir()) for _, cfg_path, cfg in planned]
-    outcomes = SlurmLauncher(SlurmOptions(executor="local"), cc.folder()).run(jobs)
-    assert [(o.name, o.status) for o in outcomes] == [("lora-s0", "finished")]
-    summary = json.loads((jobs[0].run_dir / "summary.json").read_text())
-    assert summary["steps"] == 6
-    assert summary["launch"]["launcher"] == "slurm" and summary["launch"]["job_id"].startswith("local:")
+# A real grid through submitit's local executor: tests/test_readme_launch.py (the README's slurm command).
