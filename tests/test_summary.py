@@ -43,6 +43,8 @@ KEYS = [
     "trainable_pct",
     "adapter_bytes",
     "train_seconds",
+    "eval_seconds",
+    "wall_seconds",
     "train_examples_per_s",
     "train_tokens_per_s",
     "peak_memory_bytes",

@@ -50,6 +50,10 @@ def test_train_writes_the_run_folder_contract(tmp_path, copy_task, arch):
     assert s["trainable_pct"] == pytest.approx(100 * s["trainable_params"] / s["total_params"])
     assert s["adapter_bytes"] > 0 and s["train_seconds"] > 0 and s["peak_memory_bytes"] > 0
     assert s["versions"]["torch"] and s["hardware"]["cpu_count"]
+    # Where the run's time went: every validation and the test are evaluation; the wall clock covers all
+    validation_seconds = sum(r["validation"]["seconds"] for r in evals)
+    assert s["eval_seconds"] == pytest.approx(validation_seconds + s["test"]["seconds"], abs=2e-3)
+    assert s["wall_seconds"] > s["train_seconds"] + s["eval_seconds"]
     # the checkpoint kept is the best on validation
     best = max(evals, key=lambda r: r["validation"]["exact_match"])
     assert s["best_step"] == best["step"]

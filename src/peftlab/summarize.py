@@ -17,12 +17,12 @@ from peftlab.launch.job import ENV_CONCURRENCY, ENV_LAUNCHER, ENV_SLOT
 from peftlab.runio import cpu_name, environment
 from peftlab.runlock import job_id
 from peftlab.summary import BudgetLimit, LaunchInfo, RunSummary
+from peftlab.train_state import TrainState, run_wall_seconds
 
 if TYPE_CHECKING:  # train.py imports this module
     from peftlab.models.backbone import Backbone
     from peftlab.tasks.base import Task
     from peftlab.train import Run
-    from peftlab.train_state import TrainState
 
 
 def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts: dict) -> RunSummary:
@@ -58,6 +58,8 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         trainable_pct=100 * trainable / total,
         adapter_bytes=dir_bytes(run.dir / "adapter"),
         train_seconds=round(seconds, 3),
+        eval_seconds=round(state.eval_seconds + facts["test_scores"]["seconds"], 3),
+        wall_seconds=round(run_wall_seconds(state), 3),
         train_examples_per_s=state.examples / seconds if seconds else None,
         train_tokens_per_s=state.tokens / seconds if seconds else None,
         peak_memory_bytes=memory.train_peak,

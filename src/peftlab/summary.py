@@ -104,6 +104,8 @@ class RunSummary(_Record):
     trainable_pct: Number | None = None
     adapter_bytes: int | None = None
     train_seconds: Number | None = None  # optimizer steps only (no evaluation, no logging)
+    eval_seconds: Number | None = None  # every validation pass and the test (generation and scoring)
+    wall_seconds: Number | None = None  # the whole run, process start to summary, over every resume
     train_examples_per_s: Number | None = None
     train_tokens_per_s: Number | None = None
     peak_memory_bytes: int | None = None  # optimizer steps only (the leaderboard's column); zero-shot: the loaded model

@@ -224,6 +224,7 @@ class Validation:
             bar=bar,
             **self.gen_kwargs,
         )
+        state.eval_seconds += scores["seconds"]
         show_scores(f"validation @ step {state.step}", scores, self.task.primary)
         self.run.log({**state.record(), "validation": scores})
         if self.sign * scores[self.task.primary] > state.best_score:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import psutil
 import torch
+
+PROCESS_START = psutil.Process().create_time()  # seconds since the epoch, like time.time()
 
 
 @dataclass
@@ -22,6 +26,8 @@ class TrainState:
     tokens: int = 0  # real (non-padding) tokens seen
     flops: int = 0  # analytical training FLOPs so far
     seconds: float = 0.0  # wall time of optimizer steps only
+    eval_seconds: float = 0.0  # validation passes so far (generation and scoring)
+    wall_seconds: float = 0.0  # the whole run's wall time up to this process's start (earlier processes)
     budget_spent: dict[str, float] = field(default_factory=dict)
     sampler: tuple[int, int] = (0, 0)  # (epoch, offset) of the batch order
     best_score: float = -math.inf  # signed so that larger is better whatever the metric's direction
@@ -40,6 +46,8 @@ class TrainState:
             "tokens": self.tokens,
             "flops": self.flops,
             "seconds": self.seconds,
+            "eval_seconds": self.eval_seconds,
+            "wall_seconds": run_wall_seconds(self),
             "budget_spent": dict(self.budget_spent),
             "sampler": list(self.sampler),
             "best_score": self.best_score,
@@ -60,6 +68,8 @@ class TrainState:
             tokens=info["tokens"],
             flops=info["flops"],
             seconds=info["seconds"],
+            eval_seconds=info.get("eval_seconds", 0.0),  # checkpoints of older releases lack the two
+            wall_seconds=info.get("wall_seconds", 0.0),
             budget_spent=dict(info["budget_spent"]),
             sampler=tuple(info["sampler"]),
             best_score=info["best_score"],
@@ -79,6 +89,12 @@ class TrainState:
             "flops": self.flops,
             "seconds": round(self.seconds, 3),
         }
+
+
+def run_wall_seconds(state: TrainState) -> float:
+    """The run's wall time so far: earlier processes (up to their last checkpoint) plus this one since
+    it started (interpreter start and imports included: they are part of what a run costs)."""
+    return state.wall_seconds + time.time() - PROCESS_START
 
 
 def seed_everything(seed: int) -> None:

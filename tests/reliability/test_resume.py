@@ -64,6 +64,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, copy_task):
     assert 0 < at < 300
     # A resumed run keeps the peaks of its earlier part (a restarted process starts from zero).
     state["train_peak_memory_bytes"] = state["peak_memory_bytes"] = 10**13
+    # ... and the time it took (the killed process's wall time, validations included).
+    state["wall_seconds"], state["eval_seconds"] = 5000.0, 700.0
     state_path.write_text(json.dumps(state))
 
     out = subprocess.run(
@@ -78,6 +80,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, copy_task):
     assert outcome(run_dir) == outcome(straight)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["peak_memory_bytes"] == summary["run_peak_memory_bytes"] == 10**13
+    assert 5000 < summary["wall_seconds"] < 5000 + 600 and summary["eval_seconds"] > 700
     a, b = adapter(run_dir), adapter(straight)
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 

@@ -78,3 +78,24 @@ def test_the_terminal_gives_each_labels_interval_of_its_distance_to_the_best(tmp
     assert f"95% interval of Δ: b [{b.tie.ci[0]:.3f}, {b.tie.ci[1]:.3f}]" in lines
     assert b.tie.ci[0] <= 0.25 <= b.tie.ci[1]  # the difference itself (1 of 4 examples) lies inside it
     assert max(len(line) for line in lines) <= 100
+
+
+def test_the_time_split_sums_training_evaluation_and_the_rest_over_runs(tmp_path):
+    from peftlab.report.costs import time_split
+
+    for name, (train_s, eval_s, wall_s) in (("a", (50, 20, 100)), ("b", (70, 40, 100))):
+        run = fake_run(tmp_path, name, label=name, method="lora", seed=0, example_scores=[1.0, 0.0])
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(train_seconds=train_s, eval_seconds=eval_s, wall_seconds=wall_s)
+        (run / "summary.json").write_text(json.dumps(summary))
+    (comp,) = compare_runs(load_runs(tmp_path))
+    assert time_split(comp) == (
+        "Time, summed over 2 runs (200 s): training 120 s (60%), evaluation 60 s (30%), "
+        "other 20 s (10%) (process start, model loading, checkpoints)"
+    )
+    write_report(tmp_path)
+    assert "training 120 s (60%)" in (tmp_path / "leaderboard.md").read_text()
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    del summary["wall_seconds"]  # a run from before the record: no split rather than a wrong one
+    (tmp_path / "a" / "summary.json").write_text(json.dumps(summary))
+    assert time_split(compare_runs(load_runs(tmp_path))[0]) is None

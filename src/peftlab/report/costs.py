@@ -40,3 +40,24 @@ def cost_notes(comp: Comparison) -> list[str]:
 
 def on_gpu(r: Run) -> bool:
     return bool(r.summary.hardware and r.summary.hardware.cuda)
+
+
+def time_split(comp: Comparison) -> str | None:
+    """Where the comparison's run time went: optimizer steps, evaluation (every validation and the
+    test) and the rest (process start, imports, model loading, checkpoints), summed over its runs;
+    None when a run predates the record (no wall_seconds)."""
+    walls = [r.summary.wall_seconds for r in comp.runs]
+    if not walls or any(w is None for w in walls):
+        return None
+    wall = sum(walls)
+    train = sum(r.summary.train_seconds or 0 for r in comp.runs)
+    evaluation = sum(r.summary.eval_seconds or 0 for r in comp.runs)
+    other = max(0.0, wall - train - evaluation)
+
+    def part(seconds: float) -> str:
+        return f"{seconds:,.0f} s ({100 * seconds / wall:.0f}%)" if wall else f"{seconds:,.0f} s"
+
+    return (
+        f"Time, summed over {len(walls)} runs ({wall:,.0f} s): training {part(train)}, evaluation "
+        f"{part(evaluation)}, other {part(other)} (process start, model loading, checkpoints)"
+    )

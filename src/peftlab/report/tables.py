@@ -13,7 +13,7 @@ from rich.table import Table
 from peftlab.console import console
 from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
-from peftlab.report.costs import cost_notes
+from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.ties import TIE_RULE
 from peftlab.runio import atomic_write_text
 
@@ -120,6 +120,8 @@ def markdown(comparisons: list[Comparison]) -> str:
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(e)) + " |" for e in comp.entries]
         parts.append("")
         parts += [f"{line}\n" for line in override_notes(comp) + cost_notes(comp)]
+        if split := time_split(comp):
+            parts.append(f"{split}.\n")
     parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
     parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
     parts.append(TIE_RULE)
@@ -212,6 +214,8 @@ def print_tables(comparisons: list[Comparison]) -> None:
             console.print(f"95% interval of Δ: {'; '.join(intervals)}", markup=False, highlight=False)
         for line in override_notes(comp):
             console.print(line, markup=False)
+        if split := time_split(comp):
+            console.print(split, markup=False, highlight=False)
     console.print(
         "[dim]tie: inside the noise of the best (the 95% interval of Δ from a paired bootstrap over seeds "
         "and test examples includes 0); Δ: behind the best[/dim]"
