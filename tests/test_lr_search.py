@@ -48,7 +48,7 @@ def test_lr_factors_multiply_each_method_s_own_lr(tmp_path, copy_task, monkeypat
     import peftlab.compare as compare_module
 
     seen = []
-    monkeypatch.setattr(compare_module, "execute", lambda pool, planned, ovw, procs: seen.append(planned) or [])
+    monkeypatch.setattr(compare_module, "execute", lambda pool, planned, *rest: seen.append(planned) or [])
     monkeypatch.setattr("peftlab.report.write_report", lambda *a, **k: Path("r"))
     methods = [
         {"label": "zero_shot", "name": "none"},

@@ -185,17 +185,24 @@ def run_task(job: Job, cpus_per_run: float, concurrency: int) -> int:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         log.write(f"--- ray task {task_id} on {socket.gethostname()}, GPUs {','.join(gpu_ids) or 'none'}, {stamp}\n")
         log.flush()
-        with sigint_unblocked():
-            # Its own session, like the local launcher's children: it is stopped by SIGTERM from this task only.
-            child = subprocess.Popen(
-                job.command(),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return wait_child(child)
+        child = None
+        try:
+            with sigint_unblocked():
+                # Its own session, like the local launcher's children: it is stopped by SIGTERM from this task only.
+                child = subprocess.Popen(
+                    job.command(),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            return wait_child(child)
+        except (KeyboardInterrupt, SystemExit):
+            # A cancel that lands while the child is being started, or while it runs: stop it either way.
+            if child is not None:
+                stop_child(child)
+            raise
 
 
 def child_env(gpu_ids: list[str], cpus_per_run: float, concurrency: int, job_id: str) -> dict[str, str]:
@@ -210,21 +217,28 @@ def child_env(gpu_ids: list[str], cpus_per_run: float, concurrency: int, job_id:
 
 
 def wait_child(child: subprocess.Popen) -> int:
-    """The child's exit code; on ray.cancel (KeyboardInterrupt) or the worker's SIGTERM (SystemExit) stop it first."""
-    try:
-        # Polling, not child.wait(): a cancel arrives as interrupt_main, which a blocking waitpid would
-        # hold back until the run ended.
-        while child.poll() is None:
-            time.sleep(POLL_S)
-        return child.returncode
-    except (KeyboardInterrupt, SystemExit):
-        child.send_signal(signal.SIGTERM)  # the trainer saves a checkpoint at the end of its step and exits
+    """The child's exit code. Polling, not child.wait(): a cancel arrives as interrupt_main (a
+    KeyboardInterrupt between bytecodes), which a blocking waitpid would hold back until the run ended."""
+    while child.poll() is None:
+        time.sleep(POLL_S)
+    return child.returncode
+
+
+def stop_child(child: subprocess.Popen) -> None:
+    """SIGTERM, then wait while the trainer saves a checkpoint at the end of its step; kill it only past
+    STOP_GRACE_S. A repeated cancel while it checkpoints does not cut the wait short."""
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while child.poll() is None and time.monotonic() < deadline:
         try:
-            child.wait(timeout=STOP_GRACE_S)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            child.kill()
-            child.wait()
-        raise
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            continue
+    if child.poll() is None:
+        child.kill()
+        child.wait()
 
 
 @contextmanager
