@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,6 +178,7 @@ def stop(pending: list[ray.ObjectRef]) -> None:
 
 def run_task(job: Job, cpus_per_run: float, concurrency: int) -> int:
     """In a Ray worker: the run's command in a fresh subprocess, its output appended to train.log; its exit code."""
+    cancellable()
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     task_id = ray.get_runtime_context().get_task_id()
     env = {**os.environ, **child_env(gpu_ids, cpus_per_run, concurrency, f"ray:{task_id}")}
@@ -239,6 +241,16 @@ def stop_child(child: subprocess.Popen) -> None:
     if child.poll() is None:
         child.kill()
         child.wait()
+
+
+def cancellable() -> None:
+    """Make ``ray.cancel`` land in this task. It arrives as ``_thread.interrupt_main``, which does nothing
+    while SIGINT is ignored -- and a Ray started from a background job (``nohup``, ``&`` in a script,
+    a batch system) passes SIG_IGN on to its workers. The runs would then train on, unstopped, until the
+    driver gives up waiting and Ray kills the workers. Normal tasks run in the worker's main thread,
+    where Python lets a handler be set."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager
