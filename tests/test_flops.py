@@ -26,6 +26,7 @@ METHODS = {
     "prefix_tuning": ("prefix_tuning", {"num_virtual_tokens": 10}),
     "prefix_tuning+mlp": ("prefix_tuning", {"num_virtual_tokens": 10, "prefix_projection": True}),
     "parallel_adapter": ("parallel_adapter", {"target": "both", "reduction_factor": 4}),
+    "series_adapter houlsby": ("series_adapter", {"placement": "houlsby", "reduction_factor": 4}),
     "hybrid lora+prompt": ("hybrid", {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning"}]}),
     "hybrid MAM": ("hybrid", {"methods": [{"name": "prefix_tuning"}, PA]}),
 }

@@ -10,7 +10,18 @@ from dataclasses import replace
 from pydantic import BaseModel, ValidationError
 
 from peftlab.errors import PeftlabError, suggest
-from peftlab.methods import full, hybrid, ia3, last_layers, lora, none, parallel_adapter, prefix_tuning, prompt_tuning
+from peftlab.methods import (
+    full,
+    hybrid,
+    ia3,
+    last_layers,
+    lora,
+    none,
+    parallel_adapter,
+    prefix_tuning,
+    prompt_tuning,
+    series_adapter,
+)
 from peftlab.methods.base import Hook, Method, count_parameters, option_errors, trainable_parameters
 
 REGISTRY: dict[str, Method] = {}
@@ -34,6 +45,7 @@ for _method in (
     prompt_tuning.METHOD,
     prefix_tuning.METHOD,
     parallel_adapter.METHOD,
+    series_adapter.METHOD,
 ):
     register(_method)
 # A hybrid adds what its components add.

@@ -26,6 +26,7 @@ class Hook(str, Enum):  # noqa: UP042 (str(Hook.X) stays 'Hook.X'; messages use 
     PARAMETER_SUBSET = "parameter_subset"  # full fine-tuning, last layers: existing weights train
     LINEAR_WRAP = "linear_wrap"  # LoRA, IA3: each targeted nn.Linear is wrapped
     BLOCK_PARALLEL = "block_parallel"  # parallel adapters: a module beside the FFN / attention block
+    BLOCK_SERIES = "block_series"  # series adapters: a module after the FFN / attention block's output
     INPUT_EMBEDDINGS = "input_embeddings"  # soft prompt tuning: virtual tokens before the input
     ATTENTION_KV = "attention_kv"  # prefix tuning: virtual keys/values in attention
 
