@@ -19,6 +19,13 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# Under pytest-xdist (make test runs two workers) each worker, and every process a test starts,
+# computes on one thread: two workers of two threads each on a 2-core machine would spin against
+# each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # A toy method registered like any other: the tests that run over the registry pick it up.
 register(toy_method.METHOD)
 

@@ -21,6 +21,7 @@ METHODS = {
     "last_layers": ("last_layers", {"num_layers": 1}),
     "last_layers+head": ("last_layers", {"num_layers": 1, "train_head": True}),
     "lora": ("lora", {"rank": 4}),
+    "dora": ("lora", {"rank": 4, "use_dora": True}),  # its weight norm is measured (flops_tuners.py)
     "ia3": ("ia3", {}),
     "prompt_tuning": ("prompt_tuning", {"num_virtual_tokens": 10}),
     "prefix_tuning": ("prefix_tuning", {"num_virtual_tokens": 10}),

@@ -27,8 +27,9 @@ The accounting (matmuls only: norms, softmax and other elementwise ops are ignor
 How each method enters (found by structure, not by a table of methods):
 - frozen weights (every peft method, parallel adapters, last_layers below the top) get no weight
   gradient; a layer gets no input gradient until something trainable lies upstream of it;
-- LoRA's A/B and the adapters' down/up projections are Linear layers like any other, so their
-  matmuls are counted where they run and with the tokens they see;
+- the adapters' down/up projections are Linear layers like any other, so their matmuls are counted
+  where they run and with the tokens they see; a peft tuner layer (LoRA's A/B, LoHa, VeRA, OFT ...)
+  is measured whole once per distinct layer (flops_tuners.py) and counted with the tokens it sees;
 - prompt tuning prepends virtual tokens: every layer behind them sees more rows;
 - prefix tuning prepends num_virtual_tokens keys/values (read from the peft config) to each
   self-attention of the decoder stack (on T5 only there: see methods/prefix_tuning.py), so keys grow
@@ -43,8 +44,9 @@ so the count of a step is a quadratic in (S, T) times the batch size, whose six 
 summed up front: ``__call__`` is a handful of multiplications on the padded shapes, and never
 touches the model. A decoder-only model's output head runs only at the positions that have a label
 (Causal.loss_sum in models/causal.py), so its cost is counted per labelled token, read from the batch's labels. Limits:
-fused qkv projections (GPT-2's c_attn) are not recognised as attention, and DoRA's weight-norm
-matmuls are not counted.
+fused qkv projections (GPT-2's c_attn) are not recognised as attention. A peft tuner layer (LoRA's,
+LoHa's with its delta weight, BOFT's rotation, DoRA's weight norm) is measured whole, once per
+distinct layer, with FlopCounterMode (flops_tuners.py) and counted per token and per call.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.pytorch_utils import Conv1D
 
+from peftlab.flops_tuners import Measured, tuner_layers
 from peftlab.models import arch
 from peftlab.models.causal import CAUSAL
 from peftlab.models.kind import output_head
@@ -143,7 +146,11 @@ class StepFlops:
         self.is_encoder_decoder = is_encoder_decoder
         linears = [m for m in model.modules() if isinstance(m, MATMUL_LAYERS)]
         attentions = _attention_projections(model)
-        hooked = list(dict.fromkeys(linears + [m for qkv in attentions for m in qkv]))
+        tuners = tuner_layers(model)
+        # A tuner layer is counted whole (flops_tuners.py), not through the Linear layers inside it.
+        inside = {m for layer in tuners for m in layer.modules() if m is not layer}
+        linears = [m for m in linears if m not in inside]
+        hooked = list(dict.fromkeys(linears + [m for qkv in attentions for m in qkv] + tuners))
         t0 = PROBE_T if is_encoder_decoder else None
         base = _probe(model, hooked, PROBE_S, t0)
         longer_s = _probe(model, hooked, PROBE_S + 1, t0)
@@ -176,6 +183,19 @@ class StepFlops:
                 # and the forward once more where checkpointing reruns it.
                 grads = int(m.weight.requires_grad) + int(in_hot) + int(m in recomputed)
                 _add(self._bwd, _product(tokens), size * grads)
+
+        # peft tuner layers (LoRA's, LoHa's delta weight, BOFT's rotation ...): measured once per
+        # distinct layer (flops_tuners.py), per row and per call.
+        self._per_call = [0, 0]  # (forward, backward) FLOPs per micro-batch, whatever its shape
+        extra = Measured()
+        for layer in tuners:
+            for tokens, _, _, in_hot, _ in calls(layer):
+                e = extra(layer, in_hot)
+                rerun = int(layer in recomputed)
+                _add(self._fwd, _product(tokens), e.row_forward)
+                _add(self._bwd, _product(tokens), e.row_backward + rerun * e.row_forward)
+                self._per_call[0] += e.call_forward
+                self._per_call[1] += e.call_backward + rerun * e.call_forward
 
         prefix, prefix_trains = _prefix(model)
         for q, k, v in attentions:
@@ -214,6 +234,7 @@ class StepFlops:
             total += self._evaluate(self._fwd, b, s, t)
         if backward:
             total += self._evaluate(self._bwd, b, s, t)
+        total += forward * self._per_call[0] + backward * self._per_call[1]
         if self._head:  # a decoder-only model's head sees the labelled positions only
             total += (forward * self._head[0] + backward * self._head[1]) * CAUSAL.labelled_tokens(batch)
         return total

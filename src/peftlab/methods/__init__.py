@@ -18,6 +18,7 @@ from peftlab.methods import (
     lora,
     none,
     parallel_adapter,
+    peft_tuner,
     prefix_tuning,
     prompt_tuning,
     series_adapter,
@@ -46,6 +47,7 @@ for _method in (
     prefix_tuning.METHOD,
     parallel_adapter.METHOD,
     series_adapter.METHOD,
+    peft_tuner.METHOD,
 ):
     register(_method)
 # A hybrid adds what its components add.

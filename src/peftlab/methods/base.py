@@ -73,6 +73,12 @@ class Method:
     no_decay: tuple[str, ...] = ()
     # Methods whose patterns depend on their options (hybrids: their components'): options -> patterns.
     no_decay_for: Callable[[BaseModel], tuple[str, ...]] | None = None
+    # Methods whose hook point depends on their options (the peft pass-through: P-tuning hooks into
+    # the input embeddings, the other types wrap Linear layers): options -> hooks.
+    hooks_for: Callable[[BaseModel], frozenset[Hook]] | None = None
+
+    def hooks_of(self, options: BaseModel) -> frozenset[Hook]:
+        return self.hooks_for(options) if self.hooks_for else self.hooks
 
     def lr(self, options: BaseModel) -> float:
         return self.default_lr_for(options) if self.default_lr_for else self.default_lr
@@ -135,5 +141,6 @@ def option_errors(err: ValidationError, method: Method, where: str) -> str:
             hint = suggest(str(e["loc"][-1]), allowed)
             lines.append(f"  {loc}: unknown option{hint}; allowed: {', '.join(allowed) or '(none)'}")
         else:
-            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # not the whole mapping
+            lines.append(f"  {loc}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "\n".join(lines)

@@ -93,26 +93,27 @@ def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
     return method, options
 
 
-def check_compatible(methods: list[Method]) -> None:
+def check_compatible(components: list[tuple[Method, BaseModel]]) -> None:
     """Refuse duplicates, shared hook points, exclusive methods and two prompt-learning methods."""
-    for i, a in enumerate(methods):
-        for b in methods[i + 1 :]:
+    for i, (a, a_options) in enumerate(components):
+        for b, b_options in components[i + 1 :]:
+            a_hooks, b_hooks = a.hooks_of(a_options), b.hooks_of(b_options)
             if a.name == b.name:
                 raise PeftlabError(f"method.methods: '{a.name}' is listed twice; a hybrid combines different methods")
-            for m, other in ((a, b), (b, a)):
-                for hook in m.hooks & set(EXCLUSIVE_HOOKS):
+            for m, hooks, other in ((a, a_hooks, b), (b, b_hooks, a)):
+                for hook in hooks & set(EXCLUSIVE_HOOKS):
                     raise PeftlabError(
                         f"method.methods: '{m.name}' (hook {hook.value}) {EXCLUSIVE_HOOKS[hook]} and "
                         f"cannot be combined with '{other.name}'"
                     )
-            shared = a.hooks & b.hooks
+            shared = a_hooks & b_hooks
             if shared:
                 hook = sorted(h.value for h in shared)[0]
                 raise PeftlabError(
                     f"method.methods: '{a.name}' and '{b.name}' both hook into {hook}; "
                     "a hybrid combines methods that change different places"
                 )
-            if a.hooks & PROMPT_HOOKS and b.hooks & PROMPT_HOOKS:
+            if a_hooks & PROMPT_HOOKS and b_hooks & PROMPT_HOOKS:
                 raise PeftlabError(
                     f"method.methods: '{a.name}' and '{b.name}' are both prompt-learning methods, which "
                     "peft cannot stack (one prompt-learning adapter is active at a time); keep one"
@@ -121,19 +122,19 @@ def check_compatible(methods: list[Method]) -> None:
 
 def validate_components(entries: list[dict[str, Any]]) -> list[tuple[Method, BaseModel]]:
     components = [_component(i, e) for i, e in enumerate(entries)]
-    check_compatible([m for m, _ in components])
+    check_compatible(components)
     return components
 
 
-def _kind(method: Method) -> int:
+def _kind(method: Method, options: BaseModel) -> int:
     """Application order: 0 = peft Linear wrap (injected), 1 = own method, 2 = peft prompt learning."""
     if method.peft_config is None:
         return 1
-    return 2 if method.hooks & PROMPT_HOOKS else 0
+    return 2 if method.hooks_of(options) & PROMPT_HOOKS else 0
 
 
 def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Module:
-    kind = _kind(method)
+    kind = _kind(method, options)
     if kind == 0:
         return inject_adapter_in_model(method.peft_config(model, options), model)
     if kind == 1:
@@ -149,7 +150,7 @@ def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Modul
 
 def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
     owner: dict[int, str] = {}  # id(parameter) -> component that made it trainable
-    for method, options in sorted(cfg.components(), key=lambda c: _kind(c[0])):
+    for method, options in sorted(cfg.components(), key=lambda c: _kind(*c)):
         model = _apply_one(model, method, options)
         for p in model.parameters():
             if p.requires_grad:
@@ -180,6 +181,15 @@ def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[di
     ]
 
 
+def label(entry: dict) -> str:
+    """'lora+prompt_tuning': each component's own label ('houlsby' for a series adapter, 'loha' for peft's LoHa)."""
+    from peftlab.methods import REGISTRY  # local: the registry imports this module (cycle)
+
+    parts = [m for m in entry.get("methods") or [] if isinstance(m, dict)]
+    names = [REGISTRY[m["name"]].label(m) if m.get("name") in REGISTRY else str(m.get("name")) for m in parts]
+    return "+".join(names) or "hybrid"
+
+
 def save(model: nn.Module, folder: Path) -> None:
     meta = {"method": "hybrid", "format": 1, **model.peftlab_hybrid}
     save_tensors(model, list(meta["owners"]), folder, WEIGHTS, meta)
@@ -196,13 +206,15 @@ METHOD = Method(
     "arXiv:2110.04366 (MAM adapter: prefix tuning + parallel adapter).",
     config_cls=HybridConfig,
     # Those of its components; listed here for `peftlab methods`.
-    hooks=frozenset({Hook.LINEAR_WRAP, Hook.BLOCK_PARALLEL, Hook.INPUT_EMBEDDINGS, Hook.ATTENTION_KV}),
+    hooks=frozenset(
+        {Hook.LINEAR_WRAP, Hook.BLOCK_PARALLEL, Hook.BLOCK_SERIES, Hook.INPUT_EMBEDDINGS, Hook.ATTENTION_KV}
+    ),
     default_lr=1e-3,
     apply=apply,
     save=save,
     load=load,
     zero_init=False,
-    label_for=lambda entry: "+".join(str(m.get("name")) for m in entry.get("methods") or []) or "hybrid",
+    label_for=lambda entry: label(entry),
     default_lr_for=default_lr,
     param_groups=param_groups,
     no_decay_for=lambda cfg: tuple(p for m, options in cfg.components() for p in m.no_decay_patterns(options)),
