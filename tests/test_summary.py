@@ -50,6 +50,7 @@ KEYS = [
     "peak_memory_bytes",
     "run_peak_memory_bytes",
     "peak_memory_kind",
+    "forgetting",
     "truncated_inputs",
     "skipped_long_train_examples",
     "finished_at",

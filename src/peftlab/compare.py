@@ -66,6 +66,12 @@ class CompareConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     trackers: list[str] = Field(["tensorboard"], description="tensorboard (default), wandb, mlflow; [] for none.")
     examples: list[int] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
+    forgetting: dict[str, Any] | None = Field(
+        None,
+        description="Measure forgetting in every run (the LM loss on a text sample after training minus "
+        "before; a leaderboard column and a Pareto plot), e.g. "
+        "{task: {name: dialogsum, data_dir: ...}, examples: 200}.",
+    )
     methods: list[dict[str, Any]] = Field(
         min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."
     )
@@ -190,6 +196,7 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
                         "task": {**cc.task, "calibrate": True} if entry.get("calibrate") else cc.task,
                         "train": train,
                         "eval": {**cc.eval.model_dump(mode="json"), **entry.get("eval", {})},
+                        **({"forgetting": cc.forgetting} if cc.forgetting else {}),
                     },
                 )
             )
@@ -305,7 +312,9 @@ def prepare_shared_inputs(
     if cc.model.name == "smollm2-135m" and "model" not in prepared:
         ensure_cached(cc.model.name, log=console.print)
         prepared.add("model")
-    tasks = {json.dumps(cfg.task.model_dump(mode="json"), sort_keys=True): cfg.task for _, _, cfg in planned}
+    # The runs' tasks, and the task whose texts measure forgetting.
+    every = [cfg.task for _, _, cfg in planned] + [cfg.forgetting.task for _, _, cfg in planned if cfg.forgetting]
+    tasks = {json.dumps(task.model_dump(mode="json"), sort_keys=True): task for task in every}
     for key, task in tasks.items():
         if key in prepared:
             continue

@@ -274,6 +274,23 @@ class EvalConfig(_Strict):
     num_beams: int = Field(1, ge=1, description="1 = greedy decoding.")
 
 
+class ForgettingConfig(_Strict):
+    """forgetting.py: the language-modelling loss on a text sample, after training minus before."""
+
+    task: TaskConfig = Field(
+        description="The task whose examples are the text sample (each its prompt and target), e.g. "
+        "{name: dialogsum, data_dir: data/dialogsum}; a packaged task's name alone also works."
+    )
+    split: Literal["train", "validation", "test"] = Field("test", description="The split the texts come from.")
+    examples: int = Field(200, ge=1, description="How many texts (the split's first N).")
+    max_tokens: int = Field(256, ge=2, description="Each text is cut to this many tokens.")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_by_name(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
 class ExperimentConfig(_Strict):
     name: str | None = Field(None, description="Run folder name under output_dir (default: TASK-METHOD).")
     label: str | None = Field(
@@ -296,6 +313,11 @@ class ExperimentConfig(_Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    forgetting: ForgettingConfig | None = Field(
+        None,
+        description="Measure forgetting: the LM loss on a text sample after training minus before "
+        "(null = not measured). E.g. {task: {name: dialogsum, data_dir: data/dialogsum}, examples: 200}.",
+    )
 
     @field_validator("name")
     @classmethod

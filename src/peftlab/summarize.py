@@ -62,6 +62,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         wall_seconds=round(run_wall_seconds(state), 3),
         train_examples_per_s=state.examples / seconds if seconds else None,
         train_tokens_per_s=state.tokens / seconds if seconds else None,
+        forgetting=facts.get("forgetting"),
         peak_memory_bytes=memory.train_peak,
         run_peak_memory_bytes=memory.peak,
         peak_memory_kind=memory.kind,

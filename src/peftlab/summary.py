@@ -68,6 +68,21 @@ class BudgetLimit(_Record):
         return self.spent / self.amount if self.spent is not None and self.amount else None
 
 
+class Forgetting(_Record):
+    """forgetting.py's measure: the LM loss per token on a text sample before and after training."""
+
+    task: str
+    split: str
+    examples: int
+    loss_before: Number  # the base model's
+    loss_after: Number  # the trained model's, its adapter active
+
+    @property
+    def delta(self) -> float:
+        """after - before: positive = the model predicts general text worse than it did (it forgot)."""
+        return self.loss_after - self.loss_before
+
+
 class RunSummary(_Record):
     """One finished run. Required: what places it on a leaderboard (run, method, task,
     primary_metric, test); everything else is optional, absent in some older runs."""
@@ -111,6 +126,7 @@ class RunSummary(_Record):
     peak_memory_bytes: int | None = None  # optimizer steps only (the leaderboard's column); zero-shot: the loaded model
     run_peak_memory_bytes: int | None = None  # the whole run: evaluation, checkpoints and the best-weights copy too
     peak_memory_kind: str | None = None  # cpu_peak_rss or cuda_max_allocated (cost.PeakMemory)
+    forgetting: Forgetting | None = None  # None: not measured (the config's forgetting: is null)
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens
     skipped_long_train_examples: int | None = None
     finished_at: str | None = None  # local time, ISO 8601 with offset
@@ -119,6 +135,11 @@ class RunSummary(_Record):
     versions: dict[str, str | None] | None = None  # package -> release (None: not installed)
     untested_versions: dict[str, str] | None = None  # package -> tested release, where they differed
     hardware: Hardware | None = None
+
+    @property
+    def forgetting_delta(self) -> float | None:
+        """The leaderboard's forgetting column: LM loss after - before (None when not measured)."""
+        return self.forgetting.delta if self.forgetting else None
 
     @property
     def budget_used(self) -> float | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
 
-from peftlab import checkpoint
+from peftlab import checkpoint, forgetting
 from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
@@ -44,6 +44,7 @@ from peftlab.runlock import RunLock
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.summarize import summarize
+from peftlab.summary import Forgetting
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
@@ -70,9 +71,10 @@ def _train(
 ) -> Path:
     method, options = get_method(cfg.method.name), method_options(cfg.method)
     task = build_task(cfg.task, log=console.print)  # before any writing: a data error leaves no half-made run folder
+    forgetting_texts = forgetting.sample(cfg.forgetting, log=console.print) if cfg.forgetting else []
     run = open_run(cfg, overwrite, resume, require_checkpoint)
     seed_everything(cfg.seed)
-    backbone = load_model(run, method, options, allow_unsafe_pickle)
+    backbone, loss_before = load_model(run, method, options, allow_unsafe_pickle, forgetting_texts)
     core = backbone.model  # accelerate may wrap it for training (DDP); generation and saving use it unwrapped
     trainable, total = count_parameters(core)
     check_free_space(run.dir, trainable)
@@ -95,6 +97,7 @@ def _train(
         method.save(core, run.dir / "adapter")
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
+        forgot = measure_forgetting(cfg, backbone, forgetting_texts, loss_before)
     write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
     facts = {
@@ -107,6 +110,7 @@ def _train(
         "memory": memory,
         "test": test,
         "test_scores": test_scores,
+        "forgetting": forgot,
     }
     summarize(run, task, backbone, state, facts).write(run.dir / "summary.json")
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint
@@ -177,8 +181,12 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
     return Run(cfg, accelerator, run_dir, resuming)
 
 
-def load_model(run: Run, method: Method, options, allow_unsafe_pickle: bool) -> Backbone:
-    """The backbone with the method applied (``backbone.model``: only the method's parameters train)."""
+def load_model(
+    run: Run, method: Method, options, allow_unsafe_pickle: bool, forgetting_texts: list[str]
+) -> tuple[Backbone, float]:
+    """The backbone with the method applied (``backbone.model``: only the method's parameters train),
+    and the base model's LM loss on ``forgetting_texts`` (forgetting.py), measured before the method is
+    applied: an untrained soft prompt already changes it (nan without texts)."""
     cfg = run.cfg
     backbone = load_backbone(
         cfg.model, device=run.accelerator.device, log=console.print, allow_unsafe_pickle=allow_unsafe_pickle
@@ -186,12 +194,25 @@ def load_model(run: Run, method: Method, options, allow_unsafe_pickle: bool) -> 
     if cfg.model.dtype == "auto":
         backbone.model.float()  # fp32 master weights; the matmuls run in train.precision's dtype
     backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
+    before = math.nan
+    if forgetting_texts and run.main:
+        before = forgetting.lm_loss(backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens)
     if cfg.train.gradient_checkpointing:
         # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
         # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
         backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     backbone.model = method.apply(backbone.model, options)
-    return backbone
+    return backbone, before
+
+
+def measure_forgetting(cfg: ExperimentConfig, backbone: Backbone, texts: list[str], before: float) -> Forgetting | None:
+    """forgetting.py's measure on the trained model (None when the config does not ask for it)."""
+    if not cfg.forgetting:
+        return None
+    f = cfg.forgetting
+    after = forgetting.lm_loss(backbone, backbone.model, texts, f.max_tokens)
+    console.print(f"forgetting: LM loss on {len(texts)} {f.task.name} texts {before:.4f} -> {after:.4f}")
+    return Forgetting(task=f.task.name, split=f.split, examples=len(texts), loss_before=before, loss_after=after)
 
 
 # ---- validation and the best weights --------------------------------------------------------------

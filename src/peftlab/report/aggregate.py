@@ -26,8 +26,9 @@ COSTS = (
     "train_tokens_per_s",
     "peak_memory_bytes",
 )
-# Derived from summary fields (RunSummary properties), averaged the same way: budget.spent / budget.amount.
-DERIVED = ("budget_used",)
+# Derived from summary fields (RunSummary properties), averaged the same way: budget.spent / budget.amount,
+# and forgetting's LM loss after - before.
+DERIVED = ("budget_used", "forgetting_delta")
 
 
 @dataclass

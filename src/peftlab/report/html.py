@@ -23,7 +23,14 @@ from peftlab.report.examples import Example
 from peftlab.report.meta import budget, facts, hardware, models
 from peftlab.report.plots import Plot
 from peftlab.report.style import CSS
-from peftlab.report.tables import budget_cell, human_flops, override_notes, score_cell
+from peftlab.report.tables import (
+    budget_cell,
+    forgetting_cell,
+    human_flops,
+    measures_forgetting,
+    override_notes,
+    score_cell,
+)
 from peftlab.report.ties import TIE_RULE
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -87,6 +94,9 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         ("train s", ""),
         ("peak mem", ""),
     ]
+    forgetting = measures_forgetting(comp)
+    if forgetting:
+        heads.append(("forgetting", ""))
     th = "".join(f'<th class="{c}">{esc(h)}</th>' for h, c in heads)
     best = comp.entries[0].mean if comp.entries else 0
     rows = []
@@ -111,6 +121,8 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
             (esc("-" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"), ""),
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
+        if forgetting:
+            cells.append((esc(forgetting_cell(e)), ""))
         klass = ' class="lead"' if e.tie.verdict in ("best", "tie") else ""
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})

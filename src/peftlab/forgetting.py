@@ -1,0 +1,72 @@
+"""Forgetting: how much worse the fine-tuned model predicts general text than the model it started from.
+
+The measure peft's method comparison reports: the language-modelling loss (mean negative
+log-likelihood per token) on a fixed sample of text, after training minus before. Positive means the
+model forgot; a method that leaves the base weights alone and adds nothing at inference forgets
+nothing. The "before" loss is the base model's, measured before the method is applied (prompt tuning
+and other non-zero-initialised methods change the output even untrained); the "after" loss is the
+trained model's, adapter active, as it would be deployed.
+
+The text is a task's examples, each its prompt and target joined by a newline (configured with
+``forgetting: {task: ..., split: test, examples: 200}``), cut to ``max_tokens`` tokens. Decoder-only
+models score every token after the first; encoder-decoder models, which are not language models,
+read the first half of a text's tokens and score the second half (a prefix-LM loss).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from peftlab.config import ForgettingConfig
+from peftlab.models.backbone import Backbone
+from peftlab.tasks.base import build_task
+
+IGNORE = -100
+
+
+def sample(cfg: ForgettingConfig, log=None) -> list[str]:
+    """The texts: the first ``examples`` examples of the task's split, prompt and target joined."""
+    task = build_task(cfg.task, log=log)
+    return [f"{e.prompt}\n{e.target}" for e in task.split(cfg.split)[: cfg.examples]]
+
+
+def _encode(backbone: Backbone, text: str, max_tokens: int) -> tuple[list[int], list[int]]:
+    """(input ids, label ids) of one text: the same ids for a decoder-only model, halves for an encoder-decoder."""
+    ids = backbone.tokenizer(text)["input_ids"][:max_tokens]
+    if not backbone.is_seq2seq:
+        return ids, ids
+    half = max(1, len(ids) // 2)
+    return ids[:half], ids[half:] or ids[-1:]
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+@torch.no_grad()
+def lm_loss(backbone: Backbone, model: nn.Module, texts: list[str], max_tokens: int, batch_size: int = 8) -> float:
+    """Mean NLL per scored token of ``texts`` under ``model`` (right-padded batches, padding ignored)."""
+    pad = backbone.tokenizer.pad_token_id or 0
+    encoded = [_encode(backbone, t, max_tokens) for t in texts]
+    encoded.sort(key=lambda pair: len(pair[0]))  # similar lengths together: less padding
+    total, count = 0.0, 0
+    training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            inputs = _pad([i for i, _ in chunk], pad).to(backbone.device)
+            mask = _pad([[1] * len(i) for i, _ in chunk], 0).to(backbone.device)
+            labels = _pad([lab for _, lab in chunk], IGNORE).to(backbone.device)
+            with backbone.numerics():
+                loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss.float().item()
+            # The model's loss is a mean over its scored tokens: decoder-only models shift by one.
+            scored = int((labels != IGNORE).sum()) - (0 if backbone.is_seq2seq else len(chunk))
+            total, count = total + loss * scored, count + scored
+    finally:
+        model.train(training)
+    return total / count if count else math.nan
