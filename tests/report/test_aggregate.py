@@ -11,7 +11,7 @@ import pytest
 
 from peftlab.report import write_report
 from peftlab.report.aggregate import compare_runs
-from peftlab.report.plots import pareto_front
+from peftlab.report.pareto import pareto_front
 from peftlab.report.runs import load_runs
 from peftlab.report.ties import BASIS, NO_DATA, LabelSample, bootstrap_difference, decide, mean_of_scores
 from tests.report.fakes import fake_run

@@ -32,6 +32,7 @@ from peftlab.report.tables import (
     score_cell,
 )
 from peftlab.report.ties import TIE_RULE
+from peftlab.report.verdict import verdict
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 PREVIEW_CHARS = 90  # of the input's head and tail shown while collapsed
@@ -129,6 +130,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
     return (
         f'<h2>Leaderboard<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}, '
         f"{'higher' if comp.higher_is_better else 'lower'} is better</span></h2>"
+        f'<ul class="verdict">{"".join(f"<li>{esc(line)}</li>" for line in verdict(comp))}</ul>'
         f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
         f'</table></div><p class="rule">Test score: mean ± std over seeds (sample std). Δ: how far behind the best. '
         f"Costs are means over seeds; budget is what was spent of the training budget; "

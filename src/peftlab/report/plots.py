@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from peftlab.report.aggregate import Comparison
+from peftlab.report.pareto import pareto_front
 
 STYLE = {
     "font.size": 9,
@@ -59,18 +60,6 @@ def label_colors(comp: Comparison) -> dict[str, str]:
     """A stable colour per label, in leaderboard order (the same in every plot)."""
     cmap = matplotlib.colormaps["tab10" if len(comp.entries) <= 10 else "tab20"]
     return {e.label: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, e in enumerate(comp.entries)}
-
-
-def pareto_front(costs: list[float], goods: list[float]) -> list[int]:
-    """Indices on the frontier, cheapest first: strictly better than every cheaper-or-equal point.
-    ``goods`` are oriented so that larger is better."""
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], -goods[i]))
-    front, best = [], -math.inf
-    for i in order:
-        if goods[i] > best:
-            front.append(i)
-            best = goods[i]
-    return front
 
 
 def _trains(e) -> bool:

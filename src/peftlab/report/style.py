@@ -47,6 +47,8 @@ tbody tr:hover td { background: #f5f3ff; }
 tr.lead td { font-weight: 600; }
 td.score { min-width: 140px; }
 td.verdict { white-space: normal; min-width: 150px; }
+ul.verdict { margin: 0 0 12px; padding-left: 20px; line-height: 1.5; }
+ul.verdict li:first-child { font-weight: 600; }
 .pct { display: block; color: var(--muted); font-size: 11.5px; font-weight: 400; }
 table.details th, table.details td { font-size: 12.5px; padding: 6px 8px; }
 table.details td.l { white-space: normal; }

@@ -15,6 +15,7 @@ from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.ties import TIE_RULE
+from peftlab.report.verdict import verdict
 from peftlab.runio import atomic_write_text
 
 HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "budget", "train s", "peak mem")
@@ -128,6 +129,7 @@ def markdown(comparisons: list[Comparison]) -> str:
         forgetting = measures_forgetting(comp)
         header = HEADER + (("forgetting",) if forgetting else ())
         parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
+        parts += [f"- {line}" for line in verdict(comp)] + [""]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in header) + "|")
         rows = [cells(e) + ([forgetting_cell(e)] if forgetting else []) for e in comp.entries]
@@ -234,6 +236,8 @@ def print_tables(comparisons: list[Comparison]) -> None:
         if measures_forgetting(comp):  # nor for forgetting
             lost = [f"{e.shown_label} {forgetting_cell(e)}" for e in comp.entries]
             console.print(f"forgetting (LM loss after - before): {'; '.join(lost)}", markup=False, highlight=False)
+        for line in verdict(comp):  # the answer in words, read off the Pareto fronts
+            console.print(line, markup=False, highlight=False)
         for line in override_notes(comp):
             console.print(line, markup=False)
         if split := time_split(comp):
