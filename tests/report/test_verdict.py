@@ -61,3 +61,15 @@ def test_the_verdict_opens_the_report_and_closes_the_terminal_table(tmp_path):
         print_tables([comp])
     out = captured.get()
     assert first in out and "trainable parameters: up to 0: zero 0.000" in out
+
+
+def test_the_header_gives_how_many_seeds_then_which(tmp_path):
+    from peftlab.report.meta import facts
+
+    (comp,) = compare_runs(load_runs(folder(tmp_path)))
+    assert dict(facts(comp))["seeds"] == "2 (seeds 0, 1)"
+    one = tmp_path / "one"
+    fake_run(one, "a-s3", label="a", method="lora", seed=3, example_scores=[1.0, 0.0])
+    fake_run(one, "b-s3", label="b", method="lora", seed=3, example_scores=[0.0, 0.0])
+    (comp,) = compare_runs(load_runs(one))
+    assert dict(facts(comp))["seeds"] == "1 (seed 3)"  # not "3", which would read as three seeds

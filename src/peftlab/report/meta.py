@@ -63,7 +63,7 @@ def hardware(runs: list[Run]) -> str:
 def facts(comp: Comparison) -> list[tuple[str, str]]:
     """(name, value) pairs for the report header of one comparison."""
     runs = comp.runs
-    seeds = sorted({str(r.seed) for r in runs if r.seed is not None})
+    seeds = sorted({r.seed for r in runs if r.seed is not None})
     examples = sorted({r.summary.test_examples for r in runs if r.summary.test_examples})
     direction = "higher is better" if comp.higher_is_better else "lower is better"
     return [
@@ -72,7 +72,11 @@ def facts(comp: Comparison) -> list[tuple[str, str]]:
         ("metric", f"{comp.metric} ({direction})"),
         ("budget", budgets(comp)),
         ("labels", f"{len(comp.entries)} ({len(runs)} run{'s' if len(runs) != 1 else ''})"),
-        ("seeds", ", ".join(seeds) or "-"),
+        # How many, then which: "0" alone would read as "no seeds".
+        (
+            "seeds",
+            f"{len(seeds)} ({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))})" if seeds else "-",
+        ),
         ("test examples", ", ".join(map(str, examples)) or "-"),
         ("hardware", hardware(runs)),
     ]
