@@ -51,6 +51,7 @@ KEYS = [
     "run_peak_memory_bytes",
     "peak_memory_kind",
     "forgetting",
+    "inference",
     "truncated_inputs",
     "skipped_long_train_examples",
     "finished_at",

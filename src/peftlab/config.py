@@ -272,6 +272,11 @@ class EvalConfig(_Strict):
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
     num_beams: int = Field(1, ge=1, description="1 = greedy decoding.")
+    inference_cost: bool = Field(
+        False,
+        description="After the test, measure ms per generated token and peak memory at batch 1 and 16, "
+        "unmerged and (LoRA, IA3) merged: summary.json's inference, the leaderboard's ms/token column.",
+    )
 
 
 class ForgettingConfig(_Strict):

@@ -63,6 +63,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         train_examples_per_s=state.examples / seconds if seconds else None,
         train_tokens_per_s=state.tokens / seconds if seconds else None,
         forgetting=facts.get("forgetting"),
+        inference=facts.get("inference"),
         peak_memory_bytes=memory.train_peak,
         run_peak_memory_bytes=memory.peak,
         peak_memory_kind=memory.kind,

@@ -83,6 +83,21 @@ class Forgetting(_Record):
         return self.loss_after - self.loss_before
 
 
+class InferencePoint(_Record):
+    """inference_cost.py at one batch size."""
+
+    ms_per_token: Number  # wall time / tokens generated (amortised over the batch's sequences)
+    peak_memory_bytes: int | None = None
+
+
+class InferenceCost(_Record):
+    """inference_cost.py: per batch size ("batch_1", "batch_16"), unmerged and (mergeable methods) merged."""
+
+    max_new_tokens: int
+    unmerged: dict[str, InferencePoint]
+    merged: dict[str, InferencePoint] | None = None
+
+
 class RunSummary(_Record):
     """One finished run. Required: what places it on a leaderboard (run, method, task,
     primary_metric, test); everything else is optional, absent in some older runs."""
@@ -127,6 +142,7 @@ class RunSummary(_Record):
     run_peak_memory_bytes: int | None = None  # the whole run: evaluation, checkpoints and the best-weights copy too
     peak_memory_kind: str | None = None  # cpu_peak_rss or cuda_max_allocated (cost.PeakMemory)
     forgetting: Forgetting | None = None  # None: not measured (the config's forgetting: is null)
+    inference: InferenceCost | None = None  # None: not measured (eval.inference_cost is false)
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens
     skipped_long_train_examples: int | None = None
     finished_at: str | None = None  # local time, ISO 8601 with offset
@@ -140,6 +156,15 @@ class RunSummary(_Record):
     def forgetting_delta(self) -> float | None:
         """The leaderboard's forgetting column: LM loss after - before (None when not measured)."""
         return self.forgetting.delta if self.forgetting else None
+
+    @property
+    def ms_per_token(self) -> float | None:
+        """The leaderboard's latency column: ms per generated token at batch 1, as deployed (merged where
+        the method merges: that is how one would serve it)."""
+        if not self.inference:
+            return None
+        points = self.inference.merged or self.inference.unmerged
+        return points["batch_1"].ms_per_token if "batch_1" in points else None
 
     @property
     def budget_used(self) -> float | None:

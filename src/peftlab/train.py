@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
 
-from peftlab import checkpoint, forgetting
+from peftlab import checkpoint, forgetting, inference_cost
 from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
@@ -98,6 +98,11 @@ def _train(
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
         forgot = measure_forgetting(cfg, backbone, forgetting_texts, loss_before)
+        inference = (
+            inference_cost.measure(backbone, core, method, [e.prompt for e in test], task.max_new_tokens)
+            if cfg.eval.inference_cost
+            else None
+        )
     write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
     facts = {
@@ -111,6 +116,7 @@ def _train(
         "test": test,
         "test_scores": test_scores,
         "forgetting": forgot,
+        "inference": inference,
     }
     summarize(run, task, backbone, state, facts).write(run.dir / "summary.json")
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint

@@ -27,8 +27,8 @@ COSTS = (
     "peak_memory_bytes",
 )
 # Derived from summary fields (RunSummary properties), averaged the same way: budget.spent / budget.amount,
-# and forgetting's LM loss after - before.
-DERIVED = ("budget_used", "forgetting_delta")
+# forgetting's LM loss after - before, inference ms per token.
+DERIVED = ("budget_used", "forgetting_delta", "ms_per_token")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import yaml
 
 from peftlab.humanize import human_bytes
 from peftlab.lr_choice import Choice
-from peftlab.report import lr_table
+from peftlab.report import lr_table, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes
 from peftlab.report.examples import Example
@@ -25,9 +25,7 @@ from peftlab.report.plots import Plot
 from peftlab.report.style import CSS
 from peftlab.report.tables import (
     budget_cell,
-    forgetting_cell,
     human_flops,
-    measures_forgetting,
     override_notes,
     score_cell,
 )
@@ -95,9 +93,8 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         ("train s", ""),
         ("peak mem", ""),
     ]
-    forgetting = measures_forgetting(comp)
-    if forgetting:
-        heads.append(("forgetting", ""))
+    extra = measures.present(comp)
+    heads += [(m.column, "") for m in extra]
     th = "".join(f'<th class="{c}">{esc(h)}</th>' for h, c in heads)
     best = comp.entries[0].mean if comp.entries else 0
     rows = []
@@ -122,8 +119,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
             (esc("-" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"), ""),
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
-        if forgetting:
-            cells.append((esc(forgetting_cell(e)), ""))
+        cells += [(esc(measures.cell(m, e)), "") for m in extra]
         klass = ' class="lead"' if e.tie.verdict in ("best", "tie") else ""
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})

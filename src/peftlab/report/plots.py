@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from peftlab.report import measures
 from peftlab.report.aggregate import Comparison
 from peftlab.report.pareto import pareto_front
 
@@ -295,14 +296,9 @@ def comparison_plots(comp: Comparison) -> list[Plot]:
         pareto(comp, "trainable_params", "trainable parameters", colors, log=True),
         pareto(comp, "flops", "training FLOPs", colors),
         pareto(comp, "peak_memory_bytes", "peak memory", colors, unit="B", from_zero=False),
-    ] + (
-        [forgetting_pareto(comp, colors)]
-        if any(e.costs.get("forgetting_delta") is not None for e in comp.entries)
-        else []
-    )
-
-
-def forgetting_pareto(comp: Comparison, colors: dict[str, str]) -> Plot:
-    """Quality against forgetting (LM loss after - before): less forgetting is the cheaper side. The
-    axis is not from zero and not logarithmic: a method may even improve the loss (a negative value)."""
-    return pareto(comp, "forgetting_delta", "forgetting (LM loss after - before)", colors, from_zero=False)
+    ] + [
+        # Measures runs record when asked (report/measures.py): not from zero, not logarithmic (a method
+        # may even lower the LM loss: a negative forgetting).
+        pareto(comp, m.key, m.axis, colors, from_zero=False)
+        for m in measures.present(comp)
+    ]

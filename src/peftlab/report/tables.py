@@ -12,6 +12,7 @@ from rich.table import Table
 
 from peftlab.console import console
 from peftlab.humanize import human_bytes
+from peftlab.report import measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.ties import TIE_RULE
@@ -111,28 +112,17 @@ def _plain(v: float | None) -> float | int | None:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
-def measures_forgetting(comp: Comparison) -> bool:
-    """Whether any label of the comparison measured forgetting (then the tables get its column)."""
-    return any(e.costs.get("forgetting_delta") is not None for e in comp.entries)
-
-
-def forgetting_cell(e: Entry) -> str:
-    """LM loss after - before training, mean over seeds: '+0.012' (positive = forgot); '-' when not measured."""
-    value = e.costs.get("forgetting_delta")
-    return "-" if value is None else f"{value:+.3f}"
-
-
 def markdown(comparisons: list[Comparison]) -> str:
     parts = []
     for comp in comparisons:
         direction = "higher is better" if comp.higher_is_better else "lower is better"
-        forgetting = measures_forgetting(comp)
-        header = HEADER + (("forgetting",) if forgetting else ())
+        extra = measures.present(comp)
+        header = HEADER + tuple(m.column for m in extra)
         parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
         parts += [f"- {line}" for line in verdict(comp)] + [""]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in header) + "|")
-        rows = [cells(e) + ([forgetting_cell(e)] if forgetting else []) for e in comp.entries]
+        rows = [cells(e) + [measures.cell(m, e) for m in extra] for e in comp.entries]
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         parts.append("")
         parts += [f"{line}\n" for line in override_notes(comp) + cost_notes(comp)]
@@ -140,11 +130,8 @@ def markdown(comparisons: list[Comparison]) -> str:
             parts.append(f"{split}.\n")
     parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
     parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
-    if any(measures_forgetting(c) for c in comparisons):
-        parts.append(
-            "forgetting: language-modelling loss per token on a general text sample after training minus "
-            "before (mean over seeds; positive = the model forgot).\n"
-        )
+    shown = {m.key: m for c in comparisons for m in measures.present(c)}
+    parts += [f"{m.note}\n" for m in measures.MEASURES if m.key in shown]
     parts.append(TIE_RULE)
     return "\n".join(parts) + "\n"
 
@@ -233,9 +220,9 @@ def print_tables(comparisons: list[Comparison]) -> None:
         intervals = [f"{e.shown_label} [{e.tie.ci[0]:.3f}, {e.tie.ci[1]:.3f}]" for e in comp.entries if e.tie.ci]
         if intervals:  # no room for them in the table's width: one line under it
             console.print(f"95% interval of Δ: {'; '.join(intervals)}", markup=False, highlight=False)
-        if measures_forgetting(comp):  # nor for forgetting
-            lost = [f"{e.shown_label} {forgetting_cell(e)}" for e in comp.entries]
-            console.print(f"forgetting (LM loss after - before): {'; '.join(lost)}", markup=False, highlight=False)
+        for m in measures.present(comp):  # nor for the measures runs record when asked
+            values = "; ".join(f"{e.shown_label} {measures.cell(m, e)}" for e in comp.entries)
+            console.print(f"{m.axis}: {values}", markup=False, highlight=False)
         for line in verdict(comp):  # the answer in words, read off the Pareto fronts
             console.print(line, markup=False, highlight=False)
         for line in override_notes(comp):
