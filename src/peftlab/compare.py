@@ -34,8 +34,8 @@ from peftlab.config import (
     ExperimentConfig,
     ModelConfig,
     _format_validation_error,
-    dump_config,
     load_config,
+    same_config,
 )
 from peftlab.console import console
 from peftlab.errors import PeftlabError
@@ -370,7 +370,7 @@ def execute(
     jobs = []
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
-        done, same = finished_with_config(run_dir, dump_config(cfg))
+        done, same = finished_with_config(run_dir, same_config(cfg))
         if done and same and not overwrite:
             console.print(f"[dim]{n}/{len(planned)} {cfg.run_name()}: finished, skipped[/dim]")
             continue

@@ -11,6 +11,7 @@ class from the registry, so adding a method never touches this file.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -440,3 +441,20 @@ def load_config(
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
+    """Whether a run folder's config.yaml describes ``cfg``: its exact text, or -- written by an older
+    peftlab, before keys were added -- the same config once the new keys take their defaults (a new
+    key's default keeps the old behaviour, so a finished run stays finished and a checkpoint resumes)."""
+    current = dump_config(cfg)
+
+    def matches(saved: str) -> bool:
+        if saved == current:
+            return True
+        try:
+            return dump_config(ExperimentConfig.model_validate(yaml.safe_load(saved))) == current
+        except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
+            return False  # not a config this peftlab reads: not the same run
+
+    return matches

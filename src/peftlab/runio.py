@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from peftlab.errors import PeftlabError, suggest
@@ -65,10 +66,10 @@ def atomic_sqlite(path: Path, fill) -> Path:
     return path
 
 
-def finished_with_config(run_dir: Path, config_text: str) -> tuple[bool, bool]:
-    """(the run folder holds a finished run, its config.yaml is exactly ``config_text``)."""
+def finished_with_config(run_dir: Path, matches: Callable[[str], bool]) -> tuple[bool, bool]:
+    """(the run folder holds a finished run, ``matches(the text of its config.yaml)``)."""
     path = Path(run_dir) / "config.yaml"
-    same = path.is_file() and path.read_text(encoding="utf-8") == config_text
+    same = path.is_file() and matches(path.read_text(encoding="utf-8"))
     return (Path(run_dir) / "summary.json").is_file(), same
 
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from peftlab import checkpoint
-from peftlab.config import ExperimentConfig, dump_config
+from peftlab.config import ExperimentConfig, same_config
 from peftlab.errors import PeftlabError
 from peftlab.runio import atomic_write_text, finished_with_config
 from peftlab.runlock import LOCKED_EXIT
@@ -26,7 +26,7 @@ def prepare_run_dir(
     """(run folder, whether to resume from its checkpoint). A finished run is never overwritten
     unless asked; an unfinished one with a checkpoint of the same config is resumed when asked."""
     run_dir = cfg.run_dir()
-    finished, same = finished_with_config(run_dir, dump_config(cfg))
+    finished, same = finished_with_config(run_dir, same_config(cfg))
     if finished and same and resume and not overwrite:
         # Another trainer finished it between the launcher's check and this one's lock: nothing to do.
         raise RunFinished(f"{run_dir} was finished by another trainer meanwhile; nothing to do")

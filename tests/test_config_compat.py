@@ -1,0 +1,32 @@
+"""A run folder written by an older peftlab (its config.yaml lacks keys added since) is still the
+same run: finished runs stay finished in a comparison, and checkpoints resume."""
+
+import yaml
+
+from peftlab.config import ExperimentConfig, dump_config, same_config
+
+
+def config() -> ExperimentConfig:
+    return ExperimentConfig.model_validate(
+        {"model": {"name": "tiny-llama"}, "task": {"name": "sql_demo"}, "train": {"max_steps": 3}}
+    )
+
+
+def test_a_config_without_keys_added_since_matches_when_they_take_their_defaults():
+    cfg = config()
+    older = yaml.safe_load(dump_config(cfg))
+    del older["forgetting"], older["eval"]["inference_cost"]  # keys this release added
+    assert same_config(cfg)(yaml.safe_dump(older, sort_keys=False))
+    assert same_config(cfg)(dump_config(cfg))
+
+
+def test_a_changed_value_or_an_unreadable_file_does_not_match():
+    cfg = config()
+    changed = yaml.safe_load(dump_config(cfg))
+    changed["train"]["max_steps"] = 4
+    assert not same_config(cfg)(yaml.safe_dump(changed))
+    asked = yaml.safe_load(dump_config(cfg))
+    asked["eval"]["inference_cost"] = True  # a new key set to other than its default: another run
+    assert not same_config(cfg)(yaml.safe_dump(asked))
+    assert not same_config(cfg)("model: [unclosed")
+    assert not same_config(cfg)("no_such_key: 1\n")
