@@ -108,3 +108,19 @@ def test_a_comparisons_forgetting_section_reaches_every_run(tmp_path, copy_task)
     )
     runs = run_configs(cc, "cmp.yaml")
     assert [r["forgetting"]["examples"] for _, r in runs] == [3, 3]
+
+
+def test_a_packaged_task_is_resolved_for_forgetting_as_for_the_run(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "tiny-llama"},
+                "task": {"name": "sql_demo"},
+                "train": {"max_steps": 2},
+                "forgetting": {"task": "sql_demo", "examples": 2},
+            }
+        )
+    )
+    texts = sample(load_config(path).forgetting)
+    assert len(texts) == 2 and texts[0].startswith("Table employees(") and "SELECT" in texts[0]

@@ -414,6 +414,10 @@ def load_config(
     for key, value in parse_overrides(overrides or []):
         set_dotted(data, key, value)
     data["task"] = resolve_task(data.get("task"), source)
+    forgetting = data.get("forgetting")
+    if isinstance(forgetting, dict) and forgetting.get("task") is not None:  # a packaged task, by name
+        task = forgetting["task"]
+        forgetting["task"] = resolve_task({"name": task} if isinstance(task, str) else task, f"{source}: forgetting")
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
