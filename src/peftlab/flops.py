@@ -184,18 +184,8 @@ class StepFlops:
                 grads = int(m.weight.requires_grad) + int(in_hot) + int(m in recomputed)
                 _add(self._bwd, _product(tokens), size * grads)
 
-        # peft tuner layers (LoRA's, LoHa's delta weight, BOFT's rotation ...): measured once per
-        # distinct layer (flops_tuners.py), per row and per call.
         self._per_call = [0, 0]  # (forward, backward) FLOPs per micro-batch, whatever its shape
-        extra = Measured()
-        for layer in tuners:
-            for tokens, _, _, in_hot, _ in calls(layer):
-                e = extra(layer, in_hot)
-                rerun = int(layer in recomputed)
-                _add(self._fwd, _product(tokens), e.row_forward)
-                _add(self._bwd, _product(tokens), e.row_backward + rerun * e.row_forward)
-                self._per_call[0] += e.call_forward
-                self._per_call[1] += e.call_backward + rerun * e.call_forward
+        self._count_tuners(tuners, calls, recomputed)
 
         prefix, prefix_trains = _prefix(model)
         for q, k, v in attentions:
@@ -213,6 +203,19 @@ class StepFlops:
                 # (from Q or K) require grad, dV if V does.
                 scores_hot = q_hot or k_hot
                 _add(self._bwd, matmul, 2 * width * (int(q_hot) + int(k_hot) + int(scores_hot) + int(v_hot)))
+
+    def _count_tuners(self, tuners: list[nn.Module], calls, recomputed: set[nn.Module]) -> None:
+        """peft tuner layers (LoRA's, LoHa's delta weight, BOFT's rotation ...): measured once per
+        distinct layer (flops_tuners.py), per row and per call; ``calls(layer)`` as in ``__init__``."""
+        extra = Measured()
+        for layer in tuners:
+            for tokens, _, _, in_hot, _ in calls(layer):
+                e = extra(layer, in_hot)
+                rerun = int(layer in recomputed)  # checkpointing reruns its forward in backward
+                _add(self._fwd, _product(tokens), e.row_forward)
+                _add(self._bwd, _product(tokens), e.row_backward + rerun * e.row_forward)
+                self._per_call[0] += e.call_forward
+                self._per_call[1] += e.call_backward + rerun * e.call_forward
 
     def _lengths(self, batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
         batch_size, s = batch["input_ids"].shape
