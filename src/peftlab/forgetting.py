@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from peftlab.config import ForgettingConfig
+from peftlab.console import progress
 from peftlab.models.backbone import Backbone
 from peftlab.tasks.base import build_task
 
@@ -48,7 +49,9 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def lm_loss(backbone: Backbone, model: nn.Module, texts: list[str], max_tokens: int, batch_size: int = 8) -> float:
+def lm_loss(
+    backbone: Backbone, model: nn.Module, texts: list[str], max_tokens: int, batch_size: int = 8, label: str = "LM loss"
+) -> float:
     """Mean NLL per scored token of ``texts`` under ``model`` (right-padded batches, padding ignored)."""
     pad = backbone.tokenizer.pad_token_id or 0
     encoded = [_encode(backbone, t, max_tokens) for t in texts]
@@ -57,16 +60,19 @@ def lm_loss(backbone: Backbone, model: nn.Module, texts: list[str], max_tokens: 
     training = model.training
     model.eval()
     try:
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            inputs = _pad([i for i, _ in chunk], pad).to(backbone.device)
-            mask = _pad([[1] * len(i) for i, _ in chunk], 0).to(backbone.device)
-            labels = _pad([lab for _, lab in chunk], IGNORE).to(backbone.device)
-            with backbone.numerics():
-                loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss.float().item()
-            # The model's loss is a mean over its scored tokens: decoder-only models shift by one.
-            scored = int((labels != IGNORE).sum()) - (0 if backbone.is_seq2seq else len(chunk))
-            total, count = total + loss * scored, count + scored
+        with progress() as bar:  # 200 texts of a 135M model take minutes on a CPU
+            tid = bar.add_task(label, total=len(encoded), info="")
+            for start in range(0, len(encoded), batch_size):
+                chunk = encoded[start : start + batch_size]
+                inputs = _pad([i for i, _ in chunk], pad).to(backbone.device)
+                mask = _pad([[1] * len(i) for i, _ in chunk], 0).to(backbone.device)
+                labels = _pad([lab for _, lab in chunk], IGNORE).to(backbone.device)
+                with backbone.numerics():
+                    loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss.float().item()
+                # The model's loss is a mean over its scored tokens: decoder-only models shift by one.
+                scored = int((labels != IGNORE).sum()) - (0 if backbone.is_seq2seq else len(chunk))
+                total, count = total + loss * scored, count + scored
+                bar.update(tid, advance=len(chunk))
     finally:
         model.train(training)
     return total / count if count else math.nan

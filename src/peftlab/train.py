@@ -202,7 +202,9 @@ def load_model(
     backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
     before = math.nan
     if forgetting_texts and run.main:
-        before = forgetting.lm_loss(backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens)
+        before = forgetting.lm_loss(
+            backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens, label="forgetting: base model"
+        )
     if cfg.train.gradient_checkpointing:
         # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
         # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
@@ -216,7 +218,7 @@ def measure_forgetting(cfg: ExperimentConfig, backbone: Backbone, texts: list[st
     if not cfg.forgetting:
         return None
     f = cfg.forgetting
-    after = forgetting.lm_loss(backbone, backbone.model, texts, f.max_tokens)
+    after = forgetting.lm_loss(backbone, backbone.model, texts, f.max_tokens, label="forgetting: trained model")
     console.print(f"forgetting: LM loss on {len(texts)} {f.task.name} texts {before:.4f} -> {after:.4f}")
     return Forgetting(task=f.task.name, split=f.split, examples=len(texts), loss_before=before, loss_after=after)
 
