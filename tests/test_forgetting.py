@@ -124,3 +124,15 @@ def test_a_packaged_task_is_resolved_for_forgetting_as_for_the_run(tmp_path):
     )
     texts = sample(load_config(path).forgetting)
     assert len(texts) == 2 and texts[0].startswith("Table employees(") and "SELECT" in texts[0]
+
+
+def test_the_base_models_loss_is_measured_once_per_output_folder(tmp_path, copy_task, monkeypatch):
+    import peftlab.forgetting as forgetting_module
+
+    passes = []
+    real = forgetting_module.lm_loss
+    monkeypatch.setattr(forgetting_module, "lm_loss", lambda *a, **k: passes.append(k.get("label")) or real(*a, **k))
+    first = run(tmp_path, copy_task, "a", {"name": "lora", "rank": 4}, steps=2)
+    second = run(tmp_path, copy_task, "b", {"name": "ia3"}, steps=2)
+    assert passes.count("forgetting: base model") == 1 and passes.count("forgetting: trained model") == 2
+    assert first["loss_before"] == second["loss_before"]

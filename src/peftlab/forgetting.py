@@ -15,14 +15,19 @@ read the first half of a text's tokens and score the second half (a prefix-LM lo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from peftlab.config import ForgettingConfig
+from peftlab.config import ExperimentConfig, ForgettingConfig
 from peftlab.console import progress
 from peftlab.models.backbone import Backbone
+from peftlab.runio import atomic_write_text
 from peftlab.tasks.base import build_task
 
 IGNORE = -100
@@ -76,3 +81,24 @@ def lm_loss(
     finally:
         model.train(training)
     return total / count if count else math.nan
+
+
+def base_loss(cfg: ExperimentConfig, compute: Callable[[], float]) -> float:
+    """The base model's loss on the sample, computed once per output folder: every run of a comparison
+    starts from the same model and reads the same texts in the same dtype, so they share it (a file
+    under output_dir/.forgetting, named by a hash of the model, the forgetting section and the
+    precision). It is a full pass over the sample, as long as the trained model's."""
+    key = json.dumps(
+        [cfg.model.model_dump(mode="json"), cfg.forgetting.model_dump(mode="json"), cfg.train.precision],
+        sort_keys=True,
+    )
+    path = Path(cfg.output_dir) / ".forgetting" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        try:
+            return float(json.loads(path.read_text())["loss_before"])
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged file: measure again and replace it
+    loss = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"loss_before": loss, "key": json.loads(key)}) + "\n")
+    return loss

@@ -202,8 +202,11 @@ def load_model(
     backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
     before = math.nan
     if forgetting_texts and run.main:
-        before = forgetting.lm_loss(
-            backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens, label="forgetting: base model"
+        before = forgetting.base_loss(
+            cfg,
+            lambda: forgetting.lm_loss(
+                backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens, label="forgetting: base model"
+            ),
         )
     if cfg.train.gradient_checkpointing:
         # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
