@@ -159,3 +159,20 @@ def test_seq2seq_decoder_length_comes_from_labels_or_decoder_input_ids():
     assert count(longer) > count(batch)
     explicit = dict(batch, decoder_input_ids=longer["labels"])
     assert count(explicit) == count(longer)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_qlora_counts_the_matmuls_of_lora_on_the_same_shapes(arch):
+    """bitsandbytes' 4-bit matmul is invisible to FlopCounterMode; QLoRA does LoRA's matmuls on the
+    same shapes (plus dequantizing, elementwise): the count must equal LoRA's, not the counter's."""
+    lora, qlora = build(arch, "lora"), build_with(arch, "qlora", {"rank": 4})
+    for n, max_words in ((4, 6), (3, 14)):
+        batch = batch_of(lora, n, max_words)
+        assert StepFlops(qlora.model, qlora.is_seq2seq)(batch) == StepFlops(lora.model, lora.is_seq2seq)(batch)
+
+
+def build_with(arch: str, name: str, options: dict) -> Backbone:
+    model, tok = tiny_model(arch)
+    model.set_attn_implementation("eager")
+    method = get_method(name)
+    return Backbone(model=method.apply(model, method.config_cls(**options)), tokenizer=tok, source=arch)

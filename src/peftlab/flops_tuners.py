@@ -59,15 +59,42 @@ def _in_width(layer: nn.Module) -> int:
 def _run(layer: nn.Module, rows: int, input_requires_grad: bool) -> tuple[int, int]:
     """(forward, backward) FLOPs of one call of the layer on ``rows`` rows."""
     ref = layer.base_layer.weight
-    x = torch.full((1, rows, _in_width(layer)), 0.5, dtype=ref.dtype, device=ref.device)
+    dtype = ref.dtype if ref.is_floating_point() else torch.float32  # a 4-bit base stores uint8 (qlora)
+    x = torch.full((1, rows, _in_width(layer)), 0.5, dtype=dtype, device=ref.device)
     x.requires_grad_(input_requires_grad)
+    calls, unseen_forward, unseen_backward = _unseen_base_matmuls(layer, x)
     with FlopCounterMode(display=False) as forward:
         out = layer(x)
+    matmul = 2 * rows * _in_width(layer) * layer.base_layer.out_features  # one base call, forward
+    fwd = forward.get_total_flops() + calls * unseen_forward * matmul
     if not out.requires_grad:
-        return forward.get_total_flops(), 0
+        return fwd, 0
     with FlopCounterMode(display=False) as backward:
         out.float().sum().backward()
-    return forward.get_total_flops(), backward.get_total_flops()
+    # The frozen base weight gets no gradient; its input does when it requires grad.
+    return fwd, backward.get_total_flops() + calls * unseen_backward * input_requires_grad * matmul
+
+
+def _unseen_base_matmuls(layer: nn.Module, x: torch.Tensor) -> tuple[int, bool, bool]:
+    """(calls of the base layer in one forward of the tuner layer, whether FlopCounterMode misses the
+    base's forward matmul, and its input-gradient matmul). bitsandbytes' 4-bit matmul (qlora) is not an
+    aten op the counter knows, while its backward, a plain matmul with the dequantized weight, is."""
+    probe_x = x.detach().clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as forward:
+        out = layer.base_layer(probe_x)
+    with FlopCounterMode(display=False) as backward:
+        out.float().sum().backward()
+    unseen_forward, unseen_backward = forward.get_total_flops() == 0, backward.get_total_flops() == 0
+    if not (unseen_forward or unseen_backward):
+        return 0, False, False
+    calls: list[bool] = []
+    handle = layer.base_layer.register_forward_hook(lambda m, args, out: calls.append(True))
+    try:
+        with torch.no_grad():
+            layer(x)
+    finally:
+        handle.remove()
+    return len(calls), unseen_forward, unseen_backward
 
 
 def measure(layer: nn.Module, input_requires_grad: bool) -> Extra:

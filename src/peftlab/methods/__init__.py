@@ -21,6 +21,7 @@ from peftlab.methods import (
     peft_tuner,
     prefix_tuning,
     prompt_tuning,
+    qlora,
     series_adapter,
 )
 from peftlab.methods.base import Hook, Method, count_parameters, option_errors, trainable_parameters
@@ -42,6 +43,7 @@ for _method in (
     full.METHOD,
     last_layers.METHOD,
     lora.METHOD,
+    qlora.METHOD,
     ia3.METHOD,
     prompt_tuning.METHOD,
     prefix_tuning.METHOD,

@@ -82,6 +82,8 @@ def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
         raise PeftlabError(f"{where}: each component is a mapping {{name: <method>, <its options>}}, got {entry!r}")
     if entry["name"] == "hybrid":
         raise PeftlabError(f"{where}.name: a hybrid cannot contain a hybrid; list its methods directly")
+    if entry["name"] == "qlora":  # it quantizes the base itself, before anything else may touch it
+        raise PeftlabError(f"{where}.name: qlora cannot be a hybrid component; use lora in the hybrid")
     try:
         method = get_method(entry["name"])
     except PeftlabError as e:
