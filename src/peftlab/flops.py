@@ -102,6 +102,12 @@ def _prefix(model: nn.Module) -> tuple[int, bool]:
     return config.num_virtual_tokens, trains
 
 
+def _outside(linears: list[nn.Module], tuners: list[nn.Module]) -> list[nn.Module]:
+    """The Linear layers not inside a peft tuner layer: a tuner layer is counted whole (flops_tuners.py)."""
+    inside = {m for layer in tuners for m in layer.modules() if m is not layer}
+    return [m for m in linears if m not in inside]
+
+
 def _recomputed(model: nn.Module) -> set[nn.Module]:
     """The modules inside layers whose forward backward reruns (activation checkpointing on)."""
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
@@ -147,9 +153,7 @@ class StepFlops:
         linears = [m for m in model.modules() if isinstance(m, MATMUL_LAYERS)]
         attentions = _attention_projections(model)
         tuners = tuner_layers(model)
-        # A tuner layer is counted whole (flops_tuners.py), not through the Linear layers inside it.
-        inside = {m for layer in tuners for m in layer.modules() if m is not layer}
-        linears = [m for m in linears if m not in inside]
+        linears = _outside(linears, tuners)
         hooked = list(dict.fromkeys(linears + [m for qkv in attentions for m in qkv] + tuners))
         t0 = PROBE_T if is_encoder_decoder else None
         base = _probe(model, hooked, PROBE_S, t0)
