@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from peftlab.config import ExperimentConfig, ForgettingConfig
-from peftlab.console import progress
+from peftlab.console import console, progress
 from peftlab.models.backbone import Backbone
 from peftlab.runio import atomic_write_text
+from peftlab.summary import Forgetting
 from peftlab.tasks.base import build_task
 
 IGNORE = -100
@@ -102,3 +103,13 @@ def base_loss(cfg: ExperimentConfig, compute: Callable[[], float]) -> float:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"loss_before": loss, "key": json.loads(key)}) + "\n")
     return loss
+
+
+def measure(cfg: ExperimentConfig, backbone: Backbone, texts: list[str], before: float) -> Forgetting | None:
+    """The measure on the trained model, against ``before`` (None when the config does not ask for it)."""
+    if not cfg.forgetting:
+        return None
+    f = cfg.forgetting
+    after = lm_loss(backbone, backbone.model, texts, f.max_tokens, label="forgetting: trained model")
+    console.print(f"forgetting: LM loss on {len(texts)} {f.task.name} texts {before:.4f} -> {after:.4f}")
+    return Forgetting(task=f.task.name, split=f.split, examples=len(texts), loss_before=before, loss_after=after)

@@ -35,16 +35,14 @@ from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.flops import StepFlops
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.methods.base import Method
-from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
-from peftlab.precision import compute_dtype
+from peftlab.run_model import load_model
 from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
 from peftlab.runlock import RunLock
 from peftlab.runstart import check_free_space, prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.summarize import summarize
-from peftlab.summary import Forgetting
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
@@ -97,7 +95,7 @@ def _train(
         method.save(core, run.dir / "adapter")
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
-        forgot = measure_forgetting(cfg, backbone, forgetting_texts, loss_before)
+        forgot = forgetting.measure(cfg, backbone, forgetting_texts, loss_before)
         inference = (
             inference_cost.measure(backbone, core, method, [e.prompt for e in test], task.max_new_tokens)
             if cfg.eval.inference_cost
@@ -185,45 +183,6 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
             },
         )
     return Run(cfg, accelerator, run_dir, resuming)
-
-
-def load_model(
-    run: Run, method: Method, options, allow_unsafe_pickle: bool, forgetting_texts: list[str]
-) -> tuple[Backbone, float]:
-    """The backbone with the method applied (``backbone.model``: only the method's parameters train),
-    and the base model's LM loss on ``forgetting_texts`` (forgetting.py), measured before the method is
-    applied: an untrained soft prompt already changes it (nan without texts)."""
-    cfg = run.cfg
-    backbone = load_backbone(
-        cfg.model, device=run.accelerator.device, log=console.print, allow_unsafe_pickle=allow_unsafe_pickle
-    )
-    if cfg.model.dtype == "auto":
-        backbone.model.float()  # fp32 master weights; the matmuls run in train.precision's dtype
-    backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
-    before = math.nan
-    if forgetting_texts and run.main:
-        before = forgetting.base_loss(
-            cfg,
-            lambda: forgetting.lm_loss(
-                backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens, label="forgetting: base model"
-            ),
-        )
-    if cfg.train.gradient_checkpointing:
-        # Recompute each layer's activations in backward: less memory for ~1/3 more compute. Non-reentrant
-        # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
-        backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    backbone.model = method.apply(backbone.model, options)
-    return backbone, before
-
-
-def measure_forgetting(cfg: ExperimentConfig, backbone: Backbone, texts: list[str], before: float) -> Forgetting | None:
-    """forgetting.py's measure on the trained model (None when the config does not ask for it)."""
-    if not cfg.forgetting:
-        return None
-    f = cfg.forgetting
-    after = forgetting.lm_loss(backbone, backbone.model, texts, f.max_tokens, label="forgetting: trained model")
-    console.print(f"forgetting: LM loss on {len(texts)} {f.task.name} texts {before:.4f} -> {after:.4f}")
-    return Forgetting(task=f.task.name, split=f.split, examples=len(texts), loss_before=before, loss_after=after)
 
 
 # ---- validation and the best weights --------------------------------------------------------------
