@@ -142,6 +142,7 @@ def test_validations_come_at_budget_fractions_and_the_last_at_the_end(tmp_path, 
     run_dir = train(config(tmp_path, copy_task, "evals", max_tokens=amount, evals=4))
     validated = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "validation" in r]
     assert validated == sorted(set(validated))  # no step validated twice
+    assert validated.pop(0) == 0  # the untrained model, before the first step
     assert validated[-1] == 4 and len(validated) <= 4
     # every mark j/4 (j < 4) is validated at the first step boundary at or past it
     expected = [next(k for k in range(1, 9) if marks[k] >= j / 4 * amount) for j in (1, 2, 3)]
@@ -151,3 +152,17 @@ def test_validations_come_at_budget_fractions_and_the_last_at_the_end(tmp_path, 
 def test_a_budget_smaller_than_one_step_still_runs_one(tmp_path, copy_task):
     s = json.loads((train(config(tmp_path, copy_task, "tiny", max_tokens=1)) / "summary.json").read_text())
     assert s["steps"] == 1 and s["budget"]["spent"] == s["tokens_seen"] > 1
+
+
+def test_the_curve_starts_at_the_untrained_model_which_is_not_kept(tmp_path, copy_task):
+    run_dir = train(config(tmp_path, copy_task, "curve", max_steps=3, evals=1))
+    lines = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "validation" in r]
+    assert [r["step"] for r in lines] == [0, 3]
+    assert lines[0]["flops"] == lines[0]["examples"] == lines[0]["tokens"] == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_step"] == 3  # on the curve, never the kept weights, even on a tie
+
+    cfg = config(tmp_path, copy_task, "off", max_steps=3, evals=1)
+    cfg.eval.validate_untrained = False
+    lines = [r for r in read_jsonl(train(cfg) / "metrics.jsonl") if "validation" in r]
+    assert [r["step"] for r in lines] == [3]

@@ -55,8 +55,8 @@ def test_compare_runs_each_method_and_seed_at_one_budget_and_writes_the_report(t
         assert s["steps"] == (6 if trains else 0) and (s["flops"] > 0) == trains
         assert s["label"] == name.rsplit("-s", 1)[0]
     curve = [r for r in read_jsonl(folder / "lora-s0" / "metrics.jsonl") if "validation" in r]
-    assert [r["step"] for r in curve] == [3, 6]  # evals: 2 = half way and the end
-    assert all(r["flops"] > 0 for r in curve)
+    assert [r["step"] for r in curve] == [0, 3, 6]  # untrained, then evals: 2 = half way and the end
+    assert curve[0]["flops"] == 0 and all(r["flops"] > 0 for r in curve[1:])
     assert runs["lora-s0"]["test"] != runs["lora-s1"]["test"] or runs["lora-s0"]["seed"] != runs["lora-s1"]["seed"]
     assert (folder / "report.html").is_file() and (folder / "leaderboard.md").is_file()
     board = json.loads((folder / "leaderboard.json").read_text())

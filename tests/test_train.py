@@ -43,7 +43,7 @@ def test_train_writes_the_run_folder_contract(tmp_path, copy_task, arch):
     losses = [r["train_loss"] for r in records if "train_loss" in r]
     assert len(losses) == 12 and losses[-1] < losses[0]
     evals = [r for r in records if "validation" in r]
-    assert [r["step"] for r in evals] == [6, 12]  # validated every 6 steps and at the end
+    assert [r["step"] for r in evals] == [0, 6, 12]  # untrained, every 6 steps and at the end
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["method"] == "lora" and s["steps"] == 12 and s["examples_seen"] == 48
     assert 0 < s["trainable_params"] < s["total_params"]
@@ -54,8 +54,8 @@ def test_train_writes_the_run_folder_contract(tmp_path, copy_task, arch):
     validation_seconds = sum(r["validation"]["seconds"] for r in evals)
     assert s["eval_seconds"] == pytest.approx(validation_seconds + s["test"]["seconds"], abs=2e-3)
     assert s["wall_seconds"] > s["train_seconds"] + s["eval_seconds"]
-    # the checkpoint kept is the best on validation
-    best = max(evals, key=lambda r: r["validation"]["exact_match"])
+    # the checkpoint kept is the best trained one on validation (the untrained point is the curve's start)
+    best = max(evals[1:], key=lambda r: r["validation"]["exact_match"])
     assert s["best_step"] == best["step"]
     rows = list(csv.DictReader((run_dir / "predictions.csv").open()))
     assert [r["id"] for r in rows] == ["test-0", "test-1"]
@@ -126,4 +126,4 @@ def test_tensorboard_tracker_logs_the_learning_curve(tmp_path, copy_task):
     acc.Reload()
     loss = acc.Scalars("train_loss")
     assert [e.step for e in loss] == [1, 2, 3, 4]
-    assert [e.step for e in acc.Scalars("validation/exact_match")] == [2, 4]
+    assert [e.step for e in acc.Scalars("validation/exact_match")] == [0, 2, 4]

@@ -273,6 +273,11 @@ class EvalConfig(_Strict):
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
     num_beams: int = Field(1, ge=1, description="1 = greedy decoding.")
+    validate_untrained: bool = Field(
+        True,
+        description="Score the validation split before the first step too, so learning curves start at "
+        "the untrained model (0 FLOPs). Only for the curve: the kept weights are the best trained ones.",
+    )
     inference_cost: bool = Field(
         False,
         description="After the test, measure ms per generated token and peak memory at batch 1 and 16, "

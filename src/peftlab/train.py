@@ -204,7 +204,8 @@ class Validation:
     def __bool__(self) -> bool:
         return bool(self.examples)
 
-    def __call__(self, state: TrainState, bar=None) -> None:
+    def __call__(self, state: TrainState, bar=None, select: bool = True) -> None:
+        """Score the validation split; with ``select`` the weights become the best if they beat it."""
         core = self.backbone.model
         scores, _ = generate_and_score(
             self.backbone,
@@ -218,7 +219,7 @@ class Validation:
         state.eval_seconds += scores["seconds"]
         show_scores(f"validation @ step {state.step}", scores, self.task.primary)
         self.run.log({**state.record(), "validation": scores})
-        if self.sign * scores[self.task.primary] > state.best_score:
+        if select and self.sign * scores[self.task.primary] > state.best_score:
             state.best_score, state.best_step, state.best_scores = (
                 self.sign * scores[self.task.primary],
                 state.step,
@@ -303,6 +304,11 @@ def fit(
         f"examples per step{f' ({run.processes} processes)' if run.processes > 1 else ''}, lr {lr:g} "
         f"({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); {len(loader.dataset)} training examples"
     )
+    if run.main and validate and cfg.eval.validate_untrained and state.step == 0:
+        # The untrained model's score: each learning curve's point at 0 FLOPs. Not a candidate for
+        # the kept weights: a run reports its method after training, and zero-shot is its own row.
+        validate(state, select=False)
+        loop.model.train()
     batches = batches_forever(loader)
     with progress() as bar, StopRequest() as stop:
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")

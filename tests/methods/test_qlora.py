@@ -32,15 +32,26 @@ def test_the_base_is_nf4_but_the_head_and_kept_layers_are_not(arch):
     assert weight_bytes(bb.model) < weight_bytes(setup(arch, "lora", rank=4)[0].model)
 
 
-def test_the_untrained_model_is_the_quantized_base_close_to_the_full_precision_one():
+def test_the_untrained_model_is_the_base_with_its_weights_rounded_to_nf4():
     q, _, _ = setup("tiny-llama", "qlora", rank=4)
-    full, tok = tiny_model("tiny-llama")
+    full, _ = tiny_model("tiny-llama")
+    rounded, errors = {}, {}
+    for name, m in q.model.named_modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            w = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state)
+            key = name.removeprefix("base_model.model.").removesuffix(".base_layer") + ".weight"
+            exact = full.get_parameter(key)
+            errors[key] = ((w - exact).norm() / exact.norm()).item()
+            rounded[key] = w
+    # Rounded, not replaced: 16 levels per 64-weight block miss a Gaussian layer by ~9% (measured on
+    # 576-wide layers); these 32-wide random layers, where a block's outliers set its scale, by 9-42%.
+    assert rounded and all(0 < e < 0.5 for e in errors.values()), errors
+    with torch.no_grad():
+        for key, w in rounded.items():
+            full.get_parameter(key).copy_(w)
     batch = fixed_batch(q)
-    quantized, exact = logits(q.model, batch), logits(full, batch)
-    diff = (quantized - exact).abs().mean().item()
-    # Rounded weights: not identical, but near (random 32-wide layers are NF4's worst case: measured
-    # mean |difference| 0.51 against a logit spread of 1.42).
-    assert 0 < diff < 0.5 * exact.std().item()
+    # The same numerics on every CPU (bitsandbytes' AVX512-BF16 repacking is turned off).
+    torch.testing.assert_close(logits(q.model, batch), logits(full, batch), rtol=1e-4, atol=1e-4)
 
 
 def test_loss_falls_and_only_lora_trains():

@@ -73,6 +73,11 @@ def quantize(model: nn.Module, double_quant: bool) -> nn.Module:
         q.load_state_dict(linear.state_dict())
         q = q.to(ref.device)  # quantizes the weight (bitsandbytes does it on the move to a device)
         q.requires_grad_(False)
+        # On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks the weight in place on the first
+        # no-grad forward in eval mode and from then on computes in bf16 whatever compute_dtype says:
+        # evaluation would run in other numerics than training, differ between machines, and fail on
+        # layers narrower than its 64-wide blocks. Kept on the path every CPU shares.
+        q.support_avx512bf16_for_cpu = False
         q.peftlab_dtype = ref.dtype
         q.register_forward_pre_hook(_compute_in_autocast_dtype)
         q.register_forward_hook(_output_in_autocast_dtype)
