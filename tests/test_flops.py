@@ -30,6 +30,13 @@ METHODS = {
     "series_adapter houlsby": ("series_adapter", {"placement": "houlsby", "reduction_factor": 4}),
     "hybrid lora+prompt": ("hybrid", {"methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning"}]}),
     "hybrid MAM": ("hybrid", {"methods": [{"name": "prefix_tuning"}, PA]}),
+    "unipelt": (  # gates on LoRA layers (peft tuner layers, measured whole), adapters and the prefix
+        "hybrid",
+        {
+            "methods": [{"name": "lora", "rank": 4}, {"name": "prefix_tuning"}, {"name": "series_adapter"}],
+            "gates": True,
+        },
+    ),
 }
 WORDS = ["cat", "river", "stone", "a", "cloud", "maple", "tiger", "ocean", "piano", "lemon", "amber", "cedar"]
 

@@ -24,10 +24,11 @@ LORA = {"name": "lora", "rank": 4, "dropout": 0.0}
 CASES = [(name, {}) for name in REGISTRY] + [
     ("hybrid", {"methods": [LORA, {"name": "prompt_tuning"}]}),  # soft prompt + LoRA
     ("hybrid", {"methods": [LORA, {"name": "prefix_tuning"}]}),  # prefix + LoRA
+    ("hybrid", {"methods": [LORA, {"name": "prefix_tuning"}, {"name": "series_adapter"}], "gates": True}),  # UniPELT
     ("peft", {"type": "P_TUNING", "num_virtual_tokens": 4, "encoder_hidden_size": 16}),  # peft's prompt encoder
 ]
 IDS = [
-    f"{name}-{'+'.join(m['name'] for m in opts['methods'])}"
+    f"{name}-{'gated-' if opts.get('gates') else ''}{'+'.join(m['name'] for m in opts['methods'])}"
     if "methods" in opts
     else f"{name}-{opts['type']}"
     if opts

@@ -29,8 +29,12 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 SUBLAYERS = {"ffn": arch.FFN, "attention": arch.SELF_ATTENTION, "both": arch.FFN + arch.SELF_ATTENTION}
 
 
+GATE = "unipelt_gate"  # the optional gate's child name (methods/gates.py)
+
+
 class Bottleneck(nn.Module):
-    """Down (hidden -> width) -> non-linearity -> dropout -> Up (width -> hidden), times scaling.
+    """Down (hidden -> width) -> non-linearity -> dropout -> Up (width -> hidden), times scaling,
+    times sigmoid(gate(x)) when a UniPELT gate was added (methods/gates.py).
 
     Up starts at zero, so the adapter's output is zero and the model is the base model until the
     first update (Houlsby et al. start near zero for the same reason: a near-identity adapter)."""
@@ -44,9 +48,12 @@ class Bottleneck(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.scaling = scaling
         self.non_linearity = non_linearity
+        self.register_module(GATE, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scaling * self.up(self.dropout(ACTIVATIONS[self.non_linearity](self.down(x))))
+        out = self.scaling * self.up(self.dropout(ACTIVATIONS[self.non_linearity](self.down(x))))
+        gate = getattr(self, GATE)
+        return out if gate is None else out * torch.sigmoid(gate(x))
 
 
 def width(model: nn.Module, reduction_factor: int) -> int:

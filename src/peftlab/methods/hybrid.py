@@ -18,6 +18,12 @@ Composition (order matters, and is the same in apply and load so parameter names
 Each step may freeze what the previous ones made trainable, so the trainable parameters of every
 step are collected and re-enabled at the end.
 
+With ``gates: true`` every component sits behind a learned gate (UniPELT, Mao et al., 2022,
+arXiv:2110.07577; methods/gates.py): lora + prefix_tuning + a series adapter is UniPELT, labelled
+'unipelt'; other gated combinations are labelled 'gated-<components>'. Gates exist for lora,
+prefix_tuning, series_adapter and parallel_adapter; they are added after every component, and each
+trains in the group of the component it gates.
+
 Two components may not share a hook point (two Linear wraps would have to nest), and methods that
 train existing weights (full, last layers) or nothing (none) are refused: a hybrid's trainable
 parameters must belong to exactly one component.
@@ -32,7 +38,7 @@ Saved format ("peftlab format", version 1), in the adapter folder:
                           (e.g. ``base_model.model.layers.0.self_attn.q_proj.lora_A.default.weight``,
                           ``prompt_encoder.default.embedding.weight``)
     peftlab_method.json   {"method": "hybrid", "format": 1, "methods": [{"name": ..., <options>}, ...],
-                           "owners": {parameter name: component name}}
+                           "gates": bool, "owners": {parameter name: component name}}
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from torch import nn
 
 from peftlab.errors import PeftlabError
+from peftlab.methods import gates
 from peftlab.methods.base import Hook, Method, option_errors
 from peftlab.methods.tensors import load_tensors, save_tensors
 
@@ -62,12 +69,19 @@ class HybridConfig(BaseModel):
         description="Component methods, each {name: <method>, <its options>}, at least 2, no two hooking into "
         "the same place. Default: He et al.'s MAM adapter (prefix tuning + parallel adapter).",
     )
+    gates: bool = Field(
+        False,
+        description="UniPELT: put each component behind a learned gate (lora, prefix_tuning, series_adapter, "
+        "parallel_adapter only). With lora + prefix_tuning + series_adapter this is UniPELT (Mao et al., 2022).",
+    )
     _components: list[tuple[Method, BaseModel]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _validate_components(self) -> HybridConfig:
         # Raises PeftlabError (not ValueError) so the messages keep their method.methods[i] names.
         self._components = validate_components(self.methods)
+        if self.gates:
+            gates.check([(m.name, options) for m, options in self._components])
         return self
 
     def components(self) -> list[tuple[Method, BaseModel]]:
@@ -159,9 +173,13 @@ def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
                 owner.setdefault(id(p), method.name)
     for p in model.parameters():  # later steps froze earlier components: re-enable exactly those
         p.requires_grad_(id(p) in owner)
+    owners = {n: owner[id(p)] for n, p in model.named_parameters() if id(p) in owner}
+    if cfg.gates:  # after every component, so that no Linear wrap takes a gate for a target
+        owners |= gates.attach(model, [m.name for m, _ in cfg.components()])
     model.peftlab_hybrid = {  # read by save() and param_groups()
         "methods": list(cfg.methods),
-        "owners": {n: owner[id(p)] for n, p in model.named_parameters() if id(p) in owner},
+        "gates": cfg.gates,
+        "owners": owners,
     }
     return model
 
@@ -183,13 +201,20 @@ def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[di
     ]
 
 
+UNIPELT = {"lora", "prefix_tuning", "series_adapter"}
+
+
 def label(entry: dict) -> str:
-    """'lora+prompt_tuning': each component's own label ('houlsby' for a series adapter, 'loha' for peft's LoHa)."""
+    """'lora+prompt_tuning': each component's own label ('houlsby' for a series adapter, 'loha' for peft's
+    LoHa); with gates 'unipelt' (lora + prefix_tuning + a series adapter) or 'gated-<that label>'."""
     from peftlab.methods import REGISTRY  # local: the registry imports this module (cycle)
 
     parts = [m for m in entry.get("methods") or [] if isinstance(m, dict)]
     names = [REGISTRY[m["name"]].label(m) if m.get("name") in REGISTRY else str(m.get("name")) for m in parts]
-    return "+".join(names) or "hybrid"
+    joined = "+".join(names) or "hybrid"
+    if not entry.get("gates"):
+        return joined
+    return "unipelt" if sorted(m.get("name") for m in parts) == sorted(UNIPELT) else f"gated-{joined}"
 
 
 def save(model: nn.Module, folder: Path) -> None:
@@ -205,7 +230,8 @@ def load(base: nn.Module, folder: Path, cfg: HybridConfig) -> nn.Module:
 METHOD = Method(
     name="hybrid",
     paper="He et al., 2022. Towards a Unified View of Parameter-Efficient Transfer Learning. ICLR. "
-    "arXiv:2110.04366 (MAM adapter: prefix tuning + parallel adapter).",
+    "arXiv:2110.04366 (MAM adapter: prefix tuning + parallel adapter). With gates: Mao et al., 2022. UniPELT: "
+    "A Unified Framework for Parameter-Efficient Language Model Tuning. ACL. arXiv:2110.07577.",
     config_cls=HybridConfig,
     # Those of its components; listed here for `peftlab methods`.
     hooks=frozenset(
