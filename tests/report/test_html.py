@@ -6,6 +6,7 @@ import json
 import re
 
 from peftlab.report import write_report
+from peftlab.report.explorer import SCRIPT
 from tests.report.fakes import XSS, fake_run, sql_comparison
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -41,7 +42,9 @@ def test_html_escapes_predictions_and_loads_nothing_from_the_network(tmp_path):
     html = write_report(sql_comparison(tmp_path / "cmp"), examples=[0, 3]).read_text()
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<script" not in html.lower()  # the report itself has no script either
+    # the report's one script is the explorer's; it fetches nothing (no URL, no fetch/XHR in it)
+    assert html.lower().count("<script") == 1 and f"<script>{SCRIPT}</script>" in html
+    assert not re.search(r"fetch\(|XMLHttpRequest|https?:|import\(", SCRIPT.replace("http://www.w3.org/2000/svg", ""))
     refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", html, flags=re.IGNORECASE)
     assert refs, "expected image sources and in-page links"
     assert all(r.startswith(("data:", "#")) for r in refs), [r for r in refs if not r.startswith(("data:", "#"))]

@@ -1,8 +1,9 @@
-"""report.html: one self-contained page (inline CSS, PNGs as data URIs, no script, no network).
+"""report.html: one self-contained page (inline CSS, PNGs as data URIs, no network).
 
 Every piece of text that comes from data (labels, inputs, predictions, configs) goes through
 ``esc``: predictions are model output and may contain markup. A Content-Security-Policy meta
-tag forbids scripts and any non-data resource, so even a missed escape could not run or fetch.
+tag forbids any non-data resource and every script but peftlab's own explorer (admitted by its
+SHA-256 hash, report/explorer.py), so even a missed escape could not run or fetch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import yaml
 
 from peftlab.humanize import human_bytes
 from peftlab.lr_choice import Choice
-from peftlab.report import lr_table, measures
+from peftlab.report import explorer, lr_table, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes
 from peftlab.report.examples import Example
@@ -32,7 +33,7 @@ from peftlab.report.tables import (
 from peftlab.report.ties import TIE_RULE
 from peftlab.report.verdict import verdict
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSP = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{explorer.SCRIPT_HASH}'"
 PREVIEW_CHARS = 90  # of the input's head and tail shown while collapsed
 
 
@@ -55,7 +56,7 @@ def page(title: str, header_html: str, sections: list[tuple[str, str | None, str
         '<link rel="icon" href="data:,">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>"
         f'{header_html}<nav class="toc"><div class="wrap">{nav}</div></nav>'
-        f'<main class="wrap">{body}</main><footer>{esc(footer)}</footer></body></html>\n'
+        f'<main class="wrap">{body}</main><footer>{esc(footer)}</footer>{explorer.script_tag()}</body></html>\n'
     )
 
 
@@ -278,6 +279,7 @@ def render(folder_name: str, parts: list[dict], searches: list[Choice] = ()) -> 
         sections += [
             (f"leaderboard{tag}", comp.task if multi else "Leaderboard", board),
             (f"plots{tag}", None if multi else "Plots", plots(comp, p["plots"])),
+            (f"explore{tag}", None if multi else "Explore", explorer.section(comp, p["colors"])),
             (
                 f"examples{tag}",
                 None if multi else "Side by side",

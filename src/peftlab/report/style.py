@@ -85,4 +85,19 @@ table.outputs pre { margin: 0; background: transparent; border: 0; padding: 0; m
 details.config { margin: 6px 0; }
 details.config summary { cursor: pointer; color: var(--accent); }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 10px 0 30px; }
+.explorer { position: relative; }
+.explorer .controls label { margin-right: 18px; font-weight: 600; color: var(--muted); }
+.explorer select { font: inherit; padding: 3px 6px; border: 1px solid var(--line); border-radius: 6px; }
+.explorer .filters { margin: 10px 0 6px; display: flex; flex-wrap: wrap; gap: 4px 14px; }
+.explorer .filter { cursor: pointer; user-select: none; }
+.explorer .filter input { margin: 0 4px 0 0; vertical-align: middle; }
+.explorer svg { display: block; max-width: 900px; border: 1px solid var(--line); border-radius: 8px; background: #fff; }
+.explorer .gridline { stroke: var(--line); }
+.explorer .tick { fill: var(--muted); font-size: 11px; }
+.explorer .axis-x, .explorer .axis-y { fill: var(--ink); font-size: 12.5px; font-weight: 600; }
+.explorer .front { fill: none; stroke: var(--muted); stroke-dasharray: 4 3; }
+.explorer .pt { stroke-width: 2; cursor: pointer; }
+.explorer .tip { position: absolute; z-index: 3; pointer-events: none; background: var(--ink); color: #fff;
+  padding: 6px 9px; border-radius: 6px; font-size: 12px; line-height: 1.4; max-width: 360px; }
+.explorer .tip[hidden] { display: none; }
 """
