@@ -40,7 +40,15 @@ def _unflat_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save(run_dir: Path, trainable: dict[str, torch.Tensor], optimizer, best_state: dict | None, info: dict) -> None:
+def save(
+    run_dir: Path,
+    trainable: dict[str, torch.Tensor],
+    optimizer,
+    best_state: dict | None,
+    info: dict,
+    method_state: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """``method_state``: what a method keeps outside its weights (AdaLoRA's rank allocator), if anything."""
     final = Path(run_dir) / NAME
     tmp = Path(run_dir) / f".{NAME}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -48,6 +56,8 @@ def save(run_dir: Path, trainable: dict[str, torch.Tensor], optimizer, best_stat
     save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, tmp / "trainable.safetensors")
     if best_state is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in best_state.items()}, tmp / "best.safetensors")
+    if method_state:
+        save_file({k: v.detach().cpu().contiguous() for k, v in method_state.items()}, tmp / "method.safetensors")
     opt_tensors, opt_meta = _flat_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     (tmp / "state.json").write_text(json.dumps({**info, "optimizer": opt_meta}), encoding="utf-8")
@@ -81,6 +91,12 @@ def load(run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer) 
     optimizer.load_state_dict(_unflat_optimizer(opt, info.pop("optimizer")))
     best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
     return info, best
+
+
+def method_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The method's own saved state (empty when the method keeps none)."""
+    path = Path(run_dir) / NAME / "method.safetensors"
+    return load_file(path) if path.is_file() else {}
 
 
 def remove(run_dir: Path) -> None:

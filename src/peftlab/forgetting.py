@@ -27,6 +27,7 @@ from torch import nn
 from peftlab.config import ExperimentConfig, ForgettingConfig
 from peftlab.console import console, progress
 from peftlab.models.backbone import Backbone
+from peftlab.models.kind import output_head
 from peftlab.runio import atomic_write_text
 from peftlab.summary import Forgetting
 from peftlab.tasks.base import build_task
@@ -73,11 +74,12 @@ def lm_loss(
                 inputs = _pad([i for i, _ in chunk], pad).to(backbone.device)
                 mask = _pad([[1] * len(i) for i, _ in chunk], 0).to(backbone.device)
                 labels = _pad([lab for _, lab in chunk], IGNORE).to(backbone.device)
-                with backbone.numerics():
-                    loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss.float().item()
-                # The model's loss is a mean over its scored tokens: decoder-only models shift by one.
-                scored = int((labels != IGNORE).sum()) - (0 if backbone.is_seq2seq else len(chunk))
-                total, count = total + loss * scored, count + scored
+                batch = {"input_ids": inputs, "attention_mask": mask, "labels": labels}
+                # The training loss's own computation (from the logits, head on the scored positions
+                # only), not the model's .loss: a peft wrapper may add to that (AdaLoRA its regulariser).
+                with backbone.numerics(), torch.no_grad():
+                    summed = float(backbone.kind.loss_sum(model, output_head(model), batch))
+                total, count = total + summed, count + backbone.kind.labelled_tokens(batch)
                 bar.update(tid, advance=len(chunk))
     finally:
         model.train(training)

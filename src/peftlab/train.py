@@ -34,7 +34,7 @@ from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.flops import StepFlops
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
-from peftlab.methods.base import Method
+from peftlab.methods.base import LoopHooks, Method
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
 from peftlab.run_model import load_model
@@ -256,6 +256,7 @@ class Loop:
     sampler: EpochSampler
     count_flops: StepFlops  # analyses the model once; per step it is arithmetic
     head: torch.nn.Module | None
+    hooks: LoopHooks | None = None  # what the method needs from the loop (AdaLoRA's rank allocator)
     base_lrs: list[float] = field(default_factory=list)  # each parameter group's peak lr
     current_lr: float = 0.0
     # The sampler's (epoch, offset) before the step drawn ahead (``upcoming``): what a checkpoint
@@ -294,6 +295,7 @@ def fit(
         sampler,
         step_flops,
         output_head(core),
+        method.loop_hooks(core) if method.loop_hooks else None,
     )
     state = resume_state(loop, memory) if run.resuming else TrainState()
     loop.model, loop.optimizer = run.accelerator.prepare(loop.model, loop.optimizer)
@@ -345,6 +347,8 @@ def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
     """Continue from the run folder's checkpoint: weights, optimizer, counters, data order, RNG."""
     run = loop.run
     info, best_weights = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer)
+    if loop.hooks:
+        loop.hooks.load_state(checkpoint.method_state(run.dir))
     state = TrainState.from_json(info, best_weights)
     loop.budget.spent.update(state.budget_spent)
     loop.sampler.epoch, loop.sampler.offset = state.sampler
@@ -407,11 +411,16 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], cost: dict
                     part = kind.loss_sum(loop.model, loop.head, b)
                 # Sum over the step's labelled tokens / their count: one big batch's mean, whatever
                 # the split (DDP averages over processes, hence * processes).
-                accelerator.backward(part * (processes / labelled))
+                scaled = part * (processes / labelled)
+                if i == 0 and loop.hooks:  # a method's own term (AdaLoRA's regulariser), once per step
+                    scaled = scaled + loop.hooks.extra_loss()
+                accelerator.backward(scaled)
             summed += part.detach()
         if cfg.train.max_grad_norm:
             accelerator.clip_grad_norm_(loop.params, cfg.train.max_grad_norm)
         loop.optimizer.step()
+        if loop.hooks:  # before zero_grad: AdaLoRA scores its singular values by |w * grad|
+            loop.hooks.after_optimizer_step(state.step)
         loop.optimizer.zero_grad(set_to_none=True)
         if processes > 1:
             summed = accelerator.reduce(summed, "sum")
@@ -478,5 +487,10 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     state.budget_spent, state.sampler = dict(loop.budget.spent), loop.position  # before the step drawn ahead
     state.peak_memory_bytes, state.train_peak_memory_bytes = memory.peak, memory.train_peak
     checkpoint.save(
-        loop.run.dir, trainable_parameters(loop.backbone.model), loop.optimizer, state.best_weights, state.to_json()
+        loop.run.dir,
+        trainable_parameters(loop.backbone.model),
+        loop.optimizer,
+        state.best_weights,
+        state.to_json(),
+        loop.hooks.state() if loop.hooks else None,
     )

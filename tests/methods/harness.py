@@ -14,6 +14,7 @@ import torch
 
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.models.backbone import Backbone
+from peftlab.models.seq2seq import SEQ2SEQ
 from peftlab.models.tiny import EOS, PAD, tiny_model
 from tests.conftest import fixed_batch
 
@@ -49,8 +50,13 @@ def changed_parameters(bb: Backbone, lr: float) -> set[str]:
 
 
 def logits(model, batch):
+    """The model's logits for ``batch``, without asking the model for a loss (as peftlab's loop: a
+    model loaded for inference with peft's AdaLoRA fails computing its regulariser into one)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
-        return model(**batch).logits
+        if "labels" in batch and model.config.is_encoder_decoder:
+            return SEQ2SEQ.decoder_logits(model, batch["labels"], **inputs)
+        return model(**inputs).logits
 
 
 def save_load_max_diff(arch: str, name: str, tmp_path, lr: float = 1e-2, **options) -> float:

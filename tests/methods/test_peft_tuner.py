@@ -30,6 +30,7 @@ TYPES = {
     "FOURIERFT": {"n_frequency": 16, **ALL_LINEAR},
     "LN_TUNING": {},
     "P_TUNING": {"num_virtual_tokens": 4, "encoder_hidden_size": 16},
+    "ADALORA": {"init_r": 4, "target_r": 2, "total_step": 10, **ALL_LINEAR},  # its loop: test_adalora.py
 }
 
 
@@ -110,7 +111,7 @@ def test_options_are_checked_against_peft_config_fields_with_suggestions():
     assert "peftlab's to set" in error(type="LOHA", task_type="SEQ_CLS")
     assert "use method.name: lora" in error(type="lora")
     assert "decoder cannot place" in error(type="MULTITASK_PROMPT_TUNING")
-    assert "update_and_allocate" in error(type="ADALORA")
+    assert "total_step" in error(type="ADALORA")  # AdaLoRA runs (test_adalora.py), given its schedule length
     assert "refuses these options" in error(type="OFT", r=0, oft_block_size=0)
     ok = method_options(MethodConfig(name="peft", type="vera", r=8))
     assert ok.type == "VERA" and ok.tuner_options() == {"r": 8}

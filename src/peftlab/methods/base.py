@@ -13,6 +13,7 @@ from enum import Enum
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
@@ -29,6 +30,16 @@ class Hook(str, Enum):  # noqa: UP042 (str(Hook.X) stays 'Hook.X'; messages use 
     BLOCK_SERIES = "block_series"  # series adapters: a module after the FFN / attention block's output
     INPUT_EMBEDDINGS = "input_embeddings"  # soft prompt tuning: virtual tokens before the input
     ATTENTION_KV = "attention_kv"  # prefix tuning: virtual keys/values in attention
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What a method needs from the training loop beyond its forward (AdaLoRA's rank allocator)."""
+
+    extra_loss: Callable[[], torch.Tensor]  # added to the step's mean loss, once per optimizer step
+    after_optimizer_step: Callable[[int], None]  # (0-based step) after optimizer.step, gradients still there
+    state: Callable[[], dict[str, torch.Tensor]]  # saved in the checkpoint, for exact resume
+    load_state: Callable[[dict[str, torch.Tensor]], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class Method:
     # Methods whose hook point depends on their options (the peft pass-through: P-tuning hooks into
     # the input embeddings, the other types wrap Linear layers): options -> hooks.
     hooks_for: Callable[[BaseModel], frozenset[Hook]] | None = None
+    # Methods whose training needs the loop's help (methods/adalora.py): the applied model -> hooks, or None.
+    loop_hooks: Callable[[nn.Module], LoopHooks | None] | None = None
 
     def hooks_of(self, options: BaseModel) -> frozenset[Hook]:
         return self.hooks_for(options) if self.hooks_for else self.hooks

@@ -98,6 +98,11 @@ def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
         raise PeftlabError(f"{where}.name: a hybrid cannot contain a hybrid; list its methods directly")
     if entry["name"] == "qlora":  # it quantizes the base itself, before anything else may touch it
         raise PeftlabError(f"{where}.name: qlora cannot be a hybrid component; use lora in the hybrid")
+    if entry["name"] == "peft" and str(entry.get("type", "")).upper() == "ADALORA":
+        raise PeftlabError(
+            f"{where}.type: ADALORA cannot be a hybrid component: its rank allocator lives on peft's own "
+            "AdaLoRA model, which a hybrid does not build; run it alone"
+        )
     try:
         method = get_method(entry["name"])
     except PeftlabError as e:

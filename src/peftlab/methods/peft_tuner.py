@@ -21,9 +21,12 @@ peftlab sets itself (task_type, inference_mode, ...) are refused.
 
 Refused types, each with the reason: those peftlab has as its own methods (their extra handling
 lives there), prompt-learning types other than P-tuning (peftlab's decoder places the virtual
-tokens of PROMPT_TUNING, P_TUNING and PREFIX_TUNING only: models/decode.py), and AdaLoRA (its rank
-allocator must be called by the training loop after every step, and its orthogonal regulariser
-added to the loss, which peftlab computes itself; neither is wired in yet).
+tokens of PROMPT_TUNING, P_TUNING and PREFIX_TUNING only: models/decode.py).
+
+ADALORA (Zhang et al., 2023, arXiv:2303.10512) runs with the loop's help (methods/adalora.py): its
+rank allocator after every optimizer step, its orthogonal regulariser added to the loss, its
+allocator state in the checkpoint. It needs ``total_step`` (its rank schedule's length) and cannot
+be a hybrid component (the allocator lives on peft's outer AdaLoRA model, which hybrids leave out).
 
 FLOPs: flops.py counts the Linear calls and attention by structure; the work a tuner does inside
 its own forward (LoHa and LoKr build a dense delta weight and apply it with a second full-size
@@ -45,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from torch import nn
 
 from peftlab.errors import PeftlabError, suggest
-from peftlab.methods import peft_common
+from peftlab.methods import adalora, peft_common
 from peftlab.methods.base import Hook, Method
 
 # What peftlab decides itself: the model kind, training mode, and what trains besides the tuner.
@@ -61,10 +64,6 @@ RESERVED = {
 }
 OWN_METHODS = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt_tuning", "PREFIX_TUNING": "prefix_tuning"}
 PROMPT_TYPES_DECODED = {"P_TUNING"}  # prompt learning that models/decode.py places (beside peftlab's own)
-NOT_YET = {
-    "ADALORA": "its rank allocator (update_and_allocate) must run in the training loop after every step and its "
-    "orthogonal regulariser be added to the loss; neither is wired into peftlab's loop yet"
-}
 DEFAULT_TYPE = "LOHA"
 
 
@@ -82,8 +81,6 @@ def config_class(peft_type: str) -> type[PeftConfig]:
         )
     if peft_type in OWN_METHODS:
         raise ValueError(f"{peft_type} is peftlab's own method: use method.name: {OWN_METHODS[peft_type]}")
-    if peft_type in NOT_YET:
-        raise ValueError(f"{peft_type} is not supported yet: {NOT_YET[peft_type]}")
     cls = by_name[peft_type]
     if _is_prompt_learning(cls) and peft_type not in PROMPT_TYPES_DECODED:
         raise ValueError(
@@ -163,9 +160,9 @@ def peft_config(model: nn.Module, cfg: PeftTunerConfig) -> PeftConfig:
 
 def markers() -> tuple[str, ...]:
     """Parameter-name markers of every tuner's tensors: peft's per-type prefixes (``hada_``,
-    ``vera_lambda_``, ...), and ``prompt_encoder`` for P-tuning; peftlab's own methods' are left out."""
-    own = {PEFT_TYPE_TO_PREFIX_MAPPING[t] for t in PEFT_TYPE_TO_PREFIX_MAPPING if t.value in OWN_METHODS}
-    return tuple(sorted({p for p in PEFT_TYPE_TO_PREFIX_MAPPING.values() if p not in own} | {"prompt_encoder"}))
+    ``vera_lambda_``, AdaLoRA's ``lora_``, ...), and ``prompt_encoder`` for P-tuning."""
+    types = [t for t in PEFT_TYPE_TO_PREFIX_MAPPING if t.value not in OWN_METHODS]
+    return tuple(sorted({PEFT_TYPE_TO_PREFIX_MAPPING[t] for t in types} | {"prompt_encoder"}))
 
 
 def hooks(cfg: PeftTunerConfig) -> frozenset[Hook]:
@@ -182,7 +179,8 @@ METHOD = Method(
     name="peft",
     paper="Any peft tuner by type (Mangrulkar et al., 2022. PEFT. github.com/huggingface/peft); LoHa: "
     "arXiv:2108.06098, LoKr: arXiv:2309.14859, VeRA: arXiv:2310.11454, OFT: arXiv:2306.07280, BOFT: "
-    "arXiv:2311.06243, FourierFT: arXiv:2405.03003, LN tuning: arXiv:2312.11420, P-tuning: arXiv:2103.10385.",
+    "arXiv:2311.06243, FourierFT: arXiv:2405.03003, LN tuning: arXiv:2312.11420, P-tuning: arXiv:2103.10385, "
+    "AdaLoRA: arXiv:2303.10512.",
     config_cls=PeftTunerConfig,
     # Most types wrap Linear layers (listed by `peftlab methods`); P-tuning hooks into the input embeddings.
     hooks=frozenset({Hook.LINEAR_WRAP}),
@@ -194,4 +192,5 @@ METHOD = Method(
     added_markers=markers(),
     label_for=label,
     peft_config=peft_config,
+    loop_hooks=adalora.loop_hooks,
 )

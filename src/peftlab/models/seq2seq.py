@@ -46,14 +46,19 @@ class Seq2Seq:
     def labelled_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int((batch["labels"] != IGNORE).sum())
 
-    def loss_sum(self, model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Summed cross-entropy of the decoder's labelled tokens. The decoder input is built here, as
-        the model would, so the model does not compute a loss of its own too."""
+    def decoder_logits(self, model: nn.Module, labels: torch.Tensor, **inputs) -> torch.Tensor:
+        """The decoder's logits for ``labels`` (teacher-forced). The decoder input is built here, as the
+        model would from labels, so the model computes no loss of its own: that would be wasted work,
+        and a peft wrapper may add to it (AdaLoRA's regulariser; on a model loaded for inference,
+        peft 0.21 even fails computing it)."""
         shift = getattr(getattr(model, "module", model), "prepare_decoder_input_ids_from_labels", None)  # DDP wraps
-        inputs = dict(batch)
-        if shift is not None:
-            inputs["decoder_input_ids"] = shift(labels=inputs.pop("labels"))
-        logits = model(**inputs).logits
+        if shift is None:
+            return model(**inputs, labels=labels).logits
+        return model(**inputs, decoder_input_ids=shift(labels=labels)).logits
+
+    def loss_sum(self, model: nn.Module, head: nn.Module | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed cross-entropy of the decoder's labelled tokens."""
+        logits = self.decoder_logits(model, **batch)
         return F.cross_entropy(
             logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE, reduction="sum"
         )
@@ -62,12 +67,12 @@ class Seq2Seq:
     def continuation_logprobs(
         self, model: nn.Module, sources: list[list[int]], continuations: list[list[int]], pad: int, device
     ) -> list[float]:
-        """Encoder input = prompt (right-padded), labels = continuation (padded with -100); the model
-        builds the decoder inputs by shifting the labels right, as in training."""
+        """Encoder input = prompt (right-padded), labels = continuation (padded with -100); the decoder
+        inputs are the labels shifted right, as in training."""
         ids, mask = right_pad(sources, pad)
         width = max(1, max(len(c) for c in continuations))  # an empty continuation still needs one decoder step
         labels = right_pad(continuations, IGNORE, width)[0].to(device)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels).logits.float()
+        logits = self.decoder_logits(model, labels, input_ids=ids.to(device), attention_mask=mask.to(device)).float()
         keep = labels != IGNORE
         logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
         return (logp * keep).sum(-1).tolist()
@@ -82,7 +87,9 @@ class Seq2Seq:
 
     def output_logits(self, model: nn.Module, ids: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """Decoder logits for each ``output`` token (teacher-forced), given encoder rows ``ids``."""
-        return model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=output.repeat(len(ids), 1)).logits
+        return self.decoder_logits(
+            model, output.repeat(len(ids), 1), input_ids=ids, attention_mask=torch.ones_like(ids)
+        )
 
 
 SEQ2SEQ = Seq2Seq()
