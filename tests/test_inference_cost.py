@@ -15,11 +15,11 @@ from tests.methods.harness import logits, setup, train_steps
 
 
 def test_merging_measures_a_copy_and_leaves_the_model_as_it_was():
-    bb, method, _ = setup("tiny-llama", "lora", rank=4, dropout=0.0)
+    bb, method, cfg = setup("tiny-llama", "lora", rank=4, dropout=0.0)
     train_steps(bb, 3, 1e-2)
     batch = fixed_batch(bb)
     before = logits(bb.model, batch)
-    cost = measure(bb, bb.model, method, ["Repeat: cat", "Repeat: a dog"], max_new_tokens=6)
+    cost = measure(bb, bb.model, method.merges(cfg), ["Repeat: cat", "Repeat: a dog"], max_new_tokens=6)
     assert torch.equal(logits(bb.model, batch), before)
     assert hasattr(bb.model, "merge_and_unload")  # still the peft model, adapter not folded in
     assert set(cost.unmerged) == set(cost.merged) == {"batch_1", "batch_16"}
@@ -28,10 +28,11 @@ def test_merging_measures_a_copy_and_leaves_the_model_as_it_was():
 
 
 def test_a_method_that_cannot_merge_is_measured_unmerged_only():
-    bb, method, _ = setup("tiny-t5", "prompt_tuning", num_virtual_tokens=4)
-    cost = measure(bb, bb.model, method, ["Repeat: cat"], max_new_tokens=4)
+    bb, method, cfg = setup("tiny-t5", "prompt_tuning", num_virtual_tokens=4)
+    assert not method.merges(cfg)
+    cost = measure(bb, bb.model, method.merges(cfg), ["Repeat: cat"], max_new_tokens=4)
     assert cost.merged is None and cost.unmerged["batch_16"].ms_per_token > 0
-    assert not get_method("prompt_tuning").mergeable
+    assert not get_method("peft").merges(get_method("peft").config_cls(type="P_TUNING", num_virtual_tokens=4))
 
 
 def test_a_run_with_eval_inference_cost_records_it_and_the_leaderboard_shows_it(tmp_path, copy_task):

@@ -1,6 +1,6 @@
 """What a method costs at inference: milliseconds per generated token and peak memory, at batch 1
 and batch 16, with the adapter as trained (unmerged) and, where the method can be folded into the
-weights (LoRA, IA3: ``Method.mergeable``), merged.
+weights (LoRA, IA3, the peft types that merge: ``Method.merges``), merged.
 
 Users ask for it (AdapterHub #495: "we don't have statistics on latency, GPU memory"): an adapter
 that is cheap to train may still slow every request (prompt tuning lengthens every sequence, an
@@ -49,14 +49,15 @@ def _points(backbone: Backbone, model: nn.Module, prompts: list[str], max_new_to
         return {f"batch_{b}": _point(backbone, model, prompts, b, max_new_tokens) for b in BATCHES}
 
 
-def measure(backbone: Backbone, model: nn.Module, method: Method, prompts: list[str], max_new_tokens: int):
-    """The method's inference cost on ``prompts`` (the first 16 are used)."""
+def measure(backbone: Backbone, model: nn.Module, mergeable: bool, prompts: list[str], max_new_tokens: int):
+    """The method's inference cost on ``prompts`` (the first 16 are used); merged too when ``mergeable``
+    (``Method.merges(options)``)."""
     max_new_tokens = min(max_new_tokens, MAX_NEW_TOKENS)
     prompts = prompts[: max(BATCHES)]
     model.eval()
     unmerged = _points(backbone, model, prompts, max_new_tokens)
     merged = None
-    if method.mergeable and hasattr(model, "merge_and_unload"):
+    if mergeable and hasattr(model, "merge_and_unload"):
         folded = copy.deepcopy(model).merge_and_unload()  # W <- W + delta; the run's model stays as it is
         merged = _points(backbone, folded.eval(), prompts, max_new_tokens)
         del folded

@@ -1,8 +1,9 @@
 """`peftlab merge RUN_DIR OUT_DIR`: fold a run's adapter into the base weights and save a plain model.
 
 Only methods whose update is a change of existing weights can be folded in: LoRA (W + B A * alpha/r,
-Hu et al., 2021, section 4.1: "no additional inference latency") and IA3 (a per-channel rescaling of
-W, Liu et al., 2022). The merged folder is an ordinary transformers model (safetensors + config +
+Hu et al., 2021, section 4.1: "no additional inference latency"), IA3 (a per-channel rescaling of
+W, Liu et al., 2022) and the peft types whose update is a weight change (LoHa, LoKr, VeRA, OFT,
+BOFT, FourierFT, LN tuning, AdaLoRA: peft_tuner.MERGEABLE). The merged folder is an ordinary transformers model (safetensors + config +
 tokenizer) that loads with ``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM`` and needs neither
 peft nor peftlab. Other methods add modules or virtual tokens that have no weight to fold into.
 Hybrids are refused too: the two mergeable methods both wrap Linear layers, so no hybrid can hold both.
@@ -18,18 +19,21 @@ import torch
 
 from peftlab.errors import PeftlabError
 from peftlab.evaluate import load_run, load_run_config
-from peftlab.methods import REGISTRY, get_method
+from peftlab.methods import REGISTRY, get_method, method_options
+from peftlab.methods.peft_tuner import MERGEABLE
 
 
 def merge_run(run_dir: Path, out_dir: Path, log=print) -> Path:
     """Load RUN_DIR's base model + adapter, merge, save into OUT_DIR (must be new or empty)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_run_config(run_dir)
-    if not get_method(cfg.method.name).mergeable:
+    if not get_method(cfg.method.name).merges(method_options(cfg.method)):
         mergeable = [m.name for m in REGISTRY.values() if m.mergeable]
+        kind = cfg.method.name + (f" type {cfg.method.type}" if cfg.method.name == "peft" else "")
         raise PeftlabError(
-            f"{run_dir}: a '{cfg.method.name}' run cannot be merged into the base weights; merge "
-            f"works for {' and '.join(mergeable)} runs (their update is a change of existing weights)"
+            f"{run_dir}: a '{kind}' run cannot be merged into the base weights; merge works for "
+            f"{' and '.join(mergeable)} runs and peft types {', '.join(sorted(MERGEABLE))} (their update is "
+            "a change of existing weights)"
         )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise PeftlabError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")

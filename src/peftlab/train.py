@@ -97,7 +97,9 @@ def _train(
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
         forgot = forgetting.measure(cfg, backbone, forgetting_texts, loss_before)
         inference = (
-            inference_cost.measure(backbone, core, method, [e.prompt for e in test], task.max_new_tokens)
+            inference_cost.measure(
+                backbone, core, method.merges(options), [e.prompt for e in test], task.max_new_tokens
+            )
             if cfg.eval.inference_cost
             else None
         )

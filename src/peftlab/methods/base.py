@@ -62,6 +62,8 @@ class Method:
     added_markers: tuple[str, ...] = ()
     # Its update is a change of existing weights that `peftlab merge` can fold in (LoRA, IA3).
     mergeable: bool = False
+    # Methods where that depends on the options (the peft pass-through: LoHa merges, P-tuning does not).
+    mergeable_for: Callable[[BaseModel], bool] | None = None
     # options -> the method's label in a comparison when the experiment gives none (hybrids: "lora+prompt_tuning").
     label_for: Callable[[dict], str] | None = None
     # True when the method's output starts at zero (LoRA's lora_B, a parallel adapter's Up), so
@@ -92,6 +94,10 @@ class Method:
 
     def hooks_of(self, options: BaseModel) -> frozenset[Hook]:
         return self.hooks_for(options) if self.hooks_for else self.hooks
+
+    def merges(self, options: BaseModel) -> bool:
+        """Whether a model trained with these options can be folded into its base weights."""
+        return self.mergeable_for(options) if self.mergeable_for else self.mergeable
 
     def lr(self, options: BaseModel) -> float:
         return self.default_lr_for(options) if self.default_lr_for else self.default_lr

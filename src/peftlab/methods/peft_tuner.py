@@ -63,7 +63,19 @@ RESERVED = {
     "modules_to_save": "would train copies of base layers besides the tuner; use a hybrid or full fine-tuning",
 }
 OWN_METHODS = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt_tuning", "PREFIX_TUNING": "prefix_tuning"}
-PROMPT_TYPES_DECODED = {"P_TUNING"}  # prompt learning that models/decode.py places (beside peftlab's own)
+PROMPT_TYPES_DECODED = {"P_TUNING"}
+# Types whose update peft folds into the base weights (merge_and_unload); each is tested in
+# tests/test_merge.py. Prompt learning has no weight to fold into.
+MERGEABLE = {
+    "LOHA",
+    "LOKR",
+    "VERA",
+    "OFT",
+    "BOFT",
+    "FOURIERFT",
+    "LN_TUNING",
+    "ADALORA",
+}  # prompt learning that models/decode.py places (beside peftlab's own)
 DEFAULT_TYPE = "LOHA"
 
 
@@ -193,4 +205,5 @@ METHOD = Method(
     label_for=label,
     peft_config=peft_config,
     loop_hooks=adalora.loop_hooks,
+    mergeable_for=lambda cfg: cfg.type in MERGEABLE,
 )
