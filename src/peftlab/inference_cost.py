@@ -23,7 +23,6 @@ import time
 from torch import nn
 
 from peftlab.cost import PeakMemory
-from peftlab.methods.base import Method
 from peftlab.models.backbone import Backbone
 from peftlab.summary import InferenceCost, InferencePoint
 
