@@ -4,9 +4,10 @@ Only methods whose update is a change of existing weights can be folded in: LoRA
 Hu et al., 2021, section 4.1: "no additional inference latency"), IA3 (a per-channel rescaling of
 W, Liu et al., 2022) and the peft types whose update is a weight change (LoHa, LoKr, VeRA, OFT,
 BOFT, FourierFT, LN tuning, AdaLoRA: peft_tuner.MERGEABLE). The merged folder is an ordinary
-transformers model (safetensors + config + tokenizer) that loads with ``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM`` and needs neither
-peft nor peftlab. Other methods add modules or virtual tokens that have no weight to fold into.
-Hybrids are refused too: the two mergeable methods both wrap Linear layers, so no hybrid can hold both.
+transformers model (safetensors + config + tokenizer) that loads with ``AutoModelForCausalLM`` /
+``AutoModelForSeq2SeqLM`` and needs neither peft nor peftlab. Other methods add modules or virtual
+tokens that have no weight to fold into. Hybrids are refused too: their components' modules and
+virtual tokens have nothing to fold into, and no two of them may wrap the same Linear layers.
 
 The merge runs on CPU in float32, so rounding does not depend on the training device's dtype.
 """
