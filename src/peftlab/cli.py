@@ -301,8 +301,8 @@ def _merge_and_demo_commands(sub) -> None:
         help="fold a LoRA or IA3 run's adapter into the base weights (plain model folder)",
         description="Load RUN_DIR's base model and adapter, merge the adapter into the weights "
         "(peft merge_and_unload, float32 on CPU) and save a plain transformers model (safetensors, "
-        "config, tokenizer) into OUT_DIR, loadable without peft. Only LoRA, IA3 and peft-type runs whose update is a weight change "
-        "(LoHa, LoKr, VeRA, OFT, BOFT, FourierFT, LN tuning, AdaLoRA) can be merged.",
+        "config, tokenizer) into OUT_DIR, loadable without peft. Only LoRA, IA3 and peft-type runs whose "
+        "update is a weight change (LoHa, LoKr, VeRA, OFT, BOFT, FourierFT, LN tuning, AdaLoRA) can be merged.",
     )
     mg.add_argument("run_dir", metavar="RUN_DIR", help="a finished LoRA or IA3 run folder written by `peftlab train`")
     mg.add_argument("out_dir", metavar="OUT_DIR", help="new or empty folder for the merged model")
