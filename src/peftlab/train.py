@@ -329,8 +329,14 @@ def fit(
     spent = budget.spent[kind]
     console.print(f"budget spent: {spent:g} of {amount:g} {kind} ({100 * spent / amount:.1f}%) in {state.step} steps")
     if run.main and validate:
-        validate(state)
+        validate(state, select=selectable(loop, state))
     return state, budget, skipped
+
+
+def selectable(loop: Loop, state: TrainState) -> bool:
+    """Whether this step's weights may be kept as the best: always, unless the method says its model
+    is not final yet (AdaLoRA before its rank budget is reached has more rank than it is allowed)."""
+    return loop.hooks is None or loop.hooks.selectable(state.step)
 
 
 def build_optimizer(
@@ -467,7 +473,7 @@ def after_step(
     )
     if validate and due and not budget.done:
         if run.main:
-            validate(state, bar)
+            validate(state, bar, select=selectable(loop, state))
         loop.model.train()
     every = cfg.train.checkpoint_every
     if (

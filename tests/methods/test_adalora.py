@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -48,6 +50,10 @@ def test_the_allocator_prunes_to_the_target_rank_in_peftlabs_loop(tmp_path, copy
     # peft saves the pruned ranks (rank_pattern), so the adapter holds exactly the budget: target_r per layer
     ranks = kept_ranks(load_file(run_dir / "adapter" / "adapter_model.safetensors"))
     assert ranks and sum(ranks) == ADALORA["target_r"] * len(ranks) and max(ranks) < ADALORA["init_r"]
+    # validated at 0 (curve only), 6 (ranks not final: 6 <= 12 - 4) and 12: only step 12 may be kept
+    validated = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "validation" in r]
+    assert validated == [0, 6, 12]
+    assert json.loads((run_dir / "summary.json").read_text())["best_step"] == 12
 
 
 def test_the_regulariser_is_what_peft_adds_to_a_loss_it_computes():

@@ -17,7 +17,9 @@ layers while training. Two things live outside the model's forward:
 ``total_step`` is AdaLoRA's own option and must be given: the schedule needs it before training,
 and with a FLOP or token budget only the run knows its step count (run it once, or divide the
 budget by ``flops_per_step`` from a short run). For exact resume, the allocator's importance
-averages and the rank pattern are saved in the checkpoint beside the weights.
+averages and the rank pattern are saved in the checkpoint beside the weights. The weights kept as
+the best on validation come from steps after the final allocation only: earlier ones hold more rank
+than the budget (and peft would save them pruned to the final pattern, a model never validated).
 """
 
 from __future__ import annotations
@@ -81,4 +83,12 @@ def loop_hooks(model: nn.Module) -> LoopHooks | None:
         after_optimizer_step=tuner.update_and_allocate,
         state=lambda: _state(tuner),
         load_state=lambda tensors: _load_state(tuner, tensors),
+        selectable=lambda steps: _final(tuner, steps),
     )
+
+
+def _final(tuner: AdaLoraModel, steps: int) -> bool:
+    """Whether the rank budget is final after ``steps`` optimizer steps: before that the model holds
+    more rank than target_r allows, and peft saves the final rank pattern whatever weights are kept."""
+    config = tuner.peft_config[tuner.trainable_adapter_name]
+    return steps > config.total_step - config.tfinal

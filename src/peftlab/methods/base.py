@@ -40,6 +40,8 @@ class LoopHooks:
     after_optimizer_step: Callable[[int], None]  # (0-based step) after optimizer.step, gradients still there
     state: Callable[[], dict[str, torch.Tensor]]  # saved in the checkpoint, for exact resume
     load_state: Callable[[dict[str, torch.Tensor]], None]
+    # (steps done) -> whether the weights may be kept as the best on validation
+    selectable: Callable[[int], bool] = lambda step: True
 
 
 @dataclass(frozen=True)
