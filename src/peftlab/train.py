@@ -302,17 +302,13 @@ def fit(
     state = resume_state(loop, memory) if run.resuming else TrainState()
     loop.model, loop.optimizer = run.accelerator.prepare(loop.model, loop.optimizer)
     loop.model.train()
-    kind, amount = budget.kind, budget.amount
-    console.print(
-        f"training for {amount:g} {kind} x {cfg.train.batch_size * run.processes * cfg.train.grad_accum} "
-        f"examples per step{f' ({run.processes} processes)' if run.processes > 1 else ''}, lr {lr:g} "
-        f"({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); {len(loader.dataset)} training examples"
-    )
+    announce(loop, len(loader.dataset))
     if run.main and validate and cfg.eval.validate_untrained and state.step == 0:
         # The untrained model's score: each learning curve's point at 0 FLOPs. Not a candidate for
         # the kept weights: a run reports its method after training, and zero-shot is its own row.
         validate(state, select=False)
         loop.model.train()
+    kind, amount = budget.kind, budget.amount
     batches = batches_forever(loader)
     with progress() as bar, StopRequest() as stop:
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
@@ -331,6 +327,16 @@ def fit(
     if run.main and validate:
         validate(state, select=selectable(loop, state))
     return state, budget, skipped
+
+
+def announce(loop: Loop, n_examples: int) -> None:
+    cfg, processes = loop.run.cfg, loop.run.processes
+    console.print(
+        f"training for {loop.budget.amount:g} {loop.budget.kind} x "
+        f"{cfg.train.batch_size * processes * cfg.train.grad_accum} examples per step"
+        f"{f' ({processes} processes)' if processes > 1 else ''}, lr {loop.lr:g} "
+        f"({cfg.train.schedule}, warmup {cfg.train.warmup_ratio:g}); {n_examples} training examples"
+    )
 
 
 def selectable(loop: Loop, state: TrainState) -> bool:
