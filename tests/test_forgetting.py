@@ -65,6 +65,7 @@ def test_a_run_records_the_loss_before_and_after_training(tmp_path, copy_task):
     full = run(tmp_path, copy_task, "full", {"name": "full"})
     prompt = run(tmp_path, copy_task, "prompt", {"name": "prompt_tuning", "num_virtual_tokens": 4})
     assert zero["examples"] == 5 and zero["task"] == "copy" and zero["split"] == "train"
+    assert all(r["seconds"] > 0 for r in (zero, full, prompt))  # for the report's time split
     # Zero-shot changes nothing: no forgetting, exactly.
     assert zero["loss_after"] == zero["loss_before"]
     # Every run's "before" is the base model's, also for prompt tuning, whose untrained prompt

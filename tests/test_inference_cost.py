@@ -53,6 +53,7 @@ def test_a_run_with_eval_inference_cost_records_it_and_the_leaderboard_shows_it(
     run_dir = train(load_config(path))
     inference = json.loads((run_dir / "summary.json").read_text())["inference"]
     assert inference["merged"]["batch_1"]["ms_per_token"] > 0
+    assert inference["seconds"] > 0  # the measurement's own time, for the report's time split
     write_report(tmp_path / "runs")
     md = (tmp_path / "runs" / "leaderboard.md").read_text()
     assert next(line for line in md.splitlines() if line.startswith("| label")).endswith("| ms/token |")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +113,14 @@ def measure(cfg: ExperimentConfig, backbone: Backbone, texts: list[str], before:
     if not cfg.forgetting:
         return None
     f = cfg.forgetting
+    start = time.perf_counter()
     after = lm_loss(backbone, backbone.model, texts, f.max_tokens, label="forgetting: trained model")
     console.print(f"forgetting: LM loss on {len(texts)} {f.task.name} texts {before:.4f} -> {after:.4f}")
-    return Forgetting(task=f.task.name, split=f.split, examples=len(texts), loss_before=before, loss_after=after)
+    return Forgetting(
+        task=f.task.name,
+        split=f.split,
+        examples=len(texts),
+        loss_before=before,
+        loss_after=after,
+        seconds=round(time.perf_counter() - start, 3),
+    )

@@ -51,6 +51,7 @@ def _points(backbone: Backbone, model: nn.Module, prompts: list[str], max_new_to
 def measure(backbone: Backbone, model: nn.Module, mergeable: bool, prompts: list[str], max_new_tokens: int):
     """The method's inference cost on ``prompts`` (the first 16 are used); merged too when ``mergeable``
     (``Method.merges(options)``)."""
+    start = time.perf_counter()
     max_new_tokens = min(max_new_tokens, MAX_NEW_TOKENS)
     prompts = prompts[: max(BATCHES)]
     model.eval()
@@ -60,4 +61,5 @@ def measure(backbone: Backbone, model: nn.Module, mergeable: bool, prompts: list
         folded = copy.deepcopy(model).merge_and_unload()  # W <- W + delta; the run's model stays as it is
         merged = _points(backbone, folded.eval(), prompts, max_new_tokens)
         del folded
-    return InferenceCost(max_new_tokens=max_new_tokens, unmerged=unmerged, merged=merged)
+    seconds = round(time.perf_counter() - start, 3)
+    return InferenceCost(max_new_tokens=max_new_tokens, unmerged=unmerged, merged=merged, seconds=seconds)

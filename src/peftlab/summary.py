@@ -76,6 +76,7 @@ class Forgetting(_Record):
     examples: int
     loss_before: Number  # the base model's
     loss_after: Number  # the trained model's, its adapter active
+    seconds: Number | None = None  # this run's passes (the base model's is made once per output folder)
 
     @property
     def delta(self) -> float:
@@ -96,6 +97,7 @@ class InferenceCost(_Record):
     max_new_tokens: int
     unmerged: dict[str, InferencePoint]
     merged: dict[str, InferencePoint] | None = None
+    seconds: Number | None = None  # the whole measurement (every batch size, merging included)
 
 
 class RunSummary(_Record):

@@ -99,3 +99,25 @@ def test_the_time_split_sums_training_evaluation_and_the_rest_over_runs(tmp_path
     del summary["wall_seconds"]  # a run from before the record: no split rather than a wrong one
     (tmp_path / "a" / "summary.json").write_text(json.dumps(summary))
     assert time_split(compare_runs(load_runs(tmp_path))[0]) is None
+
+
+def test_the_time_split_names_forgetting_and_inference_cost_where_runs_measured_them(tmp_path):
+    from peftlab.report.costs import time_split
+
+    run = fake_run(tmp_path, "a", label="a", method="lora", seed=0, example_scores=[1.0, 0.0])
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(train_seconds=40, eval_seconds=20, wall_seconds=100)
+    summary["forgetting"] = {
+        "task": "t",
+        "split": "test",
+        "examples": 4,
+        "loss_before": 2.0,
+        "loss_after": 2.1,
+        "seconds": 15,
+    }
+    summary["inference"] = {"max_new_tokens": 8, "unmerged": {"batch_1": {"ms_per_token": 9.0}}, "seconds": 10}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert time_split(compare_runs(load_runs(tmp_path))[0]) == (
+        "Time, summed over 1 runs (100 s): training 40 s (40%), evaluation 20 s (20%), forgetting 15 s (15%), "
+        "inference cost 10 s (10%), other 15 s (15%) (process start, model loading, checkpoints)"
+    )

@@ -42,22 +42,34 @@ def on_gpu(r: Run) -> bool:
     return bool(r.summary.hardware and r.summary.hardware.cuda)
 
 
+def _measure_seconds(r: Run, name: str) -> float:
+    record = getattr(r.summary, name)
+    return (record.seconds or 0.0) if record is not None else 0.0
+
+
 def time_split(comp: Comparison) -> str | None:
     """Where the comparison's run time went: optimizer steps, evaluation (every validation and the
-    test) and the rest (process start, imports, model loading, checkpoints), summed over its runs;
-    None when a run predates the record (no wall_seconds)."""
+    test), the forgetting and inference-cost measures where runs made them, and the rest (process
+    start, imports, model loading, the FLOP probe, checkpoints), summed over its runs; None when a
+    run predates the record (no wall_seconds)."""
     walls = [r.summary.wall_seconds for r in comp.runs]
     if not walls or any(w is None for w in walls):
         return None
     wall = sum(walls)
-    train = sum(r.summary.train_seconds or 0 for r in comp.runs)
-    evaluation = sum(r.summary.eval_seconds or 0 for r in comp.runs)
-    other = max(0.0, wall - train - evaluation)
+    parts = {
+        "training": sum(r.summary.train_seconds or 0 for r in comp.runs),
+        "evaluation": sum(r.summary.eval_seconds or 0 for r in comp.runs),
+        "forgetting": sum(_measure_seconds(r, "forgetting") for r in comp.runs),
+        "inference cost": sum(_measure_seconds(r, "inference") for r in comp.runs),
+    }
+    parts = {k: v for k, v in parts.items() if v or k in ("training", "evaluation")}
+    other = max(0.0, wall - sum(parts.values()))
 
     def part(seconds: float) -> str:
         return f"{seconds:,.0f} s ({100 * seconds / wall:.0f}%)" if wall else f"{seconds:,.0f} s"
 
+    shown = ", ".join(f"{k} {part(v)}" for k, v in parts.items())
     return (
-        f"Time, summed over {len(walls)} runs ({wall:,.0f} s): training {part(train)}, evaluation "
-        f"{part(evaluation)}, other {part(other)} (process start, model loading, checkpoints)"
+        f"Time, summed over {len(walls)} runs ({wall:,.0f} s): {shown}, other {part(other)} "
+        "(process start, model loading, checkpoints)"
     )
