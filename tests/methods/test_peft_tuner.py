@@ -141,3 +141,9 @@ def test_peftlab_methods_lists_the_types_this_peft_offers():
         assert cli.main(["methods"]) == 0
     out = captured.get()
     assert "LOHA" in out and "P_TUNING" in out and "VERA" in out
+
+
+def test_the_default_lr_depends_on_the_type_where_measured():
+    method = get_method("peft")
+    assert method.lr(method.config_cls(type="VERA", r=8)) == 1e-2  # scaling vectors only: 1e-3 barely moves them
+    assert method.lr(method.config_cls(type="LOHA")) == method.default_lr == 1e-3
