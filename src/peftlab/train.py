@@ -46,6 +46,7 @@ from peftlab.summarize import summarize
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
+from peftlab.validation import Validation, restore_best
 
 
 def train(
@@ -185,62 +186,6 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
             },
         )
     return Run(cfg, accelerator, run_dir, resuming)
-
-
-# ---- validation and the best weights --------------------------------------------------------------
-class Validation:
-    """Scores the validation split by free generation and keeps the best trainable weights: the
-    checkpoint is chosen on validation, never on test."""
-
-    def __init__(self, run: Run, backbone: Backbone, task: Task):
-        ev = run.cfg.eval
-        self.run, self.backbone, self.task = run, backbone, task
-        self.examples = limit(task.splits.get("validation") or [], ev.max_validation)
-        self.gen_kwargs = {
-            "batch_size": ev.batch_size,
-            "num_beams": ev.num_beams,
-            "max_source_tokens": run.cfg.task.max_source_tokens,
-        }
-        self.sign = 1 if task.higher_is_better else -1
-
-    def __bool__(self) -> bool:
-        return bool(self.examples)
-
-    def __call__(self, state: TrainState, bar=None, select: bool = True) -> None:
-        """Score the validation split; with ``select`` the weights become the best if they beat it."""
-        core = self.backbone.model
-        scores, _ = generate_and_score(
-            self.backbone,
-            core,
-            self.task,
-            self.examples,
-            label=f"validate @ step {state.step}",
-            bar=bar,
-            **self.gen_kwargs,
-        )
-        state.eval_seconds += scores["seconds"]
-        show_scores(f"validation @ step {state.step}", scores, self.task.primary)
-        self.run.log({**state.record(), "validation": scores})
-        if select and self.sign * scores[self.task.primary] > state.best_score:
-            state.best_score, state.best_step, state.best_scores = (
-                self.sign * scores[self.task.primary],
-                state.step,
-                scores,
-            )
-            # Off the accelerator: the copy is peftlab's bookkeeping, not the method's memory.
-            state.best_weights = {n: p.detach().to("cpu", copy=True) for n, p in trainable_parameters(core).items()}
-
-
-def restore_best(core: torch.nn.Module, state: TrainState, task: Task) -> None:
-    if state.best_weights is None:
-        return
-    with torch.no_grad():
-        for name, p in trainable_parameters(core).items():
-            p.copy_(state.best_weights[name])
-    sign = 1 if task.higher_is_better else -1
-    console.print(
-        f"best validation {task.primary} = {sign * state.best_score:.4f} at step {state.best_step} (restored)"
-    )
 
 
 # ---- the optimization ---------------------------------------------------------------------------
