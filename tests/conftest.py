@@ -45,6 +45,14 @@ def _no_version_warning(monkeypatch):
     monkeypatch.setenv("PEFTLAB_NO_VERSION_WARNING", "1")
 
 
+@pytest.fixture(autouse=True)
+def _fp32_on_every_cpu(monkeypatch):
+    # train.precision auto is bf16 on CPUs with native bf16 (AVX512-BF16, AMX) and fp32 elsewhere: the
+    # suite pins fp32 so that every machine, CI included, runs the numerics its exactness checks were
+    # written for. The bf16 path is tested explicitly (tests/test_precision.py), on every CPU.
+    monkeypatch.setenv("PEFTLAB_CPU_BF16", "0")
+
+
 @pytest.fixture
 def copy_task(tmp_path: Path) -> dict:
     """A task the tiny models can learn quickly: copy a short word. Returns a task config dict."""

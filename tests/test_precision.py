@@ -30,7 +30,7 @@ class LinearDtypes:
         self.seen["train" if module.training else "eval"].add(out.dtype)
 
 
-def test_compute_dtype_auto_is_bf16_on_gpu_and_fp32_on_cpu():
+def test_compute_dtype_auto_is_bf16_on_gpu_and_fp32_on_a_cpu_without_bf16():
     assert compute_dtype("auto", "cuda") is torch.bfloat16
     assert compute_dtype("auto", "cpu") is None
     assert compute_dtype("bf16", "cpu") is torch.bfloat16

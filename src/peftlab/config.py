@@ -231,8 +231,8 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="Compute dtype of training forwards, generation and scoring, the same for every method "
-        "(weights stay fp32): 'auto' = bf16 on GPU, fp32 on CPU; 'bf16' also on CPU (fast where it has "
-        "AVX512-BF16/AMX).",
+        "(weights stay fp32): 'auto' = bf16 on GPU and on CPUs with native bf16 (AVX512-BF16, AMX; "
+        "PEFTLAB_CPU_BF16=0/1 overrides the detection), else fp32.",
     )
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null disables.")
     eval_every: int | None = Field(None, ge=1, description="Validate every N steps (and at the end); null = end only.")

@@ -20,7 +20,7 @@ from peftlab.methods import get_method, method_options
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
 from peftlab.models.loading import refuse_pickle
-from peftlab.precision import compute_dtype
+from peftlab.precision import compute_dtype, store_frozen_linears
 from peftlab.runio import write_json, write_predictions
 from peftlab.tasks import loglik
 from peftlab.tasks.base import Example, Task, build_task
@@ -125,6 +125,7 @@ def eval_run(
 
     cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = backbone.model
+    store_frozen_linears(model, backbone.compute_dtype)  # same bits, no recast per generated token
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
     examples = limit(task.split(split), n)

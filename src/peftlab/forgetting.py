@@ -87,13 +87,14 @@ def lm_loss(
     return total / count if count else math.nan
 
 
-def base_loss(cfg: ExperimentConfig, compute: Callable[[], float]) -> float:
+def base_loss(cfg: ExperimentConfig, numerics: str, compute: Callable[[], float]) -> float:
     """The base model's loss on the sample, computed once per output folder: every run of a comparison
     starts from the same model and reads the same texts in the same dtype, so they share it (a file
     under output_dir/.forgetting, named by a hash of the model, the forgetting section and the
-    precision). It is a full pass over the sample, as long as the trained model's."""
+    ``numerics`` the matmuls run in: train.precision auto resolves per machine). It is a full pass over
+    the sample, as long as the trained model's."""
     key = json.dumps(
-        [cfg.model.model_dump(mode="json"), cfg.forgetting.model_dump(mode="json"), cfg.train.precision],
+        [cfg.model.model_dump(mode="json"), cfg.forgetting.model_dump(mode="json"), numerics],
         sort_keys=True,
     )
     path = Path(cfg.output_dir) / ".forgetting" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"

@@ -11,7 +11,7 @@ from peftlab.console import console
 from peftlab.methods.base import Method
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.precision import compute_dtype
+from peftlab.precision import compute_dtype, store_frozen_linears
 
 if TYPE_CHECKING:  # train.py imports this module
     from peftlab.train import Run
@@ -34,6 +34,7 @@ def load_model(
     if forgetting_texts and run.main:
         before = forgetting.base_loss(
             cfg,
+            str(backbone.compute_dtype),
             lambda: forgetting.lm_loss(
                 backbone, backbone.model, forgetting_texts, cfg.forgetting.max_tokens, label="forgetting: base model"
             ),
@@ -43,4 +44,5 @@ def load_model(
         # checkpointing needs no input that requires grad, so frozen embeddings (every PEFT method) work.
         backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     backbone.model = method.apply(backbone.model, options)
+    store_frozen_linears(backbone.model, backbone.compute_dtype)  # same numerics, no recast per forward
     return backbone, before

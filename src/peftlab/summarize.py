@@ -14,6 +14,7 @@ import torch
 
 from peftlab.cost import dir_bytes
 from peftlab.launch.job import ENV_CONCURRENCY, ENV_LAUNCHER, ENV_SLOT
+from peftlab.precision import dtype_name
 from peftlab.runio import cpu_name, environment
 from peftlab.runlock import job_id
 from peftlab.summary import BudgetLimit, LaunchInfo, RunSummary
@@ -37,6 +38,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         task=task.name,
         model=cfg.model.name,
         seed=cfg.seed,
+        compute_dtype=dtype_name(backbone.compute_dtype, _weights_dtype(backbone)),
         primary_metric=task.primary,
         higher_is_better=task.higher_is_better,
         test=facts["test_scores"],
@@ -72,6 +74,11 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     )
+
+
+def _weights_dtype(backbone: Backbone) -> torch.dtype:
+    # the first floating-point weight: a quantized model's packed weights are integers
+    return next(p.dtype for p in backbone.model.parameters() if p.is_floating_point())
 
 
 def launch_info() -> LaunchInfo:

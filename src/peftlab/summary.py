@@ -112,6 +112,7 @@ class RunSummary(_Record):
     task: str
     model: str | None = None  # the config's model name
     seed: int | None = None
+    compute_dtype: str | None = None  # what the matmuls ran in (train.precision resolved): bfloat16, float32
     # scores
     primary_metric: str
     higher_is_better: bool = True

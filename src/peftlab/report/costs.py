@@ -1,4 +1,4 @@
-"""Notes on a comparison's cost columns: mixed hardware, or CPU runs that shared the machine."""
+"""Notes on a comparison's cost columns: mixed hardware or numerics, or CPU runs that shared the machine."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def cost_notes(comp: Comparison) -> list[str]:
     devices = sorted({d for r in comp.runs if (d := device_of(r))})
     if len(devices) > 1:
         notes.append(f"⚠ cost columns mix hardware: {'; '.join(devices)} (compare seconds and memory with care)")
+    dtypes: dict[str, list[str]] = {}
+    for r in comp.runs:
+        if r.summary.compute_dtype:
+            dtypes.setdefault(r.summary.compute_dtype, []).append(r.summary.run)
+    if len(dtypes) > 1:  # train.precision auto resolved differently (mixed CPUs), or set per method
+        listed = "; ".join(f"{d}: {', '.join(sorted(runs))}" for d, runs in sorted(dtypes.items()))
+        notes.append(
+            f"⚠ runs computed in different dtypes ({listed}): quality and speed were not measured under one "
+            "numerics (set train.precision, or PEFTLAB_CPU_BF16, to pin one)"
+        )
     shared = [
         r
         for r in comp.runs
