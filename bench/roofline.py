@@ -3,8 +3,10 @@
     .venv/bin/python bench/roofline.py [--model smollm2-135m] [--method lora] [--batch 8] [--steps 6]
         [--repeats 3] [--threads N] [--out runs/bench/roofline.json]
 
-The peak is measured here, in the same run: large square matmuls in fp32 on CPU (bf16 on a GPU),
-the best size's median. The step is peftlab's: the loss at labelled positions (Causal.loss_sum, models/causal.py),
+The peak is measured here, in the same run: large square matmuls in fp32, the best size's median, and
+also in bf16 when the step computes in bf16 (--precision; auto resolves as training does:
+precision.py). The step holds its frozen weights as training does (precision.store_frozen_linears).
+The step is peftlab's: the loss at labelled positions (Causal.loss_sum, models/causal.py),
 backward, gradient clipping and AdamW, on real DialogSum training batches (first --batch x --steps
 examples, grouped by length as training groups them), with FLOPs from the analytical count
 (peftlab.flops, exact against torch's FlopCounterMode). Peak and step measurements alternate for
@@ -32,6 +34,7 @@ from peftlab.flops import StepFlops
 from peftlab.methods import get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
 from peftlab.models.kind import output_head
+from peftlab.precision import PRECISIONS, autocast, compute_dtype, store_frozen_linears
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 
@@ -94,7 +97,7 @@ def time_steps(bb, batches, optimizer, params, head, device, autocast) -> list[f
     return times
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--method", default="lora", help="a peftlab method name (default options), e.g. lora, full")
@@ -103,22 +106,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="steps per round; the first warms up")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="train.precision of the step (default: auto, as training)",
+    )
     ap.add_argument("--out", default="runs/bench/roofline.json")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    # fp32 on CPU (bf16 matmuls are ~50x slower on CPUs without AMX), bf16 autocast on a GPU, as training does.
-    peak_dtype = torch.bfloat16 if cuda else torch.float32
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = compute_dtype(args.precision, device)  # None: fp32, the weights' own
+    # The target is a fraction of the fp32 peak; a step computing in bf16 is also set against the bf16 peak.
+    peak_dtypes = [torch.float32] + ([torch.bfloat16] if dtype is torch.bfloat16 else [])
 
     bb = load_backbone(ModelConfig(name=args.model, dtype="float32"), device=device, log=log)
     method = get_method(args.method)
     bb.model = method.apply(bb.model, method_options(MethodConfig(name=args.method)))
     bb.model.to(device).train()
+    store_frozen_linears(bb.model, dtype)  # as training does (precision.py)
     params = list(trainable_parameters(bb.model).values())
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     head = output_head(bb.model)
@@ -129,28 +140,25 @@ def main() -> None:
     rounds = []
     for r in range(args.repeats):
         log(f"round {r + 1}/{args.repeats}: matmul peak")
-        peak = matmul_peak(device, peak_dtype)
+        peaks = {str(d).removeprefix("torch."): max(matmul_peak(device, d).values()) for d in peak_dtypes}
         log(f"round {r + 1}/{args.repeats}: {len(batches)} training steps")
-        times = time_steps(bb, batches, optimizer, params, head, device, autocast)
+        times = time_steps(bb, batches, optimizer, params, head, device, lambda: autocast(device, dtype))
         achieved = sum(flops) / sum(times)
-        rounds.append(
-            {
-                "peak_flops_per_s": peak,
-                "step_seconds": times,
-                "achieved_flops_per_s": achieved,
-                "fraction": achieved / max(peak.values()),
-            }
-        )
-        log(
-            f"  peak {max(peak.values()) / 1e9:.1f} GFLOP/s, step {achieved / 1e9:.1f} GFLOP/s "
-            f"({100 * rounds[-1]['fraction']:.1f}%)"
-        )
+        rounds.append({"peak_flops_per_s": peaks, "step_seconds": times, "achieved_flops_per_s": achieved})
+        log(f"  peaks {', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items())} GFLOP/s, step {achieved / 1e9:.1f}")
+    report(args, rounds, flops, batches, dtype)
 
-    fraction = statistics.median(r["fraction"] for r in rounds)
-    peak = statistics.median(max(r["peak_flops_per_s"].values()) for r in rounds)
+
+def report(args, rounds: list[dict], flops: list[float], batches: list[dict], dtype) -> None:
+    """The JSON (--out) and the Markdown row: fractions are medians of per-round ratios."""
+    dtypes = list(rounds[0]["peak_flops_per_s"])
+    fraction = {
+        d: statistics.median(r["achieved_flops_per_s"] / r["peak_flops_per_s"][d] for r in rounds) for d in dtypes
+    }
+    peak = {d: statistics.median(r["peak_flops_per_s"][d] for r in rounds) for d in dtypes}
     achieved = statistics.median(r["achieved_flops_per_s"] for r in rounds)
-    tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:])
     step_s = statistics.median(t for r in rounds for t in r["step_seconds"])
+    cuda = torch.cuda.is_available()
     result = {
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
         "date": datetime.date.today().isoformat(),
@@ -160,27 +168,29 @@ def main() -> None:
         "model": args.model,
         "method": args.method,
         "batch": args.batch,
-        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "compute_dtype": str(dtype or torch.float32).removeprefix("torch."),
         "peak_flops_per_s": peak,
         "achieved_flops_per_s": achieved,
         "fraction_of_peak": fraction,
         "median_step_seconds": step_s,
         "flops_per_step": statistics.median(flops),
-        "real_tokens_per_step": tokens / len(flops),
+        "real_tokens_per_step": sum(int(b["attention_mask"].sum()) for b in batches[1:]) / len(flops),
         "rounds": rounds,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"Command: `{result['command']}` ({result['date']}, {result['machine']}, torch {result['torch']})\n")
     print(
-        "| model | method | batch | step FLOPs | median step s | achieved | matmul peak "
-        f"({result['peak_dtype']}) | fraction of peak |"
+        "| model | method | batch | computes in | step FLOPs | median step s | achieved | matmul peak "
+        "| fraction of peak |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| {args.model} | {args.method} | {args.batch} | {result['flops_per_step'] / 1e12:.2f} T | {step_s:.2f} | "
-        f"{achieved / 1e9:.1f} GFLOP/s | {peak / 1e9:.1f} GFLOP/s | **{100 * fraction:.0f}%** |"
-    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    for d in dtypes:
+        print(
+            f"| {args.model} | {args.method} | {args.batch} | {result['compute_dtype']} | "
+            f"{result['flops_per_step'] / 1e12:.2f} T | {step_s:.2f} | {achieved / 1e9:.1f} GFLOP/s | "
+            f"{d} {peak[d] / 1e9:.1f} GFLOP/s | **{100 * fraction[d]:.0f}%** |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@
     .venv/bin/python bench/train_throughput.py --examples 16 --repeats 1 --methods lora  # smoke test, ~7 min
 
 Contenders, on the same model, data, prompt and hyperparameters, each run in its own process:
-  peftlab   `python -m peftlab train CONFIG.yaml` (a config written here; peftlab's defaults otherwise)
+  peftlab   `python -m peftlab train CONFIG.yaml` (a config written here; peftlab's defaults otherwise,
+            so train.precision auto: bf16 on a CPU with AVX512-BF16/AMX, else fp32)
+  peftlab-fp32  the same with train.precision fp32: the baselines' numerics on CPU
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
   strong    ../shared/bench/hf_baseline.py --recipe strong: dynamic padding + group_by_length
-They alternate (peftlab, padded, strong, peftlab, ...) for --repeats rounds per model x method, so
-a slow spell of the machine hits all three alike. Each trains one pass over the first --examples
-DialogSum training examples: LoRA r=16 alpha 32 dropout 0.05 on the attention projections (or full
-fine-tuning), lr 2e-4 with linear decay and no warmup, batch 8, gradient clipping 1.0, fp32 on CPU.
+They alternate (peftlab, peftlab-fp32, padded, strong, peftlab, ...) for --repeats rounds per model x
+method, so a slow spell of the machine hits all of them alike (--contenders picks some). Each trains
+one pass over the first --examples DialogSum training examples: LoRA r=16 alpha 32 dropout 0.05 on
+the attention projections (or full fine-tuning), lr 2e-4 with linear decay and no warmup, batch 8,
+gradient clipping 1.0; the baselines run fp32 on CPU (Trainer's bf16 is GPU-only in them).
+peftlab's own training peak (optimizer steps only, summary.json peak_memory_bytes) is printed too.
 
 Measured, the same way for every contender:
   examples/s     examples / the contender's own train seconds (peftlab times its optimizer steps;
@@ -49,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
-CONTENDERS = ("peftlab", "padded", "strong")
+CONTENDERS = ("peftlab", "peftlab-fp32", "padded", "strong")
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
 TOKENS = (
@@ -66,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the three contenders (default 3)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     ap.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated (default: all)")
     ap.add_argument("--out", help="write the raw per-run results to this JSON file")
     ap.add_argument("--baseline", default=str(ROOT / "../shared/bench/hf_baseline.py"), help="hf_baseline.py")
     ap.add_argument("--data", default=str(ROOT / "../shared/data/dialogsum"), help="DialogSum folder (JSONL)")
@@ -73,10 +78,12 @@ def parse_args() -> argparse.Namespace:
         "--cache", help="where the T5-shaped model is built (default: peftlab's cache, ~/.cache/peftlab/bench)"
     )
     a = ap.parse_args()
-    a.models, a.methods = a.models.split(","), a.methods.split(",")
-    for name, allowed in (("models", ("smollm2", "t5")), ("methods", ("lora", "full"))):
+    a.models, a.methods, a.contenders = a.models.split(","), a.methods.split(","), a.contenders.split(",")
+    for name, allowed in (("models", ("smollm2", "t5")), ("methods", ("lora", "full")), ("contenders", CONTENDERS)):
         if bad := [x for x in getattr(a, name) if x not in allowed]:
             ap.error(f"--{name}: unknown {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    if "peftlab" not in a.contenders:
+        ap.error("--contenders must include peftlab (the ratios are peftlab's against each)")
     a.data, a.baseline = str(Path(a.data).resolve()), str(Path(a.baseline).resolve())
     return a
 
@@ -129,7 +136,7 @@ def run_child(cmd: list[str], workdir: Path, threads: int) -> dict:
     }
 
 
-def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Path) -> dict:
+def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Path, precision: str = "auto") -> dict:
     """The baseline's recipe in peftlab's config keys (src/peftlab/config.py); the rest is peftlab's default."""
     seq2seq = is_seq2seq(folder)
     return {
@@ -160,14 +167,16 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
             "max_grad_norm": 1.0,
             "weight_decay": 0.0,
             "checkpoint": False,
+            "precision": precision,
         },
         "eval": {"max_validation": 1, "max_test": 1},  # evaluation is not timed; keep it minimal
     }
 
 
-def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path) -> dict:
+def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path, precision: str) -> dict:
     config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(peftlab_config(folder, method, a, workdir / "runs"), sort_keys=False))
+    cfg = peftlab_config(folder, method, a, workdir / "runs", precision)
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads)
     s = RunSummary.read(workdir / "runs" / "run" / "summary.json")
     tokens = s.tokens_seen + (decoder_label_tokens(config) if is_seq2seq(folder) else 0)
@@ -183,6 +192,7 @@ def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path)
             "peak_memory_kind": s.peak_memory_kind,
             "truncated_inputs": s.truncated_inputs,
             "trainable_params": s.trainable_params,
+            "compute_dtype": s.compute_dtype,
         },
     }
 
@@ -244,8 +254,8 @@ def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, 
 
 def run_one(contender: str, folder: Path, method: str, a: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{contender}-"))  # kept when the run fails
-    if contender == "peftlab":
-        r = run_peftlab(folder, method, a, workdir)
+    if contender.startswith("peftlab"):
+        r = run_peftlab(folder, method, a, workdir, "fp32" if contender == "peftlab-fp32" else "auto")
     else:
         r = run_baseline(contender, folder, method, a, workdir)
     shutil.rmtree(workdir)
@@ -258,16 +268,18 @@ def run_one(contender: str, folder: Path, method: str, a: argparse.Namespace) ->
 
 
 # ---- summary ------------------------------------------------------------------------------------
-def summarize(runs: list[dict]) -> list[dict]:
+def summarize(runs: list[dict], contenders: list[str]) -> list[dict]:
     """Per model x method x contender: medians, and medians of per-round ratios to peftlab."""
     rows = []
     for key in dict.fromkeys((r["model"], r["method"]) for r in runs):
         group = [r for r in runs if (r["model"], r["method"]) == key]
-        by = {c: sorted((r for r in group if r["contender"] == c), key=lambda r: r["repeat"]) for c in CONTENDERS}
-        for c in CONTENDERS:
+        by = {c: sorted((r for r in group if r["contender"] == c), key=lambda r: r["repeat"]) for c in contenders}
+        for c in contenders:
             row = {"model": key[0], "method": key[1], "contender": c}
             for k in ("examples_per_s", "real_tokens_per_s", "peak_rss_mb", "train_seconds"):
                 row[k] = statistics.median(r[k] for r in by[c])
+            own = [r["own"].get("peak_memory_bytes") for r in by[c] if c.startswith("peftlab")]
+            row["own_peak_memory_bytes"] = statistics.median(own) if own and None not in own else None
             for name, k in (
                 ("speedup_examples", "examples_per_s"),
                 ("speedup_tokens", "real_tokens_per_s"),
@@ -282,9 +294,9 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         (
             "| model | method | contender | examples/s | real tokens/s | peak RSS | train s "
-            "| peftlab ÷ it: examples/s | ÷ tokens/s | ÷ peak RSS |"
+            "| peftlab ÷ it: examples/s | ÷ tokens/s | ÷ peak RSS | train peak (peftlab's own) |"
         ),
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cells = [
@@ -298,6 +310,8 @@ def markdown(rows: list[dict]) -> str:
         ]
         keys = ("peftlab_speedup_examples", "peftlab_speedup_tokens", "peftlab_rss_ratio")
         cells += ["–"] * 3 if r["contender"] == "peftlab" else [f"{r[k]:.2f}×" for k in keys]
+        own = r.get("own_peak_memory_bytes")
+        cells.append(f"{own / 2**30:.1f} GB" if own else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -324,7 +338,7 @@ def main() -> None:
         "tokens": TOKENS,
     }
     folders = {m: model_dir(m, a) for m in a.models}
-    plan = [(m, meth, rep, c) for m in a.models for meth in a.methods for rep in range(a.repeats) for c in CONTENDERS]
+    plan = [(m, meth, rep, c) for m in a.models for meth in a.methods for rep in range(a.repeats) for c in a.contenders]
     runs, start = [], time.perf_counter()
     for i, (m, meth, rep, c) in enumerate(plan):
         elapsed = time.perf_counter() - start
@@ -336,7 +350,7 @@ def main() -> None:
             f"peak RSS {r['peak_rss_mb'] / 1024:.1f} GB"
         )
         runs.append({"model": m, "method": meth, "repeat": rep, "contender": c, "model_dir": str(folders[m]), **r})
-    rows = summarize(runs)
+    rows = summarize(runs, a.contenders)
     print(
         f"Command: {command}\nDate: {info['date']}\nMachine: {json.dumps(info['machine'])}\n"
         f"{a.examples} DialogSum examples (one pass), batch {a.batch}, {a.threads} threads, {a.repeats} rounds "
