@@ -62,8 +62,14 @@ class SavedTensors:
         self.seen: set[int] = set()
         self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         for name, m in model.named_modules():
-            m.register_forward_pre_hook(lambda mod, args, n=name: self.stack.append(n))
-            m.register_forward_hook(lambda mod, args, out: self.stack.pop())
+            m.register_forward_pre_hook(lambda mod, args, n=name: self._enter(n))
+            m.register_forward_hook(lambda mod, args, out: self._leave())
+
+    def _enter(self, name: str) -> None:  # a hook returning something would replace the input/output
+        self.stack.append(name)
+
+    def _leave(self) -> None:
+        self.stack.pop()
 
     def where(self) -> str:
         name = self.stack[-1]

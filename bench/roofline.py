@@ -133,7 +133,8 @@ def main() -> None:
     params = list(trainable_parameters(bb.model).values())
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     head = output_head(bb.model)
-    count = StepFlops(bb.model, bb.is_seq2seq)
+    with autocast(device, dtype):  # the FLOP probe's forwards in the step's dtype, as training runs it
+        count = StepFlops(bb.model, bb.is_seq2seq)
     batches = step_batches(bb, args)
     flops = [count(b) for b in batches[1:]]
 

@@ -7,9 +7,10 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
   peftlab   `python -m peftlab train CONFIG.yaml` (a config written here; peftlab's defaults otherwise,
             so train.precision auto: bf16 on a CPU with AVX512-BF16/AMX, else fp32)
   peftlab-fp32  the same with train.precision fp32: the baselines' numerics on CPU
+  peftlab-gc    peftlab with train.gradient_checkpointing: true (the memory option)
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
   strong    ../shared/bench/hf_baseline.py --recipe strong: dynamic padding + group_by_length
-They alternate (peftlab, peftlab-fp32, padded, strong, peftlab, ...) for --repeats rounds per model x
+They alternate (peftlab, peftlab-fp32, peftlab-gc, padded, strong, peftlab, ...) for --repeats rounds per model x
 method, so a slow spell of the machine hits all of them alike (--contenders picks some). Each trains
 one pass over the first --examples DialogSum training examples: LoRA r=16 alpha 32 dropout 0.05 on
 the attention projections (or full fine-tuning), lr 2e-4 with linear decay and no warmup, batch 8,
@@ -53,7 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
-CONTENDERS = ("peftlab", "peftlab-fp32", "padded", "strong")
+CONTENDERS = ("peftlab", "peftlab-fp32", "peftlab-gc", "padded", "strong")
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
 TOKENS = (
@@ -136,7 +137,7 @@ def run_child(cmd: list[str], workdir: Path, threads: int) -> dict:
     }
 
 
-def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Path, precision: str = "auto") -> dict:
+def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Path, variant: str = "peftlab") -> dict:
     """The baseline's recipe in peftlab's config keys (src/peftlab/config.py); the rest is peftlab's default."""
     seq2seq = is_seq2seq(folder)
     return {
@@ -167,15 +168,16 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
             "max_grad_norm": 1.0,
             "weight_decay": 0.0,
             "checkpoint": False,
-            "precision": precision,
+            "precision": "fp32" if variant == "peftlab-fp32" else "auto",
+            "gradient_checkpointing": variant == "peftlab-gc",
         },
         "eval": {"max_validation": 1, "max_test": 1},  # evaluation is not timed; keep it minimal
     }
 
 
-def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path, precision: str) -> dict:
+def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path, variant: str) -> dict:
     config = workdir / "config.yaml"
-    cfg = peftlab_config(folder, method, a, workdir / "runs", precision)
+    cfg = peftlab_config(folder, method, a, workdir / "runs", variant)
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads)
     s = RunSummary.read(workdir / "runs" / "run" / "summary.json")
@@ -255,7 +257,7 @@ def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, 
 def run_one(contender: str, folder: Path, method: str, a: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{contender}-"))  # kept when the run fails
     if contender.startswith("peftlab"):
-        r = run_peftlab(folder, method, a, workdir, "fp32" if contender == "peftlab-fp32" else "auto")
+        r = run_peftlab(folder, method, a, workdir, contender)
     else:
         r = run_baseline(contender, folder, method, a, workdir)
     shutil.rmtree(workdir)
