@@ -26,6 +26,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
+# train.precision auto is bf16 on CPUs with native bf16 (AVX512-BF16, AMX) and fp32 elsewhere: the
+# suite pins fp32 so that every machine, CI included, runs the numerics its exactness checks were
+# written for. Set here, at import, so that it reaches every process a test starts, also through an
+# environment a test module copies at its own import. The bf16 path is tested explicitly
+# (tests/test_precision.py, tests/test_frozen_bf16.py), on every CPU.
+os.environ["PEFTLAB_CPU_BF16"] = "0"
+
 # A toy method registered like any other: the tests that run over the registry pick it up.
 register(toy_method.METHOD)
 
@@ -43,14 +50,6 @@ def _no_version_warning(monkeypatch):
     # The suite also runs against the newest releases (make test-newest), where every command would
     # warn; tests/test_versions.py checks the warning itself.
     monkeypatch.setenv("PEFTLAB_NO_VERSION_WARNING", "1")
-
-
-@pytest.fixture(autouse=True)
-def _fp32_on_every_cpu(monkeypatch):
-    # train.precision auto is bf16 on CPUs with native bf16 (AVX512-BF16, AMX) and fp32 elsewhere: the
-    # suite pins fp32 so that every machine, CI included, runs the numerics its exactness checks were
-    # written for. The bf16 path is tested explicitly (tests/test_precision.py), on every CPU.
-    monkeypatch.setenv("PEFTLAB_CPU_BF16", "0")
 
 
 @pytest.fixture
