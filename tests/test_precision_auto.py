@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from peftlab import precision
+from peftlab.errors import PeftlabError
 from peftlab.precision import compute_dtype, cpu_has_bf16
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.costs import cost_notes
@@ -44,7 +45,7 @@ def test_detection_agrees_with_the_flags_the_kernel_reports(monkeypatch):
 
 def test_a_bad_override_names_the_variable_and_what_is_allowed(monkeypatch):
     monkeypatch.setenv(precision.ENV_CPU_BF16, "yes")
-    with pytest.raises(ValueError, match="PEFTLAB_CPU_BF16 must be 0 or 1.*'yes'"):
+    with pytest.raises(PeftlabError, match="PEFTLAB_CPU_BF16 must be 0 or 1.*'yes'"):
         compute_dtype("auto", "cpu")
 
 

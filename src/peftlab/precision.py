@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from peftlab.errors import PeftlabError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 # "1" or "0" overrides the CPU detection: a cluster of mixed CPUs can pin one numerics for every node
 # (or set train.precision explicitly), and the test suite pins fp32 to run the same numerics everywhere.
@@ -53,7 +55,9 @@ def cpu_has_bf16() -> bool:
     if override in ("0", "1"):
         return override == "1"
     if override:
-        raise ValueError(f"{ENV_CPU_BF16} must be 0 or 1 (or unset to ask the CPU), got {override!r}")
+        raise PeftlabError(
+            f"environment variable {ENV_CPU_BF16} must be 0 or 1 (or unset to ask the CPU), got {override!r}"
+        )
     return _cpu_reports_bf16()
 
 
