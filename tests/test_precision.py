@@ -30,6 +30,20 @@ class LinearDtypes:
         self.seen["train" if module.training else "eval"].add(out.dtype)
 
 
+def record_linear_dtypes(monkeypatch) -> list[LinearDtypes]:
+    """A LinearDtypes recorder on the model of every train() call made after this (one per run)."""
+    recorders = []
+    load_model = train_module.load_model
+
+    def load_and_hook(*args, **kwargs):
+        backbone, loss_before = load_model(*args, **kwargs)
+        recorders.append(LinearDtypes(backbone.model))
+        return backbone, loss_before
+
+    monkeypatch.setattr(train_module, "load_model", load_and_hook)
+    return recorders
+
+
 def test_compute_dtype_auto_is_bf16_on_gpu_and_fp32_on_a_cpu_without_bf16():
     assert compute_dtype("auto", "cuda") is torch.bfloat16
     assert compute_dtype("auto", "cpu") is None
@@ -47,15 +61,7 @@ def test_training_and_log_likelihood_scoring_run_in_the_configured_dtype(
 ):
     """Through train() itself (accelerate's prepare included): a classify task is scored by
     log-likelihood, on validation and test."""
-    recorders = []
-    load_model = train_module.load_model
-
-    def load_and_hook(*args, **kwargs):
-        backbone, loss_before = load_model(*args, **kwargs)
-        recorders.append(LinearDtypes(backbone.model))
-        return backbone, loss_before
-
-    monkeypatch.setattr(train_module, "load_model", load_and_hook)
+    recorders = record_linear_dtypes(monkeypatch)
     words = ["apple", "river", "stone", "cloud", "maple", "tiger", "ocean", "piano"]
     words += ["lemon", "amber", "cedar", "delta", "eagle", "flint", "grape", "honey"]
     task = {**copy_task, "output_type": "classify", "label_words": words}

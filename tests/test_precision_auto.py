@@ -19,7 +19,7 @@ from peftlab.report.runs import load_runs
 from peftlab.summary import RunSummary
 from peftlab.train import train
 from tests.report.fakes import fake_run
-from tests.test_precision import LinearDtypes
+from tests.test_precision import record_linear_dtypes
 from tests.test_train import make_config
 
 
@@ -53,18 +53,8 @@ def test_a_bad_override_names_the_variable_and_what_is_allowed(monkeypatch):
     ("flag", "dtype", "name"), [("1", torch.bfloat16, "bfloat16"), ("0", torch.float32, "float32")]
 )
 def test_a_run_computes_and_records_what_auto_resolved_to(tmp_path, copy_task, monkeypatch, flag, dtype, name):
-    import peftlab.train as train_module
-
     monkeypatch.setenv(precision.ENV_CPU_BF16, flag)
-    recorders = []
-    load_model = train_module.load_model
-
-    def load_and_hook(*args, **kwargs):
-        backbone, loss_before = load_model(*args, **kwargs)
-        recorders.append(LinearDtypes(backbone.model))
-        return backbone, loss_before
-
-    monkeypatch.setattr(train_module, "load_model", load_and_hook)
+    recorders = record_linear_dtypes(monkeypatch)
     run_dir = train(make_config(tmp_path, copy_task, "tiny-gpt-neo", max_steps=2, eval_every=None))
     (seen,) = [r.seen for r in recorders]
     assert seen == {"train": {dtype}, "eval": {dtype}}
