@@ -53,7 +53,8 @@ def run(tmp_path, copy_task, name: str, method: dict, steps: int = 12):
         "task": copy_task,
         "train": {"max_steps": steps, "batch_size": 4, "lr": 1e-2},
         "eval": {"batch_size": 4},
-        "forgetting": {"task": copy_task, "split": "train", "examples": 5},
+        # the trained task's own texts: allowed when said (in_domain), refused otherwise (tests below)
+        "forgetting": {"task": copy_task, "split": "train", "examples": 5, "in_domain": True},
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -65,6 +66,7 @@ def test_a_run_records_the_loss_before_and_after_training(tmp_path, copy_task):
     full = run(tmp_path, copy_task, "full", {"name": "full"})
     prompt = run(tmp_path, copy_task, "prompt", {"name": "prompt_tuning", "num_virtual_tokens": 4})
     assert zero["examples"] == 5 and zero["task"] == "copy" and zero["split"] == "train"
+    assert zero["in_domain"] is True  # the report names the column for it
     assert all(r["seconds"] > 0 for r in (zero, full, prompt))  # for the report's time split
     # Zero-shot changes nothing: no forgetting, exactly.
     assert zero["loss_after"] == zero["loss_before"]
@@ -119,7 +121,7 @@ def test_a_packaged_task_is_resolved_for_forgetting_as_for_the_run(tmp_path):
                 "model": {"name": "tiny-llama"},
                 "task": {"name": "sql_demo"},
                 "train": {"max_steps": 2},
-                "forgetting": {"task": "sql_demo", "examples": 2},
+                "forgetting": {"task": "sql_demo", "examples": 2, "in_domain": True},
             }
         )
     )
@@ -137,3 +139,54 @@ def test_the_base_models_loss_is_measured_once_per_output_folder(tmp_path, copy_
     second = run(tmp_path, copy_task, "b", {"name": "ia3"}, steps=2)
     assert passes.count("forgetting: base model") == 1 and passes.count("forgetting: trained model") == 2
     assert first["loss_before"] == second["loss_before"]
+
+
+def config_file(tmp_path, task, forgetting: dict) -> object:
+    path = tmp_path / "same.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"model": {"name": "tiny-llama"}, "task": task, "train": {"max_steps": 2}, "forgetting": forgetting}
+        )
+    )
+    return path
+
+
+def test_forgetting_on_the_trained_task_is_refused_unless_said_in_domain(tmp_path, copy_task):
+    path = config_file(tmp_path, copy_task, {"task": copy_task, "split": "test"})
+    with pytest.raises(
+        PeftlabError,
+        match=r"same\.yaml: forgetting\.task is the trained task \('copy'.*"
+        r"forgetting\.in_domain: true",
+    ):
+        load_config(path)
+    # a packaged task named by name alone is the same task as the run's
+    with pytest.raises(PeftlabError, match=r"forgetting\.task is the trained task \('sql_demo'"):
+        load_config(config_file(tmp_path, {"name": "sql_demo"}, {"task": "sql_demo"}))
+    assert load_config(config_file(tmp_path, copy_task, {"task": copy_task, "in_domain": True})).forgetting.in_domain
+
+
+def test_another_task_or_other_data_under_the_same_name_is_not_in_domain(tmp_path, copy_task):
+    other = {**copy_task, "data_files": {**copy_task["data_files"], "test": str(tmp_path / "validation.jsonl")}}
+    assert load_config(config_file(tmp_path, copy_task, {"task": other})).forgetting.task.name == "copy"
+    assert load_config(config_file(tmp_path, copy_task, {"task": "sql_demo"})).forgetting.task.name == "sql_demo"
+
+
+def test_a_comparison_measuring_forgetting_on_its_own_task_is_refused_before_writing(tmp_path, copy_task):
+    from peftlab.compare import load_compare
+
+    experiment = {
+        "name": "cmp",
+        "output_dir": str(tmp_path / "out"),
+        "model": {"name": "tiny-llama"},
+        "task": copy_task,
+        "budget": {"steps": 2},
+        "methods": [{"name": "none"}, {"name": "lora"}],
+        "forgetting": {"task": copy_task, "examples": 3},
+    }
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    with pytest.raises(PeftlabError, match=r"cmp\.yaml: forgetting\.task is the trained task \('copy'"):
+        load_compare(path)
+    assert not (tmp_path / "out").exists()
+    path.write_text(yaml.safe_dump({**experiment, "forgetting": {**experiment["forgetting"], "in_domain": True}}))
+    assert load_compare(path).forgetting["in_domain"] is True

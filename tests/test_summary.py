@@ -55,6 +55,7 @@ KEYS = [
     "inference",
     "truncated_inputs",
     "skipped_long_train_examples",
+    "overlap",
     "finished_at",
     "python",
     "versions",

@@ -32,8 +32,11 @@ from peftlab.budget import BY_NAME
 from peftlab.config import (
     EvalConfig,
     ExperimentConfig,
+    ForgettingConfig,
     ModelConfig,
+    TaskConfig,
     _format_validation_error,
+    check_forgetting_task,
     load_config,
     same_config,
 )
@@ -236,7 +239,24 @@ def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
     except ValidationError as e:
         raise PeftlabError(_format_validation_error(e, str(path), CompareConfig)) from None
     check_concurrency(cc, path)
+    check_forgetting(cc, path)
     return cc
+
+
+def check_forgetting(cc: CompareConfig, path: Path) -> None:
+    """A forgetting sample from the trained task itself is refused (unless in_domain: true) before any
+    run config is written."""
+    if not isinstance(cc.forgetting, dict):
+        return
+    section = dict(cc.forgetting)
+    if isinstance(section.get("task"), (str, dict)):
+        task = section["task"]
+        section["task"] = resolve_task({"name": task} if isinstance(task, str) else task, f"{path}: forgetting")
+    try:
+        task, forgetting = TaskConfig.model_validate(resolve_task(cc.task, str(path))), ForgettingConfig(**section)
+    except (ValidationError, TypeError):
+        return  # reported, with its key, when the run configs are loaded
+    check_forgetting_task(task, forgetting, str(path))
 
 
 def check_concurrency(cc: CompareConfig, path: Path) -> None:

@@ -107,6 +107,14 @@ class TaskConfig(_Strict):
         "task.database to name a row field. 'auto': 'database' when task.database names a row field and the "
         "test split shares no database with train, else 'text'.",
     )
+    dedupe: Literal["train", "off"] = Field(
+        "train",
+        description="Inputs shared between train, validation and test (exact, and once case, whitespace and "
+        "punctuation are normalised) are counted when the task is prepared: the log, summary.json's overlap "
+        "and the report show them. 'train': every training example whose input is also a validation or test "
+        "input is dropped (validation and test stay as they are; an error if train would be left empty); "
+        "'off': they are kept, and the report says the splits overlap. Validation-test overlap is only counted.",
+    )
     input_template: str | None = Field(
         None,
         description="Python format string over the example's fields, e.g. 'Summarize:\\n{dialogue}'. "
@@ -295,6 +303,12 @@ class ForgettingConfig(_Strict):
     split: Literal["train", "validation", "test"] = Field("test", description="The split the texts come from.")
     examples: int = Field(200, ge=1, description="How many texts (the split's first N).")
     max_tokens: int = Field(256, ge=2, description="Each text is cut to this many tokens.")
+    in_domain: bool = Field(
+        False,
+        description="The sample may come from the trained task itself (same name and data): the loss change "
+        "then measures in-domain learning, not forgetting, and the leaderboard names the column 'in-domain "
+        "loss change'. Without it, a sample from the trained task is refused.",
+    )
 
     @field_validator("task", mode="before")
     @classmethod
@@ -427,6 +441,7 @@ def load_config(
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise PeftlabError(_format_validation_error(e, source)) from None
+    check_forgetting_task(cfg.task, cfg.forgetting, source)
     # Validate the method's own options now, so a typo fails before the model loads.
     from peftlab.methods import get_method, method_options  # local: pulls in torch and peft; config loads without them
 
@@ -448,6 +463,32 @@ def load_config(
     return cfg
 
 
+def task_source(task: TaskConfig) -> tuple:
+    """Where a task's examples come from, in the order tasks/base.py reads them: data_files, else data_dir
+    and local_files, else the hub; () for a built-in task."""
+    if task.data_files is not None:
+        return ("files", sorted((s, str(Path(p).resolve())) for s, p in task.data_files.items()))
+    if task.data_dir is not None:
+        return ("dir", str(Path(task.data_dir).resolve()), sorted((task.local_files or {}).items()))
+    if task.hub is not None:
+        return ("hub", task.hub, task.hub_config, sorted((task.hub_splits or {}).items()))
+    return ()
+
+
+def check_forgetting_task(task: TaskConfig, forgetting: ForgettingConfig | None, source: str) -> None:
+    """Forgetting is measured on another task than the one trained: on its own texts the loss change is
+    in-domain learning. Refused unless the section says in_domain: true."""
+    if forgetting is None or forgetting.in_domain:
+        return
+    if forgetting.task.name == task.name and task_source(forgetting.task) == task_source(task):
+        raise PeftlabError(
+            f"{source}: forgetting.task is the trained task ('{task.name}', the same data): the loss change on "
+            "its own texts measures in-domain learning, not forgetting. Choose another task for forgetting.task, "
+            "or set forgetting.in_domain: true to measure it on purpose (the leaderboard then names the column "
+            "'in-domain loss change')"
+        )
+
+
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
@@ -462,7 +503,10 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
         if saved == current:
             return True
         try:
-            return dump_config(ExperimentConfig.model_validate(yaml.safe_load(saved))) == current
+            old = yaml.safe_load(saved)
+            if isinstance(old, dict) and isinstance(old.get("task"), dict):
+                old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
+            return dump_config(ExperimentConfig.model_validate(old)) == current
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run
 

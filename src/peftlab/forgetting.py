@@ -94,7 +94,8 @@ def base_loss(cfg: ExperimentConfig, numerics: str, compute: Callable[[], float]
     ``numerics`` the matmuls run in: train.precision auto resolves per machine). It is a full pass over
     the sample, as long as the trained model's."""
     key = json.dumps(
-        [cfg.model.model_dump(mode="json"), cfg.forgetting.model_dump(mode="json"), numerics],
+        # in_domain names the measure, it does not change the texts: left out, so earlier files still count
+        [cfg.model.model_dump(mode="json"), cfg.forgetting.model_dump(mode="json", exclude={"in_domain"}), numerics],
         sort_keys=True,
     )
     path = Path(cfg.output_dir) / ".forgetting" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -124,4 +125,5 @@ def measure(cfg: ExperimentConfig, backbone: Backbone, texts: list[str], before:
         loss_before=before,
         loss_after=after,
         seconds=round(time.perf_counter() - start, 3),
+        in_domain=f.in_domain,
     )

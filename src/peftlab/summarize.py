@@ -71,6 +71,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         peak_memory_kind=memory.kind,
         truncated_inputs=backbone.truncated,
         skipped_long_train_examples=facts["skipped_long"],
+        overlap=task.overlap,
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     )

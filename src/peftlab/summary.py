@@ -77,11 +77,22 @@ class Forgetting(_Record):
     loss_before: Number  # the base model's
     loss_after: Number  # the trained model's, its adapter active
     seconds: Number | None = None  # this run's passes (the base model's is made once per output folder)
+    in_domain: bool | None = None  # the sample is the trained task's own (forgetting.in_domain): in-domain learning
 
     @property
     def delta(self) -> float:
         """after - before: positive = the model predicts general text worse than it did (it forgot)."""
         return self.loss_after - self.loss_before
+
+
+class Overlap(_Record):
+    """tasks/overlap.py: inputs shared between splits when the task was prepared. A count per pair of
+    splits ("train_test") is of the second split's examples whose input the first split has."""
+
+    exact: dict[str, int]
+    normalised: dict[str, int]  # case, whitespace and punctuation normalised (includes the exact ones)
+    dropped_from_train: int  # training examples dropped (0 with dedupe: off)
+    dedupe: str  # task.dedupe: train (dropped) or off (kept)
 
 
 class InferencePoint(_Record):
@@ -148,6 +159,7 @@ class RunSummary(_Record):
     inference: InferenceCost | None = None  # None: not measured (eval.inference_cost is false)
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens
     skipped_long_train_examples: int | None = None
+    overlap: Overlap | None = None  # None: an older run, whose splits were not checked
     finished_at: str | None = None  # local time, ISO 8601 with offset
     # environment (runio.environment)
     python: str | None = None
@@ -159,6 +171,11 @@ class RunSummary(_Record):
     def forgetting_delta(self) -> float | None:
         """The leaderboard's forgetting column: LM loss after - before (None when not measured)."""
         return self.forgetting.delta if self.forgetting else None
+
+    @property
+    def forgetting_in_domain(self) -> bool:
+        """Whether the forgetting column measures the trained task's own texts (named 'in-domain loss change')."""
+        return bool(self.forgetting and self.forgetting.in_domain)
 
     @property
     def ms_per_token(self) -> float | None:

@@ -25,8 +25,8 @@ TEMPLATE = (
 def emotion_dir(tmp_path):
     folder = tmp_path / "emotion"
     folder.mkdir()
-    for split in ("train", "validation", "test"):
-        rows = [{"text": t, "label": lab} for t, lab in zip(TEXTS, LABELS)]
+    for split in ("train", "validation", "test"):  # the scored splits' texts are not training texts (task.dedupe)
+        rows = [{"text": t if split == "train" else f"{t} {split}", "label": lab} for t, lab in zip(TEXTS, LABELS)]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 

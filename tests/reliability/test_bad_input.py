@@ -38,6 +38,7 @@ SECTIONS = {
         "hub_splits",
         "data_dir",
         "too_long",
+        "dedupe",
     ],
     "train": [
         "lr",
@@ -109,6 +110,7 @@ def base_config(folder: Path) -> dict:
             "target_field": "answer",
             "id_field": "uid",
             "metric": "exact_match",
+            "dedupe": "off",  # the same rows in every split
         },
         "train": {"max_steps": 2},
         "output_dir": str(folder / "runs"),

@@ -15,7 +15,7 @@ from peftlab.report.tables import print_tables
 from tests.report.fakes import fake_run
 
 
-def with_forgetting(run_dir, before: float, after: float) -> None:
+def with_forgetting(run_dir, before: float, after: float, in_domain: bool | None = None) -> None:
     path = run_dir / "summary.json"
     summary = json.loads(path.read_text())
     summary["forgetting"] = {
@@ -24,11 +24,12 @@ def with_forgetting(run_dir, before: float, after: float) -> None:
         "examples": 200,
         "loss_before": before,
         "loss_after": after,
+        **({"in_domain": in_domain} if in_domain is not None else {}),
     }
     path.write_text(json.dumps(summary))
 
 
-def folder(root, forgetting: bool = True):
+def folder(root, forgetting: bool = True, in_domain: bool | None = None):
     # full forgets (+0.30 and +0.50: mean +0.40); lora a little (+0.02); zero-shot nothing.
     for name, label, seed, scores, after in (
         ("full-s0", "full", 0, [1.0, 1.0, 1.0, 0.0], 2.3),
@@ -38,7 +39,7 @@ def folder(root, forgetting: bool = True):
     ):
         run = fake_run(root, name, label=label, method="lora", seed=seed, example_scores=scores)
         if forgetting:
-            with_forgetting(run, 2.0, after)
+            with_forgetting(run, 2.0, after, in_domain)
     return root
 
 
@@ -69,3 +70,19 @@ def test_without_forgetting_nothing_about_it_is_shown(tmp_path):
     assert "forgetting" not in md
     assert "forgetting</th>" not in html and "vs forgetting" not in html  # (the folder's name has the word)
     assert json.loads((root / "leaderboard.json").read_text())[0]["forgetting_delta"] is None
+
+
+def test_forgetting_measured_on_the_trained_task_is_named_in_domain_loss_change(tmp_path):
+    root = folder(tmp_path, in_domain=True)
+    html = write_report(root).read_text()
+    md = (root / "leaderboard.md").read_text()
+    assert next(line for line in md.splitlines() if line.startswith("| label")).endswith("| in-domain loss change |")
+    assert "| forgetting |" not in md
+    assert '<th class="">in-domain loss change</th>' in html and "forgetting</th>" not in html
+    assert "vs in-domain loss change (LM loss after - before)" in html
+    with console.capture() as captured:
+        print_tables(compare_runs(load_runs(root)))
+    assert "in-domain loss change (LM loss after - before): full +0.400" in captured.get()
+    # in_domain: false (and older runs without the key) keep the usual name
+    html = write_report(folder(tmp_path / "other", in_domain=False)).read_text()
+    assert '<th class="">forgetting</th>' in html and "in-domain" not in html

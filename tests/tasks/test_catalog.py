@@ -24,6 +24,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def splits(folder: Path, make, names=("train", "validation", "test"), n=6) -> Path:
+    # Each split's inputs name the split: a training input that is a test input would be dropped (task.dedupe).
     for split in names:
         write_jsonl(folder / f"{split}.jsonl", [make(split, i) for i in range(n)])
     return folder
@@ -35,7 +36,7 @@ TOPICS = ["world", "sports", "business", "science"]
 def race_row(split, i):
     return {
         "example_id": f"{split}{i // 2}.txt",
-        "article": f"Tom has {i} red apples and a dog.",
+        "article": f"Tom has {i} red apples and a {split} dog.",
         "question": "What does Tom have?",
         "options": [f"{i} red apples", "a cat", "blue pears", "a car"],
         "answer": "A",
@@ -51,7 +52,7 @@ def wikisql_row(split, i):
     }
     return {
         "phase": 1,
-        "question": "How many goals did Ann score?",
+        "question": f"How many goals did Ann score ({split} {i})?",
         "table": table,
         "sql": {"sel": 1, "agg": 0, "conds": {"column_index": [0], "operator_index": [0], "condition": ["ann"]}},
     }
@@ -72,21 +73,21 @@ def spider_fixture(folder: Path) -> Path:
     gold = {"shop": "SELECT name FROM item WHERE price > 1", "zoo": "SELECT count(*) FROM animal"}
     return splits(
         folder,
-        lambda s, i: {"db_id": ["shop", "zoo"][i % 2], "question": f"q{i}", "query": gold[["shop", "zoo"][i % 2]]},
+        lambda s, i: {"db_id": ["shop", "zoo"][i % 2], "question": f"{s} q{i}", "query": gold[["shop", "zoo"][i % 2]]},
     )
 
 
 FIXTURES = {
     "samsum": lambda d: splits(
-        d, lambda s, i: {"id": f"{s}{i}", "dialogue": f"Ann: hi {i}\nBob: hello", "summary": "Ann greets Bob."}
+        d, lambda s, i: {"id": f"{s}{i}", "dialogue": f"Ann: hi {s} {i}\nBob: hello", "summary": "Ann greets Bob."}
     ),
     "cnn_dailymail": lambda d: splits(
-        d, lambda s, i: {"id": f"{s}{i}", "article": f"A storm hit town {i}.", "highlights": f"Storm hits town {i}."}
+        d, lambda s, i: {"id": f"{s}{i}", "article": f"A storm hit {s} {i}.", "highlights": f"Storm hits town {i}."}
     ),
     "ag_news": lambda d: splits(
-        d, lambda s, i: {"text": f"{TOPICS[i % 4]} news {i}", "label": i % 4}, names=("train", "test"), n=40
+        d, lambda s, i: {"text": f"{TOPICS[i % 4]} {s} news {i}", "label": i % 4}, names=("train", "test"), n=40
     ),
-    "tweet_eval": lambda d: splits(d, lambda s, i: {"text": f"tweet {i}", "label": i % 3}),
+    "tweet_eval": lambda d: splits(d, lambda s, i: {"text": f"{s} tweet {i}", "label": i % 3}),
     "race": lambda d: splits(d, race_row),
     "race_distractors": lambda d: splits(d, race_row),
     "wikisql": lambda d: splits(d, wikisql_row),
@@ -150,7 +151,7 @@ def test_dialogsum_test_examples_carry_all_three_references(tmp_path):
 
 def test_hub_style_duplicate_rows_merge_into_one_multi_reference_example(tmp_path):
     rows = [{"fname": "t0", "dialogue": "A: hi", "summary": s} for s in ("one", "two", "three")]
-    folder = splits(tmp_path / "d", lambda s, i: {"fname": f"{s}{i}", "dialogue": "x", "summary": "y"})
+    folder = splits(tmp_path / "d", lambda s, i: {"fname": f"{s}{i}", "dialogue": f"{s} {i}", "summary": "y"})
     write_jsonl(folder / "test.jsonl", rows)
     task = build_task(config("dialogsum", tmp_path, data_dir=str(folder)).task)
     assert [(e.id, e.references) for e in task.split("test")] == [("t0", ["one", "two", "three"])]

@@ -52,8 +52,9 @@ def dialogsum(folder: Path, **task) -> TaskConfig:
 def test_hub_shaped_dialogsum_gives_one_example_per_dialogue_with_three_references(tmp_path, suffix):
     dialogues = [f"#Person1#: hello {k}\n#Person2#: hi, number {k}." for k in range(5)]
     summaries = [[f"Person1 greets {k}.", f"They say hello {k}.", f"Two people meet {k}."] for k in range(5)]
-    for split in ("train", "validation", "test"):
-        write(tmp_path / f"{split}{suffix}", hub_rows(split, dialogues, summaries))
+    for split in ("train", "validation", "test"):  # other dialogues in each split (task.dedupe)
+        own = dialogues if split == "test" else [f"{d} ({split})" for d in dialogues]
+        write(tmp_path / f"{split}{suffix}", hub_rows(split, own, summaries))
     names = {s: f"{s}{suffix}" for s in ("train", "validation", "test")}
     task = build_task(dialogsum(tmp_path, local_files=names))
     test = task.split("test")

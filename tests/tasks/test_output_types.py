@@ -32,6 +32,7 @@ def sentiment_task(tmp_path):
         "metric": "accuracy",
         "output_type": "classify",
         "label_words": {0: "negative", 1: "positive"},
+        "dedupe": "off",  # the test is the training set on purpose: can LoRA learn 8 sentences?
     }
 
 
@@ -90,6 +91,7 @@ def test_multiple_choice_commonsense_qa_format(tmp_path):
         "metric": "accuracy",
         "output_type": "multiple_choice",
         "id_field": "id",
+        "dedupe": "off",  # one file for every split: the plumbing, not generalisation
     }
     built = build_task(config(tmp_path, task).task)
     ex = built.split("test")[0]

@@ -25,6 +25,7 @@ from peftlab.report import lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
+from peftlab.report.overlap import overlap_notes
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
@@ -65,7 +66,7 @@ def build_report(folder: Path, examples: list[int] | None = None) -> Report:
     for comp in comparisons:
         n = available(comp)
         wanted = list(examples) if examples is not None else list(DEFAULT_EXAMPLES)
-        notes = []
+        notes = overlap_notes(comp)
         if examples is not None and any(i >= n for i in wanted):
             skipped = ", ".join(str(i) for i in wanted if i >= n)
             notes.append(f"Example(s) {skipped} skipped: {comp.task} has {n} test predictions (indices 0..{n - 1}).")

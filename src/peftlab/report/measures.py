@@ -4,7 +4,7 @@ terminal line and a Pareto plot each, shown only in comparisons where some label
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from peftlab.report.aggregate import Comparison, Entry
 
@@ -38,9 +38,24 @@ MEASURES = (
 )
 
 
+IN_DOMAIN = "in-domain loss change"
+IN_DOMAIN_NOTE = (
+    f"{IN_DOMAIN}: language-modelling loss per token on the trained task's own texts after training minus "
+    "before (forgetting.in_domain: true; mean over seeds; negative = the model learned the task's text)."
+)
+
+
 def present(comp: Comparison) -> list[Measure]:
-    """The measures some label of ``comp`` recorded, in MEASURES order."""
-    return [m for m in MEASURES if any(e.costs.get(m.key) is not None for e in comp.entries)]
+    """The measures some label of ``comp`` recorded, in MEASURES order (forgetting measured on the
+    trained task's own texts named for what it is: forgetting.in_domain)."""
+    shown = [m for m in MEASURES if any(e.costs.get(m.key) is not None for e in comp.entries)]
+    in_domain = any(r.summary.forgetting_in_domain for r in comp.runs)
+    return [
+        replace(m, column=IN_DOMAIN, axis=f"{IN_DOMAIN} (LM loss after - before)", note=IN_DOMAIN_NOTE)
+        if in_domain and m.key == "forgetting_delta"
+        else m
+        for m in shown
+    ]
 
 
 def cell(m: Measure, e: Entry) -> str:

@@ -20,7 +20,8 @@ from peftlab.errors import PeftlabError
 from peftlab.tasks import metrics
 from peftlab.tasks.calibration import content_free_prompts
 from peftlab.tasks.catalog import catalog
-from peftlab.tasks.holdout import hold_out
+from peftlab.tasks.holdout import hold_out, input_fields, input_text
+from peftlab.tasks.overlap import dedupe, normalise
 from peftlab.tasks.readers import get_reader
 from peftlab.tasks.sql_exec import GOLD_TIMEOUT_S, SQLError, SQLTimeout, run_readonly
 
@@ -51,6 +52,8 @@ class Task:
     label_words: list[str] | None = None  # classify: the valid answers
     # Contextual calibration: the prompt with content-free fields (tasks/calibration.py); None = off.
     content_free: list[str] | None = None
+    # Inputs shared between splits and what was done about them (tasks/overlap.py; summary.json's overlap).
+    overlap: dict | None = None
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits or not self.splits[name]:
@@ -88,7 +91,9 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
     raw, sources, base = _raw_splits(cfg)
     if raw is None:
         if cfg.name in BUILTIN:
-            return BUILTIN[cfg.name](cfg)
+            task = BUILTIN[cfg.name](cfg)
+            task.overlap = _decontaminate(cfg, task.splits, log)
+            return task
         raise PeftlabError(
             f"task '{cfg.name}': no data. Packaged tasks: {', '.join(catalog())}; built in: {', '.join(BUILTIN)}. "
             "Otherwise give task.data_dir, task.data_files (local JSONL/CSV/Parquet) or task.hub (a hub dataset id)"
@@ -112,6 +117,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         for split in ("validation", "test"):
             if split in splits:
                 splits[split] = _runnable(splits[split], f"task {cfg.name} {split}", log)
+    overlap = _decontaminate(cfg, splits, log)  # before demonstrations: they are drawn from train
     demos = _add_demonstrations(cfg, splits) if cfg.shots else ""
     names = [cfg.metric, *[m for m in cfg.extra_metrics if m != cfg.metric]]
     fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
@@ -128,6 +134,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
         output_type=cfg.output_type,
         label_words=_label_words(cfg, splits),
         content_free=_content_free(cfg, demos),
+        overlap=overlap,
     )
 
 
@@ -174,14 +181,26 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
 
 def _hold_out_validation(cfg: TaskConfig, rows: dict[str, list[dict]], source, log) -> None:
     """Validation carved from train (never from test), as disjoint from train as the test is
-    (peftlab.tasks.holdout); the log says how many training rows that cost."""
-    held = hold_out(cfg, rows, source)
+    (peftlab.tasks.holdout); the log says how many training rows that cost. A training row that is a test
+    input is never drawn (task.dedupe: train drops it from train; with 'off' the draw is as before)."""
+    fields = input_fields(cfg)
+    tested = {normalise(input_text(fields, r)) for r in rows.get("test") or []} if cfg.dedupe == "train" else set()
+    exclude = {i for i, r in enumerate(rows["train"]) if normalise(input_text(fields, r)) in tested}
+    held = hold_out(cfg, rows, source, exclude)
     rows["train"], rows["validation"] = held.train, held.validation
     log(
         f"task {cfg.name}: no validation split; {len(held.validation)} training examples held out as "
         f"validation (seed 0, {held.how}); {held.dropped} training rows dropped whose input contains, or "
         "lies inside, a held-out input"
     )
+
+
+def _decontaminate(cfg: TaskConfig, splits: dict[str, list[Example]], log) -> dict:
+    """Count inputs shared between splits and, with task.dedupe: train, drop them from train
+    (peftlab.tasks.overlap); the log says what was found and done."""
+    found = dedupe(splits, cfg.dedupe, cfg.name)
+    log(found.describe(cfg.name))
+    return found.to_json()
 
 
 def _runnable(examples: list[Example], where: str, log) -> list[Example]:

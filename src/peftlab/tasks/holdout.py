@@ -60,8 +60,11 @@ class Texts:
         return (j for j in self.rows[rarest] if padded in self.padded[j])
 
 
-def hold_out(cfg: TaskConfig, rows: dict[str, list[dict]], source: Callable[[str], str]) -> HeldOut:
-    """Validation carved from rows['train'] (never from test); source(split) names a split's file."""
+def hold_out(
+    cfg: TaskConfig, rows: dict[str, list[dict]], source: Callable[[str], str], exclude: set[int] = frozenset()
+) -> HeldOut:
+    """Validation carved from rows['train'] (never from test); source(split) names a split's file.
+    Rows in ``exclude`` (training rows that are test inputs) are never drawn as validation."""
     train = rows["train"]
     n = min(cfg.validation_size, max(len(train) // 10, 1))
     names = input_fields(cfg)
@@ -70,7 +73,7 @@ def hold_out(cfg: TaskConfig, rows: dict[str, list[dict]], source: Callable[[str
     if databases is not None:
         held, how = _whole_databases(databases, n)
     else:
-        held, how = _whole_inputs(texts, n), "inputs that lie inside no other training input"
+        held, how = _whole_inputs(texts, n, exclude), "inputs that lie inside no other training input"
     drop = _overlapping(texts, held)
     keep = [r for i, r in enumerate(train) if i not in held and i not in drop]
     return HeldOut(keep, [train[i] for i in sorted(held)], len(drop), how)
@@ -104,14 +107,17 @@ def _fields(template: str) -> list[str]:
         return []
 
 
-def _whole_inputs(texts: Texts, n: int) -> set[int]:
-    """n seeded rows whose input lies inside no training input other than copies of itself."""
+def _whole_inputs(texts: Texts, n: int, exclude: set[int] = frozenset()) -> set[int]:
+    """n seeded rows whose input lies inside no training input other than copies of itself (none of
+    ``exclude``)."""
     order = list(range(len(texts.padded)))
     random.Random(SEED).shuffle(order)
     held: set[int] = set()
     for i in order:
         if len(held) == n:
             break
+        if i in exclude:
+            continue
         containers = texts.containing(texts.words[i], texts.padded[i])
         if not any(texts.padded[j] != texts.padded[i] for j in containers):
             held.add(i)
