@@ -13,7 +13,8 @@ from peftlab.report import write_report
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.pareto import pareto_front
 from peftlab.report.runs import load_runs
-from peftlab.report.ties import BASIS, NO_DATA, LabelSample, bootstrap_difference, decide, mean_of_scores
+from peftlab.report.ties import LabelSample, bootstrap_difference, mean_of_scores
+from peftlab.report.top_group import BASIS, NO_DATA, top_group
 from tests.report.fakes import fake_run
 
 
@@ -54,7 +55,9 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     assert rows["b"]["std"] == pytest.approx(0.0)
     assert rows["c"]["mean"] == pytest.approx(0.80)
     assert rows["a"]["n_seeds"] == 2 and rows["a"]["seeds"] == [0, 1]
-    assert (rows["a"]["verdict"], rows["c"]["verdict"], rows["b"]["verdict"]) == ("best", "tie", "worse")
+    assert (rows["a"]["verdict"], rows["c"]["verdict"], rows["b"]["verdict"]) == ("best", "tie", "behind")
+    assert rows["b"]["verdict_text"] == "behind (2 seeds)" and not rows["b"]["top_group"] and rows["c"]["top_group"]
+    assert rows["a"]["family_labels"] == 3 and rows["a"]["covers_training_noise"] is False
     assert rows["c"]["tie_basis"] == rows["b"]["tie_basis"] == BASIS
     assert rows["b"]["delta_to_best"] == pytest.approx(0.35)
     assert rows["c"]["ci_low"] <= 0 < rows["c"]["ci_high"]
@@ -69,9 +72,12 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| a | 0.850 ± 0.071 | 2 | best |" in md
     # Every row behind the best shows its interval, whatever its number of seeds.
-    for label, word, delta in (("c", "tie", "0.050"), ("b", "worse", "0.350")):
+    for label, word, delta in (("c", "top group", "0.050"), ("b", "behind (2 seeds)", "0.350")):
         ci = f"CI [{rows[label]['ci_low']:.3f}, {rows[label]['ci_high']:.3f}]"
         assert f"| {word} Δ{delta} ({ci}) |" in md
+    # Two seeds: said out loud, and how many seeds / examples would separate c from a.
+    assert "With 2 seeds, the intervals cover test-set sampling only, not training noise" in md
+    assert "Sample size: c vs a, Δ0.050: about " in md and "at 20 test examples, or " in md
 
 
 def test_lower_is_better_ranks_smallest_first(tmp_path):
@@ -140,24 +146,28 @@ def test_paired_bootstrap_by_hand():
     assert seeds == pytest.approx((0.4, 0.3, 0.5))
 
 
-def test_bootstrap_decides_worse_tie_and_undecided():
+def test_top_group_decides_worse_tie_and_undecided():
     best = sample([1.0] * 40 + [0.0] * 10)
     clearly_worse = sample([1.0] * 20 + [0.0] * 30)
     # Two errors swapped for two other errors: 0.78 vs 0.80 is inside the noise.
     close = sample([1.0] * 38 + [0.0] * 2 + [1.0] * 1 + [0.0] * 9)
-    v = decide(0.8, 0.4, best, clearly_worse, higher_is_better=True)
-    assert (v.verdict, v.basis) == ("worse", BASIS) and v.ci[0] > 0.2
-    v = decide(0.8, 0.78, best, close, higher_is_better=True)
-    assert (v.verdict, v.basis) == ("tie", BASIS) and v.ci[0] <= 0 <= v.ci[1]
+    # One run each of labels that do not train (seeds None): test-set noise is all there is.
+    found, family = top_group(
+        ["best", "close", "worse"], [0.8, 0.78, 0.4], [best, close, clearly_worse], True, [None] * 3
+    )
+    assert [v.verdict for v in found] == ["best", "tie", "worse"] and family.labels == 3
+    assert found[1].ci[0] <= 0 <= found[1].ci[1] and found[2].ci[0] > 0.2 and found[2].basis == BASIS
     # Lower is better: the same numbers as errors (1 = wrong) flip the orientation.
     flip = sample([0.0] * 40 + [1.0] * 10)
     worse_flip = sample([0.0] * 20 + [1.0] * 30)
-    v = decide(0.2, 0.6, flip, worse_flip, higher_is_better=False)
-    assert v.verdict == "worse" and v.delta == pytest.approx(0.4) and v.ci[0] > 0.2
-    # Matching is by id: nothing in common means nothing to resample; no data, nothing either.
-    v = decide(0.8, 0.4, best, sample([1.0, 1.0], ids=["x", "y"]), higher_is_better=True)
-    assert (v.verdict, v.basis, v.ci) == ("undecided", NO_DATA, None)
-    assert decide(0.8, 0.4, None, best, higher_is_better=True).verdict == "undecided"
+    found, _ = top_group(["a", "b"], [0.2, 0.6], [flip, worse_flip], False, [None, None])
+    assert found[1].verdict == "worse" and found[1].delta == pytest.approx(0.4) and found[1].ci[0] > 0.2
+    # No per-example data: undecided, and it is left out of the family.
+    found, family = top_group(["a", "b", "c"], [0.8, 0.4, 0.78], [best, None, close], True, [None] * 3)
+    assert [(v.verdict, v.basis) for v in found[1:]] == [("undecided", NO_DATA), ("tie", BASIS)]
+    assert found[1].ci is None and family.labels == 2
+    found, family = top_group(["a", "b"], [0.8, 0.4], [None, best], True, [None, None])
+    assert found[1].verdict == "undecided" and family.critical is None
 
 
 def test_one_seed_label_against_two_seed_best(tmp_path):
@@ -172,7 +182,8 @@ def test_one_seed_label_against_two_seed_best(tmp_path):
     assert verdicts == {
         "lora": ("best", ""),
         "lora+prompt_tuning": ("tie", BASIS),
-        "zero_shot": ("worse", BASIS),
+        # Separated, but the pair's training noise rests on lora's two seeds: "behind", not "worse".
+        "zero_shot": ("behind", BASIS),
     }
 
 

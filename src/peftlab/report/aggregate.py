@@ -9,8 +9,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from peftlab.report import sample_size
 from peftlab.report.runs import Run
-from peftlab.report.ties import Verdict, decide, label_sample
+from peftlab.report.ties import label_sample
+from peftlab.report.top_group import Family, Verdict, top_group
 from peftlab.report.validity import check_same_examples, check_seeds_of_one_setting
 
 # Cost columns averaged over a label's seeds: RunSummary fields (absent in older runs: then None,
@@ -42,7 +44,7 @@ class Entry:
     costs: dict[str, float | None]
     memory_kind: str
     override: str | None = None  # why this label's settings differ from the comparison's (compare's `override:`)
-    tie: Verdict = field(default_factory=lambda: Verdict("best", ""))
+    tie: Verdict = field(default_factory=lambda: Verdict("best", ""))  # its place against the top group
 
     @property
     def n(self) -> int:
@@ -66,6 +68,11 @@ class Comparison:
     metric: str
     higher_is_better: bool
     entries: list[Entry]
+    family: Family | None = None  # what the top group rests on (top_group.py)
+
+    @property
+    def top_group(self) -> list[Entry]:
+        return [e for e in self.entries if e.tie.in_top_group]
 
     @property
     def runs(self) -> list[Run]:
@@ -90,8 +97,8 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
     entries = [make_entry(label, sorted(rs, key=lambda r: (str(r.seed), r.name))) for label, rs in by_label.items()]
     sign = -1 if higher_is_better else 1
     entries.sort(key=lambda e: (sign * e.mean, e.label))
-    mark_ties(entries, higher_is_better)
-    return Comparison(task, metric, higher_is_better, entries)
+    family = mark_ties(entries, higher_is_better)
+    return Comparison(task, metric, higher_is_better, entries, family)
 
 
 def make_entry(label: str, runs: list[Run]) -> Entry:
@@ -109,15 +116,27 @@ def make_entry(label: str, runs: list[Run]) -> Entry:
     )
 
 
-def mark_ties(entries: list[Entry], higher_is_better: bool) -> None:
-    """Every entry after the first gets a Verdict against the first (see ties.py for the rule)."""
+def mark_ties(entries: list[Entry], higher_is_better: bool) -> Family | None:
+    """Every entry gets its Verdict by the family-wise rule of top_group.py (the first is the best), and
+    every top-group entry behind the best its sample-size advice (sample_size.py)."""
     if not entries:
-        return
-    best = entries[0]
-    best.tie = Verdict("best", "")
-    best_sample = label_sample(best.runs)
-    for e in entries[1:]:
-        e.tie = decide(best.mean, e.mean, best_sample, label_sample(e.runs), higher_is_better)
+        return None
+    samples = [label_sample(e.runs) for e in entries]
+    # A label that does not train runs once and has no training noise; several seeds mean it has some.
+    seeds = [e.n if e.n > 1 or any(r.trains for r in e.runs) else None for e in entries]
+    verdicts, family = top_group(
+        [e.label for e in entries], [e.mean for e in entries], samples, higher_is_better, seeds
+    )
+    for e, v in zip(entries, verdicts):
+        e.tie = v
+    pooled = sample_size.pooled_seed_variances(samples)
+    for e, s, n in zip(entries[1:], samples[1:], seeds[1:]):
+        if e.tie.verdict != "tie" or s is None or samples[0] is None or family.critical is None:
+            continue
+        comp = sample_size.components(samples[0], s, (seeds[0] is not None, n is not None), pooled, family.labels)
+        if comp is not None:
+            e.tie.advice = sample_size.advice(comp, e.tie.delta, family.critical, family.examples)
+    return family
 
 
 def _mean(values: list) -> float | None:

@@ -26,11 +26,12 @@ from peftlab.report.plots import Plot
 from peftlab.report.style import CSS
 from peftlab.report.tables import (
     budget_cell,
+    family_notes,
     human_flops,
     override_notes,
     score_cell,
 )
-from peftlab.report.ties import TIE_RULE
+from peftlab.report.top_group import TIE_RULE
 from peftlab.report.verdict import verdict
 
 CSP = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{explorer.SCRIPT_HASH}'"
@@ -70,12 +71,13 @@ def header(title: str, items: list[tuple[str, str]]) -> str:
 
 def _badge(e: Entry) -> str:
     t = e.tie
-    text = {"best": "best", "tie": "tie", "worse": "behind", "undecided": "undecided"}[t.verdict]
+    text = {"best": "best", "tie": "top group", "undecided": "undecided"}.get(t.verdict, t.word)
     how = ""
     if t.verdict != "best":
         gap = f"Δ {t.delta:.3f}" if t.delta is not None else ""
         how = f"{gap}, 95% CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]" if t.ci else f"{gap}, {t.basis}"
-    return f'<span class="badge {esc(t.verdict)}">{esc(text)}</span>' + (
+    klass = "worse" if t.verdict == "behind" else t.verdict
+    return f'<span class="badge {esc(klass)}">{esc(text)}</span>' + (
         f'<span class="how">{esc(how)}</span>' if how else ""
     )
 
@@ -121,7 +123,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
         cells += [(esc(measures.cell(m, e)), "") for m in extra]
-        klass = ' class="lead"' if e.tie.verdict in ("best", "tie") else ""
+        klass = ' class="lead"' if e.tie.in_top_group else ""
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})
     return (
@@ -133,7 +135,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         f"Costs are means over seeds; budget is what was spent of the training budget; "
         f"trainable shows the parameter count and its share of the model; "
         f"peak memory is {esc(', '.join(kinds) or 'not recorded')}. {esc(TIE_RULE)}"
-        f"{''.join('<br>' + esc(line) for line in override_notes(comp) + cost_notes(comp))}</p>"
+        f"{''.join('<br>' + esc(line) for line in family_notes(comp) + override_notes(comp) + cost_notes(comp))}</p>"
     )
 
 

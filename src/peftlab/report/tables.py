@@ -15,7 +15,7 @@ from peftlab.humanize import human_bytes
 from peftlab.report import measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
-from peftlab.report.ties import TIE_RULE
+from peftlab.report.top_group import TIE_RULE
 from peftlab.report.verdict import verdict
 from peftlab.runio import atomic_write_text
 
@@ -38,15 +38,14 @@ def score_cell(e: Entry) -> str:
 
 
 def verdict_cell(e: Entry) -> str:
-    """'best', or the verdict with Δ (how far behind the best, in metric units) and the bootstrap
-    95% interval of Δ (or why there is none)."""
+    """'best', or where the label stands against the top group (top_group.py) with Δ (how far behind
+    the best, in metric units) and the simultaneous 95% interval of Δ (or why there is none)."""
     t = e.tie
     if t.verdict == "best":
         return "best"
-    word = {"tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
     gap = f" Δ{t.delta:.3f}" if t.delta is not None else ""
     how = f"CI [{t.ci[0]:.3f}, {t.ci[1]:.3f}]" if t.ci else t.basis
-    return f"{word}{gap} ({how})"
+    return f"{t.word}{gap} ({how})"
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -93,10 +92,18 @@ def records(comparisons: list[Comparison]) -> list[dict]:
                     "n_seeds": e.n,
                     "seeds": e.seeds,
                     "verdict": t.verdict,
+                    "verdict_text": t.word,
+                    "top_group": t.in_top_group,
                     "tie_basis": t.basis,
                     "delta_to_best": t.delta,
                     "ci_low": t.ci[0] if t.ci else None,
                     "ci_high": t.ci[1] if t.ci else None,
+                    "se_of_delta": t.se,
+                    "seeds_of_pair": t.seeds,
+                    "sample_size_advice": t.advice,
+                    "family_labels": comp.family.labels if comp.family else None,
+                    "critical_value": comp.family.critical if comp.family else None,
+                    "covers_training_noise": comp.family.covers_training_noise if comp.family else None,
                     **{k: _plain(v) for k, v in e.costs.items()},
                     "peak_memory_kind": e.memory_kind,
                     "runs": [r.name for r in e.runs],
@@ -125,15 +132,26 @@ def markdown(comparisons: list[Comparison]) -> str:
         rows = [cells(e) + [measures.cell(m, e) for m in extra] for e in comp.entries]
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         parts.append("")
-        parts += [f"{line}\n" for line in override_notes(comp) + cost_notes(comp)]
+        parts += [f"{line}\n" for line in family_notes(comp) + override_notes(comp) + cost_notes(comp)]
         if split := time_split(comp):
             parts.append(f"{split}.\n")
-    parts.append("Δ: how far behind the best (metric units); CI: bootstrap 95% interval of Δ.\n")
+    parts.append("Δ: how far behind the best (metric units); CI: simultaneous 95% interval of Δ (top group).\n")
     parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
     shown = {m.key: m for c in comparisons for m in measures.present(c)}
     parts += [f"{m.note}\n" for m in measures.MEASURES if m.key in shown]
     parts.append(TIE_RULE)
     return "\n".join(parts) + "\n"
+
+
+def family_notes(comp: Comparison) -> list[str]:
+    """What the top group rests on (and, with fewer than 3 seeds, what it does not cover), then one line
+    per top-group label behind the best: how many seeds / test examples would separate its gap."""
+    lines = [comp.family.note()] if comp.family and comp.family.note() else []
+    best = comp.entries[0].label if comp.entries else ""
+    for e in comp.entries[1:]:
+        if e.tie.advice:
+            lines.append(f"Sample size: {e.label} vs {best}, Δ{e.tie.delta:.3f}: {e.tie.advice}.")
+    return lines
 
 
 def override_notes(comp: Comparison) -> list[str]:
@@ -167,7 +185,7 @@ def human_count(n: float | None) -> str:
 def terminal_cells(e: Entry) -> list[str]:
     """A narrower row than the markdown one: short verdict, compact counts (TERMINAL_HEADER's columns)."""
     t, c = e.tie, e.costs
-    verdict = {"best": "best", "tie": "tie", "worse": "worse", "undecided": "?"}[t.verdict]
+    verdict = "top" if t.verdict == "tie" else t.word  # the terminal's narrow column
     if t.verdict != "best" and t.delta is not None:
         verdict += f" Δ{t.delta:.3f}"
     return [
@@ -215,11 +233,13 @@ def print_tables(comparisons: list[Comparison]) -> None:
             table.add_column(h, justify="left" if h in ("label", "vs best") else "right", no_wrap=h != "label")
         for e in comp.entries:
             cells = terminal_cells(e)
-            table.add_row(*(cells[i] for i in keep), style="bold" if e.tie.verdict in ("best", "tie") else None)
+            table.add_row(*(cells[i] for i in keep), style="bold" if e.tie.in_top_group else None)
         console.print(table)
         intervals = [f"{e.shown_label} [{e.tie.ci[0]:.3f}, {e.tie.ci[1]:.3f}]" for e in comp.entries if e.tie.ci]
         if intervals:  # no room for them in the table's width: one line under it
             console.print(f"95% interval of Δ: {'; '.join(intervals)}", markup=False, highlight=False)
+        for line in family_notes(comp):
+            console.print(line, markup=False, highlight=False)
         for m in measures.present(comp):  # nor for the measures runs record when asked
             values = "; ".join(f"{e.shown_label} {measures.cell(m, e)}" for e in comp.entries)
             console.print(f"{m.axis}: {values}", markup=False, highlight=False)
@@ -230,6 +250,6 @@ def print_tables(comparisons: list[Comparison]) -> None:
         if split := time_split(comp):
             console.print(split, markup=False, highlight=False)
     console.print(
-        "[dim]tie: inside the noise of the best (the 95% interval of Δ from a paired bootstrap over seeds "
-        "and test examples includes 0); Δ: behind the best[/dim]"
+        "[dim]bold: the top group, labels the data cannot separate from the best (the simultaneous 95% interval "
+        "of Δ over all labels, a paired bootstrap over seeds and test examples, includes 0); Δ: behind the best[/dim]"
     )

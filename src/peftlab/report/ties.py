@@ -1,25 +1,21 @@
-"""Is a label's difference to the best one inside the noise? Then it is a tie, not a loss.
+"""The paired bootstrap over seeds and test examples: its per-example data and its resampling.
 
-One rule for any number of seeds (also printed in the report): a paired bootstrap over seeds and
-test examples. Each of 1000 resamples (fixed seed)
+A label's runs become a LabelSample (per-example statistics under the task's primary metric, for
+each seed); a resample draws seeds with replacement (the training noise) and test examples with
+replacement, shared by the labels compared and matched by id (the test-set noise, paired: easy
+examples are easy for every method, so a paired interval is much narrower than two independent
+ones), and recomputes each label's score as the leaderboard does. A mean of per-example scores
+(accuracy, exact match, ROUGE, execution accuracy) is the mean of the drawn examples'
+predictions.csv ``score``; a corpus metric (BLEU) is recomputed from per-example statistics summed
+over the drawn examples (``Metric.corpus`` in tasks/metrics.py), never averaged sentence by sentence.
+Labels without per-example data (older runs without a ``score`` column, a metric peftlab does not
+know) cannot be resampled.
 
-1. draws every label's seeds with replacement, each label on its own (a label with one seed always
-   gets that one): the seed-to-seed noise of training;
-2. draws one set of test examples with replacement, shared by the two labels and matched by id:
-   the test-set noise, paired (easy examples are easy for every method, so a paired interval is
-   much narrower than two independent ones);
-3. recomputes each label's score as the leaderboard computes it: the mean over its drawn seeds of
-   the task metric on the drawn examples. A mean of per-example scores (accuracy, exact match,
-   ROUGE, execution accuracy) is the mean of the drawn examples' predictions.csv ``score``; a
-   corpus metric (BLEU) is recomputed from per-example statistics summed over the drawn examples
-   (``Metric.corpus`` in tasks/metrics.py), never averaged sentence by sentence.
-
-The 2.5th and 97.5th percentiles of best - other (oriented so that positive means "the best is
-better") are the 95% interval; a label ties with the best when the interval includes 0. Labels
-without per-example data (older runs without a ``score`` column, a metric peftlab does not know)
-are undecided. A resample is a few numpy array operations (how often each example and seed was
-drawn, times the statistics): 1000 resamples of 3 seeds x 500 examples take about 0.1 s per label on
-2 busy CPU cores; for BLEU, counting each run's n-grams once (sacrebleu, as bleu() does) costs more.
+The leaderboard's rule, over all labels at once, is top_group.py; ``bootstrap_difference`` is the
+interval of one pair (two runs of a comparison, two learning rates on validation), used where one
+pair is all there is. A resample is a few numpy array operations (how often each example and seed
+was drawn, times the statistics): 1000 resamples of 3 seeds x 500 examples take about 0.1 s per
+label on 2 busy CPU cores; for BLEU, counting each run's n-grams once (sacrebleu) costs more.
 """
 
 from __future__ import annotations
@@ -35,24 +31,6 @@ from peftlab.tasks.metrics import metric_of_primary
 
 RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-BASIS = "bootstrap over seeds and examples"
-NO_DATA = "no per-example scores"
-
-TIE_RULE = (
-    "Ties: a paired bootstrap over seeds and test examples "
-    f"({RESAMPLES} resamples with a fixed seed, each drawing every label's seeds with replacement, then test "
-    "examples shared by both labels by id, and recomputing the task metric as the leaderboard does, BLEU at "
-    "corpus level) gives a 95% interval (CI) of each label's difference to the best, and a label ties with "
-    "the best when that interval includes 0 (undecided without per-example scores)."
-)
-
-
-@dataclass
-class Verdict:
-    verdict: str  # "best", "tie", "worse" or "undecided"
-    basis: str  # BASIS, NO_DATA or "" (the best)
-    delta: float | None = None  # how much worse than the best (>= 0 means worse), in metric units
-    ci: tuple[float, float] | None = None  # bootstrap 95% interval of that difference
 
 
 @dataclass
@@ -146,21 +124,3 @@ def bootstrap_difference(
     )
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return float(point[0]), float(lo), float(hi)
-
-
-def decide(
-    best_mean: float,
-    other_mean: float,
-    best: LabelSample | None,
-    other: LabelSample | None,
-    higher_is_better: bool,
-) -> Verdict:
-    """Compare one label with the best: Δ from the leaderboard means, the verdict from the bootstrap."""
-    sign = 1.0 if higher_is_better else -1.0
-    delta = sign * (best_mean - other_mean)
-    ids = sorted(set(best.ids) & set(other.ids)) if best and other else []
-    if len(ids) < 2:
-        return Verdict("undecided", NO_DATA, delta)
-    _, lo, hi = bootstrap_difference(best.take(ids), other.take(ids), best.value, sign)
-    # Only an interval entirely above 0 says "the best is better"; anything else is a tie.
-    return Verdict("worse" if lo > 0 else "tie", BASIS, delta, (lo, hi))

@@ -1,17 +1,19 @@
-"""The answer in words, read off the Pareto fronts: for each cost, which method is best at each level.
+"""The answer in words, read off the Pareto fronts and the top group: for each cost, which methods are
+best at each level, and which cheaper ones the data cannot tell apart from them.
 
 A researcher choosing a method asks "what is best if I can afford at most X": the frontier of a
 (cost, quality) plot answers it at every X where the answer changes. For each cost axis the
 frontier's points, cheapest first, become one line:
 
-    trainable parameters: up to 0: zero_shot 0.000; up to 1.8 M: lora 0.797 (tie with the best);
-    up to 135 M: full 0.844 (best)
+    trainable parameters: up to 0: zero_shot 0.000; up to 1.3 M: pfeiffer 0.812 (top group);
+    up to 2.5 M: houlsby 0.891 (best, tied by cheaper pfeiffer)
 
-A point is named "(best)" when it is the comparison's best label and "(tie with the best)" when the
-tie rule (report/ties.py: seeds or the bootstrap interval of Δ) cannot separate it from the best:
-the cheaper of two tied methods is then the answer at both budgets, which the line lets the reader see.
-Forgetting is a cost like the others (less is cheaper); a negative value (the model got better at
-general text) counts as cheaper than zero.
+A point is "(best)" for the comparison's best label and "(top group)" when the family-wise rule
+(report/top_group.py) cannot separate it from the best. A cheaper label that the same simultaneous
+intervals cannot separate from a frontier point is named with it ("tied by cheaper ..."): at that
+budget it is as good an answer, for less. The first line names the whole top group, never one
+winner alone. Forgetting is a cost like the others (less is cheaper); a negative value (the model
+got better at general text) counts as cheaper than zero.
 """
 
 from __future__ import annotations
@@ -50,10 +52,21 @@ AXES: tuple[tuple[str, str, Callable[[float], str]], ...] = (
 
 def _standing(e: Entry) -> str:
     if e.tie.verdict == "best":
-        return " (best)"
-    if e.tie.verdict == "tie":
-        return " (tie with the best)"
-    return ""
+        return "best"
+    return "top group" if e.tie.verdict == "tie" else ""
+
+
+def _tied_cheaper(comp: Comparison, key: str, point: Entry, cost: float) -> list[str]:
+    """Labels costing less than ``point`` on this axis that the simultaneous intervals cannot separate from it."""
+    fam = comp.family
+    if fam is None:
+        return []
+    return [
+        e.label
+        for e in comp.entries
+        if e is not point and e.costs.get(key) is not None and float(e.costs[key]) < cost
+        if fam.separable(e.label, point.label) is False
+    ]
 
 
 def axis_line(comp: Comparison, key: str, name: str, level: Callable[[float], str]) -> str | None:
@@ -63,21 +76,26 @@ def axis_line(comp: Comparison, key: str, name: str, level: Callable[[float], st
         return None
     sign = 1 if comp.higher_is_better else -1
     front = pareto_front([c for c, _ in points], [sign * e.mean for _, e in points])
-    steps = [f"up to {level(cost)}: {e.label} {e.mean:.3f}{_standing(e)}" for cost, e in (points[i] for i in front)]
+    steps = []
+    for cost, e in (points[i] for i in front):
+        notes = [_standing(e)] + [f"tied by cheaper {' and '.join(t)}" for t in [_tied_cheaper(comp, key, e, cost)] if t]
+        notes = [n for n in notes if n]
+        steps.append(f"up to {level(cost)}: {e.label} {e.mean:.3f}" + (f" ({', '.join(notes)})" if notes else ""))
     return f"{name}: {'; '.join(steps)}"
 
 
 def verdict(comp: Comparison) -> list[str]:
-    """The comparison's answer: the best label (and what ties it), then one line per cost axis."""
+    """The comparison's answer: the top group (and what is undecided), then one line per cost axis."""
     if not comp.entries:
         return []
     best = comp.entries[0]
-    tied = [e.label for e in comp.entries[1:] if e.tie.verdict == "tie"]
+    group = [f"{e.label} {e.mean:.3f}" for e in comp.entries if e.tie.in_top_group]
     undecided = [e.label for e in comp.entries[1:] if e.tie.verdict == "undecided"]
-    head = f"Best test {comp.metric}: {best.label} {best.mean:.3f}"
-    head += f"; tied with it: {', '.join(tied)}" if tied else ""
-    head += f"; too few seeds to tell: {', '.join(undecided)}" if undecided else ""
-    head += "" if tied or undecided else "; nothing ties it"
+    if len(group) > 1:
+        head = f"Top group for test {comp.metric} (not separable from the best): {', '.join(group)}"
+    else:
+        head = f"Best test {comp.metric}: {best.label} {best.mean:.3f}, alone in the top group"
+    head += f"; too little data to tell: {', '.join(undecided)}" if undecided else ""
     lines = [head]
     for key, name, level in AXES:
         line = axis_line(comp, key, name, level)
