@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,11 @@ def test_one_point_per_run_with_its_summary_values(report):
     assert sorted(p["seed"] for p in lora) == [0, 1]
     run = next(r for r in comp.runs if r.name == lora[0]["run"])
     assert lora[0]["score"] == run.score and lora[0]["flops"] == run.summary.flops
+    # The leaderboard's verdict travels with every point: the same top group everywhere.
+    for e in comp.entries:
+        for p in (p for p in d["points"] if p["label"] == e.label):
+            assert (p["top"], p["standing"]) == (e.tie.in_top_group, e.tie.word)
+    assert any(p["top"] for p in d["points"]) and not all(p["top"] for p in d["points"])
     keys = [a["key"] for a in d["axes"]]
     # only the measures these runs recorded: no forgetting, no latency in the fake comparison
     assert keys[:2] == ["score", "trainable_params"] and "forgetting_delta" not in keys and "ms_per_token" not in keys
@@ -111,6 +117,17 @@ def test_hovering_a_point_shows_its_run(page):
     tip = page.find_element(By.CSS_SELECTOR, ".explorer .tip")
     assert tip.is_displayed()
     assert "lora-r4" in tip.text and circle.get_attribute("data-run") in tip.text
+    (comp,) = compare_runs(load_runs(Path(page.current_url.removeprefix("file://")).parent))
+    standing = next(e.tie.word for e in comp.entries if e.label == "lora-r4")
+    assert f"standing: {standing}" in tip.text
+
+
+def test_top_group_points_carry_a_ring(page):
+    (comp,) = compare_runs(load_runs(Path(page.current_url.removeprefix("file://")).parent))
+    ringed = page.execute_script(
+        "return Array.from(document.querySelectorAll('.explorer circle.top-ring')).map(c => c.dataset.label)"
+    )
+    assert sorted(ringed) == sorted(r.label for e in comp.top_group for r in e.runs)
 
 
 def test_unticking_a_label_hides_its_points(page):

@@ -111,6 +111,10 @@
                      "class": "front" }, svg);
     shown.forEach(function (p, i) {
       var onFront = best.indexOf(i) >= 0;
+      if (p.top) {  // the top group: a ring around the point, the leaderboard's bold rows
+        el("circle", { cx: sx.map(p[x.key]), cy: sy.map(p[y.key]), r: 10, "class": "top-ring", stroke: p.color,
+                       fill: "none", "data-label": p.label }, svg);
+      }
       var c = el("circle", { cx: sx.map(p[x.key]), cy: sy.map(p[y.key]), r: 6, "class": "pt" + (onFront ? " on-front" : ""),
                              "data-run": p.run, "data-label": p.label, stroke: p.color,
                              fill: onFront ? p.color : "#fff" }, svg);
@@ -125,6 +129,7 @@
     t.textContent = "";
     html("b", {}, t).textContent = p.label;
     html("div", {}, t).textContent = "run " + p.run + (p.seed === null ? "" : " (seed " + p.seed + ")");
+    html("div", {}, t).textContent = "standing: " + p.standing;
     html("div", {}, t).textContent = x.name + ": " + fmt(p[x.key], x.unit);
     html("div", {}, t).textContent = y.name + ": " + fmt(p[y.key], y.unit);
     var box = state.root.getBoundingClientRect();

@@ -1,11 +1,13 @@
 """The report's interactive Pareto explorer: pick the two axes, hover a point for its run, filter labels.
 
 One point per run (each seed its own point, coloured by label), so the spread between seeds stays
-visible. The points travel as JSON in a ``data-explorer`` attribute (HTML-escaped like every other
-piece of data, so a label cannot close the attribute), and one inline script (``explorer.js``)
-draws them as SVG. The page's Content-Security-Policy admits that script alone, by its SHA-256
-hash: injected markup still cannot run, and nothing is fetched. Without script the static Pareto
-plots above still say everything; the explorer then shows a one-line note instead.
+visible; points of the top group (report/top_group.py, the leaderboard's rule) carry a ring, and
+the hover names the label's standing. The points travel as JSON in a ``data-explorer`` attribute
+(HTML-escaped like every other piece of data, so a label cannot close the attribute), and one
+inline script (``explorer.js``) draws them as SVG. The page's Content-Security-Policy admits that
+script alone, by its SHA-256 hash: injected markup still cannot run, and nothing is fetched.
+Without script the static Pareto plots above still say everything; the explorer then shows a
+one-line note instead.
 
 matplotlib draws the static plots; it has no interactive output that works in a self-contained
 page without its own JavaScript bundle, so this small script is written here.
@@ -58,7 +60,16 @@ def data(comp: Comparison, colors: dict[str, str]) -> dict:
         for r in e.runs:
             values = {a.key: _number(r.score if a.key == "score" else getattr(r.summary, a.key, None)) for a in AXES}
             points.append(
-                {"label": e.label, "run": r.name, "seed": r.seed, "color": colors.get(e.label, "#6b7280"), **values}
+                {
+                    "label": e.label,
+                    "run": r.name,
+                    "seed": r.seed,
+                    "color": colors.get(e.label, "#6b7280"),
+                    # The leaderboard's own verdict (report/top_group.py): one rule everywhere.
+                    "top": e.tie.in_top_group,
+                    "standing": e.tie.word,
+                    **values,
+                }
             )
     axes = []
     for a in AXES:

@@ -97,6 +97,7 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 10px
 .explorer .axis-x, .explorer .axis-y { fill: var(--ink); font-size: 12.5px; font-weight: 600; }
 .explorer .front { fill: none; stroke: var(--muted); stroke-dasharray: 4 3; }
 .explorer .pt { stroke-width: 2; cursor: pointer; }
+.explorer .top-ring { stroke-width: 1.5; stroke-dasharray: 3 2; pointer-events: none; }
 .explorer .tip { position: absolute; z-index: 3; pointer-events: none; background: var(--ink); color: #fff;
   padding: 6px 9px; border-radius: 6px; font-size: 12px; line-height: 1.4; max-width: 360px; }
 .explorer .tip[hidden] { display: none; }

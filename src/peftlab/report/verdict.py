@@ -78,8 +78,8 @@ def axis_line(comp: Comparison, key: str, name: str, level: Callable[[float], st
     front = pareto_front([c for c, _ in points], [sign * e.mean for _, e in points])
     steps = []
     for cost, e in (points[i] for i in front):
-        notes = [_standing(e)] + [f"tied by cheaper {' and '.join(t)}" for t in [_tied_cheaper(comp, key, e, cost)] if t]
-        notes = [n for n in notes if n]
+        cheaper = _tied_cheaper(comp, key, e, cost)
+        notes = [n for n in (_standing(e), f"tied by cheaper {' and '.join(cheaper)}" if cheaper else "") if n]
         steps.append(f"up to {level(cost)}: {e.label} {e.mean:.3f}" + (f" ({', '.join(notes)})" if notes else ""))
     return f"{name}: {'; '.join(steps)}"
 
