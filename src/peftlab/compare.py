@@ -3,7 +3,7 @@
 An experiment file holds what all runs share (model, task, train settings with the budget,
 eval settings, seeds) and a list of methods, each with its own options and overrides:
 
-    lr_factors: [0.3, 1, 3]            # optional: each method's lr chosen on validation (lr_search.py)
+    lr_search: {factors: [0.333, 1, 3], rungs: [0.34]}   # the default grid and rung (or off; lr_search.py)
     methods:
       - {label: zero_shot, name: none}
       - {name: lora, rank: 16, train: {lr: 2.0e-3}}
@@ -27,7 +27,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from peftlab import lr_choice, lr_search
+from peftlab import lr_search
 from peftlab.budget import BY_NAME
 from peftlab.config import (
     EvalConfig,
@@ -43,6 +43,8 @@ from peftlab.config import (
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.launch import Job, Launcher, LauncherConfig, make_launcher
+from peftlab.lr_choice import Choice
+from peftlab.lr_search import LrSearch
 from peftlab.methods import REGISTRY, get_method
 from peftlab.models.bundled import ensure_cached
 from peftlab.runio import finished_with_config
@@ -78,11 +80,13 @@ class CompareConfig(BaseModel):
     methods: list[dict[str, Any]] = Field(
         min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."
     )
-    lr_factors: list[float] | None = Field(
-        None,
-        description="Choose every training method's lr on validation among its own lr times these factors "
-        "(e.g. [0.3, 1, 3]); a method entry's lr_grid: [...] gives its own values instead.",
+    lr_search: LrSearch = Field(
+        default_factory=LrSearch,
+        description="Every training method's lr chosen on validation by successive halving (lr_search.py): "
+        "{factors: [...], rungs: [...]} (default: its own lr x 1/3, 1, 3; one rung at 1/3 of the budget), or off "
+        "(every method at its one lr). A method entry's lr_grid: [...] gives its own values.",
     )
+    lr_factors: list[float] | None = Field(None, description="The older name of lr_search.factors (e.g. [0.3, 1, 3]).")
     processes: int = Field(
         1,
         ge=1,
@@ -284,12 +288,15 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     for label, raw in runs:
         first.setdefault(label, raw)
     entries = {label_of(e): e for e in cc.methods if isinstance(e, dict)}
-    grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], cc.lr_factors, str(path))
+    search = lr_search.settings(cc.lr_search, cc.lr_factors, str(path))
+    grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], search, str(path))
+    runs = [(lb, with_lr(raw, grid[lb][0] if len(grid.get(lb, ())) == 1 else None)) for lb, raw in runs]
+    grid = {lb: lrs for lb, lrs in grid.items() if len(lrs) > 1}  # one value: trained at it, no search
     planned = write_configs(folder, runs)  # every config checked before any run starts
     ((kind, amount),) = cc.budget.items()
     console.rule(
         f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs"
-        f"{f' + {sum(map(len, grid.values()))} lr-search runs' if grid else ''}, {cc.model.name}, task "
+        f"{f', lr search over {sum(map(len, grid.values()))} values' if grid else ''}, {cc.model.name}, task "
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
     prepared: set[str] = set()  # tasks whose shared inputs this driver made
@@ -297,16 +304,18 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     def prepare(planned_now: list[tuple[str, Path, ExperimentConfig]]) -> None:
         prepare_shared_inputs(cc, planned_now, prepared)
 
-    failed, t0 = [], time.perf_counter()
+    detached = cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm"
+    failed, t0, continued = [], time.perf_counter(), set()
     if grid:
-        search = [(lb, r) for lb, lrs in grid.items() for r in lr_search.search_configs(first[lb], lrs, folder)]
-        failed += execute(pool, write_configs(folder, search), overwrite, cc.processes, prepare)
-        chosen = choose_lrs(folder, grid)
-        runs = [(lb, with_lr(raw, chosen.get(lb))) for lb, raw in runs if lb not in grid or chosen.get(lb)]
-        failed += [f"{lb} (its lr search did not finish)" for lb in grid if not chosen.get(lb)]
-        planned = write_configs(folder, runs)
-    failed += execute(pool, planned, overwrite, cc.processes, prepare)
-    if cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm":
+
+        def launch(search_runs: list[tuple[str, dict]]) -> list[str] | None:
+            bad = execute(pool, write_configs(folder, search_runs), False, cc.processes, prepare)
+            return None if detached else bad
+
+        planned, continued, why = search_lrs(folder, grid, first, runs, search.rungs, launch, overwrite)
+        failed += why
+    failed += execute(pool, planned, overwrite, cc.processes, prepare, continued)
+    if detached:
         console.print(f"submitted; the report will be written to {folder} when the runs end (peftlab report {folder})")
         return folder
     report = write_report(folder, examples=cc.examples)
@@ -363,20 +372,47 @@ def with_lr(raw: dict, lr: float | None) -> dict:
     return raw if lr is None else {**raw, "train": {**raw["train"], "lr": lr}}
 
 
-def choose_lrs(folder: Path, grid: dict[str, list[float]]) -> dict[str, float]:
-    """label -> the lr its search chose on validation (labels whose search is unfinished are left out)."""
-    chosen = {}
-    for label, lrs in grid.items():
-        choice = lr_choice.choose(label, lrs, folder)
-        trials = ", ".join(
-            f"{t.lr:.3g}: {'-' if t.validation is None else f'{t.validation:.4f}'}" for t in choice.trials
-        )
-        console.print(
-            f"lr search {label} (validation {choice.metric}): {trials} -> [bold]{choice.chosen or '-'}[/bold]"
-        )
-        if choice.chosen:
-            chosen[label] = choice.chosen
-    return chosen
+def search_lrs(
+    folder: Path,
+    grid: dict[str, list[float]],
+    first: dict[str, dict],
+    runs: list[tuple[str, dict]],
+    rungs: list[float],
+    launch: lr_search.Launch,
+    overwrite: bool,
+) -> tuple[list[tuple[str, Path, ExperimentConfig]], set[str], list[str]]:
+    """Each label of ``grid`` searched (lr_search.py), then its runs at the chosen lr: returns the runs
+    to train (written and loaded; a label whose search has not ended is left out), the first-seed runs
+    that continue the chosen search run, and the failures in words."""
+    if overwrite:
+        lr_search.clear_search(folder, grid)
+    choices, failed = lr_search.search(grid, first, folder, rungs, launch)
+    for choice in choices.values():
+        show_choice(choice)
+    chosen = {lb: c.chosen for lb, c in choices.items() if c.chosen is not None}
+    planned = write_configs(
+        folder, [(lb, with_lr(raw, chosen.get(lb))) for lb, raw in runs if lb not in grid or lb in chosen]
+    )
+    continued = set()
+    for label in chosen:
+        cfg = next(cfg for _, _, cfg in planned if cfg.run_name() == first[label]["name"])
+        if lr_search.continue_chosen(choices[label], cfg, overwrite):
+            continued.add(cfg.run_name())
+        lr_search.drop_eliminated(choices[label])
+    return planned, continued, failed
+
+
+def show_choice(choice: Choice) -> None:
+    """One line per label: each value's best validation so far where it stopped, and the choice."""
+    trials = ", ".join(
+        f"{t.lr:.3g}: {'-' if t.validation is None else f'{t.validation:.4f}'}"
+        + (f" @{100 * t.last.stop_at:.0f}%" if t.last and not t.finished else "")
+        for t in choice.trials
+    )
+    console.print(
+        f"lr search {choice.label} (validation {choice.metric or '-'}): {trials} -> "
+        f"[bold]{'-' if choice.chosen is None else f'{choice.chosen:.3g}'}[/bold]"
+    )
 
 
 def execute(
@@ -385,21 +421,24 @@ def execute(
     overwrite: bool,
     processes: int,
     prepare: Callable[[list], None] = lambda planned: None,
+    continued: set[str] = frozenset(),
 ) -> list[str]:
-    """Launch every planned run not finished yet (after ``prepare``); returns the names of those that failed."""
+    """Launch every planned run not finished yet (after ``prepare``); returns the names of those that failed.
+    ``continued``: runs that resume from a checkpoint the lr search put there (never overwritten)."""
     jobs = []
     for n, (_label, cfg_path, cfg) in enumerate(planned, 1):
         run_dir = cfg.run_dir()
+        fresh = overwrite and cfg.run_name() not in continued
         done, same = finished_with_config(run_dir, same_config(cfg))
-        if done and same and not overwrite:
+        if done and same and not fresh:
             console.print(f"[dim]{n}/{len(planned)} {cfg.run_name()}: finished, skipped[/dim]")
             continue
-        if done and not same and not overwrite:
+        if done and not same and not fresh:
             raise PeftlabError(
                 f"{run_dir} holds a finished run made with a different config; pass --overwrite to "
                 "rerun it, or give the experiment another name"
             )
-        jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes=processes, overwrite=overwrite))
+        jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes=processes, overwrite=fresh))
     if not jobs:
         return []
     prepare([p for p in planned if p[2].run_name() in {j.name for j in jobs}])

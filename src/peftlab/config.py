@@ -266,6 +266,16 @@ class TrainConfig(_Strict):
     checkpoint_every: int | None = Field(
         None, ge=1, description="Also checkpoint every N steps (null: validations only)."
     )
+    stop_at: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Stop at the first step boundary at or past this fraction of the budget, keeping the "
+        "checkpoint and writing no summary (the run is not finished): a rung of compare's learning-rate search "
+        "(successive halving; rung.py). The schedule stays the whole budget's. The validation there is recorded "
+        "in rungs.jsonl; `--resume` with a later stop_at, or none, continues the run. A resume ignores it when "
+        "it compares configs.",
+    )
 
     def budget(self) -> tuple[str, float] | None:
         """(kind, amount) of the budget; epochs are converted to steps by the training loop."""
@@ -493,11 +503,17 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+def without_stop(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config with train.stop_at cleared: where a run stops is not what it is (a run stopped at a rung
+    of the lr search continues as the same run)."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"stop_at": None})})
+
+
 def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
     """Whether a run folder's config.yaml describes ``cfg``: its exact text, or -- written by an older
     peftlab, before keys were added -- the same config once the new keys take their defaults (a new
     key's default keeps the old behaviour, so a finished run stays finished and a checkpoint resumes)."""
-    current = dump_config(cfg)
+    current = dump_config(without_stop(cfg))
 
     def matches(saved: str) -> bool:
         if saved == current:
@@ -506,7 +522,7 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
             old = yaml.safe_load(saved)
             if isinstance(old, dict) and isinstance(old.get("task"), dict):
                 old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
-            return dump_config(ExperimentConfig.model_validate(old)) == current
+            return dump_config(without_stop(ExperimentConfig.model_validate(old))) == current
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run
 

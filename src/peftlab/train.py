@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
 
-from peftlab import checkpoint, forgetting, inference_cost
+from peftlab import checkpoint, forgetting, inference_cost, rung
 from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
@@ -87,8 +87,8 @@ def _train(
     with PeakMemory() as memory:
         if method.trains:
             state, budget, skipped = fit(run, backbone, method, options, task, lr, validate, memory)
-            if not run.main:
-                return run.dir  # the main process validates, tests and writes the summary
+            if not run.main or rung.reached(cfg, budget):
+                return run.dir  # the main process validates, tests and writes the summary; a rung, none
             restore_best(core, state, task)
         else:
             memory.floor()  # zero-shot: the memory of the loaded model
@@ -253,12 +253,11 @@ def fit(
         # the kept weights: a run reports its method after training, and zero-shot is its own row.
         validate(state, select=False)
         loop.model.train()
-    kind, amount = budget.kind, budget.amount
     batches = batches_forever(loader)
     with progress() as bar, StopRequest() as stop:
         tid = bar.add_task("train", total=100, completed=100 * budget.progress, info="")
         coming = upcoming(loop, batches)
-        while coming is not None:
+        while coming is not None and not rung.reached(cfg, budget):
             before = budget.progress
             with memory.step():
                 loss = optimizer_step(loop, state, *coming, stop)
@@ -267,11 +266,19 @@ def fit(
             coming = upcoming(loop, batches)
             bar.update(tid, completed=100 * budget.progress, info=f"step {state.step} loss {loss:.4f}")
             after_step(loop, state, loss, before, validate, memory, stop, bar)
-    spent = budget.spent[kind]
+    end_of_training(loop, state, validate, memory)
+    return state, budget, skipped
+
+
+def end_of_training(loop: Loop, state: TrainState, validate: Validation, memory: PeakMemory) -> None:
+    """The budget spent: the last validation. A rung reached (train.stop_at): the stop there."""
+    run, budget = loop.run, loop.budget
+    if rung.reached(run.cfg, budget):
+        return stop_at_rung(loop, state, validate, memory)
+    kind, amount, spent = budget.kind, budget.amount, budget.spent[budget.kind]
     console.print(f"budget spent: {spent:g} of {amount:g} {kind} ({100 * spent / amount:.1f}%) in {state.step} steps")
     if run.main and validate:
         validate(state, select=selectable(loop, state))
-    return state, budget, skipped
 
 
 def announce(loop: Loop, n_examples: int) -> None:
@@ -438,6 +445,23 @@ def after_step(
             f"stopped by {signal.Signals(stop.signal).name} at step {state.step}; checkpoint "
             f"saved: continue with  peftlab train --resume {run.dir}"
         )
+
+
+def stop_at_rung(loop: Loop, state: TrainState, validate: Validation, memory: PeakMemory) -> None:
+    """train.stop_at (a rung of compare's lr search): the checkpoint first (what the search continues),
+    then the validation there, recorded in rungs.jsonl (rung.py); no summary: the run is not finished."""
+    run, budget = loop.run, loop.budget
+    save_checkpoint(loop, state, memory)
+    if run.main and not validate:
+        raise PeftlabError("train.stop_at: a rung chooses on validation, and this task has no validation examples")
+    if run.main:
+        rung.record(run, state, validate, budget)
+    if run.cfg.trackers:
+        run.accelerator.end_training()
+    console.print(
+        f"stopped at {100 * budget.progress:.1f}% of the budget, step {state.step} (train.stop_at "
+        f"{run.cfg.train.stop_at:g}): checkpoint kept; continue with a later stop_at or none (--resume)"
+    )
 
 
 def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:

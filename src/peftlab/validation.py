@@ -32,6 +32,7 @@ class Validation:
             "max_source_tokens": run.cfg.task.max_source_tokens,
         }
         self.sign = 1 if task.higher_is_better else -1
+        self.last: tuple[int, dict, list[str]] | None = None  # (step, scores, predictions) of the latest pass
 
     def __bool__(self) -> bool:
         return bool(self.examples)
@@ -39,7 +40,7 @@ class Validation:
     def __call__(self, state: TrainState, bar=None, select: bool = True) -> None:
         """Score the validation split; with ``select`` the weights become the best if they beat it."""
         core = self.backbone.model
-        scores, _ = generate_and_score(
+        scores, preds = generate_and_score(
             self.backbone,
             core,
             self.task,
@@ -49,6 +50,7 @@ class Validation:
             **self.gen_kwargs,
         )
         state.eval_seconds += scores["seconds"]
+        self.last = (state.step, scores, preds)  # a rung of the lr search reads it (rung.py)
         show_scores(f"validation @ step {state.step}", scores, self.task.primary)
         self.run.log({**state.record(), "validation": scores})
         if select and self.sign * scores[self.task.primary] > state.best_score:
