@@ -56,6 +56,7 @@ KEYS = [
     "truncated_inputs",
     "skipped_long_train_examples",
     "overlap",
+    "deviations",
     "finished_at",
     "python",
     "versions",

@@ -14,6 +14,7 @@ import torch
 
 from peftlab.cost import dir_bytes
 from peftlab.launch.job import ENV_CONCURRENCY, ENV_LAUNCHER, ENV_SLOT
+from peftlab.methods import method_options
 from peftlab.precision import dtype_name
 from peftlab.runio import cpu_name, environment
 from peftlab.runlock import job_id
@@ -72,6 +73,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         truncated_inputs=backbone.truncated,
         skipped_long_train_examples=facts["skipped_long"],
         overlap=task.overlap,
+        deviations=list(method.deviations(method_options(cfg.method))) or None,
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     )

@@ -160,6 +160,7 @@ class RunSummary(_Record):
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens
     skipped_long_train_examples: int | None = None
     overlap: Overlap | None = None  # None: an older run, whose splits were not checked
+    deviations: list[str] | None = None  # where the method departs from its paper (Method.deviations)
     finished_at: str | None = None  # local time, ISO 8601 with offset
     # environment (runio.environment)
     python: str | None = None

@@ -93,6 +93,12 @@ class Method:
     hooks_for: Callable[[BaseModel], frozenset[Hook]] | None = None
     # Methods whose training needs the loop's help (methods/adalora.py): the applied model -> hooks, or None.
     loop_hooks: Callable[[nn.Module], LoopHooks | None] | None = None
+    # options -> where this implementation departs from the paper it cites, one sentence each; recorded in
+    # summary.json and shown in the leaderboard row's note (UniPELT's prefix gate, methods/gates.py).
+    deviations_for: Callable[[BaseModel], tuple[str, ...]] | None = None
+
+    def deviations(self, options: BaseModel) -> tuple[str, ...]:
+        return self.deviations_for(options) if self.deviations_for else ()
 
     def hooks_of(self, options: BaseModel) -> frozenset[Hook]:
         return self.hooks_for(options) if self.hooks_for else self.hooks

@@ -207,6 +207,15 @@ def param_groups(model: nn.Module, cfg: HybridConfig, base_lr: float) -> list[di
 
 
 UNIPELT = {"lora", "prefix_tuning", "series_adapter"}
+PREFIX_GATE = (
+    "prefix gate: one learned scalar per layer; UniPELT computes it from the layer's input (peft builds the "
+    "prefix before the first layer runs; methods/gates.py)"
+)
+
+
+def deviations(cfg: HybridConfig) -> tuple[str, ...]:
+    """Where a gated hybrid departs from UniPELT (Mao et al., 2022, section 3): the prefix's gate."""
+    return (PREFIX_GATE,) if cfg.gates and any(m.name == "prefix_tuning" for m, _ in cfg.components()) else ()
 
 
 def label(entry: dict) -> str:
@@ -251,4 +260,5 @@ METHOD = Method(
     default_lr_for=default_lr,
     param_groups=param_groups,
     no_decay_for=lambda cfg: tuple(p for m, options in cfg.components() for p in m.no_decay_patterns(options)),
+    deviations_for=deviations,
 )

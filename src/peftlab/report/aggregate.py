@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from peftlab.report import sample_size
+from peftlab.report import deviations, sample_size
 from peftlab.report.runs import Run
 from peftlab.report.ties import label_sample
 from peftlab.report.top_group import Family, Verdict, top_group
@@ -44,6 +44,7 @@ class Entry:
     costs: dict[str, float | None]
     memory_kind: str
     override: str | None = None  # why this label's settings differ from the comparison's (compare's `override:`)
+    deviations: list[str] = field(default_factory=list)  # report/deviations.py: unlike the others or the paper
     tie: Verdict = field(default_factory=lambda: Verdict("best", ""))  # its place against the top group
 
     @property
@@ -52,8 +53,15 @@ class Entry:
 
     @property
     def shown_label(self) -> str:
-        """The label as tables show it: marked † when its settings were overridden."""
-        return f"{self.label} †" if self.override else self.label
+        """The label as tables show it: marked † when its settings were overridden or it departs from the
+        others' training settings or from its method's paper."""
+        return f"{self.label} †" if self.override or self.deviations else self.label
+
+    @property
+    def note(self) -> str | None:
+        """What the † stands for, in one line."""
+        parts = ([f"settings differ from the comparison's: {self.override}"] if self.override else []) + self.deviations
+        return "; ".join(parts) or None
 
     @property
     def seeds(self) -> list:
@@ -95,6 +103,9 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
     for label, rs in by_label.items():
         check_seeds_of_one_setting(label, rs)
     entries = [make_entry(label, sorted(rs, key=lambda r: (str(r.seed), r.name))) for label, rs in by_label.items()]
+    train_notes = deviations.train_deviations(by_label)
+    for e in entries:
+        e.deviations = train_notes.get(e.label, []) + deviations.method_deviations(e.runs)
     sign = -1 if higher_is_better else 1
     entries.sort(key=lambda e: (sign * e.mean, e.label))
     family = mark_ties(entries, higher_is_better)
