@@ -8,10 +8,11 @@ import json
 import pytest
 
 from peftlab.console import console
-from peftlab.report import write_report
+from peftlab.report import explorer, write_report
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables
+from peftlab.report.verdict import verdict
 from tests.report.fakes import fake_run
 
 
@@ -83,6 +84,13 @@ def test_forgetting_measured_on_the_trained_task_is_named_in_domain_loss_change(
     with console.capture() as captured:
         print_tables(compare_runs(load_runs(root)))
     assert "in-domain loss change (LM loss after - before): full +0.400" in captured.get()
+    # The verdict's cost line and the explorer's axis use the same name.
+    (comp,) = compare_runs(load_runs(root))
+    assert any(line.startswith("in-domain loss change: up to") for line in verdict(comp))
+    assert "forgetting:" not in " ".join(verdict(comp))
+    assert [a["name"] for a in explorer.data(comp, {})["axes"] if a["key"] == "forgetting_delta"] == [
+        "in-domain loss change"
+    ]
     # in_domain: false (and older runs without the key) keep the usual name
     html = write_report(folder(tmp_path / "other", in_domain=False)).read_text()
     assert '<th class="">forgetting</th>' in html and "in-domain" not in html

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from peftlab.report.aggregate import Comparison
+from peftlab.report.measures import IN_DOMAIN
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,12 @@ def data(comp: Comparison, colors: dict[str, str]) -> dict:
                 }
             )
     axes = []
+    in_domain = any(r.summary.forgetting_in_domain for r in comp.runs)
     for a in AXES:
         if any(p[a.key] is not None for p in points):
             higher = comp.higher_is_better if a.key == "score" else a.higher_is_better
             name = f"test {comp.metric}" if a.key == "score" else a.name
+            name = IN_DOMAIN if in_domain and a.key == "forgetting_delta" else name
             axes.append({"key": a.key, "name": name, "unit": a.unit, "higher": higher})
     return {"axes": axes, "points": points, "x": "trainable_params", "y": "score"}
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from peftlab.humanize import human_bytes
 from peftlab.report.aggregate import Comparison, Entry
+from peftlab.report.measures import IN_DOMAIN
 from peftlab.report.pareto import pareto_front
 
 
@@ -97,7 +98,9 @@ def verdict(comp: Comparison) -> list[str]:
         head = f"Best test {comp.metric}: {best.label} {best.mean:.3f}, alone in the top group"
     head += f"; too little data to tell: {', '.join(undecided)}" if undecided else ""
     lines = [head]
+    in_domain = any(r.summary.forgetting_in_domain for r in comp.runs)
     for key, name, level in AXES:
+        name = IN_DOMAIN if in_domain and key == "forgetting_delta" else name
         line = axis_line(comp, key, name, level)
         if line:
             lines.append(line)
