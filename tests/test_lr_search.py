@@ -81,7 +81,7 @@ def test_the_search_stops_every_value_at_its_rung_and_only_the_winner_goes_on(tm
         m.setattr(lr_search, "continue_chosen", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             compare(path)
-    search = {p.name: p for p in (folder / SEARCH_DIR).iterdir()}
+    search = {p.name: p for p in (folder / SEARCH_DIR).iterdir() if p.is_dir()}
     assert sorted(search) == ["lora-lr0.00333", "lora-lr0.01", "lora-lr0.03"]  # x1/3, x1, x3 of its lr
     stops = {name: read_jsonl(d / RUNGS) for name, d in search.items()}
     assert all(len(s) == 1 and s[0]["step"] == 2 and s[0]["stop_at"] == pytest.approx(1 / 3) for s in stops.values())
@@ -259,3 +259,23 @@ def test_the_report_shows_each_value_at_each_rung_and_flags_an_edge_choice_and_n
     assert "Learning-rate search" in lr_table.html(searches)
     # Cost: what no run contains (the chosen value's part goes on as its first seed).
     assert search_cost(folder) == {"full": (4e9 - 2e9, 8.0 - 4.0), "lora": (2e9, 4.0)}
+
+
+def test_a_stopped_search_run_of_another_config_starts_again(tmp_path, copy_task):
+    from peftlab.config import dump_config
+
+    raw = {"name": "lora-s0", "label": "lora", "output_dir": str(tmp_path), "seed": 0, "trackers": []}
+    raw |= {"model": {"name": "tiny-llama"}, "method": {"name": "lora"}, "task": copy_task}
+    raw |= {"train": {"max_steps": 6, "evals": 2}}
+    grid = {"lora": [1e-3, 1e-2]}
+    for lr, steps in ((1e-3, 6), (1e-2, 9)):  # 1e-2 stopped at its rung of another budget
+        cfg = load_config(
+            None,
+            base=lr_search.search_config({**raw, "train": {**raw["train"], "max_steps": steps}}, lr, tmp_path, 0.5),
+        )
+        cfg.run_dir().mkdir(parents=True)
+        (cfg.run_dir() / "config.yaml").write_text(dump_config(cfg))
+        (cfg.run_dir() / RUNGS).write_text("{}\n")
+    lr_search.discard_stale(grid, {"lora": raw}, tmp_path, [1 / 3])  # stop_at is not part of the match
+    assert (tmp_path / SEARCH_DIR / "lora-lr0.001" / RUNGS).is_file()
+    assert not (tmp_path / SEARCH_DIR / "lora-lr0.01" / RUNGS).exists()

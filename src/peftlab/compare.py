@@ -293,6 +293,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     runs = [(lb, with_lr(raw, grid[lb][0] if len(grid.get(lb, ())) == 1 else None)) for lb, raw in runs]
     grid = {lb: lrs for lb, lrs in grid.items() if len(lrs) > 1}  # one value: trained at it, no search
     planned = write_configs(folder, runs)  # every config checked before any run starts
+    lr_search.write_plan(folder, grid, search.rungs)
     ((kind, amount),) = cc.budget.items()
     console.rule(
         f"[bold]peftlab compare[/bold] {cc.name}: {len(planned)} runs"

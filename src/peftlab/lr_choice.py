@@ -11,6 +11,7 @@ tie goes to the smaller lr.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from peftlab.summary import RunSummary
 SEARCH_DIR = "lr_search"  # the search's run folders, inside the comparison folder
 RUNGS = "rungs.jsonl"  # a search run's line per rung it stopped at (rung.py writes it)
 VALIDATION_PREDICTIONS = "validation_predictions.csv"  # its best validation so far, per example
+PLAN = "grid.json"  # in lr_search/: label -> {lrs, rungs} as the comparison's last compare planned them
 KEEP = 3  # successive halving's rate: after a rung that is not the last, the best third goes on
 
 
@@ -217,38 +219,37 @@ def choose(label: str, lrs: list[float], folder: Path, rungs: list[float]) -> Ch
 
 
 def found(folder: Path) -> list[Choice]:
-    """Every search in a comparison folder, read from its run folders (the report's view): each
-    search run's label and lr from its config.yaml, the rungs from what the runs recorded."""
+    """Every search in a comparison folder, as its last compare planned it (lr_search/grid.json), read
+    from its run folders: the report's view. Each label's mean run gives the multiples of one run."""
     folder = Path(folder)
     root = folder / SEARCH_DIR
-    by_label: dict[str, list[tuple[Trial, dict | None]]] = {}
+    plan = json.loads((root / PLAN).read_text(encoding="utf-8")) if (root / PLAN).is_file() else scanned(root)
+    summaries = [RunSummary.read(p) for p in sorted(folder.glob("*/summary.json"))]
+    out = []
+    for label, p in sorted(plan.items()):
+        c = choose(label, p["lrs"], folder, p["rungs"])
+        if not c.metric:
+            continue  # nothing reached a rung yet
+        runs = [s for s in summaries if (s.label or s.method) == label]  # the leaderboard's runs
+        c.run_flops, c.run_seconds = _mean([s.flops for s in runs]), _mean([s.train_seconds for s in runs])
+        out.append(c)
+    return out
+
+
+def scanned(root: Path) -> dict[str, dict]:
+    """A plan read off the search runs themselves (folders without grid.json): each run's label and lr
+    from its config.yaml, the rungs from what the runs recorded."""
+    plan: dict[str, dict] = {}
     for path in sorted(root.glob("*/config.yaml")) if root.is_dir() else []:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         label = cfg.get("label") or (cfg.get("method") or {}).get("name", path.parent.name)
         lr = (cfg.get("train") or {}).get("lr")
-        if lr is not None:
-            by_label.setdefault(label, []).append(read_trial(path.parent, float(lr)))
-    summaries = [RunSummary.read(p) for p in sorted(folder.glob("*/summary.json"))]
-    out = []
-    for label, read in sorted(by_label.items()):
-        meta = next((m for _, m in read if m), None)
-        if meta is None:
-            continue  # nothing reached a rung yet
-        trials = sorted((t for t, _ in read), key=lambda t: t.lr)
-        rungs = sorted({k for t in trials for k in t.rungs})
-        runs = [s for s in summaries if (s.label or s.method) == label]  # the leaderboard's runs
-        out.append(
-            Choice(
-                label,
-                meta["metric"],
-                meta["higher_is_better"],
-                trials,
-                rungs,
-                _mean([s.flops for s in runs]),
-                _mean([s.train_seconds for s in runs]),
-            )
-        )
-    return out
+        if lr is None:
+            continue
+        p = plan.setdefault(label, {"lrs": [], "rungs": []})
+        p["lrs"].append(float(lr))
+        p["rungs"] = sorted({*p["rungs"], *(rung_key(line["stop_at"]) for line in read_jsonl(path.parent / RUNGS))})
+    return plan
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -20,6 +20,7 @@ what did not and continues from there. Methods that do not train are never searc
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import time
@@ -32,7 +33,7 @@ from peftlab import checkpoint
 from peftlab.config import ExperimentConfig, dump_config, load_config, same_config
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.lr_choice import SEARCH_DIR, Choice, choose, read_trial, search_name
+from peftlab.lr_choice import PLAN, SEARCH_DIR, Choice, choose, read_trial, search_name
 from peftlab.methods import get_method, method_options
 from peftlab.runio import atomic_write_text, finished_with_config
 from peftlab.runlock import RunLock, RunLocked
@@ -161,6 +162,7 @@ def search(
     """Successive halving for every label of ``grid`` at once (each label's runs of one rung go to the
     launcher together); returns (label -> its Choice, failures in words). A run another driver is
     training is waited for, not trained twice."""
+    discard_stale(grid, first, folder, rungs)
     failed: dict[str, str] = {}
     tries: dict[tuple[str, float | None], int] = {}
     while True:
@@ -178,6 +180,26 @@ def search(
                 continue  # reached the rung, or another driver trained it: look again
             if t.run in bad or tries[t.run, r] > 1:
                 failed.setdefault(lb, f"{lb} (its lr search run {t.run} did not reach its rung)")
+
+
+def write_plan(folder: Path, grid: dict[str, list[float]], rungs: list[float]) -> None:
+    """lr_search/grid.json: what this compare searches (the report reads the same searches)."""
+    if grid or (Path(folder) / SEARCH_DIR).is_dir():
+        plan = {label: {"lrs": lrs, "rungs": list(rungs)} for label, lrs in grid.items()}
+        atomic_write_text(Path(folder) / SEARCH_DIR / PLAN, json.dumps(plan, indent=1) + "\n")
+
+
+def discard_stale(grid: dict[str, list[float]], first: dict[str, dict], folder: Path, rungs: list[float]) -> None:
+    """A stopped search run of another config (the budget or a setting changed) starts again: its rungs
+    were reached by another run than the one planned now (its trainer would start it again anyway)."""
+    for label, lrs in grid.items():
+        for lr in lrs:
+            cfg = load_config(None, base=search_config(first[label], lr, folder, rungs[0]))
+            saved, run_dir = cfg.run_dir() / "config.yaml", cfg.run_dir()
+            if saved.is_file() and not (run_dir / "summary.json").is_file():
+                if not same_config(cfg)(saved.read_text(encoding="utf-8")):
+                    with RunLock(run_dir):
+                        clear(run_dir)
 
 
 def waited(run_dir: Path) -> bool:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from peftlab.console import console
 from peftlab.humanize import human_bytes
-from peftlab.report import measures
+from peftlab.report import lr_cost, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.top_group import TIE_RULE
@@ -124,15 +124,17 @@ def markdown(comparisons: list[Comparison]) -> str:
     parts = []
     for comp in comparisons:
         direction = "higher is better" if comp.higher_is_better else "lower is better"
-        extra = measures.present(comp)
-        header = HEADER + tuple(m.column for m in extra)
+        extra, search = measures.present(comp), lr_cost.search_cells(comp)
+        header = HEADER + tuple(m.column for m in extra) + ((lr_cost.COLUMN,) if search else ())
         parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
         parts += [f"- {line}" for line in verdict(comp)] + [""]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in header) + "|")
         rows = [cells(e) + [measures.cell(m, e) for m in extra] for e in comp.entries]
+        rows = [row + ([search.get(e.label, "-")] if search else []) for row, e in zip(rows, comp.entries)]
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         parts.append("")
+        parts += [f"{lr_cost.NOTE}\n"] if search else []
         parts += [f"{line}\n" for line in family_notes(comp) + override_notes(comp) + cost_notes(comp)]
         if split := time_split(comp):
             parts.append(f"{split}.\n")
@@ -244,6 +246,9 @@ def print_tables(comparisons: list[Comparison]) -> None:
         for m in measures.present(comp):  # nor for the measures runs record when asked
             values = "; ".join(f"{e.shown_label} {measures.cell(m, e)}" for e in comp.entries)
             console.print(f"{m.axis}: {values}", markup=False, highlight=False)
+        if search := lr_cost.search_cells(comp):  # the lr search's cost with one run, as multiples of one run
+            values = "; ".join(f"{label} {cell}" for label, cell in search.items())
+            console.print(f"{lr_cost.COLUMN} (with one run): {values}", markup=False, highlight=False)
         for line in verdict(comp):  # the answer in words, read off the Pareto fronts
             console.print(line, markup=False, highlight=False)
         for line in override_notes(comp):
