@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from peftlab.report import write_report
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.runs import load_runs
 from peftlab.report.ties import bootstrap_difference, label_sample
@@ -194,3 +195,20 @@ def test_a_metric_peftlab_does_not_know_is_undecided(tmp_path):
         fake_run(tmp_path, label, label=label, method="lora", seed=0, example_scores=scores, metric="mystery")
     v = verdicts(tmp_path)["b"]
     assert (v.verdict, v.basis, v.ci) == ("undecided", NO_DATA, None) and v.delta == pytest.approx(1.0)
+
+
+def test_the_leaderboard_says_what_its_intervals_cover(tmp_path):
+    runs_of(tmp_path / "three", "a", [[1.0] * 6 + [0.0] * 4] * 3)
+    runs_of(tmp_path / "three", "b", [[1.0] * 5 + [0.0] * 5] * 3)
+    (comp,) = compare_runs(load_runs(tmp_path / "three"))
+    assert comp.family.covers_training_noise and "seed-to-seed training noise" in comp.family.note()
+    runs_of(tmp_path / "one", "a", [[1.0] * 10 + [0.0] * 30])
+    runs_of(tmp_path / "one", "b", [[0.0] * 40])
+    (comp,) = compare_runs(load_runs(tmp_path / "one"))
+    assert not comp.family.covers_training_noise
+    assert "With one seed, the intervals cover test-set sampling only, not training noise" in comp.family.note()
+    assert comp.entries[1].tie.word == "behind (one seed)"
+    write_report(tmp_path / "one")
+    md = (tmp_path / "one" / "leaderboard.md").read_text()
+    assert "behind (one seed) Δ0.250" in md and "With one seed, the intervals cover" in md
+    assert "behind (one seed)" in (tmp_path / "one" / "report.html").read_text()

@@ -122,6 +122,8 @@ class Family:
         if self.critical is None:
             return ""
         head = f"{self.labels} labels compared at once on {self.examples} test examples (c = {self.critical:.2f})"
+        if self.seeds is None:
+            return f"{head}; no label trains, so test-set sampling is all the intervals need to cover."
         if self.covers_training_noise:
             return f"{head}; intervals cover test-set sampling and seed-to-seed training noise."
         seeds = "one seed" if self.seeds == 1 else f"{self.seeds} seeds"
