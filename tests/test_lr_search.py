@@ -119,10 +119,17 @@ def test_the_search_stops_every_value_at_its_rung_and_only_the_winner_goes_on(tm
     kept, whole = load_file(folder / "lora-s0" / "adapter" / "adapter_model.safetensors"), None
     whole = load_file(alone / "adapter" / "adapter_model.safetensors")
     assert kept.keys() == whole.keys() and all(torch.equal(kept[k], whole[k]) for k in kept)
-    losses = [
-        (r["step"], r["train_loss"], r["flops"]) for r in read_jsonl(alone / "metrics.jsonl") if "train_loss" in r
-    ]
-    assert losses == [(r["step"], r["train_loss"], r["flops"]) for r in logged if "train_loss" in r]
+
+    def curve(lines):  # the learning curve without the seconds it took
+        return [
+            {**r, "seconds": 0} | ({"validation": {**r["validation"], "seconds": 0}} if "validation" in r else {})
+            for r in lines
+        ]
+
+    assert curve(read_jsonl(alone / "metrics.jsonl")) == curve(logged)
+    # The untrained model (the seed's, whatever the lr) was scored by one search run only.
+    untrained = [d.name for d in search.values() if any(r["step"] == 0 for r in read_jsonl(d / "metrics.jsonl"))]
+    assert untrained == ["lora-lr0.00333"]
 
     rerun = {p: p.stat().st_mtime_ns for p in folder.glob("**/summary.json")}
     compare(path)  # finished: nothing trained again
@@ -279,3 +286,19 @@ def test_a_stopped_search_run_of_another_config_starts_again(tmp_path, copy_task
     lr_search.discard_stale(grid, {"lora": raw}, tmp_path, [1 / 3])  # stop_at is not part of the match
     assert (tmp_path / SEARCH_DIR / "lora-lr0.001" / RUNGS).is_file()
     assert not (tmp_path / SEARCH_DIR / "lora-lr0.01" / RUNGS).exists()
+
+
+def test_the_first_seed_run_gets_the_untrained_score_the_grid_s_first_value_made(tmp_path):
+    from peftlab.runio import append_jsonl
+
+    first, chosen = trial(1e-3, 0.1, rungs=(0.5,)), trial(1e-2, 0.9, rungs=(0.5,))
+    for t, lines in ((first, [0, 1, 2]), (chosen, [1, 2])):
+        t.dir = tmp_path / t.run
+        t.dir.mkdir()
+        for step in lines:
+            append_jsonl(t.dir / "metrics.jsonl", {"step": step, "validation": {"acc": step / 10}, "lr": t.lr})
+    c = Choice("x", "acc", True, [first, chosen], [0.5])
+    cfg = load_config(None, base={"train": {"max_steps": 4}})
+    assert [(r["step"], r["lr"]) for r in lr_search.curve(c, cfg)] == [(0, 1e-3), (1, 1e-2), (2, 1e-2)]
+    no_untrained = load_config(None, base={"train": {"max_steps": 4}, "eval": {"validate_untrained": False}})
+    assert [r["step"] for r in lr_search.curve(c, no_untrained)] == [1, 2]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.lr_choice import PLAN, SEARCH_DIR, Choice, choose, read_trial, search_name
 from peftlab.methods import get_method, method_options
-from peftlab.runio import atomic_write_text, finished_with_config
+from peftlab.runio import atomic_write_text, finished_with_config, read_jsonl
 from peftlab.runlock import RunLock, RunLocked
 from peftlab.runstart import clear
 
@@ -141,13 +140,16 @@ def grids(entries: list[tuple[str, dict, dict]], search: LrSearch, source: str) 
     return out
 
 
-def search_config(raw: dict, lr: float, folder: Path, stop_at: float | None) -> dict:
+def search_config(raw: dict, lr: float, folder: Path, stop_at: float | None, first_value: bool = True) -> dict:
     """A grid value's search run: the label's first-seed config at that lr, in lr_search/, stopping at
-    the rung ``stop_at`` with a checkpoint there."""
+    the rung ``stop_at`` with a checkpoint there. The untrained model is the same for every value (the
+    seed makes it, not the lr): only the grid's ``first_value`` scores it (continue_chosen passes its line on)."""
     run = copy.deepcopy(raw)
     run["name"] = search_name(raw["label"], lr)
     run["output_dir"] = str(Path(folder) / SEARCH_DIR)
     run["train"] = {**run["train"], "lr": lr, "stop_at": stop_at, "checkpoint": True}
+    untrained = (run.get("eval") or {}).get("validate_untrained", True)
+    run["eval"] = {**(run.get("eval") or {}), "validate_untrained": bool(untrained and first_value)}
     return run
 
 
@@ -170,7 +172,7 @@ def search(
         todo = [(lb, t, r) for lb, c in choices.items() if lb not in failed for t, r in c.pending()]
         if not todo:
             return choices, list(failed.values())
-        bad = launch([(lb, search_config(first[lb], t.lr, folder, r)) for lb, t, r in todo])
+        bad = launch([(lb, search_config(first[lb], t.lr, folder, r, t.lr == grid[lb][0])) for lb, t, r in todo])
         if bad is None:
             console.print("lr search submitted: run the same command again once it has ended, to go on")
             return choices, [f"{lb} (its lr search has not ended)" for lb in grid]
@@ -194,7 +196,7 @@ def discard_stale(grid: dict[str, list[float]], first: dict[str, dict], folder: 
     were reached by another run than the one planned now (its trainer would start it again anyway)."""
     for label, lrs in grid.items():
         for lr in lrs:
-            cfg = load_config(None, base=search_config(first[label], lr, folder, rungs[0]))
+            cfg = load_config(None, base=search_config(first[label], lr, folder, rungs[0], lr == lrs[0]))
             saved, run_dir = cfg.run_dir() / "config.yaml", cfg.run_dir()
             if saved.is_file() and not (run_dir / "summary.json").is_file():
                 if not same_config(cfg)(saved.read_text(encoding="utf-8")):
@@ -234,14 +236,25 @@ def continue_chosen(choice: Choice, cfg: ExperimentConfig, overwrite: bool) -> b
             if not checkpoint.exists(trial.dir):
                 return False
             clear(dst)
-            if (trial.dir / "metrics.jsonl").is_file():  # the learning curve up to the rung
-                shutil.copyfile(trial.dir / "metrics.jsonl", dst / "metrics.jsonl")
+            atomic_write_text(dst / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in curve(choice, cfg)))
             atomic_write_text(dst / "config.yaml", dump_config(cfg))
             os.replace(trial.dir / checkpoint.NAME, dst / checkpoint.NAME)  # moved last: a crash before leaves it
     except RunLocked:
         return True  # being continued by another driver
     console.print(f"{cfg.run_name()}: continues {trial.run} from its checkpoint at step {trial.last.step}")
     return True
+
+
+def curve(choice: Choice, cfg: ExperimentConfig) -> list[dict]:
+    """The chosen value's metrics.jsonl up to its rung, starting with the untrained model's validation
+    (scored by the grid's first value alone: the same model for every value)."""
+    lines = read_jsonl(choice.chosen_trial.dir / "metrics.jsonl")
+    if cfg.eval.validate_untrained and not any(r["step"] == 0 and "validation" in r for r in lines):
+        for t in choice.trials:
+            zero = [r for r in read_jsonl(t.dir / "metrics.jsonl") if r["step"] == 0 and "validation" in r]
+            if zero:
+                return zero[:1] + lines
+    return lines
 
 
 def drop_eliminated(choice: Choice) -> None:
