@@ -26,11 +26,11 @@ def two_seed_folder(root):
     """Three labels with two seeds each; per-example scores give the test accuracies exactly."""
     # Each seed is right on its first k examples.
     # a: 16/20 = 0.80 and 18/20 = 0.90 -> mean 0.85, std sqrt(2 * 0.05^2 / 1) = 0.0707107
-    # c: 0.75 and 0.85 -> mean 0.80, std 0.0707107: a resample's difference to a is 0 or less
-    #    whenever a draws its 0.80 seed twice and c its 0.85 seed twice (1 in 16): a tie
-    # b: 0.50 and 0.50 -> mean 0.50, std 0: a is right wherever b is, and b's difference is 0 only
-    #    if no draw of 20 hits a's 6+ extra examples (0.7^20 < 0.001): worse
-    for label, ones in (("a", (16, 18)), ("b", (10, 10)), ("c", (15, 17))):
+    # c: 0.75 and 0.85 -> mean 0.80, std 0.0707107: 0.05 behind a with seeds 0.1 apart: a tie
+    # b: 0.20 and 0.20 -> mean 0.20, std 0: 0.65 behind, far outside the seed noise (pooled over the
+    #    three labels' 2 seeds: 3 degrees of freedom, so t3 widens c) and the examples': behind, with
+    #    only 2 seeds "behind (2 seeds)"
+    for label, ones in (("a", (16, 18)), ("b", (4, 4)), ("c", (15, 17))):
         for seed, k in enumerate(ones):
             fake_run(
                 root,
@@ -59,9 +59,9 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     assert rows["b"]["verdict_text"] == "behind (2 seeds)" and not rows["b"]["top_group"] and rows["c"]["top_group"]
     assert rows["a"]["family_labels"] == 3 and rows["a"]["covers_training_noise"] is False
     assert rows["c"]["tie_basis"] == rows["b"]["tie_basis"] == BASIS
-    assert rows["b"]["delta_to_best"] == pytest.approx(0.35)
+    assert rows["b"]["delta_to_best"] == pytest.approx(0.65)
     assert rows["c"]["ci_low"] <= 0 < rows["c"]["ci_high"]
-    assert 0 < rows["b"]["ci_low"] < 0.35 < rows["b"]["ci_high"]
+    assert 0 < rows["b"]["ci_low"] < 0.65 < rows["b"]["ci_high"]
     assert rows["a"]["ci_low"] is None and rows["a"]["tie_basis"] == ""
     # Costs are means over seeds: 40 steps at 1 s and at 2 s per step; FLOPs 40 x 1e9.
     assert rows["a"]["train_seconds"] == pytest.approx(60.0)
@@ -72,7 +72,7 @@ def test_means_stds_and_ties_over_seeds(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| a | 0.850 ± 0.071 | 2 | best |" in md
     # Every row behind the best shows its interval, whatever its number of seeds.
-    for label, word, delta in (("c", "top group", "0.050"), ("b", "behind (2 seeds)", "0.350")):
+    for label, word, delta in (("c", "top group", "0.050"), ("b", "behind (2 seeds)", "0.650")):
         ci = f"CI [{rows[label]['ci_low']:.3f}, {rows[label]['ci_high']:.3f}]"
         assert f"| {word} Δ{delta} ({ci}) |" in md
     # Two seeds: said out loud, and how many seeds / examples would separate c from a.

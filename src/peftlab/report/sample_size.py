@@ -19,9 +19,9 @@ v_e / n; v_c = the variance over examples of the two labels' per-example seed-me
 v_e (1/S_a + 1/S_b). v_b and v_e are pooled over every label with two or more seeds, as the rule
 pools them; with one seed everywhere, v_b cannot be measured: DEFAULT_SEED_SD (measured on a real
 comparison by bench/tie_rule.py) stands in, and the line says so. The rule of top_group.py
-separates when Δ > c_S·se, c_S the comparison's critical value widened for the seed estimate's
-degrees of freedom at S seeds (k (S - 1)); at 80% power that needs Δ >= (c_S + 0.84)·sqrt(Var)
-(normal approximation).
+separates when Δ > c_S·se, c_S the comparison's critical value widened to t at the smaller of the
+examples' and the pooled seed estimate's degrees of freedom at S seeds (k (S - 1)); at 80% power
+that needs Δ >= (c_S + 0.84)·sqrt(Var) (normal approximation).
 bench/tie_rule.py checks the predicted power against simulation.
 
 Corpus metrics (BLEU) are not means over examples: no advice is given for them.
@@ -55,13 +55,12 @@ class Components:
     labels: int = 2  # labels in the family: the pooled seed estimate has labels x (S - 1) degrees of freedom
 
     def critical(self, c: float, seeds: int, examples: int) -> float:
-        """c widened as top_group.widened does, for a pair at ``seeds`` seeds and ``examples`` examples."""
-        t = sum(self.trains)
-        seed_var, example_var = t * self.v_b / seeds, self.v_c / examples + t * self.v_e / (examples * seeds)
-        dof = self.labels * (seeds - 1)
-        denominator = example_var**2 / max(examples - 1, 1) + (seed_var**2 / dof if dof > 0 and seed_var > 0 else 0.0)
-        total = seed_var + example_var
-        return t_matching_normal(c, total**2 / denominator) if denominator > 0 else c
+        """c widened as top_group.widened does, for a pair at ``seeds`` seeds and ``examples`` examples: t at
+        the smaller of the examples' and (where a label trains) the pooled seed estimate's degrees of freedom."""
+        dofs = [max(examples - 1, 1)]
+        if any(self.trains) and self.v_b > 0 and seeds > 1:
+            dofs.append(self.labels * (seeds - 1))
+        return t_matching_normal(c, min(dofs))
 
     def variance(self, seeds: int, examples: int) -> float:
         t = sum(self.trains)
