@@ -120,6 +120,7 @@ def test_killed_compare_resumes_without_recomputing_finished_runs(tmp_path, copy
             {"name": "prompt_tuning", "num_virtual_tokens": 4, "train": {"lr": 0.1}},
         ],
         eval={"batch_size": 4, "max_validation": 1, "max_test": 1},
+        lr_search="off",  # the kill must land in the second method's run, not in a search
     )
     folder = tmp_path / "runs" / "cmp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
