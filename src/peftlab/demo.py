@@ -20,9 +20,10 @@ from peftlab.report import print_overview
 from peftlab.runio import atomic_write_text
 
 DEMO_STEPS = 30
-# Same model, task, prompt, batch and budget for every method, and each at its own default learning
-# rate (`peftlab methods`): tuning one side's lr and not the other's would decide the headline.
-# Labels keep the run folders' names short.
+# Same model, task, prompt, batch and budget for every method, and each at its own best learning rate:
+# compare's lr search (on by default) tries its default (`peftlab methods`) x1/3, x1 and x3 to a third
+# of the budget and goes on with the best; tuning one side's lr and not the other's would decide the
+# headline. Labels keep the run folders' names short.
 DEMO_METHODS: list[dict] = [
     {"label": "zero_shot", "name": "none"},
     {"label": "full", "name": "full"},
