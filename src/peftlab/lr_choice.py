@@ -224,6 +224,8 @@ def found(folder: Path) -> list[Choice]:
     folder = Path(folder)
     root = folder / SEARCH_DIR
     plan = json.loads((root / PLAN).read_text(encoding="utf-8")) if (root / PLAN).is_file() else scanned(root)
+    if not plan:
+        return []
     summaries = [RunSummary.read(p) for p in sorted(folder.glob("*/summary.json"))]
     out = []
     for label, p in sorted(plan.items()):
