@@ -8,8 +8,9 @@ import pytest
 
 from peftlab.budget import BUDGET_KINDS, KINDS
 from peftlab.compare import CompareConfig
-from peftlab.config import Metric, TrainConfig
+from peftlab.config import TrainConfig
 from peftlab.errors import PeftlabError
+from peftlab.task_config import Metric
 from peftlab.tasks.metrics import METRICS, REGISTRY
 from peftlab.tasks.metrics import Metric as MetricEntry
 
