@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peftlab.report.student_t import t_matching_normal
-from peftlab.report.ties import LabelSample, mean_of_scores
+from peftlab.report.ties import LabelSample, per_example_scores, seed_variances
 
 # Seed-to-seed sd of a run's test score, measured on sql_demo (bench/tie_rule.py, RESULTS.md): used
 # only when no label of the comparison has two seeds.
@@ -63,25 +63,9 @@ class Components:
         return self.v_c / examples + t * self.v_b / seeds + t * self.v_e / (examples * seeds)
 
 
-def _per_example(sample: LabelSample) -> np.ndarray | None:
-    """(S, n) per-example scores of a mean metric; None for a corpus metric."""
-    if sample.value is not mean_of_scores:
-        return None
-    return sample.stats[..., 0] / sample.stats[..., 1]
-
-
-def seed_variances(x: np.ndarray) -> tuple[float, float] | None:
-    """(v_b, v_e) of one label's (S, n) scores; None with one seed."""
-    if x.shape[0] < 2:
-        return None
-    v_e = float(x.var(axis=0, ddof=1).mean())
-    v_b = max(0.0, float(x.mean(axis=1).var(ddof=1)) - v_e / x.shape[1])
-    return v_b, v_e
-
-
 def pooled_seed_variances(samples: list[LabelSample | None]) -> tuple[float, float] | None:
     """(v_b, v_e) pooled over every label with two or more seeds (weighted by S - 1); None when none has."""
-    xs = [x for s in samples if s is not None and (x := _per_example(s)) is not None and x.shape[0] >= 2]
+    xs = [x for s in samples if s is not None and (x := per_example_scores(s)) is not None and x.shape[0] >= 2]
     if not xs:
         return None
     found, dofs = [seed_variances(x) for x in xs], [x.shape[0] - 1 for x in xs]
@@ -97,8 +81,8 @@ def components(
 ) -> Components | None:
     ids = sorted(set(best.ids) & set(other.ids))
     x, y = (
-        _per_example(LabelSample(ids, best.take(ids), best.value)),
-        _per_example(LabelSample(ids, other.take(ids), other.value)),
+        per_example_scores(LabelSample(ids, best.take(ids), best.value)),
+        per_example_scores(LabelSample(ids, other.take(ids), other.value)),
     )
     if x is None or y is None or len(ids) < 2:
         return None

@@ -80,6 +80,24 @@ def label_sample(runs: list[Run]) -> LabelSample | None:
     return LabelSample(ids, stats, per_run[0][1])
 
 
+def per_example_scores(sample: LabelSample) -> np.ndarray | None:
+    """(seeds, examples) scores of a mean metric; None for a corpus metric (no per-example score)."""
+    if sample.value is not mean_of_scores:
+        return None
+    return sample.stats[..., 0] / sample.stats[..., 1]
+
+
+def seed_variances(x: np.ndarray) -> tuple[float, float] | None:
+    """(v_b, v_e) of one label's (seeds, examples) scores; None with one seed. v_e, the per-example seed
+    noise: the mean over examples of the across-seed variance; v_b, a seed's shift of the whole run: the
+    variance of the seed means less the v_e / n they carry (top_group.py and sample_size.py use both)."""
+    if x.shape[0] < 2:
+        return None
+    v_e = float(x.var(axis=0, ddof=1).mean())
+    v_b = max(0.0, float(x.mean(axis=1).var(ddof=1)) - v_e / x.shape[1])
+    return v_b, v_e
+
+
 def multiplicities(draws: np.ndarray, size: int) -> np.ndarray:
     """(resamples, m) indices in [0, size) -> (resamples, size): how often each index was drawn."""
     rows = draws.shape[0]

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from peftlab.report.student_t import t_matching_normal
-from peftlab.report.ties import LabelSample, mean_of_scores, multiplicities
+from peftlab.report.ties import LabelSample, multiplicities, per_example_scores, seed_variances
 
 RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -143,16 +143,14 @@ class SeedNoise:
 
 
 def seed_spread(sample: LabelSample) -> float | None:
-    """v_b of one label: the variance of its seed means less the per-example seed noise (v_e / n) they
-    carry; a corpus metric has no per-example scores: the variance of its seed means. None with one seed."""
-    seeds, n = sample.stats.shape[:2]
-    if seeds < 2:
+    """v_b of one label (ties.seed_variances); a corpus metric has no per-example scores: the variance of
+    its seed means. None with one seed."""
+    if sample.stats.shape[0] < 2:
         return None
-    total = float(np.var(sample.value(sample.stats.sum(axis=1)), ddof=1))
-    if sample.value is not mean_of_scores:
-        return total
-    v_e = float((sample.stats[..., 0] / sample.stats[..., 1]).var(axis=0, ddof=1).mean())
-    return max(0.0, total - v_e / n)
+    x = per_example_scores(sample)
+    if x is None:
+        return float(np.var(sample.value(sample.stats.sum(axis=1)), ddof=1))
+    return seed_variances(x)[0]
 
 
 def seed_noise(samples: list[LabelSample], trains: list[bool]) -> list[SeedNoise]:
