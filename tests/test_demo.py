@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
 import yaml
 
-from peftlab.demo import run_demo
+from peftlab import lr_search
+from peftlab.compare import load_compare, run_configs
+from peftlab.demo import DEMO_MODEL, DEMO_STEPS, run_demo, write_experiment
 
 
 def test_demo_runs_three_methods_writes_the_report_and_resumes(tmp_path, capsys):
@@ -30,3 +33,28 @@ def test_demo_runs_three_methods_writes_the_report_and_resumes(tmp_path, capsys)
     run_demo(output_dir=tmp_path / "demo", steps=2, model="tiny-llama")  # finished runs are reused
     assert capsys.readouterr().err.count("finished, skipped") == 3
     assert stamps == {r["label"]: (folder / r["runs"][0] / "summary.json").stat().st_mtime_ns for r in board}
+
+
+def recorded_grids(path):
+    """compare's plan for the written experiment: label -> the lrs it would try."""
+    cc = load_compare(path)
+    first = dict(reversed(run_configs(cc, str(path))))  # label -> its first run config
+    entries = {m["label"]: m for m in cc.methods}
+    search = lr_search.settings(cc.lr_search, cc.lr_factors, str(path))
+    return lr_search.grids([(lb, entries[lb], raw) for lb, raw in first.items()], search, str(path))
+
+
+def test_the_default_demo_trains_at_its_searched_lrs_and_lr_search_searches_again(tmp_path, capsys):
+    path = write_experiment(tmp_path / "demo", DEMO_STEPS, DEMO_MODEL, lr_search=False)
+    text = path.read_text()
+    assert text.startswith(f"# peftlab compare {path}\n# lr: full 5e-05, lora 0.003, chosen by compare's lr search")
+    assert "lora 0.003" in capsys.readouterr().err
+    assert recorded_grids(path) == {"full": [5.0e-5], "lora": [3.0e-3]}  # one value each: no search
+    searched = write_experiment(tmp_path / "searched", DEMO_STEPS, DEMO_MODEL, lr_search=True)
+    grids = recorded_grids(searched)
+    assert grids == {
+        "full": pytest.approx([5.0e-5 / 3, 5.0e-5, 1.5e-4]),
+        "lora": pytest.approx([1.0e-3 / 3, 1.0e-3, 3.0e-3]),
+    }
+    # another step count (or model) has no recorded choice: it is searched
+    assert len(recorded_grids(write_experiment(tmp_path / "short", 10, DEMO_MODEL, lr_search=False))["lora"]) == 3
