@@ -30,7 +30,7 @@ from peftlab.models.bundled import ensure_cached
 
 def run_compare(folder: Path, steps: int, search, model: str) -> float:
     """Write the comparison and run it with `peftlab compare`; returns its wall seconds."""
-    exp = demo_experiment(folder, steps, model)
+    exp = demo_experiment(folder, steps, model, lr_search=True)  # no recorded lrs: this measures the search
     exp["methods"] = [m for m in exp["methods"] if m["name"] != "none"]
     exp["lr_search"] = search
     shutil.rmtree(folder, ignore_errors=True)
