@@ -2,8 +2,12 @@
 the loop's counters, written at every validation so an interrupted run continues from there.
 
 Everything is stored as safetensors plus JSON: nothing is unpickled when a checkpoint is loaded
-(a checkpoint folder may come from someone else's machine). The folder is written beside its
-final place and renamed, so a kill during the write leaves the previous checkpoint intact.
+(a checkpoint folder may come from someone else's machine). Two are kept: the newest in
+``checkpoint/`` and the one before it in ``checkpoint/previous/`` (twice the disk of one), so that a
+damaged newest one (a truncated copy, a bad disk block) still resumes from the previous one. Each is
+written beside its final place, fsynced, checked and renamed; its state.json records the sha256 of
+every tensor file, checked before anything is loaded. The older of the two is removed before a new
+one is written, so at most two are ever on disk and a full disk never costs the newest.
 """
 
 from __future__ import annotations
@@ -11,12 +15,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from peftlab.diskspace import writing
+from peftlab.errors import PeftlabError
+from peftlab.safe_read import read_json, safetensors_problem, sha256
+
 NAME = "checkpoint"
+PREVIOUS = "previous"  # the older checkpoint, inside the newest (moving `checkpoint` moves both)
+STATE = "state.json"
+NEEDED = ("trainable.safetensors", "optimizer.safetensors")
+
+
+class NoReadableCheckpoint(PeftlabError):
+    """Every checkpoint of the run folder is damaged (the message says how)."""
 
 
 def _flat_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -49,39 +65,133 @@ def save(
     method_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """``method_state``: what a method keeps outside its weights (AdaLoRA's rank allocator), if anything."""
-    final = Path(run_dir) / NAME
-    tmp = Path(run_dir) / f".{NAME}.tmp"
+    run_dir = Path(run_dir)
+    final, tmp = run_dir / NAME, run_dir / f".{NAME}.tmp"
+    _finish_swap(run_dir)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, tmp / "trainable.safetensors")
-    if best_state is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in best_state.items()}, tmp / "best.safetensors")
-    if method_state:
-        save_file({k: v.detach().cpu().contiguous() for k, v in method_state.items()}, tmp / "method.safetensors")
+    shutil.rmtree(final / PREVIOUS, ignore_errors=True)  # the newest stays until the new one is complete
     opt_tensors, opt_meta = _flat_optimizer(optimizer)
-    save_file(opt_tensors, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**info, "optimizer": opt_meta}), encoding="utf-8")
-    old = Path(run_dir) / f".{NAME}.old"
-    shutil.rmtree(old, ignore_errors=True)
+    files = {"trainable.safetensors": trainable, "optimizer.safetensors": opt_tensors}
+    files.update({"best.safetensors": best_state} if best_state is not None else {})
+    files.update({"method.safetensors": method_state} if method_state else {})
+    try:
+        tmp.mkdir(parents=True)
+        sums = {name: _write_tensors(tensors, tmp / name) for name, tensors in files.items()}
+        state = json.dumps({**info, "optimizer": opt_meta, "sha256": sums}).encode("utf-8")
+        _write_durably(tmp / STATE, state)  # last: a folder with a state.json is complete
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
-        os.replace(final, old)
+        os.replace(final, tmp / PREVIOUS)
     os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(run_dir)
+
+
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
+    """Write, fsync and check one tensor file; returns its sha256."""
+    with writing(path):
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+    problem = safetensors_problem(path)
+    if problem:  # a write cut short without an error
+        raise OSError(f"{path}: {problem} right after it was written")
+    return sha256(path)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with writing(path), path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames themselves survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_swap(run_dir: Path) -> None:
+    """A save killed between its two renames left the new checkpoint (with the old one inside, as
+    previous/) beside its place: finish the rename."""
+    final, tmp = Path(run_dir) / NAME, Path(run_dir) / f".{NAME}.tmp"
+    if not final.exists() and (tmp / PREVIOUS / STATE).is_file():
+        os.replace(tmp, final)
+
+
+def folders(run_dir: Path) -> list[Path]:
+    """The run folder's checkpoints, newest first (those on disk)."""
+    _finish_swap(Path(run_dir))
+    final = Path(run_dir) / NAME
+    return [f for f in (final, final / PREVIOUS) if (f / STATE).is_file()]
 
 
 def exists(run_dir: Path) -> bool:
-    return (Path(run_dir) / NAME / "state.json").is_file()
+    return bool(folders(run_dir))
 
 
-def load(run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer) -> tuple[dict, dict | None]:
-    """Restore weights and optimizer in place; returns (info, best_state or None)."""
-    folder = Path(run_dir) / NAME
-    info = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+def saved_step(run_dir: Path) -> int | None:
+    """The newest checkpoint's step (its state.json alone is read), None when there is none."""
+    for folder in folders(run_dir):
+        info, _ = read_json(folder / STATE)
+        if isinstance(info, dict) and isinstance(info.get("step"), int):
+            return info["step"]
+    return None
+
+
+def problem(folder: Path) -> tuple[dict | None, str | None]:
+    """(the checkpoint's state, None) when every file of ``folder`` is sound, else (None, what is
+    wrong, naming the file). Checks the sha256 that state.json records (checkpoints of releases that
+    recorded none: the safetensors headers and sizes)."""
+    info, why = read_json(folder / STATE)
+    if why is None and not (isinstance(info, dict) and {"step", "optimizer"} <= info.keys()):
+        why = "incomplete (no step or optimizer entry)"
+    if why:
+        return None, f"{folder / STATE}: {why}"
+    sums = info.get("sha256") or {p.name: None for p in folder.glob("*.safetensors")}
+    for name in sorted(set(sums) | set(NEEDED)):
+        path, expected = folder / name, sums.get(name)
+        why = safetensors_problem(path)
+        if why is None and expected and sha256(path) != expected:
+            why = "its sha256 differs from the one state.json recorded when it was written (damaged since)"
+        if why:
+            return None, f"{path}: {why}"
+    return info, None
+
+
+def newest_sound(run_dir: Path, log: Callable[[str], None]) -> tuple[Path, dict]:
+    """(folder, state) of the newest sound checkpoint; a damaged newer one is logged and passed over.
+    NoReadableCheckpoint when none is sound."""
+    problems = []
+    for folder in folders(run_dir):
+        info, why = problem(folder)
+        if info is not None:
+            for earlier in problems:
+                log(f"{earlier}; resuming from the previous checkpoint ({folder}, step {info['step']}) instead")
+            return folder, info
+        problems.append(why)
+    raise NoReadableCheckpoint(
+        f"{Path(run_dir) / NAME}: no readable checkpoint ({'; '.join(problems) or 'none saved'})"
+    )
+
+
+def load(
+    run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer, log: Callable[[str], None] = print
+) -> tuple[dict, dict | None]:
+    """Restore weights and optimizer in place from the newest sound checkpoint; returns (info,
+    best_state or None). ``info["folder"]``: the checkpoint it came from (for ``method_state``)."""
+    folder, info = newest_sound(Path(run_dir), log)
     weights = load_file(folder / "trainable.safetensors")
     missing = set(model_params) ^ set(weights)
     if missing:
-        raise ValueError(
-            f"{folder}: checkpoint does not match the model's trainable parameters ({sorted(missing)[:3]})"
+        raise PeftlabError(
+            f"{folder}: checkpoint does not match the model's trainable parameters ({sorted(missing)[:3]}); "
+            "start the run again without --resume (or with --overwrite)"
         )
     with torch.no_grad():
         for name, p in model_params.items():
@@ -90,14 +200,21 @@ def load(run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer) 
     opt = load_file(folder / "optimizer.safetensors", device=str(device))
     optimizer.load_state_dict(_unflat_optimizer(opt, info.pop("optimizer")))
     best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
-    return info, best
+    return {**info, "folder": str(folder)}, best
 
 
-def method_state(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The method's own saved state (empty when the method keeps none)."""
-    path = Path(run_dir) / NAME / "method.safetensors"
+def method_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The method's own state saved in checkpoint ``folder`` (empty when the method keeps none)."""
+    path = Path(folder) / "method.safetensors"
     return load_file(path) if path.is_file() else {}
 
 
 def remove(run_dir: Path) -> None:
+    """Both checkpoints, and a save cut short."""
     shutil.rmtree(Path(run_dir) / NAME, ignore_errors=True)
+    shutil.rmtree(Path(run_dir) / f".{NAME}.tmp", ignore_errors=True)
+
+
+def disk_bytes(run_dir: Path) -> int:
+    """What the run folder's checkpoints take on disk (space a resumed run writes over)."""
+    return sum(p.stat().st_size for p in (Path(run_dir) / NAME).rglob("*") if p.is_file())

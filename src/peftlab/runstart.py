@@ -1,5 +1,5 @@
 """Starting a run folder: a finished run is never overwritten unless asked, an unfinished one is
-resumed when asked, and an unwritable or full disk stops the run before training, not after it."""
+resumed when asked, and an unwritable folder stops the run before training (free space: diskspace.py)."""
 
 from __future__ import annotations
 
@@ -66,14 +66,3 @@ def clear(run_dir: Path) -> None:
         else:
             p.unlink()
 
-
-def check_free_space(run_dir: Path, trainable: int) -> None:
-    """Checkpoints hold weights, AdamW's two moments and the best weights (4 fp32 copies), and the
-    adapter one more: refuse to start a run that could not save them."""
-    need = 5 * 4 * trainable + (1 << 20)
-    free = shutil.disk_usage(run_dir).free
-    if free < need:
-        raise PeftlabError(
-            f"{run_dir}: {free / 1e9:.2f} GB free but checkpoints and the adapter need about "
-            f"{need / 1e9:.2f} GB; free disk space or set output_dir elsewhere"
-        )

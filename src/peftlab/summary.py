@@ -16,6 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from peftlab.diskspace import writing
 from peftlab.errors import PeftlabError
 from peftlab.runio import write_json
 
@@ -208,8 +209,9 @@ class RunSummary(_Record):
             raise PeftlabError(_describe(e, source)) from None
 
     def write(self, path: Path) -> None:
-        """Write summary.json atomically (a crash never leaves half a file)."""
-        write_json(Path(path), self.to_json())
+        """Write summary.json atomically (a crash never leaves half a file); a full disk names it."""
+        with writing(Path(path)):
+            write_json(Path(path), self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> RunSummary:

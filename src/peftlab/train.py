@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, InitProcessGroupKwargs
 
-from peftlab import checkpoint, forgetting, inference_cost, rung
+from peftlab import checkpoint, diskspace, forgetting, inference_cost, rung
 from peftlab.batching import EpochSampler, batches_forever
 from peftlab.budget import Budget, crossed, lr_factor
 from peftlab.config import ExperimentConfig, dump_config
 from peftlab.console import console, progress
 from peftlab.cost import PeakMemory, Stopwatch
+from peftlab.diskspace import writing
 from peftlab.errors import PeftlabError
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.flops import StepFlops
@@ -40,7 +41,7 @@ from peftlab.models.kind import output_head
 from peftlab.run_model import load_model
 from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
 from peftlab.runlock import RunLock
-from peftlab.runstart import check_free_space, prepare_run_dir
+from peftlab.runstart import prepare_run_dir
 from peftlab.stop import StopRequest
 from peftlab.summarize import summarize
 from peftlab.tasks.base import Task, build_task
@@ -59,10 +60,12 @@ def train(
     """Train (or, for method 'none', only evaluate) one run; returns the run folder.
 
     With ``resume``, a run folder holding a checkpoint of the same config continues from it. The
-    folder is locked while it trains (runlock.py): a second trainer of it stops with RunLocked."""
+    folder is locked while it trains (runlock.py): a second trainer of it stops with RunLocked. A
+    write the disk refuses (full, read-only) stops the run with a PeftlabError naming the file."""
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, the main process locks
     with RunLock(cfg.run_dir()) if main_rank else contextlib.nullcontext():
-        return _train(cfg, overwrite, resume, require_checkpoint, allow_unsafe_pickle)
+        with diskspace.stop_on_disk_errors(cfg.run_dir(), checkpoint.saved_step):
+            return _train(cfg, overwrite, resume, require_checkpoint, allow_unsafe_pickle)
 
 
 def _train(
@@ -76,7 +79,7 @@ def _train(
     backbone, loss_before = load_model(run, method, options, allow_unsafe_pickle, forgetting_texts)
     core = backbone.model  # accelerate may wrap it for training (DDP); generation and saving use it unwrapped
     trainable, total = count_parameters(core)
-    check_free_space(run.dir, trainable)
+    check_free_space(run, task, trainable)
     console.print(
         f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)"
@@ -93,18 +96,14 @@ def _train(
         else:
             memory.floor()  # zero-shot: the memory of the loaded model
         core.eval()
-        method.save(core, run.dir / "adapter")
+        with writing(run.dir / "adapter"):
+            method.save(core, run.dir / "adapter")
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
         forgot = forgetting.measure(cfg, backbone, forgetting_texts, loss_before)
-        inference = (
-            inference_cost.measure(
-                backbone, core, method.merges(options), [e.prompt for e in test], task.max_new_tokens
-            )
-            if cfg.eval.inference_cost
-            else None
-        )
-    write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
+        inference = measure_inference(cfg, backbone, method.merges(options), test, task)
+    with writing(run.dir / "predictions.csv"):
+        write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
     facts = {
         "method": method,
@@ -125,6 +124,13 @@ def _train(
         run.accelerator.end_training()
     console.print(f"run folder: {run.dir}")
     return run.dir
+
+
+def measure_inference(cfg: ExperimentConfig, backbone: Backbone, merges: bool, test: list, task: Task):
+    """eval.inference_cost: the trained model's generation cost on the test prompts (inference_cost.py)."""
+    if not cfg.eval.inference_cost:
+        return None
+    return inference_cost.measure(backbone, backbone.model, merges, [e.prompt for e in test], task.max_new_tokens)
 
 
 # ---- the run: folder, processes, metrics log ------------------------------------------------------
@@ -150,7 +156,8 @@ class Run:
         """One metrics.jsonl line (and the trackers'), written by the main process."""
         if not self.main:
             return
-        append_jsonl(self.dir / "metrics.jsonl", record)
+        with writing(self.dir / "metrics.jsonl"):
+            append_jsonl(self.dir / "metrics.jsonl", record)
         if self.cfg.trackers:
             flat = {k: v for k, v in record.items() if isinstance(v, (int, float))}
             flat.update({f"validation/{k}": v for k, v in record.get("validation", {}).items()})
@@ -186,6 +193,15 @@ def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_check
             },
         )
     return Run(cfg, accelerator, run_dir, resuming)
+
+
+def check_free_space(run: Run, task: Task, trainable: int) -> None:
+    """Refuse to start what the disk cannot hold (diskspace.py: two checkpoints, the adapter, the
+    predictions); the checkpoint a resumed run holds already is space it will write over."""
+    test = limit(task.split("test"), run.cfg.eval.max_test)
+    need = diskspace.run_bytes(trainable, diskspace.prediction_bytes(test, task.max_new_tokens))
+    if run.main:
+        diskspace.check_free_space(run.dir, need - checkpoint.disk_bytes(run.dir))
 
 
 # ---- the optimization ---------------------------------------------------------------------------
@@ -312,9 +328,12 @@ def build_optimizer(
 def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
     """Continue from the run folder's checkpoint: weights, optimizer, counters, data order, RNG."""
     run = loop.run
-    info, best_weights = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer)
+    try:
+        info, best_weights = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer, log=warn)
+    except checkpoint.NoReadableCheckpoint as e:
+        return restart(run, e)
     if loop.hooks:
-        loop.hooks.load_state(checkpoint.method_state(run.dir))
+        loop.hooks.load_state(checkpoint.method_state(Path(info["folder"])))
     state = TrainState.from_json(info, best_weights)
     loop.budget.spent.update(state.budget_spent)
     loop.sampler.epoch, loop.sampler.offset = state.sampler
@@ -329,6 +348,20 @@ def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
         f"resuming from the checkpoint at step {state.step} ({100 * loop.budget.progress:.0f}% of the budget)"
     )
     return state
+
+
+def warn(message: str) -> None:
+    console.print(message, markup=False, style="yellow")
+
+
+def restart(run: Run, why: Exception) -> TrainState:
+    """No checkpoint can be read: the run starts again from step 0 (its learning curve too), like a
+    fresh run of the same config and seed."""
+    warn(f"{why}; starting the run again from step 0")
+    if run.main:
+        checkpoint.remove(run.dir)
+        atomic_write_text(run.dir / "metrics.jsonl", "")
+    return TrainState()
 
 
 def next_step(loop: Loop, batches) -> list[dict[str, torch.Tensor]]:
