@@ -41,6 +41,7 @@ from peftlab.config import (
     same_config,
 )
 from peftlab.console import console
+from peftlab.diskspace import ensure_writable_dir
 from peftlab.errors import PeftlabError
 from peftlab.launch import Job, Launcher, LauncherConfig, make_launcher
 from peftlab.lr_choice import Choice
@@ -292,6 +293,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], search, str(path))
     runs = [(lb, with_lr(raw, grid[lb][0] if len(grid.get(lb, ())) == 1 else None)) for lb, raw in runs]
     grid = {lb: lrs for lb, lrs in grid.items() if len(lrs) > 1}  # one value: trained at it, no search
+    ensure_writable_dir(folder, "output_dir")  # a file or a read-only mount in the way: named, not a traceback
     planned = write_configs(folder, runs)  # every config checked before any run starts
     lr_search.write_plan(folder, grid, search.rungs)
     ((kind, amount),) = cc.budget.items()

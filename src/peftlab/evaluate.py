@@ -22,6 +22,7 @@ from peftlab.models.backbone import Backbone
 from peftlab.models.loading import refuse_pickle
 from peftlab.precision import compute_dtype, store_frozen_linears
 from peftlab.runio import write_json, write_predictions
+from peftlab.safe_read import check_adapter
 from peftlab.tasks import loglik
 from peftlab.tasks.base import Example, Task, build_task
 
@@ -157,6 +158,7 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
 
     cfg = load_run_config(run_dir)
     refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
+    check_adapter(Path(run_dir) / "adapter", Path(run_dir))  # a damaged file named before the model loads
     backbone = load_backbone(model_cfg or cfg.model, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
     backbone.model = model.to(backbone.device)
