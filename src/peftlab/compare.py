@@ -16,8 +16,10 @@ ones from their last checkpoint; the report is written at the end (and by `peftl
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from peftlab import lr_search
 from peftlab.budget import BY_NAME
@@ -48,9 +50,12 @@ from peftlab.lr_choice import Choice
 from peftlab.lr_search import LrSearch
 from peftlab.methods import REGISTRY, get_method
 from peftlab.models.bundled import ensure_cached
-from peftlab.runio import finished_with_config
-from peftlab.tasks.base import build_task
+from peftlab.runio import PLAIN_NAME, PLAIN_WORDS, finished_with_config, inside
+from peftlab.summary import RunSummary
+from peftlab.tasks.base import Task, build_task
 from peftlab.tasks.catalog import resolve_task
+
+MAX_SEED = 2**32 - 1  # numpy's seeds: 0..2**32-1
 
 
 class CompareConfig(BaseModel):
@@ -65,13 +70,13 @@ class CompareConfig(BaseModel):
         description="One budget for every run: {steps|epochs|examples|tokens|flops|seconds: amount}."
     )
     evals: int = Field(4, ge=1, description="Validations at evenly spaced fractions of the budget (learning curves).")
-    seeds: list[int] = Field([0], min_length=1, description="Seeds; a method that does not train runs once.")
+    seeds: list[StrictInt] = Field([0], min_length=1, description="Seeds; a method that does not train runs once.")
     train: dict[str, Any] = Field(
         default_factory=dict, description="Shared train settings (batch_size, schedule, ...)."
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
     trackers: list[str] = Field(["tensorboard"], description="tensorboard (default), wandb, mlflow; [] for none.")
-    examples: list[int] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
+    examples: list[StrictInt] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
     forgetting: dict[str, Any] | None = Field(
         None,
         description="Measure forgetting in every run (the LM loss on a text sample after training minus "
@@ -111,6 +116,33 @@ class CompareConfig(BaseModel):
             raise ValueError(f"give exactly one of {', '.join(BY_NAME)}, e.g. {{flops: 2.0e+15}}")
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # The name becomes the comparison's folder under output_dir: '../x' or '/x' would write elsewhere.
+        if not re.fullmatch(PLAIN_NAME, v):
+            raise ValueError(f"the comparison's folder is output_dir/name, so name must be {PLAIN_WORDS}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        # numpy seeds are 0..2**32-1 (others fail every run after it starts), and a repeated seed is one
+        # run folder trained twice.
+        bad = [s for s in v if not 0 <= s <= MAX_SEED]
+        twice = sorted({s for s in v if v.count(s) > 1})
+        if bad or twice:
+            what = f"{bad} out of range" if bad else f"{twice} given twice"
+            raise ValueError(f"give distinct integers 0..{MAX_SEED} (numpy's seed range, 2**32-1); {what}")
+        return v
+
+    @field_validator("examples")
+    @classmethod
+    def _examples(cls, v: list[int]) -> list[int]:
+        if any(i < 0 for i in v):
+            raise ValueError("give test-example indices from 0 (the first test example) up, e.g. [0, 1, 2]")
+        return v
+
     @field_validator("lr_factors")
     @classmethod
     def _positive(cls, v: list[float] | None) -> list[float] | None:
@@ -119,7 +151,7 @@ class CompareConfig(BaseModel):
         return v
 
     def folder(self) -> Path:
-        return Path(self.output_dir) / self.name
+        return inside(self.output_dir, Path(self.output_dir) / self.name, f"name {self.name!r}")
 
 
 # What a method entry may set in its own `train:`: how the method is optimised, not how much it is
@@ -211,6 +243,63 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
     return out
 
 
+def check_runs(cc: CompareConfig, runs: list[tuple[str, dict]], source: str) -> list[ExperimentConfig]:
+    """Each run config loaded in memory with the training command's checks. A problem is reported against
+    the experiment file and its own keys (``budget.steps``, ``methods[1].train.lr``), never against the
+    generated run config the user did not write."""
+    entries = {label_of(e): (i, e) for i, e in enumerate(cc.methods + calibrated_baselines(cc, source))}
+    out = []
+    for label, raw in runs:
+        i, entry = entries[label]
+        try:
+            out.append(load_config(None, base=copy.deepcopy(raw)))
+        except PeftlabError as e:
+            raise PeftlabError(in_experiment(e, f"{source}: method {label}", cc, i, entry)) from None
+    return out
+
+
+def in_experiment(err: PeftlabError, where: str, cc: CompareConfig, i: int, entry: dict) -> str:
+    """A run config's error in the experiment's words. load_config raises its validation error from the
+    pydantic one (its __context__), whose locations map to experiment keys; other messages name the
+    '<defaults>' source load_config gives an in-memory config, replaced by ``where``."""
+    cause = err.__context__
+    if not isinstance(cause, ValidationError) or cause.title != ExperimentConfig.__name__:
+        # e.g. the method's options ('method.rank: ...', methods/base.py): the entry's keys are methods[i].*
+        text = str(err).removeprefix("<defaults>: ").removeprefix("<defaults>")
+        text = re.sub(r"(?m)^(\s*)method([.:])", rf"\g<1>methods[{i}]\g<2>", text)
+        return f"{where}: {text}"
+    lines = _format_validation_error(cause, where).split("\n")[1:]  # one line per error, '  loc: ...'
+    mapped = []
+    for line, e in zip(lines, cause.errors()):
+        loc = ".".join(str(p) for p in e["loc"])
+        mapped.append(line.replace(f"  {loc}:", f"  {experiment_key(e['loc'], cc, i, entry)}:", 1))
+    if len(mapped) == 1:
+        return f"{where}: {mapped[0].strip()}"
+    return "\n".join([f"{where}: invalid settings", *mapped])
+
+
+def experiment_key(loc: tuple, cc: CompareConfig, i: int, entry: dict) -> str:
+    """Where in the experiment file a run config's key ``loc`` came from (run_configs builds one from the other)."""
+    head, rest = str(loc[0]), ".".join(str(p) for p in loc[1:])
+    sub = f".{rest}" if rest else ""
+    ((kind, _),) = cc.budget.items()
+    if head in ("train", "eval") and loc[1:] and str(loc[1]) in (entry.get(head) or {}):
+        return f"methods[{i}].{head}{sub}"  # the method entry's own setting
+    if head == "train" and loc[1:] and str(loc[1]) == BY_NAME[kind].config_key:
+        return f"budget.{kind}{'.' + '.'.join(map(str, loc[2:])) if loc[2:] else ''}"
+    if head == "train" and loc[1:] and str(loc[1]) == "evals":
+        return "evals"
+    if head == "method":
+        return f"methods[{i}]{sub}"
+    if head in ("name", "label"):
+        return f"methods[{i}].label"
+    if head == "seed":
+        return "seeds"
+    if head == "override":
+        return f"methods[{i}].override"
+    return f"{head}{sub}"
+
+
 def calibrated_baselines(cc: CompareConfig, source: str) -> list[dict[str, Any]]:
     """A contextually calibrated copy of each zero-shot entry, on tasks scored by log-likelihood: an
     uncalibrated zero-shot baseline can be far below chance (its prior over the answers), which
@@ -226,7 +315,8 @@ def calibrated_baselines(cc: CompareConfig, source: str) -> list[dict[str, Any]]
 
 def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
     if not path.is_file():
-        raise PeftlabError(f"experiment file not found: {path}")
+        what = "experiment file is a folder, not a file" if path.is_dir() else "experiment file not found"
+        raise PeftlabError(f"{what}: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -283,8 +373,14 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
 
     cc = load_compare(Path(path), launcher)
     folder = cc.folder()
-    pool = make_launcher(cc.launcher, folder)
     runs = run_configs(cc, str(path))
+    # Every run config checked in memory, its errors against the user's file and keys, and the examples
+    # against the test split, before anything is written or trained.
+    checked = check_runs(cc, runs, str(path))
+    check_summaries(checked, str(path), overwrite)
+    prepared: set[str] = set()  # tasks whose shared inputs this driver made
+    check_examples(cc, checked, str(path), prepared)
+    pool = make_launcher(cc.launcher, folder)
     first = {}
     for label, raw in runs:
         first.setdefault(label, raw)
@@ -302,7 +398,6 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
         f"{f', lr search over {sum(map(len, grid.values()))} values' if grid else ''}, {cc.model.name}, task "
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
-    prepared: set[str] = set()  # tasks whose shared inputs this driver made
 
     def prepare(planned_now: list[tuple[str, Path, ExperimentConfig]]) -> None:
         prepare_shared_inputs(cc, planned_now, prepared)
@@ -331,6 +426,31 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     return folder
 
 
+def check_summaries(configs: list[ExperimentConfig], source: str, overwrite: bool) -> None:
+    """A finished run whose summary.json cannot be read (cut short, not an object, fields missing) is an
+    error, not a run to skip: skipped, its row would be missing or the report would fail after everything
+    else trained. Nor is it retrained unasked: a finished run's checkpoint is gone (the summary replaced
+    it), so retraining starts it over and replaces its adapter and predictions. The message says how."""
+    if overwrite:
+        return  # every run trains again
+    bad, paths = [], []
+    for cfg in configs:
+        path = cfg.run_dir() / "summary.json"
+        if path.is_file():
+            try:
+                RunSummary.read(path)
+            except PeftlabError as e:
+                bad.append(str(e))
+                paths.append(shlex.quote(str(path)))
+    if bad:
+        raise PeftlabError(
+            f"{source}: {len(bad)} finished run(s) have an unreadable summary.json, so their results are unknown:\n  "
+            + "\n  ".join(bad)
+            + f"\nTo train them again from the start (a finished run keeps no checkpoint): rm {' '.join(paths)} "
+            "and run the same command again; or pass --overwrite to rerun every run"
+        )
+
+
 def prepare_shared_inputs(
     cc: CompareConfig, planned: list[tuple[str, Path, ExperimentConfig]], prepared: set[str]
 ) -> None:
@@ -346,16 +466,41 @@ def prepare_shared_inputs(
         prepared.add("model")
     # The runs' tasks, and the task whose texts measure forgetting.
     every = [cfg.task for _, _, cfg in planned] + [cfg.forgetting.task for _, _, cfg in planned if cfg.forgetting]
-    tasks = {json.dumps(task.model_dump(mode="json"), sort_keys=True): task for task in every}
-    for key, task in tasks.items():
+    prepare_tasks(every, prepared)
+
+
+def task_key(task: TaskConfig) -> str:
+    return json.dumps(task.model_dump(mode="json"), sort_keys=True)
+
+
+def prepare_tasks(tasks: list[TaskConfig], prepared: set[str]) -> dict[str, Task]:
+    """Build each distinct task not in ``prepared`` (adding it there); returns those built, by task_key."""
+    built = {}
+    for key, task in {task_key(t): t for t in tasks}.items():
         if key in prepared:
             continue
         prepared.add(key)
         t0 = time.perf_counter()
-        built = build_task(task, log=console.print)
+        built[key] = build_task(task, log=console.print)
         console.print(
-            f"[dim]task {task.name}: {', '.join(f'{len(v)} {k}' for k, v in built.splits.items())} examples "
+            f"[dim]task {task.name}: {', '.join(f'{len(v)} {k}' for k, v in built[key].splits.items())} examples "
             f"prepared in {time.perf_counter() - t0:.1f} s[/dim]"
+        )
+    return built
+
+
+def check_examples(cc: CompareConfig, configs: list[ExperimentConfig], source: str, prepared: set[str]) -> None:
+    """The experiment's own ``examples`` must be test examples the runs score: found now, not after every
+    run has trained. (The default list is cut to the examples that exist, in the report.)"""
+    if "examples" not in cc.model_fields_set or not cc.examples:
+        return
+    built = prepare_tasks([cfg.task for cfg in configs], prepared)
+    scored = max(len(built[task_key(cfg.task)].split("test")[: cfg.eval.max_test]) for cfg in configs)
+    beyond = [i for i in cc.examples if i >= scored]
+    if beyond:
+        raise PeftlabError(
+            f"{source}: examples: {beyond} beyond the test examples the runs score: {scored} "
+            f"(allowed: indices 0..{scored - 1}; the test split, cut to eval.max_test)"
         )
 
 
@@ -365,9 +510,11 @@ def write_configs(folder: Path, runs: list[tuple[str, dict]]) -> list[tuple[str,
     configs_dir.mkdir(parents=True, exist_ok=True)
     planned = []
     for label, raw in runs:
-        cfg_path = configs_dir / f"{raw['name']}.yaml"
+        cfg_path = inside(folder, configs_dir / f"{raw['name']}.yaml", f"run name {raw['name']!r}")
         cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        planned.append((label, cfg_path, load_config(cfg_path)))
+        cfg = load_config(cfg_path)
+        inside(folder, cfg.run_dir(), f"{cfg_path}: name {cfg.run_name()!r}")  # every run folder in the comparison's
+        planned.append((label, cfg_path, cfg))
     return planned
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from peftlab.budget import BUDGET_KINDS
 from peftlab.errors import PeftlabError, suggest
+from peftlab.runio import inside
 from peftlab.task_config import Strict as _Strict
 from peftlab.task_config import TaskConfig
 from peftlab.tasks.catalog import resolve_task
@@ -222,7 +223,9 @@ class ExperimentConfig(_Strict):
         return self.name or f"{self.task.name}-{self.method.name}"
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_name()
+        # Unnamed, the folder is named after task.name, which may be any text: it must stay inside output_dir.
+        what = "name" if self.name else f"name (unset, so task.name-method.name: {self.run_name()!r})"
+        return inside(self.output_dir, Path(self.output_dir) / self.run_name(), what)
 
 
 def _format_validation_error(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
@@ -282,7 +285,7 @@ def load_config(
         p = Path(path)
         source = str(p)
         if not p.is_file():
-            raise PeftlabError(f"config file not found: {p}")
+            raise PeftlabError(f"config file {'is a folder, not a file' if p.is_dir() else 'not found'}: {p}")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:

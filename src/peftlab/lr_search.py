@@ -34,7 +34,7 @@ from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.lr_choice import PLAN, SEARCH_DIR, Choice, choose, read_trial, search_name
 from peftlab.methods import get_method, method_options
-from peftlab.runio import atomic_write_text, finished_with_config, read_jsonl
+from peftlab.runio import atomic_write_text, finished_with_config, inside, read_jsonl
 from peftlab.runlock import RunLock, RunLocked
 from peftlab.runstart import clear
 
@@ -147,6 +147,7 @@ def search_config(raw: dict, lr: float, folder: Path, stop_at: float | None, fir
     run = copy.deepcopy(raw)
     run["name"] = search_name(raw["label"], lr)
     run["output_dir"] = str(Path(folder) / SEARCH_DIR)
+    inside(folder, Path(run["output_dir"]) / run["name"], f"label {raw['label']!r}")  # its folder is the comparison's
     run["train"] = {**run["train"], "lr": lr, "stop_at": stop_at, "checkpoint": True}
     untrained = (run.get("eval") or {}).get("validate_untrained", True)
     run["eval"] = {**(run.get("eval") or {}), "validate_untrained": bool(untrained and first_value)}
@@ -274,7 +275,7 @@ def clear_search(folder: Path, grid: dict[str, list[float]]) -> None:
     """--overwrite: the labels' search runs start again."""
     for label, lrs in grid.items():
         for lr in lrs:
-            run_dir = Path(folder) / SEARCH_DIR / search_name(label, lr)
-            if run_dir.is_dir():
+            run_dir = inside(folder, Path(folder) / SEARCH_DIR / search_name(label, lr), f"label {label!r}")
+            if run_dir.is_dir():  # emptied below: checked to be the comparison's own
                 with RunLock(run_dir):
                     clear(run_dir)

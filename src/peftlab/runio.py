@@ -26,6 +26,23 @@ from peftlab.errors import PeftlabError, suggest
 REFERENCE_SEPARATOR = " ||| "
 
 
+# What a folder name peftlab makes from the user's words may be: no separators, no leading dot (so
+# neither '..' nor a hidden name), so that it is one folder below output_dir.
+PLAIN_NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+PLAIN_WORDS = "a plain folder name (letters, digits, . _ + -; no slashes, not starting with '.')"
+
+
+def inside(root: str | Path, path: str | Path, what: str) -> Path:
+    """``path``, when it lies strictly below ``root`` once both are resolved (symlinks and '..' followed);
+    else a PeftlabError naming ``what`` (the file and key it came from). Every folder or file peftlab
+    derives from a name in a config goes through this before anything is written there: the config's
+    own validators refuse odd names first, and this catches whatever a future path-building change lets by."""
+    base, full = Path(root).resolve(), Path(path).resolve()
+    if full == base or not full.is_relative_to(base):
+        raise PeftlabError(f"{what}: {path} leaves output_dir '{root}'; use {PLAIN_WORDS}")
+    return Path(path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 def read_rows(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
-        raise PeftlabError(f"data file not found: {p}")
+        raise PeftlabError(f"data file is a folder, not a file: {p}" if p.is_dir() else f"data file not found: {p}")
     suffix = p.suffix.lower()
     try:
         if suffix in (".jsonl", ".json"):

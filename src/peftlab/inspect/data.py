@@ -47,7 +47,7 @@ def data_source(target: str, model: str | None = None, data_dir: str | None = No
 
 def _from_yaml(path: Path) -> tuple[TaskConfig, ModelConfig]:
     if not path.is_file():
-        raise PeftlabError(f"config file not found: {path}")
+        raise PeftlabError(f"config file {'is a folder, not a file' if path.is_dir() else 'not found'}: {path}")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if isinstance(data, dict) and "methods" in data:  # an experiment of `peftlab compare`
         cc = load_compare(path)

@@ -29,7 +29,7 @@ from peftlab.report.overlap import overlap_notes
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
-from peftlab.runio import atomic_write_bytes, atomic_write_text
+from peftlab.runio import atomic_write_bytes, atomic_write_text, inside
 
 __all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_overview", "print_report", "write_report"]
 
@@ -49,6 +49,7 @@ class Report:
             for p in part["plots"]:
                 if p.png:
                     path = self.folder / "plots" / f"{_file_name(part['comp'].task)}-{p.name}.png"
+                    inside(self.folder, path, f"task name {part['comp'].task!r}")  # a name is not a path
                     atomic_write_bytes(path, p.png)
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)

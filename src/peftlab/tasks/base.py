@@ -162,7 +162,8 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
         if not cfg.local_files:
             raise PeftlabError("task.data_dir is set but task.local_files (file name per split) is not")
         if not base.is_dir():
-            raise PeftlabError(f"task.data_dir: folder not found: {cfg.data_dir}")
+            what_is = "a file, not a folder" if base.exists() else "folder not found"
+            raise PeftlabError(f"task.data_dir: {what_is}: {cfg.data_dir}")
         files = {s: base / name for s, name in cfg.local_files.items()}
         what = "task.local_files"
     elif cfg.hub is not None:
@@ -250,13 +251,13 @@ def _label_words(cfg: TaskConfig, splits: dict[str, list[Example]]) -> list[str]
     if cfg.label_words is None:
         raise PeftlabError("task.label_words is required with output_type: classify (the words the model may answer)")
     words = list(cfg.label_words.values()) if isinstance(cfg.label_words, dict) else list(cfg.label_words)
+    # A mapping's keys are what the data holds (SST-2's 0/1): an unmapped label is one of no key.
+    keyed = isinstance(cfg.label_words, dict)
+    allowed = f"a key of task.label_words {list(cfg.label_words)}" if keyed else f"one of task.label_words {words}"
     for split, examples in splits.items():
         for e in examples:
             if e.target not in words:
-                raise PeftlabError(
-                    f"task '{cfg.name}' {split} example {e.id}: label {e.target!r} is not one of "
-                    f"task.label_words {words}"
-                )
+                raise PeftlabError(f"task '{cfg.name}' {split} example {e.id}: label {e.target!r} is not {allowed}")
     return words
 
 
@@ -293,7 +294,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def schema_of(db_path: str) -> str:
     """The database's CREATE TABLE statements: the schema a text-to-SQL prompt shows as {schema}."""
     if not Path(db_path).is_file():
-        raise PeftlabError(f"task.database: file not found: {db_path}")
+        what_is = "a folder, not a file" if Path(db_path).is_dir() else "file not found"
+        raise PeftlabError(f"task.database: {what_is}: {db_path}")
     conn = sqlite3.connect(f"file:{quote(str(Path(db_path).resolve()))}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL").fetchall()
@@ -402,6 +404,8 @@ def _target(cfg: TaskConfig, row: dict, where: str) -> tuple[str, list[str]]:
     target = row.get(cfg.target_field)
     if target in (None, ""):
         if not references:
+            if cfg.target_field in row:  # present but null or empty: not a missing field
+                raise PeftlabError(f"{where}: target field '{cfg.target_field}' is {target!r}; give every row a target")
             raise PeftlabError(f"{where}: no target field '{cfg.target_field}' (fields: {', '.join(row)})")
         target = references[0]
     if isinstance(cfg.label_words, dict):  # e.g. SST-2's 0/1 -> negative/positive
