@@ -67,7 +67,7 @@ def test_classification_predictions_are_labels_and_training_helps(tmp_path, sent
 
 def test_label_outside_the_label_set_is_a_clear_error(tmp_path, sentiment_task):
     sentiment_task["label_words"] = {0: "negative", 2: "positive"}
-    with pytest.raises(PeftlabError, match="label '1' is not one of task.label_words"):
+    with pytest.raises(PeftlabError, match=r"label '1' is not a key of task.label_words \[0, 2\]"):
         build_task(config(tmp_path, sentiment_task).task)
 
 
