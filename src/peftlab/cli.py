@@ -6,17 +6,25 @@ User mistakes (PeftlabError) print a message and exit with code 2, never a trace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from peftlab.cli_compare import compare_command
+from peftlab.cli_types import int_in
 from peftlab.errors import PeftlabError
+
+# Upper bounds of numeric flags, the same as the config's and the library's (eval.num_beams in config.py,
+# MAX_STEPS in inspect/ig.py), written out here so that `peftlab --help` does not import them.
+MAX_BEAMS = 64  # beams multiply the generation batch: a width in the thousands only runs out of memory
+MAX_IG_STEPS = 1024  # Gauss-Legendre nodes come from an n x n eigenproblem
 
 EPILOG = "Docs: README.md. Every config key is documented in src/peftlab/config.py (and `peftlab methods`)."
 
 
 def _train(args) -> None:
     from peftlab.config import load_config
+    from peftlab.models.loading import check_remote_code
     from peftlab.train import train
 
     if isinstance(args.resume, str):  # peftlab train --resume RUN_DIR: the run folder's own config
@@ -28,6 +36,7 @@ def _train(args) -> None:
             raise PeftlabError("--set cannot change a run that is resumed (its checkpoint belongs to its config)")
         run_dir = Path(args.resume)
         cfg = load_config(run_config_path(run_dir))
+        check_remote_code(cfg.model, run_config_path(run_dir))
         if cfg.run_dir().resolve() != run_dir.resolve():
             raise PeftlabError(
                 f"{run_dir}: its config places the run at {cfg.run_dir()} (output_dir is relative to "
@@ -37,8 +46,10 @@ def _train(args) -> None:
         return
     if args.config is None:
         raise PeftlabError("give a config YAML (e.g. configs/sql_demo/lora.yaml) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.set)
+    check_remote_code(cfg.model, args.config)  # before the run folder is made
     train(
-        load_config(args.config, args.set),
+        cfg,
         overwrite=args.overwrite,
         resume=bool(args.resume),
         allow_unsafe_pickle=args.allow_unsafe_pickle,
@@ -49,9 +60,11 @@ def _check(args) -> None:
     """Validate a config and its data without loading a model: what `train` would refuse, now."""
     from peftlab.config import load_config
     from peftlab.console import console
+    from peftlab.models.loading import check_remote_code
     from peftlab.tasks.base import build_task
 
     cfg = load_config(args.config, args.set)
+    check_remote_code(cfg.model, args.config)  # what train would refuse without --trust-remote-code
     task = build_task(cfg.task, log=console.print)
     sizes = ", ".join(f"{split} {len(examples)}" for split, examples in task.splits.items())
     console.print(
@@ -69,6 +82,7 @@ def _eval(args) -> None:
         limit_n=args.limit,
         num_beams=args.num_beams,
         allow_unsafe_pickle=args.allow_unsafe_pickle,
+        overwrite=args.overwrite,
     )
 
 
@@ -141,11 +155,25 @@ def _params(args) -> None:
 
 def _example_indices(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        indices = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
+        indices = None
+    if indices is None or any(i < 0 for i in indices):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated test-example indices such as 0,42,7; got {text!r}"
-        ) from None
+            f"expected comma-separated test-example indices (whole numbers >= 0) such as 0,42,7; got {text!r}"
+        )
+    return indices
+
+
+REMOTE_CODE_HELP = (
+    "allow the Python shipped in a model folder to run, for a config that asks for it "
+    "(model.trust_remote_code: true); both are needed: the flag alone turns nothing on, and the key "
+    "alone is refused. Only for a model whose code you have read or trust"
+)
+
+
+def _remote_code_flag(parser) -> None:
+    parser.add_argument("--trust-remote-code", action="store_true", help=REMOTE_CODE_HELP)
 
 
 def _tasks(args) -> None:
@@ -240,6 +268,7 @@ def _training_commands(sub) -> None:
         help="let a model or adapter load from pickle files (.bin/.pt/.pth/.ckpt): only for files you trust, "
         "pickle can run code",
     )
+    _remote_code_flag(t)
     t.set_defaults(func=_train)
 
     ck = sub.add_parser(
@@ -247,6 +276,11 @@ def _training_commands(sub) -> None:
     )
     ck.add_argument("config", help="experiment YAML")
     ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ck.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="check as `train --trust-remote-code` would (accept model.trust_remote_code: true); nothing runs",
+    )
     ck.set_defaults(func=_check)
 
     compare_command(sub, EPILOG)
@@ -258,22 +292,29 @@ def _use_commands(sub) -> None:
         "eval",
         help="score a finished run on a split by free generation",
         description="Load the base model and the run's adapter, generate for a split and score it; "
-        "writes predictions_<split>.csv and eval_<split>.json into the run folder.",
+        "writes predictions_<split>.csv and eval_<split>.json into the run folder. An earlier result there "
+        "is kept: eval stops unless --overwrite is given.",
     )
     e.add_argument("run_dir", help="a run folder written by `peftlab train`")
     e.add_argument(
         "--split", default="test", choices=["train", "validation", "test"], help="split to score (default: test)"
     )
-    e.add_argument("--limit", type=int, default=None, help="score only the first N examples")
+    e.add_argument("--limit", type=int_in(1), default=None, metavar="N", help="score only the first N (>= 1) examples")
     e.add_argument(
         "--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)"
     )
     e.add_argument(
         "--num-beams",
-        type=int,
+        type=int_in(1, MAX_BEAMS),
         default=None,
-        help="beam search width (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files",
+        help=f"beam search width, 1..{MAX_BEAMS} (default: the run's eval.num_beams, 1 = greedy); writes *_beamN files",
     )
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier eval_<split>.json / predictions_<split>.csv (without it, eval refuses to)",
+    )
+    _remote_code_flag(e)
     e.set_defaults(func=_eval)
 
     g = sub.add_parser(
@@ -285,12 +326,18 @@ def _use_commands(sub) -> None:
     )
     g.add_argument("run_dir", help="a run folder written by `peftlab train`")
     g.add_argument("text", nargs="+", help="input text(s), e.g. the task prompt")
-    g.add_argument("--max-new-tokens", type=int, default=64, help="generation cap (default: 64)")
+    g.add_argument("--max-new-tokens", type=int_in(1, 4096), default=64, help="generation cap, 1..4096 (default: 64)")
     g.add_argument("--raw", action="store_true", help="use TEXT as the whole prompt (no task template)")
     g.add_argument(
         "--allow-unsafe-pickle", action="store_true", help="allow a pickle-only model or adapter (trusted files only)"
     )
-    g.add_argument("--num-beams", type=int, default=1, help="beam search width (default: 1 = greedy)")
+    g.add_argument(
+        "--num-beams",
+        type=int_in(1, MAX_BEAMS),
+        default=1,
+        help=f"beam search width, 1..{MAX_BEAMS} (default: 1 = greedy)",
+    )
+    _remote_code_flag(g)
     g.set_defaults(func=_generate)
 
 
@@ -306,6 +353,7 @@ def _merge_and_demo_commands(sub) -> None:
     )
     mg.add_argument("run_dir", metavar="RUN_DIR", help="a finished LoRA or IA3 run folder written by `peftlab train`")
     mg.add_argument("out_dir", metavar="OUT_DIR", help="new or empty folder for the merged model")
+    _remote_code_flag(mg)
     mg.set_defaults(func=_merge)
 
     d = sub.add_parser(
@@ -321,7 +369,7 @@ def _merge_and_demo_commands(sub) -> None:
         default="runs/demo",
         help="the comparison folder: the three run folders and the report (default: runs/demo)",
     )
-    d.add_argument("--steps", type=int, default=None, help="training steps per method (default: 30)")
+    d.add_argument("--steps", type=int_in(1), default=None, help="training steps per method, >= 1 (default: 30)")
     d.add_argument(
         "--overwrite", action="store_true", help="rerun finished runs too (needed when --steps changed since they ran)"
     )
@@ -389,9 +437,16 @@ def _attribute_command(sub) -> None:
         "(snippet) and .json (tokens, scores, completeness gap).",
     )
     at.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `peftlab train`")
-    at.add_argument("--example", type=int, required=True, metavar="N", help="index of the example in the split")
+    at.add_argument(
+        "--example", type=int_in(0), required=True, metavar="N", help="index (>= 0) of the example in the split"
+    )
     at.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: test")
-    at.add_argument("--steps", type=int, default=32, help="points on the integration path (default: 32)")
+    at.add_argument(
+        "--steps",
+        type=int_in(1, MAX_IG_STEPS),
+        default=32,
+        help=f"points on the integration path, 1..{MAX_IG_STEPS} (default: 32)",
+    )
     at.add_argument(
         "--rule",
         default="gauss-legendre",
@@ -405,7 +460,10 @@ def _attribute_command(sub) -> None:
         help="embedding every input token starts from: the pad token's (default), the mean vocabulary "
         "embedding, or zeros (degenerate on RMSNorm models without position embeddings: Llama, T5)",
     )
-    at.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass (default: 4)")
+    at.add_argument(
+        "--batch-size", type=int_in(1), default=4, help="path points per forward/backward pass, >= 1 (default: 4)"
+    )
+    _remote_code_flag(at)
     at.set_defaults(func=_attribute)
 
 
@@ -429,7 +487,8 @@ def _inspect_commands(sub) -> None:
     da.add_argument("--split", default="train", choices=["train", "validation", "test"], help="default: train")
     da.add_argument("--data-dir", default=None, help="folder of the task's files, e.g. ../shared/data/dialogsum")
     da.add_argument("--out", default=None, help="folder for the PNGs and JSON (default: runs/data-<task>/)")
-    da.add_argument("--examples", type=int, default=3, help="formatted examples to print (default: 3)")
+    da.add_argument("--examples", type=int_in(0), default=3, help="formatted examples to print, >= 0 (default: 3)")
+    _remote_code_flag(da)
     da.set_defaults(func=_data)
 
     pa = sub.add_parser(
@@ -464,6 +523,16 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _permissions(args) -> contextlib.AbstractContextManager:
+    """What the command line allows for this command: --trust-remote-code is a permission that every
+    model load checks (models/loading.py); a config only asks for it."""
+    if not getattr(args, "trust_remote_code", False):
+        return contextlib.nullcontext()
+    from peftlab.models.loading import remote_code_allowed  # pulls in torch: only when a model will load
+
+    return remote_code_allowed()
+
+
 def main(argv: list[str] | None = None) -> int:
     from peftlab.versions import warn_if_untested
 
@@ -471,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     warn_if_untested()  # one line when torch / transformers / peft are not the tested releases
     _quiet_libraries()
     try:
-        args.func(args)
+        with _permissions(args):
+            args.func(args)
     except PeftlabError as e:
         print(f"peftlab: error: {e}", file=sys.stderr)
         return e.exit_code  # runlock.RunLocked: 75, the run is being trained elsewhere

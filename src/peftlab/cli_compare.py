@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from peftlab.cli_types import int_in
+
 
 def _compare(args) -> None:
     from peftlab.compare import compare
@@ -36,7 +38,7 @@ def compare_command(sub, epilog: str) -> None:
         help="where the runs go (default: the experiment's launcher: section, else local): a process pool "
         "here, a Slurm job array (peftlab[slurm]) or Ray tasks (peftlab[ray])",
     )
-    c.add_argument("--parallel", type=int, metavar="N", help="local: at most N runs at once (default 1)")
+    c.add_argument("--parallel", type=int_in(1), metavar="N", help="local: at most N (>= 1) runs at once (default 1)")
     c.add_argument(
         "--devices", metavar="0,1,..", help="local: GPU ids; each run gets its own CUDA_VISIBLE_DEVICES slot(s)"
     )
@@ -46,5 +48,11 @@ def compare_command(sub, epilog: str) -> None:
         default=None,
         help="slurm: wait for the array and write the report here (--no-wait: submit, and a dependent job "
         "writes the report)",
+    )
+    c.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python shipped in the model folder, for an experiment whose model section asks for it "
+        "(trust_remote_code: true); its runs get the same flag. Only for code you have read or trust",
     )
     c.set_defaults(func=_compare)

@@ -50,6 +50,7 @@ from peftlab.lr_choice import Choice
 from peftlab.lr_search import LrSearch
 from peftlab.methods import REGISTRY, get_method
 from peftlab.models.bundled import ensure_cached
+from peftlab.models.loading import check_remote_code
 from peftlab.runio import PLAIN_NAME, PLAIN_WORDS, finished_with_config, inside
 from peftlab.summary import RunSummary
 from peftlab.tasks.base import Task, build_task
@@ -372,6 +373,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     from peftlab.report import write_report  # local: pulls in matplotlib; load_compare / run_configs need none
 
     cc = load_compare(Path(path), launcher)
+    check_remote_code(cc.model, path)  # before anything is written; the runs get the flag (launch/job.py)
     folder = cc.folder()
     runs = run_configs(cc, str(path))
     # Every run config checked in memory, its errors against the user's file and keys, and the examples
@@ -588,7 +590,8 @@ def execute(
                 f"{run_dir} holds a finished run made with a different config; pass --overwrite to "
                 "rerun it, or give the experiment another name"
             )
-        jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes=processes, overwrite=fresh))
+        remote = cfg.model.trust_remote_code  # allowed, or compare stopped at its start: the run gets the flag
+        jobs.append(Job(cfg.run_name(), cfg_path, run_dir, processes, fresh, trust_remote_code=remote))
     if not jobs:
         return []
     prepare([p for p in planned if p[2].run_name() in {j.name for j in jobs}])

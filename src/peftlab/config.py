@@ -25,6 +25,8 @@ from peftlab.task_config import Strict as _Strict
 from peftlab.task_config import TaskConfig
 from peftlab.tasks.catalog import resolve_task
 
+MAX_SEED = 2**32 - 1  # numpy.random.seed's range: a seed outside it passes `check`, then fails every run
+
 
 class ModelConfig(_Strict):
     name: str = Field(
@@ -35,7 +37,11 @@ class ModelConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="'auto' = float32 on CPU (bf16 is ~50x slower there), bfloat16 on GPU."
     )
-    trust_remote_code: bool = Field(False, description="Run code shipped with a hub model. Off unless you trust it.")
+    trust_remote_code: bool = Field(
+        False,
+        description="Run the Python shipped with the model (its folder's or hub repo's .py files). Needs "
+        "--trust-remote-code on the command line too: the key alone is refused. Off unless you trust the code.",
+    )
     chat_template: bool = Field(True, description="Format prompts with the tokenizer's chat template when it has one.")
 
 
@@ -147,7 +153,7 @@ class EvalConfig(_Strict):
     batch_size: int = Field(16, ge=1, description="Generation batch size (length-sorted batches).")
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
-    num_beams: int = Field(1, ge=1, description="1 = greedy decoding.")
+    num_beams: int = Field(1, ge=1, le=64, description="Beam search width, 1..64; 1 = greedy decoding.")
     validate_untrained: bool = Field(
         True,
         description="Score the validation split before the first step too, so learning curves start at "
@@ -199,7 +205,12 @@ class ExperimentConfig(_Strict):
         description="In a comparison: why this run's budget or scoring settings differ from the other "
         "methods' (written by `peftlab compare` from a method entry's `override:`; the report marks the row).",
     )
-    seed: int = Field(0, description="Seed for data order and initialisation.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed for data order and initialisation: 0..4294967295 (2**32-1, the seeds numpy accepts).",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)

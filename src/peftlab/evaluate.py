@@ -19,7 +19,7 @@ from peftlab.errors import PeftlabError
 from peftlab.methods import get_method, method_options
 from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.models.loading import refuse_pickle
+from peftlab.models.loading import check_remote_code, refuse_pickle
 from peftlab.precision import compute_dtype, store_frozen_linears
 from peftlab.runio import write_json, write_predictions
 from peftlab.safe_read import check_adapter
@@ -120,18 +120,28 @@ def eval_run(
     log=console.print,
     num_beams: int | None = None,
     allow_unsafe_pickle: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Load a finished run (base model + its adapter) and score one split; writes predictions_<split>.csv
-    (predictions_<split>_beamN.csv when a beam width other than the run's is asked for)."""
-
+    and eval_<split>.json (``_beamN`` when a beam width other than the run's is asked for). An earlier
+    result of the same name is kept unless ``overwrite``: checked before the model loads."""
+    run_dir = Path(run_dir)
+    if limit_n is not None and limit_n < 1:
+        raise PeftlabError(f"--limit: must be a whole number >= 1 (the examples to score), got {limit_n}")
+    if num_beams is not None and num_beams < 1:
+        raise PeftlabError(f"--num-beams: must be a whole number >= 1 (1 = greedy), got {num_beams}")
+    cfg = load_run_config(run_dir)
+    beams = num_beams if num_beams is not None else cfg.eval.num_beams
+    suffix = split if beams == cfg.eval.num_beams else f"{split}_beam{beams}"
+    predictions_path, scores_path = run_dir / f"predictions_{suffix}.csv", run_dir / f"eval_{suffix}.json"
+    if not overwrite:
+        refuse_overwrite([predictions_path, scores_path])
     cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = backbone.model
     store_frozen_linears(model, backbone.compute_dtype)  # same bits, no recast per generated token
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
     examples = limit(task.split(split), n)
-    beams = num_beams or cfg.eval.num_beams
-    suffix = split if beams == cfg.eval.num_beams else f"{split}_beam{beams}"
     scores, preds = generate_and_score(
         backbone,
         model,
@@ -142,13 +152,20 @@ def eval_run(
         max_source_tokens=cfg.task.max_source_tokens,
         label=f"eval {split}",
     )
-    write_predictions(run_dir / f"predictions_{suffix}.csv", examples, preds, task.per_example(preds, examples))
-    write_json(
-        run_dir / f"eval_{suffix}.json",
-        {"split": split, "examples": len(examples), "num_beams": beams, "scores": scores},
-    )
+    write_predictions(predictions_path, examples, preds, task.per_example(preds, examples))
+    write_json(scores_path, {"split": split, "examples": len(examples), "num_beams": beams, "scores": scores})
     show_scores(f"{cfg.run_name()} {split}", scores, task.primary)
     return scores
+
+
+def refuse_overwrite(paths: list[Path]) -> None:
+    """An earlier eval's result is a measurement someone may cite: replacing it takes --overwrite."""
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise PeftlabError(
+            f"{', '.join(map(str, existing))}: an earlier eval's result is there; pass --overwrite to replace "
+            "it, or move it away first (nothing was loaded or written)"
+        )
 
 
 def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allow_unsafe_pickle: bool = False):
@@ -179,4 +196,6 @@ def load_run_config(run_dir: Path):
     path = run_config_path(run_dir)
     if not (Path(run_dir) / "adapter").is_dir():
         raise PeftlabError(f"{run_dir}: the run has no adapter/ folder (did training finish?)")
-    return load_config(path)
+    cfg = load_config(path)
+    check_remote_code(cfg.model, path)  # eval, generate, merge, attribute: before a model loads or a file is written
+    return cfg

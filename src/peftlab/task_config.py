@@ -18,9 +18,10 @@ Metric = Literal[tuple(METRIC_REGISTRY)]
 
 
 class Strict(BaseModel):
-    """Every config section: unknown keys are errors, assignments are validated."""
+    """Every config section: unknown keys are errors, assignments are validated, and numbers are finite
+    (YAML's .inf and .nan pass a bound such as lr > 0 and then fail, or never stop, in training)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(Strict):

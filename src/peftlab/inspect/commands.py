@@ -12,14 +12,14 @@ from peftlab.console import console, progress
 from peftlab.errors import PeftlabError
 from peftlab.inspect.attribute import attribute, save_attribution
 from peftlab.inspect.data_report import inspect_data
-from peftlab.inspect.ig import path_nodes
+from peftlab.inspect.ig import MAX_STEPS, path_nodes
 from peftlab.inspect.params import all_methods, method_params, print_all_methods, print_method_params
 from peftlab.methods import method_options
 
 
 def run_attribute(run_dir: Path, split: str, index: int, steps: int, rule: str, baseline: str, batch_size: int) -> dict:
-    if steps < 1 or batch_size < 1:
-        raise PeftlabError("--steps and --batch-size must be at least 1")
+    if not 1 <= steps <= MAX_STEPS or batch_size < 1:
+        raise PeftlabError(f"--steps must be a whole number from 1 to {MAX_STEPS} and --batch-size at least 1")
     with progress() as bar:
         points = len(path_nodes(steps, rule)[0])  # the CLI offers only known rules
         tid = bar.add_task(f"integrated gradients {split} #{index}", total=points, info="")

@@ -25,6 +25,9 @@ import torch
 RULES = ("gauss-legendre", "trapezoid")
 
 
+MAX_STEPS = 1024  # Gauss-Legendre's nodes come from an n x n eigenproblem: 10**5 points would need 80 GB
+
+
 def path_nodes(steps: int, rule: str = "gauss-legendre") -> tuple[np.ndarray, np.ndarray]:
     """(alphas in [0, 1], weights summing to 1) of the quadrature rule with ``steps`` points.
 

@@ -34,11 +34,13 @@ class Job:
     processes: int = 1  # processes per run (one GPU each); > 1 runs under `accelerate launch`
     overwrite: bool = False
     argv: tuple[str, ...] | None = None  # another command instead of training (the launchers' tests)
+    trust_remote_code: bool = False  # the run's model code may run: compare was given --trust-remote-code
 
     def command(self) -> list[str]:
         if self.argv:
             return list(self.argv)
         train = ["-m", "peftlab", "train", str(self.config), "--resume"] + (["--overwrite"] if self.overwrite else [])
+        train += ["--trust-remote-code"] if self.trust_remote_code else []
         if self.processes == 1:
             return [sys.executable, *train]
         accelerate = ["-m", "accelerate.commands.launch", "--num_processes", str(self.processes)]

@@ -2,11 +2,16 @@
 
 Order: tiny test models, bundled models, a local directory, then a Hugging Face hub id.
 Causal vs seq2seq is read from the model config (``is_encoder_decoder``), never guessed from a name.
-Weights load from safetensors only (pickle files can run code).
+Weights load from safetensors only (pickle files can run code), and a model's own Python (remote code)
+runs only when the config asks for it and the command line allows it (``remote_code_allowed``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -50,10 +55,66 @@ def refuse_pickle(folder: Path, what: str, allow: bool) -> bool:
     return bool(pickles)
 
 
+# Whether this command may run a model's own Python. A config only asks (model.trust_remote_code); the
+# permission comes from the command line (--trust-remote-code), because a YAML file is often someone
+# else's and one line of it must not run the code of a model folder. A context variable rather than a
+# parameter, so that every path that loads a model (train, eval, the lr search, inspect, merge) is gated
+# at this one place without each caller passing it on.
+_REMOTE_CODE_ALLOWED: ContextVar[bool] = ContextVar("peftlab_remote_code_allowed", default=False)
+REMOTE_CODE_FLAG = "--trust-remote-code"
+
+
+@contextmanager
+def remote_code_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within the block, a config's model.trust_remote_code: true is obeyed (the CLI's --trust-remote-code)."""
+    token = _REMOTE_CODE_ALLOWED.set(allowed)
+    try:
+        yield
+    finally:
+        _REMOTE_CODE_ALLOWED.reset(token)
+
+
+def check_remote_code(cfg: ModelConfig, source: str | Path | None = None) -> None:
+    """PeftlabError when the config asks for remote code and the command line did not allow it.
+    Called before anything is written or loaded; ``source``: the file the config came from."""
+    if cfg.trust_remote_code and not _REMOTE_CODE_ALLOWED.get():
+        where = f"{source}: " if source else ""
+        raise PeftlabError(
+            f"{where}model.trust_remote_code: true runs Python shipped in the model folder ({cfg.name}); "
+            f"pass {REMOTE_CODE_FLAG} to allow it (only for a model whose code you have read or trust)"
+        )
+
+
+def refuse_unasked_remote_code(folder: Path, cfg: ModelConfig) -> None:
+    """A local model folder whose config.json or tokenizer_config.json maps classes to its own .py files
+    (auto_map) cannot load without running them: say so, and how to allow it, instead of transformers'
+    "cannot load"."""
+    if cfg.trust_remote_code:
+        return
+    files: set[str] = set()
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((folder / name).read_text(encoding="utf-8")).get("auto_map") or {}
+            values = auto_map.values() if isinstance(auto_map, dict) else auto_map
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: transformers' own error says what is wrong
+        for v in values:
+            for ref in v if isinstance(v, list) else [v]:
+                if isinstance(ref, str):
+                    files.add(ref.split("--")[-1].split(".")[0] + ".py")
+    if files:
+        raise PeftlabError(
+            f"model.name: {folder} ships its own Python ({', '.join(sorted(files))}), which peftlab does not "
+            f"run unless the config sets model.trust_remote_code: true and the command line passes "
+            f"{REMOTE_CODE_FLAG} (only for code you have read or trust)"
+        )
+
+
 def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = False):
     """(model, tokenizer, source) for cfg.name; raises PeftlabError with a fix when it cannot."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    check_remote_code(cfg)  # before anything is read: the one place every model load passes
     if cfg.name in TINY_MODELS:
         model, tok = tiny_model(cfg.name)
         return model, tok, cfg.name
@@ -66,6 +127,7 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
         )
     if local:
         refuse_pickle(Path(source), "model", allow_unsafe_pickle)
+        refuse_unasked_remote_code(Path(source), cfg)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a 0.1 s load needs no bar; peftlab shows its own progress

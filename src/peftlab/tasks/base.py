@@ -176,8 +176,22 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
             raise PeftlabError(f"{what}: unknown split '{split}'; allowed: {', '.join(allowed)}")
     if cfg.data_files is None and cfg.data_dir is None:
         raw = {s: read_hub(cfg.hub, str(h), cfg.hub_config) for s, h in files.items()}
-        return raw, {s: f"{cfg.hub}:{h}" for s, h in files.items()}, base
-    return {s: read_rows(p) for s, p in files.items()}, {s: str(p) for s, p in files.items()}, base
+        sources = {s: f"{cfg.hub}:{h}" for s, h in files.items()}
+    else:
+        raw, sources = {s: read_rows(p) for s, p in files.items()}, {s: str(p) for s, p in files.items()}
+    _refuse_empty(raw, sources, what)
+    return raw, sources, base
+
+
+def _refuse_empty(raw: dict[str, list[dict]], sources: dict[str, str], what: str) -> None:
+    """A split's file with no rows is a mistake (a truncated download, the wrong file): training on nothing,
+    or scoring nothing, would otherwise go on and report numbers about no examples."""
+    for split, rows in raw.items():
+        if not rows:
+            fix = "give a file with at least one row"
+            if split == "validation":
+                fix += f", or remove validation from {what} (validation is then held out of train)"
+            raise PeftlabError(f"{sources[split]}: the {split} data ({what}) has no rows; {fix}")
 
 
 def _hold_out_validation(cfg: TaskConfig, rows: dict[str, list[dict]], source, log) -> None:
