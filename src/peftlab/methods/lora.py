@@ -6,6 +6,8 @@ rsLoRA (Kalajdzievski, 2023: scale alpha / sqrt(rank)) and DoRA (Liu et al., 202
 decomposed into magnitude and direction) are peft options passed through.
 
 Implemented with peft, so the saved adapter folder loads with ``peft.PeftModel.from_pretrained``.
+With dropout > 0, each adapted projection's dropout is folded into its lora_A (methods/lora_dropout.py):
+the same bits, without a dropped copy of the input kept per projection for backward.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from peftlab.methods import peft_common
 from peftlab.methods.base import Hook, Method
+from peftlab.methods.lora_dropout import fuse_lora_dropout
 
 
 class LoraConfig(BaseModel):
@@ -44,6 +47,16 @@ def peft_config(model: nn.Module, cfg: LoraConfig) -> PeftLoraConfig:
     )
 
 
+_peft_apply = peft_common.make_apply(peft_config)
+
+
+def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """get_peft_model, then the memory-saving dropout (a no-op at dropout 0 and for DoRA layers)."""
+    model = _peft_apply(model, cfg)
+    fuse_lora_dropout(model)
+    return model
+
+
 METHOD = Method(
     name="lora",
     paper="Hu et al., 2021. LoRA: Low-Rank Adaptation of Large Language Models. arXiv:2106.09685.",
@@ -51,7 +64,7 @@ METHOD = Method(
     hooks=frozenset({Hook.LINEAR_WRAP}),
     default_lr=1e-3,
     # get_peft_model freezes the base and leaves only lora_A / lora_B trainable.
-    apply=peft_common.make_apply(peft_config),
+    apply=apply,
     save=peft_common.save,
     load=peft_common.load,
     zero_init=True,
