@@ -3,9 +3,14 @@ bench/train_throughput.py), batch 8, the first --examples DialogSum training dia
 baseline's prompt, prompts cut at 384 tokens, targets at 128), in length-sorted batches.
 
     .venv/bin/python bench/memory_profile.py [--precisions fp32,bf16] [--examples 64]   # ~3 min, 2 cores
+    .venv/bin/python bench/memory_profile.py --examples 32 --dropout fused,unfused --trainer   # ~15 min
 
-Each precision runs in a fresh process (so the process's high-water mark is its own). Per step it
-records, with peftlab's own loss (the head on labelled positions only, models/causal.py):
+--dropout: `fused` is peftlab's LoRA (each dropout folded into its lora_A, methods/lora_dropout.py),
+`unfused` is peft's own modules (dropout, then lora_A: a noise tensor and a dropped copy of the input
+kept per projection). --trainer adds ../shared/bench/hf_baseline.py --recipe strong (Trainer + peft,
+the same LoRA, fp32 on CPU) on the same first --examples dialogues: its whole process's peak RSS.
+Each precision x dropout runs in a fresh process (so the process's high-water mark is its own). Per
+step it records, with peftlab's own loss (the head on labelled positions only, models/causal.py):
   saved    bytes of the tensors autograd keeps for backward (the activations), by where they were
            made (torch.autograd.graph.saved_tensors_hooks; storages counted once; weights excluded)
   rss      the process's resident memory after loading, and its high-water mark after each step
@@ -22,14 +27,18 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 
 import psutil
 import torch
 from machine import machine, versions
+from peft import get_peft_model
 
 from peftlab.config import ModelConfig, TaskConfig
 from peftlab.methods import get_method, trainable_parameters
+from peftlab.methods.lora import peft_config
 from peftlab.models import load_backbone
 from peftlab.precision import compute_dtype, store_frozen_linears
 from peftlab.tasks.base import build_task
@@ -96,15 +105,20 @@ def batches(bb, n: int, size: int = 8) -> list[dict]:
     return [bb.collate(feats[i : i + size]) for i in range(0, len(feats), size)]
 
 
-def profile(precision: str, n: int) -> dict:
+def apply_lora(model: torch.nn.Module, dropout: str) -> torch.nn.Module:
+    """LoRA r16 on q/k/v/o with dropout 0.05: peftlab's (fused) or plain peft's (unfused)."""
+    lora = get_method("lora")
+    cfg = lora.config_cls(rank=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    return lora.apply(model, cfg) if dropout == "fused" else get_peft_model(model, peft_config(model, cfg))
+
+
+def profile(precision: str, n: int, dropout: str = "fused") -> dict:
     """One process: load, apply LoRA, train one pass; the figures of every step."""
     rss0 = psutil.Process().memory_info().rss / GB
     bb = load_backbone(ModelConfig(name="smollm2-135m"), log=lambda *a: None)
     bb.model.float()
     bb.compute_dtype = compute_dtype(precision, "cpu")
-    lora = get_method("lora")
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    bb.model = lora.apply(bb.model, lora.config_cls(rank=16, alpha=32, dropout=0.05, target_modules=targets))
+    bb.model = apply_lora(bb.model, dropout)
     store_frozen_linears(bb.model, bb.compute_dtype)
     model, head = bb.model, bb.model.get_output_embeddings()
     params = trainable_parameters(model)
@@ -135,47 +149,80 @@ def profile(precision: str, n: int) -> dict:
             }
         )
     fixed = {"weights_gb": dict(weights), "trainable_grads_adam_gb": 4 * trainable}
-    return {"precision": precision, "rss_start_gb": rss0, "rss_loaded_gb": rss_loaded, **fixed, "steps": steps}
+    ident = {"precision": precision, "dropout": dropout, "rss_start_gb": rss0, "rss_loaded_gb": rss_loaded}
+    return {**ident, **fixed, "steps": steps}
 
 
-def report(results: list[dict]) -> None:
+def rows(r: dict) -> dict[str, float]:
+    """One contender's column: part -> GB, for the longest batch (the first step)."""
+    first = r["steps"][0]
+    col = {f"weights, {dtype}": gb for dtype, gb in r["weights_gb"].items()}
+    col["trainable: fp32 weights, gradients, AdamW moments"] = r["trainable_grads_adam_gb"]
+    for where, nbytes in first["saved_bytes"].items():
+        col[f"saved for backward: {where}"] = nbytes / GB
+    col["**saved for backward, all**"] = sum(first["saved_bytes"].values()) / GB
+    col["process after loading (python, torch, tokenizer, data, weights)"] = r["rss_loaded_gb"]
+    col["**process high-water mark after the longest step**"] = first["rss_peak_gb"]
+    col["process high-water mark after all steps"] = r["steps"][-1]["rss_peak_gb"]
+    return col
+
+
+def report(results: list[dict], trainer: dict | None) -> None:
+    """One table, the contenders side by side; Trainer + peft has its whole process's peak only."""
     print(f"machine: {json.dumps(machine())}\nversions: {json.dumps(versions())}\n")
-    for r in results:
-        first = r["steps"][0]
-        total = sum(first["saved_bytes"].values()) / GB
-        print(f"### {r['precision']}: the longest batch {first['shape']} ({first['real_tokens']} real tokens)\n")
-        print("| part | GB |\n|---|---:|")
-        for dtype, gb in r["weights_gb"].items():
-            print(f"| weights, {dtype} | {gb:.2f} |")
-        print(f"| trainable: fp32 weights, gradients, AdamW moments | {r['trainable_grads_adam_gb']:.3f} |")
-        for where, nbytes in sorted(first["saved_bytes"].items(), key=lambda kv: -kv[1]):
-            print(f"| saved for backward: {where} | {nbytes / GB:.2f} |")
-        print(f"| saved for backward, all | **{total:.2f}** |")
-        print(f"| process after loading (python, torch, tokenizer, data, weights) | {r['rss_loaded_gb']:.2f} |")
-        print(f"| process high-water mark after this step | **{first['rss_peak_gb']:.2f}** |")
+    first = results[0]["steps"][0]
+    print(f"the longest batch {first['shape']} ({first['real_tokens']} real tokens)\n")
+    cols = {f"{r['precision']}, dropout {r['dropout']}": rows(r) for r in results}
+    if trainer is not None:
+        cols["Trainer + peft (fp32, whole process)"] = {"process high-water mark after all steps": trainer["peak_gb"]}
+    parts = list(dict.fromkeys(k for c in cols.values() for k in c))
+    print("| part (GB) | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
+    for part in parts:
+        cells = [f"{c[part]:.2f}" if part in c else "–" for c in cols.values()]
+        print(f"| {part} | " + " | ".join(cells) + " |")
+    for name, r in zip(cols, results):
         peaks = ", ".join(f"{s['rss_peak_gb']:.2f}" for s in r["steps"])
-        print(f"\nhigh-water mark after each step (longest batch first): {peaks} GB\n")
+        print(f"\n{name}: high-water mark after each step (longest batch first): {peaks} GB")
+
+
+def run_trainer(n: int) -> dict:
+    """../shared/bench/hf_baseline.py --recipe strong on the bundled model: its own JSON line."""
+    from peftlab.models.bundled import ensure_cached
+
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, str(root / "../shared/bench/hf_baseline.py"), "--model", str(ensure_cached("smollm2-135m"))]
+    cmd += ["--data", str(root / "../shared/data/dialogsum/train.jsonl"), "--recipe", "strong", "--method", "lora"]
+    cmd += ["--lora-r", "16", "--examples", str(n), "--batch", "8", "--max-length", "512", "--lr", "2e-4"]
+    with tempfile.TemporaryDirectory() as cwd:  # it writes hf_baseline_out/ where it runs
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=cwd).stdout
+    own = json.loads(out.strip().splitlines()[-1])
+    return {**own, "peak_gb": own["peak_rss_mb"] / 1024}
+
+
+def child(precision: str, dropout: str, n: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", precision, "--dropout", dropout, "--examples", str(n)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--dropout", default="fused", help="comma-separated: fused (peftlab's), unfused (peft's)")
     p.add_argument("--examples", type=int, default=64)
+    p.add_argument("--trainer", action="store_true", help="add Trainer + peft (hf_baseline.py --recipe strong)")
+    p.add_argument("--json", help="also write the raw figures here")
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one precision, JSON out
     a = p.parse_args()
     if a.one:
-        print(json.dumps(profile(a.one, a.examples)))
+        print(json.dumps(profile(a.one, a.examples, a.dropout)))
         return
-    results = []
-    for precision in a.precisions.split(","):
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", precision, "--examples", str(a.examples)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    report(results)
+    runs = [(pr, d) for pr in a.precisions.split(",") for d in a.dropout.split(",")]
+    results = [child(pr, d, a.examples) for pr, d in runs]
+    trainer = run_trainer(a.examples) if a.trainer else None
+    if a.json:
+        Path(a.json).write_text(json.dumps({"runs": results, "trainer": trainer}, indent=1))
+    report(results, trainer)
 
 
 if __name__ == "__main__":

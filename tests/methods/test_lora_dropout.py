@@ -22,9 +22,11 @@ from tests.methods.harness import logits
 LORA = get_method("lora")
 
 
-def _pair(arch: str, **options):
+def _pair(arch: str, checkpointing: bool = False, **options):
     """(fused, unfused, batch): peftlab's LoRA and plain peft's, from the same weights."""
     base, tok = tiny_model(arch)
+    if checkpointing:  # as run_model.py enables it, before the method is applied
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     cfg = LORA.config_cls(rank=4, dropout=0.1, **options)
     unfused = get_peft_model(copy.deepcopy(base), peft_config(base, cfg))
     fused = LORA.apply(base, cfg)
@@ -67,6 +69,16 @@ def test_losses_and_gradients_are_peft_unfused_to_the_bit(arch, autocast):
         assert step == 0 or any("lora_A" in n and a[n].abs().sum() > 0 for n in a)
         assert all(torch.equal(a[n], b[n]) for n in a), f"step {step}"
     assert torch.equal(rf, ru), "the replayed dropout must not shift the random stream"
+
+
+def test_activation_checkpointing_replays_the_same_dropout():
+    """The layer's recomputation re-runs the fused node's forward; its dropout must draw the same mask."""
+    fused, unfused, batch = _pair("tiny-llama", checkpointing=True)
+    lf, gf, rf = _train(fused, batch, 3, True)
+    lu, gu, ru = _train(unfused, batch, 3, True)
+    assert all(torch.equal(a, b) for a, b in zip(lf, lu))
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(gf, gu) for n in a)
+    assert torch.equal(rf, ru)
 
 
 def _saved_bytes(model, batch) -> int:
