@@ -97,19 +97,35 @@ class Overlap(_Record):
 
 
 class InferencePoint(_Record):
-    """inference_cost.py at one batch size."""
+    """inference_cost.py at one batch size: medians over ``samples`` timed generations."""
 
-    ms_per_token: Number  # wall time / tokens generated (amortised over the batch's sequences)
+    prefill_ms_per_prompt: Number | None = None  # the prompt's forward, per prompt (batch time / batch)
+    prefill_ms_per_prompt_token: Number | None = None  # the same per real prompt token
+    decode_ms_per_token: Number | None = None  # one generated token of one sequence (step time / batch)
+    samples: int | None = None  # timed generations the medians are over
     peak_memory_bytes: int | None = None
+    # Older summaries only: wall time of prefill and decode together / tokens generated up to EOS
+    # (a method that stopped early was charged its prompt over fewer tokens); not shown by the report.
+    ms_per_token: Number | None = None
 
 
 class InferenceCost(_Record):
     """inference_cost.py: per batch size ("batch_1", "batch_16"), unmerged and (mergeable methods) merged."""
 
-    max_new_tokens: int
+    new_tokens: int | None = None  # every sequence decoded exactly this many tokens, EOS ignored
+    max_new_tokens: int | None = None  # older summaries: the cap generation stopped at (or at EOS)
     unmerged: dict[str, InferencePoint]
     merged: dict[str, InferencePoint] | None = None
     seconds: Number | None = None  # the whole measurement (every batch size, merging included)
+
+    @property
+    def prefill_apart(self) -> bool:
+        """Whether prefill and decode were timed apart (False: an older summary's mixed ms/token)."""
+        return self.new_tokens is not None
+
+    def deployed(self, batch: int = 1) -> InferencePoint | None:
+        """The point as one would serve the method: merged where it merges."""
+        return (self.merged or self.unmerged).get(f"batch_{batch}")
 
 
 class RunSummary(_Record):
@@ -181,12 +197,16 @@ class RunSummary(_Record):
 
     @property
     def ms_per_token(self) -> float | None:
-        """The leaderboard's latency column: ms per generated token at batch 1, as deployed (merged where
-        the method merges: that is how one would serve it)."""
-        if not self.inference:
-            return None
-        points = self.inference.merged or self.inference.unmerged
-        return points["batch_1"].ms_per_token if "batch_1" in points else None
+        """The leaderboard's latency column: decode ms per generated token at batch 1, as deployed
+        (merged where the method merges); None for older runs, whose figure mixed prefill in."""
+        point = self.inference.deployed(1) if self.inference and self.inference.prefill_apart else None
+        return point.decode_ms_per_token if point else None
+
+    @property
+    def prefill_ms_per_prompt(self) -> float | None:
+        """The leaderboard's prefill column: ms to process one prompt at batch 1, as deployed."""
+        point = self.inference.deployed(1) if self.inference and self.inference.prefill_apart else None
+        return point.prefill_ms_per_prompt if point else None
 
     @property
     def budget_used(self) -> float | None:

@@ -101,7 +101,7 @@ def _train(
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
         forgot = forgetting.measure(cfg, backbone, forgetting_texts, loss_before)
-        inference = measure_inference(cfg, backbone, method.merges(options), test, task)
+        inference = measure_inference(run, backbone, method.merges(options), test)
     with writing(run.dir / "predictions.csv"):
         write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
@@ -126,11 +126,14 @@ def _train(
     return run.dir
 
 
-def measure_inference(cfg: ExperimentConfig, backbone: Backbone, merges: bool, test: list, task: Task):
-    """eval.inference_cost: the trained model's generation cost on the test prompts (inference_cost.py)."""
-    if not cfg.eval.inference_cost:
+def measure_inference(run: Run, backbone: Backbone, merges: bool, test: list):
+    """eval.inference_cost: the trained model's prefill and decode cost on the test prompts
+    (inference_cost.py), measured alone: the optimizer and gradients freed first. It merges the model in
+    place, so it runs after everything that needs the adapter (saved, tested, forgetting measured)."""
+    if not run.cfg.eval.inference_cost:
         return None
-    return inference_cost.measure(backbone, backbone.model, merges, [e.prompt for e in test], task.max_new_tokens)
+    inference_cost.release_training(run.accelerator, backbone.model)
+    return inference_cost.measure(backbone, backbone.model, merges, [e.prompt for e in test])
 
 
 # ---- the run: folder, processes, metrics log ------------------------------------------------------

@@ -29,8 +29,8 @@ COSTS = (
     "peak_memory_bytes",
 )
 # Derived from summary fields (RunSummary properties), averaged the same way: budget.spent / budget.amount,
-# forgetting's LM loss after - before, inference ms per token.
-DERIVED = ("budget_used", "forgetting_delta", "ms_per_token")
+# forgetting's LM loss after - before, inference decode ms per token and prefill ms per prompt.
+DERIVED = ("budget_used", "forgetting_delta", "ms_per_token", "prefill_ms_per_prompt")
 
 
 @dataclass

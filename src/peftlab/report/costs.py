@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from peftlab.report import measures
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Run
 
@@ -45,7 +46,26 @@ def cost_notes(comp: Comparison) -> list[str]:
             "(compare --parallel): their train seconds and tokens/s are slower than alone; FLOPs, memory and "
             "quality are not affected"
         )
+    return notes + inference_notes(comp)
+
+
+def inference_notes(comp: Comparison) -> list[str]:
+    """The inference columns' caveats: figures timed beside other CPU runs (marked in their cells), and
+    older runs whose ms/token mixed prompt processing in (not shown beside prefill/decode figures)."""
+    notes = []
+    if any(measures.shared_cpu(e) and _has_inference(e) for e in comp.entries):
+        notes.append(f"⚠ {measures.SHARED_NOTE}")
+    older = sorted(r.summary.run for r in comp.runs if r.summary.inference and not r.summary.inference.prefill_apart)
+    if older:
+        notes.append(
+            f"⚠ inference cost of {', '.join(older)} recorded before prefill and decode were timed apart "
+            "(one ms/token over prompt and generated tokens, up to EOS): not shown; re-run to measure it"
+        )
     return notes
+
+
+def _has_inference(e) -> bool:
+    return any(r.summary.inference for r in e.runs)
 
 
 def on_gpu(r: Run) -> bool:

@@ -43,7 +43,8 @@ AXES = (
     Axis("train_seconds", "train seconds", unit="s"),
     Axis("peak_memory_bytes", "peak memory", unit="B"),
     Axis("forgetting_delta", "forgetting (LM loss Δ)"),
-    Axis("ms_per_token", "inference ms/token (batch 1)"),
+    Axis("ms_per_token", "decode ms/token (batch 1)"),
+    Axis("prefill_ms_per_prompt", "prefill ms/prompt (batch 1)"),
 )
 SCRIPT = files("peftlab.report").joinpath("explorer.js").read_text(encoding="utf-8")
 SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")

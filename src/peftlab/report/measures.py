@@ -16,6 +16,7 @@ class Measure:
     axis: str  # Pareto plot axis and terminal line name
     fmt: Callable[[float], str]
     note: str  # leaderboard.md's explanation under the table
+    inference: bool = False  # an inference-cost figure: flagged when measured beside other CPU runs
 
 
 MEASURES = (
@@ -29,14 +30,32 @@ MEASURES = (
     ),
     Measure(
         "ms_per_token",
-        "ms/token",
-        "inference ms per token (batch 1)",
+        "decode ms/token (batch 1)",
+        "inference decode ms per generated token (batch 1)",
         lambda v: f"{v:.1f}",
-        "ms/token: inference milliseconds per generated token at batch 1, merged where the method merges "
-        "(summary.json's inference has batch 16, unmerged and peak memory too).",
+        "decode ms/token (batch 1): inference milliseconds per generated token after the prompt, one request "
+        "at a time, merged where the method merges; the median over 16 test prompts, each decoding exactly 32 "
+        "tokens (EOS ignored), timed after a warm-up with the optimizer freed and one model resident "
+        "(summary.json's inference has batch 16, unmerged, ms per prompt token and peak memory too).",
+        inference=True,
+    ),
+    Measure(
+        "prefill_ms_per_prompt",
+        "prefill ms/prompt (batch 1)",
+        "inference prefill ms per prompt (batch 1)",
+        lambda v: f"{v:.1f}",
+        "prefill ms/prompt (batch 1): milliseconds of the forward over one test prompt before its first token "
+        "(median over 16 prompts, merged where the method merges); prompt tuning pays here for its virtual tokens.",
+        inference=True,
     ),
 )
 
+# Marks an inference figure measured while other runs shared the CPU (compare --parallel > 1).
+SHARED_MARK = "*"
+SHARED_NOTE = (
+    f"{SHARED_MARK} inference figure measured on a CPU shared with other runs (compare --parallel > 1): slower "
+    "than alone and noisier; re-run with --parallel 1 to compare latencies."
+)
 
 IN_DOMAIN = "in-domain loss change"
 IN_DOMAIN_NOTE = (
@@ -58,6 +77,19 @@ def present(comp: Comparison) -> list[Measure]:
     ]
 
 
+def shared_cpu(e: Entry) -> bool:
+    """Whether some run of ``e`` ran on CPU beside other runs (its timings are not the method's alone)."""
+    return any(
+        r.summary.launch
+        and r.summary.launch.concurrency > 1
+        and not (r.summary.hardware and r.summary.hardware.cuda)
+        for r in e.runs
+    )
+
+
 def cell(m: Measure, e: Entry) -> str:
+    """The entry's figure, marked ``SHARED_MARK`` where an inference figure shared the CPU."""
     value = e.costs.get(m.key)
-    return "-" if value is None else m.fmt(value)
+    if value is None:
+        return "-"
+    return m.fmt(value) + (f" {SHARED_MARK}" if m.inference and shared_cpu(e) else "")
