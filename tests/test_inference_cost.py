@@ -10,8 +10,8 @@ import yaml
 from peftlab import inference_cost
 from peftlab.config import load_config
 from peftlab.inference_cost import measure, timed_generation
-from peftlab.models.decode import greedy
 from peftlab.methods import get_method
+from peftlab.models.decode import greedy
 from peftlab.train import train
 from tests.conftest import fixed_batch
 from tests.methods.harness import logits, setup, train_steps
@@ -164,9 +164,7 @@ def test_training_state_is_freed_before_inference_is_measured(tmp_path, copy_tas
         gc.collect()
         mine = {id(p) for p in model.parameters()}
         optimizers = [o for o in gc.get_objects() if issubclass(type(o), torch.optim.Optimizer)]
-        seen["optimizers"] = [
-            o for o in optimizers if any(id(p) in mine for g in o.param_groups for p in g["params"])
-        ]
+        seen["optimizers"] = [o for o in optimizers if any(id(p) in mine for g in o.param_groups for p in g["params"])]
         seen["grads"] = [n for n, p in model.named_parameters() if p.grad is not None]
         return real_measure(backbone, model, mergeable, prompts, **kw)
 

@@ -80,9 +80,7 @@ def present(comp: Comparison) -> list[Measure]:
 def shared_cpu(e: Entry) -> bool:
     """Whether some run of ``e`` ran on CPU beside other runs (its timings are not the method's alone)."""
     return any(
-        r.summary.launch
-        and r.summary.launch.concurrency > 1
-        and not (r.summary.hardware and r.summary.hardware.cuda)
+        r.summary.launch and r.summary.launch.concurrency > 1 and not (r.summary.hardware and r.summary.hardware.cuda)
         for r in e.runs
     )
 
