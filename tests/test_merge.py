@@ -69,7 +69,11 @@ def test_merge_help_says_what_can_be_merged(capsys):
         main(["merge", "--help"])
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal width
-    assert "merge [-h] RUN_DIR OUT_DIR" in out and "OUT_DIR" in out and "Only LoRA, IA3 and peft-type runs" in out
+    assert (
+        "merge [-h] [--trust-remote-code] RUN_DIR OUT_DIR" in out
+        and "OUT_DIR" in out
+        and "Only LoRA, IA3 and peft-type runs" in out
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(MERGEABLE))

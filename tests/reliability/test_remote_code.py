@@ -136,3 +136,15 @@ def test_a_job_carries_the_flag_only_when_given(tmp_path):
     assert "--trust-remote-code" not in plain.command()
     trusted = Job("r", tmp_path / "r.yaml", tmp_path / "r", trust_remote_code=True)
     assert trusted.command()[-1] == "--trust-remote-code"
+
+
+def test_transformers_refusing_custom_code_is_explained_not_called_a_missing_model(remote, monkeypatch):
+    """A hub model with custom code is refused by transformers itself (trust_remote_code off): the message
+    says why and how to allow it, rather than "cannot be reached"."""
+    from peftlab.models import loading
+
+    folder, marker = remote
+    monkeypatch.setattr(loading, "refuse_unasked_remote_code", lambda folder, cfg: None)  # as for a hub id
+    with pytest.raises(PeftlabError, match="ships its own Python.*model.trust_remote_code: true.*--trust-remote-code"):
+        load_backbone(ModelConfig(name=str(folder)))
+    assert not marker.exists()

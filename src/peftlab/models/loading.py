@@ -144,18 +144,27 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
             trust_remote_code=cfg.trust_remote_code,
         )
     except (OSError, ValueError) as e:
-        hint = (
-            "the folder has no loadable safetensors model"
-            if local
-            else "it is not cached locally and the hub cannot be reached (offline?); "
-            f"use a local folder or a bundled model ({', '.join(BUNDLED)})"
-        )
-        raise PeftlabError(
-            f"model.name: cannot load '{cfg.name}': {hint}.\n  detail: {str(e).splitlines()[0]}"
-        ) from None
+        raise _load_error(cfg, local, e) from None
     finally:
         hf_logging.enable_progress_bar()
     return model, tok, source
+
+
+def _load_error(cfg: ModelConfig, local: bool, e: Exception) -> PeftlabError:
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "custom code" in detail:  # transformers refused a hub model's own Python (trust_remote_code off)
+        hint = (
+            f"it ships its own Python, which peftlab runs only when the config sets model.trust_remote_code: "
+            f"true and the command line passes {REMOTE_CODE_FLAG} (only for code you have read or trust)"
+        )
+    elif local:
+        hint = "the folder has no loadable safetensors model"
+    else:
+        hint = (
+            "it is not cached locally and the hub cannot be reached (offline?); "
+            f"use a local folder or a bundled model ({', '.join(BUNDLED)})"
+        )
+    return PeftlabError(f"model.name: cannot load '{cfg.name}': {hint}.\n  detail: {detail}")
 
 
 def load_backbone(
