@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from peftlab import lr_search
+from peftlab.cli import main
 from peftlab.compare import load_compare, run_configs
 from peftlab.demo import DEMO_MODEL, DEMO_STEPS, run_demo, write_experiment
 
@@ -58,3 +59,10 @@ def test_the_default_demo_trains_at_its_searched_lrs_and_lr_search_searches_agai
     }
     # another step count (or model) has no recorded choice: it is searched
     assert len(recorded_grids(write_experiment(tmp_path / "short", 10, DEMO_MODEL, lr_search=False))["lora"]) == 3
+
+
+def test_the_command_line_passes_lr_search_to_the_demo(monkeypatch):
+    seen = []
+    monkeypatch.setattr("peftlab.demo.run_demo", lambda **kw: seen.append(kw))
+    assert main(["demo", "--lr-search", "--output-dir", "x"]) == 0 and main(["demo", "--output-dir", "x"]) == 0
+    assert [kw["lr_search"] for kw in seen] == [True, False]

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from peftlab import lr_search
 from peftlab.budget import BY_NAME
 from peftlab.config import (
+    MAX_SEED,
     EvalConfig,
     ExperimentConfig,
     ForgettingConfig,
@@ -55,8 +56,6 @@ from peftlab.runio import PLAIN_NAME, PLAIN_WORDS, finished_with_config, inside
 from peftlab.summary import RunSummary
 from peftlab.tasks.base import Task, build_task
 from peftlab.tasks.catalog import resolve_task
-
-MAX_SEED = 2**32 - 1  # numpy's seeds: 0..2**32-1
 
 
 class CompareConfig(BaseModel):
