@@ -1,6 +1,13 @@
 """Resumable training checkpoints: trainable weights, optimizer state, the best weights so far and
 the loop's counters, written at every validation so an interrupted run continues from there.
 
+The best weights so far live on disk, never in memory while training steps run (a RAM copy would be
+counted in the training peak on CPU, where the peak is the process's resident memory): a validation
+that becomes the best writes them to ``best.safetensors`` in the run folder (``keep_best``), each
+checkpoint holds a copy of that file (so moving ``checkpoint/`` elsewhere, as the lr search does,
+moves them too), and resuming puts the checkpoint's copy back (``reinstate_best``): a resumed run
+restores the best of its checkpoint's moment, as the uninterrupted run did.
+
 Everything is stored as safetensors plus JSON: nothing is unpickled when a checkpoint is loaded
 (a checkpoint folder may come from someone else's machine). Two are kept: the newest in
 ``checkpoint/`` and the one before it in ``checkpoint/previous/`` (twice the disk of one), so that a
@@ -19,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from peftlab.diskspace import writing
@@ -29,6 +37,7 @@ NAME = "checkpoint"
 PREVIOUS = "previous"  # the older checkpoint, inside the newest (moving `checkpoint` moves both)
 STATE = "state.json"
 NEEDED = ("trainable.safetensors", "optimizer.safetensors")
+BEST = "best.safetensors"  # in the run folder and in each checkpoint
 
 
 class NoReadableCheckpoint(PeftlabError):
@@ -60,11 +69,12 @@ def save(
     run_dir: Path,
     trainable: dict[str, torch.Tensor],
     optimizer,
-    best_state: dict | None,
+    best: Path | None,
     info: dict,
     method_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """``method_state``: what a method keeps outside its weights (AdaLoRA's rank allocator), if anything."""
+    """``best``: the best weights' file (``best_file``), copied in; None when there is none yet.
+    ``method_state``: what a method keeps outside its weights (AdaLoRA's rank allocator), if anything."""
     run_dir = Path(run_dir)
     final, tmp = run_dir / NAME, run_dir / f".{NAME}.tmp"
     _finish_swap(run_dir)
@@ -72,11 +82,12 @@ def save(
     shutil.rmtree(final / PREVIOUS, ignore_errors=True)  # the newest stays until the new one is complete
     opt_tensors, opt_meta = _flat_optimizer(optimizer)
     files = {"trainable.safetensors": trainable, "optimizer.safetensors": opt_tensors}
-    files.update({"best.safetensors": best_state} if best_state is not None else {})
     files.update({"method.safetensors": method_state} if method_state else {})
     try:
         tmp.mkdir(parents=True)
         sums = {name: _write_tensors(tensors, tmp / name) for name, tensors in files.items()}
+        if best is not None:  # a copy, not a link: a damaged newest checkpoint leaves the previous sound
+            sums[BEST] = _copy_durably(Path(best), tmp / BEST)
         state = json.dumps({**info, "optimizer": opt_meta, "sha256": sums}).encode("utf-8")
         _write_durably(tmp / STATE, state)  # last: a folder with a state.json is complete
     except BaseException:
@@ -88,10 +99,22 @@ def save(
     _fsync_dir(run_dir)
 
 
-def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
-    """Write, fsync and check one tensor file; returns its sha256."""
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> str:
+    """Write, fsync and check one tensor file; returns its sha256. safetensors writes CPU tensors
+    from their own memory (no serialized copy in RAM)."""
     with writing(path):
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return _synced_and_checked(path)
+
+
+def _copy_durably(src: Path, dst: Path) -> str:
+    """Copy a tensor file (streamed, never whole in memory), fsync and check it; returns its sha256."""
+    with writing(dst):
+        shutil.copyfile(src, dst)
+    return _synced_and_checked(dst)
+
+
+def _synced_and_checked(path: Path) -> str:
     with path.open("rb") as f:
         os.fsync(f.fileno())
     problem = safetensors_problem(path)
@@ -183,8 +206,9 @@ def newest_sound(run_dir: Path, log: Callable[[str], None]) -> tuple[Path, dict]
 def load(
     run_dir: Path, model_params: dict[str, torch.nn.Parameter], optimizer, log: Callable[[str], None] = print
 ) -> tuple[dict, dict | None]:
-    """Restore weights and optimizer in place from the newest sound checkpoint; returns (info,
-    best_state or None). ``info["folder"]``: the checkpoint it came from (for ``method_state``)."""
+    """Restore weights and optimizer in place from the newest sound checkpoint; returns (info, its
+    best weights' file or None; ``reinstate_best`` puts it back in the run folder). ``info["folder"]``:
+    the checkpoint it came from (for ``method_state``)."""
     folder, info = newest_sound(Path(run_dir), log)
     weights = load_file(folder / "trainable.safetensors")
     missing = set(model_params) ^ set(weights)
@@ -199,7 +223,7 @@ def load(
     device = next(iter(model_params.values())).device
     opt = load_file(folder / "optimizer.safetensors", device=str(device))
     optimizer.load_state_dict(_unflat_optimizer(opt, info.pop("optimizer")))
-    best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
+    best = folder / BEST if (folder / BEST).is_file() else None
     return {**info, "folder": str(folder)}, best
 
 
@@ -210,9 +234,53 @@ def method_state(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def remove(run_dir: Path) -> None:
-    """Both checkpoints, and a save cut short."""
+    """Both checkpoints, a save cut short and the best weights' file."""
     shutil.rmtree(Path(run_dir) / NAME, ignore_errors=True)
     shutil.rmtree(Path(run_dir) / f".{NAME}.tmp", ignore_errors=True)
+    for path in (Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"):
+        path.unlink(missing_ok=True)
+
+
+# ---- the best weights so far: a file in the run folder, not a copy in memory ---------------------
+def keep_best(run_dir: Path, trainable: dict[str, torch.Tensor], step: int) -> None:
+    """Write ``trainable`` as the best weights (of ``step``): beside the file, then renamed over it,
+    so a crash leaves the earlier best whole."""
+    final, tmp = Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"
+    try:
+        _write_tensors(trainable, tmp, metadata={"step": str(step)})
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+    _fsync_dir(Path(run_dir))
+
+
+def best_file(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / BEST
+    return path if path.is_file() else None
+
+
+def reinstate_best(run_dir: Path, best: Path | None) -> None:
+    """Resuming: the best weights of the checkpoint resumed from (``load``'s file) become the run's;
+    a later best was found by work the resumed run redoes. None: no best yet, any later one removed."""
+    final, tmp = Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"
+    if best is None:
+        final.unlink(missing_ok=True)
+        return
+    _copy_durably(best, tmp)
+    os.replace(tmp, final)
+    _fsync_dir(Path(run_dir))
+
+
+def read_best(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    """The best weights kept at ``step`` (the state's best_step). A file of another step is an error:
+    restoring it would report one validation's score with another step's weights."""
+    path = Path(run_dir) / BEST
+    with safe_open(str(path), framework="pt") as f:
+        kept = (f.metadata() or {}).get("step")  # checkpoints of older releases recorded none
+        if kept is not None and int(kept) != step:
+            raise PeftlabError(f"{path}: holds the weights of step {kept}, but the best validation was at step {step}")
+        return {name: f.get_tensor(name) for name in f.keys()}
 
 
 def disk_bytes(run_dir: Path) -> int:

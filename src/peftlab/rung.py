@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from peftlab import checkpoint
 from peftlab.budget import Budget
 from peftlab.config import ExperimentConfig
 from peftlab.evaluate import generate_and_score
@@ -55,7 +56,8 @@ def record(run: Run, state: TrainState, validate: Validation, budget: Budget) ->
     earlier = state.best_scores is not None and state.best_step != state.step
     if earlier and validate.sign * scores[task.primary] <= state.best_score:
         best_step, best = state.best_step, state.best_scores
-        preds = score_weights(validate, state.best_weights)  # what that earlier validation predicted
+        # What that earlier validation predicted, with its weights read back from the run folder.
+        preds = score_weights(validate, checkpoint.read_best(run.dir, best_step))
     per_example = task.per_example(preds, validate.examples)
     write_predictions(run.dir / VALIDATION_PREDICTIONS, validate.examples, preds, per_example)
     line = {

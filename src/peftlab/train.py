@@ -92,7 +92,7 @@ def _train(
             state, budget, skipped = fit(run, backbone, method, options, task, lr, validate, memory)
             if not run.main or rung.reached(cfg, budget):
                 return run.dir  # the main process validates, tests and writes the summary; a rung, none
-            restore_best(core, state, task)
+            restore_best(core, state, task, run.dir)
         else:
             memory.floor()  # zero-shot: the memory of the loaded model
         core.eval()
@@ -332,12 +332,14 @@ def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
     """Continue from the run folder's checkpoint: weights, optimizer, counters, data order, RNG."""
     run = loop.run
     try:
-        info, best_weights = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer, log=warn)
+        info, best = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer, log=warn)
     except checkpoint.NoReadableCheckpoint as e:
         return restart(run, e)
+    if run.main:  # the best weights of the checkpoint's moment (a later best is work now redone)
+        checkpoint.reinstate_best(run.dir, best)
     if loop.hooks:
         loop.hooks.load_state(checkpoint.method_state(Path(info["folder"])))
-    state = TrainState.from_json(info, best_weights)
+    state = TrainState.from_json(info)
     loop.budget.spent.update(state.budget_spent)
     loop.sampler.epoch, loop.sampler.offset = state.sampler
     memory.peak = max(memory.peak, state.peak_memory_bytes)  # a resumed run keeps its earlier peaks
@@ -509,7 +511,7 @@ def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
         loop.run.dir,
         trainable_parameters(loop.backbone.model),
         loop.optimizer,
-        state.best_weights,
+        checkpoint.best_file(loop.run.dir),
         state.to_json(),
         loop.hooks.state() if loop.hooks else None,
     )

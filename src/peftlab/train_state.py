@@ -1,7 +1,7 @@
 """What a training run has done so far: the counters a checkpoint saves and ``--resume`` restores.
 
 A checkpoint is safetensors (weights, optimizer, best weights) plus this state as JSON
-(checkpoint.py); ``to_json`` / ``from_json`` are its only writer and reader. Random states are
+(checkpoint.py; the best weights themselves live in a file, not in this state); ``to_json`` / ``from_json`` are its only writer and reader. Random states are
 stored as JSON lists, so loading a checkpoint unpickles nothing.
 """
 
@@ -32,11 +32,9 @@ class TrainState:
     sampler: tuple[int, int] = (0, 0)  # (epoch, offset) of the batch order
     best_score: float = -math.inf  # signed so that larger is better whatever the metric's direction
     best_step: int = 0
-    best_scores: dict | None = None  # every validation metric at best_step
+    best_scores: dict | None = None  # every validation metric at best_step (None: no best kept yet)
     peak_memory_bytes: int = 0  # whole run so far
     train_peak_memory_bytes: int = 0  # optimizer steps so far
-    # The best trainable weights (kept off the JSON: checkpoint.py writes them as safetensors).
-    best_weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         """The checkpoint's state.json, with the python/NumPy/torch random states of this moment."""
@@ -59,7 +57,7 @@ class TrainState:
         }
 
     @classmethod
-    def from_json(cls, info: dict, best_weights: dict[str, torch.Tensor] | None = None) -> TrainState:
+    def from_json(cls, info: dict) -> TrainState:
         """The state a checkpoint saved; restores the random states it recorded."""
         set_rng_states(info["rng"])
         return cls(
@@ -77,7 +75,6 @@ class TrainState:
             best_scores=info["best_scores"],
             peak_memory_bytes=info.get("peak_memory_bytes", 0),
             train_peak_memory_bytes=info.get("train_peak_memory_bytes", 0),
-            best_weights=best_weights,
         )
 
     def record(self) -> dict:

@@ -1,12 +1,19 @@
 """Validation during training: the validation split scored by free generation, and the best
-trainable weights kept (chosen on validation, never on test) and restored at the end."""
+trainable weights kept (chosen on validation, never on test) and restored at the end.
+
+The best weights are kept on disk (checkpoint.keep_best), not copied in memory: a copy held through
+the remaining optimizer steps would be counted in their peak memory on CPU (the process's resident
+set), charging full fine-tuning one model copy of bookkeeping. The write happens here, between steps,
+outside the timed step and outside the training peak."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from peftlab import checkpoint
 from peftlab.console import console
 from peftlab.evaluate import generate_and_score, limit, show_scores
 from peftlab.methods import trainable_parameters
@@ -59,16 +66,17 @@ class Validation:
                 state.step,
                 scores,
             )
-            # Off the accelerator: the copy is peftlab's bookkeeping, not the method's memory.
-            state.best_weights = {n: p.detach().to("cpu", copy=True) for n, p in trainable_parameters(core).items()}
+            checkpoint.keep_best(self.run.dir, trainable_parameters(core), state.step)
 
 
-def restore_best(core: torch.nn.Module, state: TrainState, task: Task) -> None:
-    if state.best_weights is None:
+def restore_best(core: torch.nn.Module, state: TrainState, task: Task, run_dir: Path) -> None:
+    """Put the best validation's weights back (read from the run folder's file) before the test."""
+    if state.best_scores is None:  # no validation was kept as the best
         return
+    best = checkpoint.read_best(run_dir, state.best_step)
     with torch.no_grad():
         for name, p in trainable_parameters(core).items():
-            p.copy_(state.best_weights[name])
+            p.copy_(best.pop(name))  # each tensor freed once copied
     sign = 1 if task.higher_is_better else -1
     console.print(
         f"best validation {task.primary} = {sign * state.best_score:.4f} at step {state.best_step} (restored)"
