@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
 from peftlab import validation
-from peftlab.config import load_config
 from peftlab.methods import trainable_parameters
 from peftlab.train import train
 from tests.test_train import make_config
@@ -28,7 +27,6 @@ MB = 10**6
 RUNNER = """
 import sys
 from peftlab import train
-from peftlab.config import load_config
 if sys.argv[2] == "no-keeping":
     train.selectable = lambda loop, state: False
 train.train(load_config(sys.argv[1]))

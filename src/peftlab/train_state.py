@@ -1,8 +1,9 @@
 """What a training run has done so far: the counters a checkpoint saves and ``--resume`` restores.
 
 A checkpoint is safetensors (weights, optimizer, best weights) plus this state as JSON
-(checkpoint.py; the best weights themselves live in a file, not in this state); ``to_json`` / ``from_json`` are its only writer and reader. Random states are
-stored as JSON lists, so loading a checkpoint unpickles nothing.
+(checkpoint.py; the best weights live in a file, never in this state); ``to_json`` / ``from_json``
+are its only writer and reader. Random states are stored as JSON lists, so loading a checkpoint
+unpickles nothing.
 """
 
 from __future__ import annotations
