@@ -24,6 +24,7 @@ ALL = [(a, *c, i) for a in ARCHS for c, i in zip(CASES, IDS)] + [
     for t in PEFT_TYPES
     if not (t == "LN_TUNING" and a == "tiny-gpt-neo")
 ]
+ALL += [(a, "lora", {"use_dora": True}, "dora") for a in ARCHS]  # DoRA: its norm of base + delta sees the stored dtype
 
 
 def _outputs(bb):
@@ -53,8 +54,9 @@ def test_evaluation_is_bit_identical_with_frozen_linears_in_bf16(arch, name, opt
     assert got_ids == ref_ids
     for n, p in trainable_parameters(bb.model).items():  # the optimizer's tensors keep their fp32 copy
         assert p.dtype == torch.float32 and torch.equal(p, trainable[n]), n
-    if name in ("lora", "prompt_tuning", "none"):  # a frozen base: its linear layers were stored in bf16
+    if name in ("lora", "prompt_tuning", "none") and not options.get("use_dora"):  # a frozen base: in bf16
         assert changed > 0
+    _dora_bases_kept_in_fp32(bb.model)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -78,12 +80,22 @@ def test_tied_embeddings_trainable_weights_and_fp32_runs_are_left_alone(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("lora", {}), ("prefix_tuning", {}), ("parallel_adapter", {}), ("last_layers", {"num_layers": 1})],
+    [
+        ("lora", {}),
+        ("lora", {"use_dora": True}),  # its magnitude divides by the norm of base + delta: base weights enter
+        ("prefix_tuning", {}),
+        ("parallel_adapter", {}),
+        ("last_layers", {"num_layers": 1}),
+    ],
+    ids=["lora", "dora", "prefix_tuning", "parallel_adapter", "last_layers"],
 )
 def test_a_training_step_is_bit_identical_with_frozen_linears_in_bf16(arch, name, options):
     bb, _, _ = setup(arch, name, **options)
     other = copy.deepcopy(bb.model)
-    assert store_frozen_linears(other, torch.bfloat16) > 0
+    # DoRA's base layers stay in fp32 (the norm of base + delta is taken in the stored dtype); on a
+    # tied-embedding model every other linear layer is adapted, so nothing else is stored either.
+    assert store_frozen_linears(other, torch.bfloat16) > 0 or options.get("use_dora")
+    _dora_bases_kept_in_fp32(other)
     batch = fixed_batch(bb)
     grads = []
     for model in (bb.model, other):
@@ -98,3 +110,23 @@ def test_a_training_step_is_bit_identical_with_frozen_linears_in_bf16(arch, name
     assert grads_a.keys() == grads_b.keys() and grads_a
     for n in grads_a:
         assert torch.equal(grads_a[n], grads_b[n]), n
+
+
+def _dora_bases_kept_in_fp32(model) -> None:
+    for name, module in model.named_modules():
+        if any(getattr(module, "use_dora", {}).values() if isinstance(getattr(module, "use_dora", None), dict) else []):
+            assert module.base_layer.weight.dtype == torch.float32, name
+
+
+@pytest.mark.parametrize(("precision", "stored"), [("bf16", True), ("fp32", False)])
+def test_the_summary_records_the_frozen_weights_held_in_bf16(tmp_path, copy_task, precision, stored):
+    """They change the memory columns: summary.json says how many frozen parameters were in bf16."""
+    import json
+
+    from peftlab.train import train
+    from tests.test_train import make_config
+
+    cfg = make_config(tmp_path, copy_task, "tiny-t5", max_steps=2, eval_every=None, precision=precision)
+    s = json.loads((train(cfg) / "summary.json").read_text())
+    # LoRA's frozen base linear layers are stored in bf16 under bf16 compute, kept in fp32 otherwise
+    assert (s["frozen_bf16_params"] > 0) is stored, s["frozen_bf16_params"]

@@ -86,6 +86,13 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+def _dora(module: torch.nn.Module) -> bool:
+    """A peft LoRA layer with DoRA: its magnitude divides by the column norm of base weight + delta,
+    computed from the weights' stored dtype, so bf16 storage would change the output."""
+    flags = getattr(module, "use_dora", None)
+    return isinstance(flags, dict) and any(flags.values())
+
+
 def store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype | None) -> int:
     """Store the weights (and biases) of frozen plain ``nn.Linear`` layers in ``dtype``; returns how many
     tensors changed. The forwards compute exactly what they computed before, faster.
@@ -98,7 +105,7 @@ def store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype | None) -> i
     already in bf16 is passed through. Frozen weights need no fp32 master copy (no optimizer updates
     them). Left alone: trainable weights, subclasses of nn.Linear (quantized layers), weights shared
     with another module (tied embeddings: an embedding lookup is not autocast, so its output would
-    change), the base layers of tuners that rebuild the weight outside a matmul (``_REBUILT``) and
+    change), the base layers of tuners that rebuild the weight outside a matmul (``_REBUILT``, DoRA) and
     every non-Linear tensor (layer norms and embeddings run in fp32 under autocast).
     tests/test_frozen_bf16.py checks the same bits for every method on every tiny architecture."""
     if dtype is None:
@@ -111,6 +118,8 @@ def store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype | None) -> i
         for m in model.modules()
         if type(m).__module__.startswith(_REBUILT) and hasattr(m, "base_layer")
     }
+    # DoRA: the base and its own lora_A / lora_B (frozen when a finished run is loaded) all enter the norm.
+    rebuilt |= {id(inner) for m in model.modules() if _dora(m) for inner in m.modules()}
     changed = 0
     for module in model.modules():
         if type(module) is not torch.nn.Linear or id(module) in rebuilt:

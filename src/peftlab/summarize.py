@@ -70,6 +70,7 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         peak_memory_bytes=memory.train_peak,
         run_peak_memory_bytes=memory.peak,
         peak_memory_kind=memory.kind,
+        frozen_bf16_params=facts.get("frozen_bf16_params"),
         truncated_inputs=backbone.truncated,
         skipped_long_train_examples=facts["skipped_long"],
         overlap=task.overlap,
@@ -77,6 +78,12 @@ def summarize(run: Run, task: Task, backbone: Backbone, state: TrainState, facts
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     )
+
+
+def frozen_bf16_params(model: torch.nn.Module) -> int:
+    """Frozen parameters stored in bf16 (a tied one once). Counted as training held them:
+    before inference_cost merges the adapter into the base or frees the training state."""
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad and p.dtype == torch.bfloat16)
 
 
 def _weights_dtype(backbone: Backbone) -> torch.dtype:

@@ -170,8 +170,12 @@ class RunSummary(_Record):
     train_examples_per_s: Number | None = None
     train_tokens_per_s: Number | None = None
     peak_memory_bytes: int | None = None  # optimizer steps only (the leaderboard's column); zero-shot: the loaded model
-    run_peak_memory_bytes: int | None = None  # the whole run: evaluation, checkpoints and the best-weights copy too
+    run_peak_memory_bytes: int | None = None  # the whole run: evaluation, checkpoints, restoring the best weights too
     peak_memory_kind: str | None = None  # cpu_peak_rss or cuda_max_allocated (cost.PeakMemory)
+    # Frozen parameters held in bf16 (2 bytes each, not fp32's 4), which lowers both peaks: the frozen
+    # linear layers stored once under bf16 compute (precision.store_frozen_linears) or a model loaded in
+    # bf16 (model.dtype). 0: every frozen weight in fp32; None: an older run, not recorded.
+    frozen_bf16_params: int | None = None
     forgetting: Forgetting | None = None  # None: not measured (the config's forgetting: is null)
     inference: InferenceCost | None = None  # None: not measured (eval.inference_cost is false)
     truncated_inputs: int | None = None  # inputs cut to max_source_tokens

@@ -43,7 +43,7 @@ from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_pre
 from peftlab.runlock import RunLock
 from peftlab.runstart import prepare_run_dir
 from peftlab.stop import StopRequest
-from peftlab.summarize import summarize
+from peftlab.summarize import frozen_bf16_params, summarize
 from peftlab.tasks.base import Task, build_task
 from peftlab.train_data import build_loader, make_budget
 from peftlab.train_state import TrainState, seed_everything
@@ -79,6 +79,7 @@ def _train(
     backbone, loss_before = load_model(run, method, options, allow_unsafe_pickle, forgetting_texts)
     core = backbone.model  # accelerate may wrap it for training (DDP); generation and saving use it unwrapped
     trainable, total = count_parameters(core)
+    frozen_bf16 = frozen_bf16_params(core)  # as training holds the model (inference_cost merges it later)
     check_free_space(run, task, trainable)
     console.print(
         f"[bold]{cfg.run_name()}[/bold]: {method.name} on {cfg.model.name}, task {task.name}; "
@@ -113,6 +114,7 @@ def _train(
         "budget": budget,
         "skipped_long": skipped,
         "memory": memory,
+        "frozen_bf16_params": frozen_bf16,
         "test": test,
         "test_scores": test_scores,
         "forgetting": forgot,
