@@ -27,6 +27,7 @@ MB = 10**6
 RUNNER = """
 import sys
 from peftlab import train
+from peftlab.config import load_config
 if sys.argv[2] == "no-keeping":
     train.selectable = lambda loop, state: False
 train.train(load_config(sys.argv[1]))

@@ -51,6 +51,7 @@ KEYS = [
     "peak_memory_bytes",
     "run_peak_memory_bytes",
     "peak_memory_kind",
+    "frozen_bf16_params",
     "forgetting",
     "inference",
     "truncated_inputs",
