@@ -24,14 +24,15 @@ from peftlab.humanize import human_bytes
 # Errors that mean "this disk cannot take the write", whatever the file.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 CHECKPOINTS_KEPT = 2
-FP32_COPIES_PER_CHECKPOINT = 4
+FP32_COPIES_PER_CHECKPOINT = 4  # the trainable weights, AdamW's two moments, the best weights
 MARGIN = 1.2  # estimates of text sizes, file system blocks, the optimizer's step counters
 SMALL_FILES = 16 << 20  # metrics.jsonl, summary.json, config.yaml, a validation's predictions
 
 
 def run_bytes(trainable: int, prediction_bytes: int = 0) -> int:
     """What a run of ``trainable`` parameters writes at most at one time, with a margin."""
-    copies = CHECKPOINTS_KEPT * FP32_COPIES_PER_CHECKPOINT + 1  # + the adapter
+    # + the adapter, + the run folder's best.safetensors (the best weights on validation, kept on disk)
+    copies = CHECKPOINTS_KEPT * FP32_COPIES_PER_CHECKPOINT + 2
     return int(MARGIN * (4 * trainable * copies + prediction_bytes)) + SMALL_FILES
 
 

@@ -240,6 +240,8 @@ def continue_chosen(choice: Choice, cfg: ExperimentConfig, overwrite: bool) -> b
             atomic_write_text(dst / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in curve(choice, cfg)))
             atomic_write_text(dst / "config.yaml", dump_config(cfg))
             os.replace(trial.dir / checkpoint.NAME, dst / checkpoint.NAME)  # moved last: a crash before leaves it
+            # The checkpoint carries its own copy of the best weights; the search run's is now stale.
+            (trial.dir / checkpoint.BEST).unlink(missing_ok=True)
     except RunLocked:
         return True  # being continued by another driver
     console.print(f"{cfg.run_name()}: continues {trial.run} from its checkpoint at step {trial.last.step}")
