@@ -38,6 +38,7 @@ from peftlab.methods import count_parameters, get_method, method_options, traina
 from peftlab.methods.base import LoopHooks, Method
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
+from peftlab.models.loading import check_remote_code
 from peftlab.run_model import load_model
 from peftlab.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
 from peftlab.runlock import RunLock
@@ -62,6 +63,7 @@ def train(
     With ``resume``, a run folder holding a checkpoint of the same config continues from it. The
     folder is locked while it trains (runlock.py): a second trainer of it stops with RunLocked. A
     write the disk refuses (full, read-only) stops the run with a PeftlabError naming the file."""
+    check_remote_code(cfg.model)  # before the lock makes the run folder: a refused run leaves nothing
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, the main process locks
     with RunLock(cfg.run_dir()) if main_rank else contextlib.nullcontext():
         with diskspace.stop_on_disk_errors(cfg.run_dir(), checkpoint.saved_step):

@@ -148,3 +148,14 @@ def test_transformers_refusing_custom_code_is_explained_not_called_a_missing_mod
     with pytest.raises(PeftlabError, match="ships its own Python.*model.trust_remote_code: true.*--trust-remote-code"):
         load_backbone(ModelConfig(name=str(folder)))
     assert not marker.exists()
+
+
+def test_train_called_from_python_refuses_before_making_the_run_folder(tmp_path, copy_task, remote):
+    from peftlab.config import load_config
+    from peftlab.train import train
+
+    folder, marker = remote
+    cfg = load_config(run_config(tmp_path, copy_task, folder))
+    with pytest.raises(PeftlabError, match="pass --trust-remote-code"):
+        train(cfg)
+    assert not marker.exists() and not (tmp_path / "runs").exists()
