@@ -152,7 +152,7 @@ def test_a_run_with_eval_inference_cost_records_it_and_the_leaderboard_shows_it(
     row = next(line for line in md.splitlines() if line.startswith("| lora"))
     assert row.split("|")[-3].strip() == f"{inference['merged']['batch_1']['decode_ms_per_token']:.1f}"
     assert row.split("|")[-2].strip() == f"{inference['merged']['batch_1']['prefill_ms_per_prompt']:.1f}"
-    assert "inference latency: up to" not in md  # one label: no frontier to read
+    assert "decode latency (batch 1): up to" not in md  # one label: no frontier to read
     assert "shared with other runs" not in md  # a run alone on its machine: no flag
 
 

@@ -161,8 +161,10 @@ class EvalConfig(_Strict):
     )
     inference_cost: bool = Field(
         False,
-        description="After the test, measure ms per generated token and peak memory at batch 1 and 16, "
-        "unmerged and (LoRA, IA3) merged: summary.json's inference, the leaderboard's ms/token column.",
+        description="After the test, with the optimizer freed: time prefill (ms per prompt) and decode (ms per "
+        "generated token, exactly 32 per sequence, EOS ignored) and the peak memory at batch 1 and 16, unmerged "
+        "and, where the method merges, merged in place: summary.json's inference, the leaderboard's decode "
+        "ms/token and prefill ms/prompt columns.",
     )
 
 

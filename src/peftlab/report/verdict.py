@@ -47,7 +47,7 @@ AXES: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("peak_memory_bytes", "training memory", human_bytes),
     ("train_seconds", "training time", _seconds),
     ("forgetting_delta", "forgetting", _signed),
-    ("ms_per_token", "inference latency", lambda v: f"{v:.1f} ms/token"),
+    ("ms_per_token", "decode latency (batch 1)", lambda v: f"{v:.1f} ms/token"),
 )
 
 
