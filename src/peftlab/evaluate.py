@@ -17,10 +17,9 @@ from peftlab.config import load_config
 from peftlab.console import console, progress
 from peftlab.errors import PeftlabError
 from peftlab.methods import get_method, method_options
-from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.models.loading import check_remote_code, refuse_pickle
-from peftlab.precision import compute_dtype, store_frozen_linears
+from peftlab.models.loading import check_remote_code, load_as_trained, refuse_pickle
+from peftlab.precision import store_frozen_linears
 from peftlab.runio import write_json, write_predictions
 from peftlab.safe_read import check_adapter
 from peftlab.tasks import loglik
@@ -138,7 +137,6 @@ def eval_run(
         refuse_overwrite([predictions_path, scores_path])
     cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
     model = backbone.model
-    store_frozen_linears(model, backbone.compute_dtype)  # same bits, no recast per generated token
     task = build_task(cfg.task)
     n = limit_n if limit_n is not None else (cfg.eval.max_validation if split == "validation" else cfg.eval.max_test)
     examples = limit(task.split(split), n)
@@ -169,17 +167,22 @@ def refuse_overwrite(paths: list[Path]) -> None:
 
 
 def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allow_unsafe_pickle: bool = False):
-    """(config, backbone) of a finished run: the base model with the run's adapter loaded onto it.
-    ``model_cfg`` overrides the run's model section (e.g. float32 for merging). An adapter stored only
-    as pickle is refused unless ``allow_unsafe_pickle``."""
+    """(config, backbone) of a finished run: the base model with the run's adapter loaded onto it, held
+    as training held it (load_as_trained: the weights dtype, train.precision's autocast, frozen linears
+    stored in bf16 under it), so its scores reproduce summary.json's. ``model_cfg`` overrides the run's
+    model section (e.g. float32 for merging): then the frozen weights keep that dtype. An adapter stored
+    only as pickle is refused unless ``allow_unsafe_pickle``."""
 
     cfg = load_run_config(run_dir)
     refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
     check_adapter(Path(run_dir) / "adapter", Path(run_dir))  # a damaged file named before the model loads
-    backbone = load_backbone(model_cfg or cfg.model, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
+    backbone = load_as_trained(
+        model_cfg or cfg.model, cfg.train.precision, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle
+    )
     model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
     backbone.model = model.to(backbone.device)
-    backbone.compute_dtype = compute_dtype(cfg.train.precision, backbone.device)  # as in training
+    if model_cfg is None:  # as training stored them: same bits, no recast per generated token
+        store_frozen_linears(backbone.model, backbone.compute_dtype)
     return cfg, backbone
 
 

@@ -74,6 +74,17 @@ def compute_dtype(precision: str, device: torch.device | str) -> torch.dtype | N
     return None
 
 
+def run_dtypes(model_dtype: str, precision: str, device: torch.device | str) -> tuple[torch.dtype, torch.dtype | None]:
+    """(weights, compute): the dtype a run's weights are held in and its autocast dtype, the same for
+    training and for every re-load of the finished run (models/loading.py load_as_trained).
+
+    model.dtype auto keeps fp32 weights on every device (the optimizer's masters; only the matmuls run
+    in train.precision's dtype), so a GPU does not hold a bf16 model where training held fp32 and
+    re-evaluation matches summary.json; a named dtype is stored as named."""
+    weights = torch.float32 if model_dtype == "auto" else getattr(torch, model_dtype)
+    return weights, compute_dtype(precision, device)
+
+
 def dtype_name(compute: torch.dtype | None, weights: torch.dtype) -> str:
     """What a run's matmuls computed in, as summary.json records it ("bfloat16", "float32")."""
     return str(compute or weights).removeprefix("torch.")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from peftlab import forgetting
 from peftlab.console import console
 from peftlab.methods.base import Method
-from peftlab.models import load_backbone
 from peftlab.models.backbone import Backbone
-from peftlab.precision import compute_dtype, store_frozen_linears
+from peftlab.models.loading import load_as_trained
+from peftlab.precision import store_frozen_linears
 
 if TYPE_CHECKING:  # train.py imports this module
     from peftlab.train import Run
@@ -24,12 +24,15 @@ def load_model(
     and the base model's LM loss on ``forgetting_texts`` (forgetting.py), measured before the method is
     applied: an untrained soft prompt already changes it (nan without texts)."""
     cfg = run.cfg
-    backbone = load_backbone(
-        cfg.model, device=run.accelerator.device, log=console.print, allow_unsafe_pickle=allow_unsafe_pickle
+    # fp32 master weights for model.dtype auto, the matmuls in train.precision's dtype: the same
+    # function re-loads the finished run (evaluate.load_run), so re-evaluation reproduces the test score
+    backbone = load_as_trained(
+        cfg.model,
+        cfg.train.precision,
+        device=run.accelerator.device,
+        log=console.print,
+        allow_unsafe_pickle=allow_unsafe_pickle,
     )
-    if cfg.model.dtype == "auto":
-        backbone.model.float()  # fp32 master weights; the matmuls run in train.precision's dtype
-    backbone.compute_dtype = compute_dtype(cfg.train.precision, run.accelerator.device)
     before = math.nan
     if forgetting_texts and run.main:
         before = forgetting.base_loss(

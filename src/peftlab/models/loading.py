@@ -21,6 +21,7 @@ from peftlab.errors import PeftlabError
 from peftlab.models.backbone import Backbone
 from peftlab.models.bundled import BUNDLED, ensure_cached
 from peftlab.models.tiny import TINY_MODELS, tiny_model
+from peftlab.precision import run_dtypes
 
 
 def default_device() -> torch.device:
@@ -168,9 +169,34 @@ def _load_error(cfg: ModelConfig, local: bool, e: Exception) -> PeftlabError:
 
 
 def load_backbone(
-    cfg: ModelConfig, device: torch.device | None = None, log=print, allow_unsafe_pickle: bool = False
+    cfg: ModelConfig,
+    device: torch.device | None = None,
+    log=print,
+    allow_unsafe_pickle: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> Backbone:
+    """The model and tokenizer on ``device``, in ``dtype`` (default: model.dtype resolved for the device)."""
     device = device or default_device()
     model, tok, source = load_pretrained(cfg, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
-    model = model.to(device=device, dtype=resolve_dtype(cfg.dtype, device))
+    model = model.to(device=device, dtype=dtype or resolve_dtype(cfg.dtype, device))
     return Backbone(model=model, tokenizer=tok, source=source, use_chat_template=cfg.chat_template)
+
+
+def load_as_trained(
+    cfg: ModelConfig,
+    precision: str,
+    device: torch.device | None = None,
+    log=print,
+    allow_unsafe_pickle: bool = False,
+) -> Backbone:
+    """The backbone as a run holds it: weights in ``run_dtypes``' dtype, ``compute_dtype`` its autocast.
+    Training (run_model.py) and every re-load of a finished run (evaluate.load_run: eval, generate,
+    beam re-runs, merge, attribute) load through here, so the two cannot drift apart.
+
+    Loaded straight into that dtype: training on a GPU once cast fp32 -> bf16 -> fp32, rounding its
+    fp32 masters, and re-evaluation skipped the cast back and held a bf16 model."""
+    device = device or default_device()
+    weights, compute = run_dtypes(cfg.dtype, precision, device)
+    backbone = load_backbone(cfg, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle, dtype=weights)
+    backbone.compute_dtype = compute
+    return backbone
