@@ -104,5 +104,6 @@ def test_user_mistakes_are_clear_errors(copy_run, tmp_path, capsys):
         attribute(copy_run, "dev", 0)
     with pytest.raises(PeftlabError, match="not a run folder"):
         attribute(tmp_path, "test", 0)
-    assert main(["attribute", str(copy_run), "--example", "-1"]) == 2
-    assert "out of range" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the command line, before the run is read
+        main(["attribute", str(copy_run), "--example", "-1"])
+    assert e.value.code == 2 and "argument --example: must be a whole number >= 0, got -1" in capsys.readouterr().err
