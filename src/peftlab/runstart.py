@@ -65,4 +65,3 @@ def clear(run_dir: Path) -> None:
             shutil.rmtree(p)
         else:
             p.unlink()
-
