@@ -37,9 +37,8 @@ def test_the_driver_builds_the_task_database_once_before_any_run_starts(tmp_path
     with pytest.raises(Started):
         compare(experiment(tmp_path, {"name": "sql_demo"}, methods=methods))
 
-    # The first launch is the lr search (2 methods x 3 grid values), and the database was there before
-    # the first of them started.
-    assert seen == [(6, True)]
+    # The first launch is every run (2 methods x 2 seeds), and the database was there before the first started.
+    assert seen == [(4, True)]
     assert builds == ["sql_demo"]  # once for every run, not once per run
 
 
