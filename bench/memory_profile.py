@@ -108,7 +108,8 @@ def batches(bb, n: int, size: int = 8) -> list[dict]:
 def apply_lora(model: torch.nn.Module, dropout: str) -> torch.nn.Module:
     """LoRA r16 on q/k/v/o with dropout 0.05: peftlab's (fused) or plain peft's (unfused)."""
     lora = get_method("lora")
-    cfg = lora.config_cls(rank=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    cfg = lora.config_cls(rank=16, alpha=32, dropout=0.05, target_modules=targets, fused_dropout=True)
     return lora.apply(model, cfg) if dropout == "fused" else get_peft_model(model, peft_config(model, cfg))
 
 

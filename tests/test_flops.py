@@ -175,7 +175,7 @@ def test_qlora_counts_the_matmuls_of_lora_on_the_same_shapes(arch):
     Without dropout, whose LoRA (methods/lora_dropout.py) redoes lora_A's matmul in backward."""
     lora = build_with(arch, "lora", {"rank": 4, "dropout": 0.0})
     qlora = build_with(arch, "qlora", {"rank": 4, "dropout": 0.0})
-    fused = build_with(arch, "lora", {"rank": 4, "dropout": 0.1})
+    fused = build_with(arch, "lora", {"rank": 4, "dropout": 0.1, "fused_dropout": True})
     for n, max_words in ((4, 6), (3, 14)):
         batch = batch_of(lora, n, max_words)
         plain = StepFlops(lora.model, lora.is_seq2seq)(batch)

@@ -27,7 +27,7 @@ def _pair(arch: str, checkpointing: bool = False, **options):
     base, tok = tiny_model(arch)
     if checkpointing:  # as run_model.py enables it, before the method is applied
         base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    cfg = LORA.config_cls(rank=4, dropout=0.1, **options)
+    cfg = LORA.config_cls(rank=4, dropout=0.1, fused_dropout=True, **options)
     unfused = get_peft_model(copy.deepcopy(base), peft_config(base, cfg))
     fused = LORA.apply(base, cfg)
     fused.load_state_dict(unfused.state_dict())
@@ -141,5 +141,10 @@ def test_merge_of_a_fused_model_gives_its_eval_outputs():
 
 def test_zero_dropout_is_left_to_peft():
     base, _ = tiny_model("tiny-llama")
-    model = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.0))
+    model = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.0, fused_dropout=True))
     assert _fused_count(model) == 0
+
+
+def test_fusing_is_asked_for_by_default_lora_is_peft_s_unfused_path():
+    base, _ = tiny_model("tiny-llama")
+    assert _fused_count(LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1))) == 0  # step time first
