@@ -269,6 +269,18 @@ def test_the_report_shows_each_value_at_each_rung_and_flags_an_edge_choice_and_n
     assert search_cost(folder) == {"full": (4e9 - 2e9, 8.0 - 4.0), "lora": (2e9, 4.0)}
 
 
+def test_a_damaged_grid_json_is_read_off_the_search_runs_instead(tmp_path):
+    from peftlab.lr_choice import PLAN, found
+
+    folder = tmp_path / "cmp"
+    for lr, k in ((1e-4, 20), (3e-4, 24)):
+        write_search_run(folder, "lora", lr, [(1 / 3, right(k))])
+    scanned = [(c.label, c.chosen) for c in found(folder)]
+    for damaged in ('{"lora": {"lrs": [0.0001', "[1, 2]", '{"lora": 3}'):
+        (folder / SEARCH_DIR / PLAN).write_text(damaged)
+        assert [(c.label, c.chosen) for c in found(folder)] == scanned == [("lora", 3e-4)]
+
+
 def test_a_stopped_search_run_of_another_config_starts_again(tmp_path, copy_task):
     from peftlab.config import dump_config
 

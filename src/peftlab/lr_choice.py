@@ -11,7 +11,6 @@ tie goes to the smaller lr.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from peftlab.errors import PeftlabError
 from peftlab.runio import read_jsonl
+from peftlab.safe_read import read_json
 from peftlab.summary import RunSummary
 
 SEARCH_DIR = "lr_search"  # the search's run folders, inside the comparison folder
@@ -218,12 +218,20 @@ def choose(label: str, lrs: list[float], folder: Path, rungs: list[float]) -> Ch
     return Choice(label, meta["metric"], meta["higher_is_better"], [t for t, _ in read], list(rungs))
 
 
+def _plan(root: Path) -> dict:
+    """grid.json, or, when it is missing or damaged (a truncated write, an edit), the plan read off the
+    search runs themselves: grid.json only records what the run folders also say, so nothing is lost."""
+    plan, _ = read_json(root / PLAN)
+    ok = isinstance(plan, dict) and all(isinstance(p, dict) and {"lrs", "rungs"} <= p.keys() for p in plan.values())
+    return plan if ok else scanned(root)
+
+
 def found(folder: Path) -> list[Choice]:
     """Every search in a comparison folder, as its last compare planned it (lr_search/grid.json), read
     from its run folders: the report's view. Each label's mean run gives the multiples of one run."""
     folder = Path(folder)
     root = folder / SEARCH_DIR
-    plan = json.loads((root / PLAN).read_text(encoding="utf-8")) if (root / PLAN).is_file() else scanned(root)
+    plan = _plan(root)
     if not plan:
         return []
     summaries = [RunSummary.read(p) for p in sorted(folder.glob("*/summary.json"))]
