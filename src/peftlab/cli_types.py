@@ -1,8 +1,10 @@
-"""argparse types shared by the subcommands (cli.py, cli_compare.py)."""
+"""argparse types and flags shared by the subcommands (cli.py, cli_compare.py, cli_inspect.py)."""
 
 from __future__ import annotations
 
 import argparse
+
+EPILOG = "Docs: README.md. Every config key is documented in src/peftlab/config.py (and `peftlab methods`)."
 
 
 def int_in(low: int, high: int | None = None):
@@ -21,3 +23,14 @@ def int_in(low: int, high: int | None = None):
 
     parse.__name__ = allowed  # what argparse shows if it ever names the type
     return parse
+
+
+REMOTE_CODE_HELP = (
+    "allow the Python shipped in a model folder to run, for a config that asks for it "
+    "(model.trust_remote_code: true); both are needed: the flag alone turns nothing on, and the key "
+    "alone is refused. Only for a model whose code you have read or trust"
+)
+
+
+def _remote_code_flag(parser) -> None:
+    parser.add_argument("--trust-remote-code", action="store_true", help=REMOTE_CODE_HELP)
