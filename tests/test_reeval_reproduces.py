@@ -109,7 +109,7 @@ def test_load_as_trained_on_cuda_keeps_fp32_masters(monkeypatch):
 
     asked = {}
 
-    def fake_load_backbone(cfg, device=None, log=print, allow_unsafe_pickle=False, dtype=None):
+    def fake_load_backbone(cfg, device=None, log=print, allow_unsafe_pickle=False, dtype=None, quantization=None):
         asked.update(device=device, dtype=dtype)
         return SimpleNamespace(compute_dtype=None)  # stands in for the Backbone
 

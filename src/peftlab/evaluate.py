@@ -19,7 +19,7 @@ from peftlab.errors import PeftlabError
 from peftlab.methods import get_method, method_options
 from peftlab.models.backbone import Backbone
 from peftlab.models.loading import check_remote_code, load_as_trained, refuse_pickle
-from peftlab.precision import store_frozen_linears
+from peftlab.precision import run_dtypes, store_frozen_linears
 from peftlab.runio import write_json, write_predictions
 from peftlab.safe_read import check_adapter
 from peftlab.tasks import loglik
@@ -176,10 +176,17 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
     cfg = load_run_config(run_dir)
     refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
     check_adapter(Path(run_dir) / "adapter", Path(run_dir))  # a damaged file named before the model loads
+    method, options = get_method(cfg.method.name), method_options(cfg.method)
+    held = model_cfg or cfg.model
     backbone = load_as_trained(
-        model_cfg or cfg.model, cfg.train.precision, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle
+        held,
+        cfg.train.precision,
+        device=device,
+        log=log,
+        allow_unsafe_pickle=allow_unsafe_pickle,
+        quantization=method.quantization(options, run_dtypes(held.dtype, cfg.train.precision, "cpu")[0]),
     )
-    model = get_method(cfg.method.name).load(backbone.model, Path(run_dir) / "adapter", method_options(cfg.method))
+    model = method.load(backbone.model, Path(run_dir) / "adapter", options)
     backbone.model = model.to(backbone.device)
     if model_cfg is None:  # as training stored them: same bits, no recast per generated token
         store_frozen_linears(backbone.model, backbone.compute_dtype)

@@ -11,7 +11,7 @@ from peftlab.console import console
 from peftlab.methods.base import Method
 from peftlab.models.backbone import Backbone
 from peftlab.models.loading import load_as_trained
-from peftlab.precision import store_frozen_linears
+from peftlab.precision import run_dtypes, store_frozen_linears
 
 if TYPE_CHECKING:  # train.py imports this module
     from peftlab.train import Run
@@ -32,6 +32,7 @@ def load_model(
         device=run.accelerator.device,
         log=console.print,
         allow_unsafe_pickle=allow_unsafe_pickle,
+        quantization=method.quantization(options, run_dtypes(cfg.model.dtype, cfg.train.precision, "cpu")[0]),
     )
     before = math.nan
     if forgetting_texts and run.main:

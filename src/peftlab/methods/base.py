@@ -96,9 +96,17 @@ class Method:
     # options -> where this implementation departs from the paper it cites, one sentence each; recorded in
     # summary.json and shown in the leaderboard row's note (UniPELT's prefix gate, methods/gates.py).
     deviations_for: Callable[[BaseModel], tuple[str, ...]] | None = None
+    # (options, weights dtype) -> a transformers quantization config the base model loads straight into
+    # (QLoRA's 4-bit NF4): a full-precision copy never exists, so the memory column shows the saving.
+    # Models built in code (the tiny test models) have no file to load that way; ``apply`` quantizes them.
+    load_quantized: Callable[[BaseModel, torch.dtype], object] | None = None
 
     def deviations(self, options: BaseModel) -> tuple[str, ...]:
         return self.deviations_for(options) if self.deviations_for else ()
+
+    def quantization(self, options: BaseModel, dtype: torch.dtype) -> object | None:
+        """The quantization config to load the base model with, or None for full precision."""
+        return self.load_quantized(options, dtype) if self.load_quantized else None
 
     def hooks_of(self, options: BaseModel) -> frozenset[Hook]:
         return self.hooks_for(options) if self.hooks_for else self.hooks

