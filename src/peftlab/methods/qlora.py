@@ -15,8 +15,8 @@ compare it with ``lora`` at the same budget.
 bitsandbytes runs NF4 on CPU since its multi-backend releases (0.45+); it is an optional dependency
 (``pip install peftlab[qlora]``). Models built in code (the tiny test models) have no file to load
 quantized: ``quantize`` replaces their Linear layers after the fact, with the same bits. The base model
-is quantized again when a saved adapter is loaded; the adapter is a peft LoRA folder. Merging is refused: folding
-lora_B @ lora_A into rounded weights would change them.
+is loaded quantized again when a saved adapter is loaded; the adapter is a peft LoRA folder. Merging is
+refused: folding lora_B @ lora_A into rounded weights would change them.
 
 FLOPs: ``Linear4bit`` is an nn.Linear, so its matmul is counted like any other; the dequantization
 before it (elementwise) is not, as no elementwise work is.
