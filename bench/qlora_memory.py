@@ -11,7 +11,7 @@ on q/k/v/o under both methods, no validation, test on the first 16 questions:
 Rounds alternate the contenders (lora, qlora, qlora-after, lora, ...). Per run it reads summary.json:
 the training peak (peak_memory_bytes: the process's resident set, sampled, during optimizer steps), the
 whole run's peak (run_peak_memory_bytes: loading included), and the parameters' bytes as held. Prints
-a table of medians and writes bench/data/qlora_memory.json. Results: bench/RESULTS.md, "QLoRA loads in
+a table of medians and writes bench/data/qlora_memory_<precision>.json. Results: bench/RESULTS.md, "QLoRA loads in
 4 bits".
 """
 
@@ -86,7 +86,7 @@ def main() -> None:
     print("| contender | training peak (GB) | whole-run peak (GB) |\n|---|---|---|")
     for c, m in table.items():
         print(f"| {c} | {m['train_peak_gb']:.2f} | {m['run_peak_gb']:.2f} |")
-    out = Path(__file__).parent / "data" / "qlora_memory.json"
+    out = Path(__file__).parent / "data" / f"qlora_memory_{args.precision}.json"
     record = {"args": vars(args), "machine": machine(), "versions": versions(), "runs": rows, "medians": table}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out} (OMP threads: {os.environ.get('OMP_NUM_THREADS', 'default')})")
