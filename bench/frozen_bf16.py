@@ -24,9 +24,9 @@ import torch
 from machine import machine, versions
 
 from peftlab.config import ModelConfig, TaskConfig
+from peftlab.measure.precision import store_frozen_linears
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.models import load_backbone
-from peftlab.precision import store_frozen_linears
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 

@@ -40,7 +40,7 @@ import torch
 from machine import machine, versions
 
 from peftlab.config import ModelConfig, TaskConfig
-from peftlab.inference_cost import timed_generation
+from peftlab.measure.inference_cost import timed_generation
 from peftlab.methods import get_method
 from peftlab.models import load_backbone
 from peftlab.tasks.base import build_task

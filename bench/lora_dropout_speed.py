@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from memory_profile import apply_lora, batches  # noqa: E402  (bench/ is not a package)
 
 from peftlab.config import ModelConfig
+from peftlab.measure.precision import compute_dtype, store_frozen_linears
 from peftlab.methods import trainable_parameters
 from peftlab.models import load_backbone
-from peftlab.precision import compute_dtype, store_frozen_linears
 
 
 def setup(dropout: str):

@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 from machine import machine, versions
 
-from peftlab.demo import DEMO_STEPS, demo_experiment
-from peftlab.lr_choice import found, search_cost
+from peftlab.comparison.demo import DEMO_STEPS, demo_experiment
+from peftlab.comparison.lr_choice import found, search_cost
 from peftlab.models.bundled import ensure_cached
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from peftlab import runio
+from peftlab.rundir import runio
 
 
 def cpu_name() -> str:

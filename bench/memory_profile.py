@@ -37,10 +37,10 @@ from machine import machine, versions
 from peft import get_peft_model
 
 from peftlab.config import ModelConfig, TaskConfig
+from peftlab.measure.precision import compute_dtype, store_frozen_linears
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.methods.lora import peft_config
 from peftlab.models import load_backbone
-from peftlab.precision import compute_dtype, store_frozen_linears
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 

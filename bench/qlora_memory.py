@@ -33,7 +33,7 @@ RUNNER = """
 import sys
 from peftlab.config import load_config
 from peftlab.methods.base import Method
-from peftlab.train import train
+from peftlab.training.train import train
 if sys.argv[2] == "qlora-after":
     Method.quantization = lambda self, options, dtype: None  # load in full precision, quantize after
 train(load_config(sys.argv[1]))

@@ -9,7 +9,7 @@ precision.py). The step holds its frozen weights as training does (precision.sto
 The step is peftlab's: the loss at labelled positions (Causal.loss_sum, models/causal.py),
 backward, gradient clipping and AdamW, on real DialogSum training batches (first --batch x --steps
 examples, grouped by length as training groups them), with FLOPs from the analytical count
-(peftlab.flops, exact against torch's FlopCounterMode). Peak and step measurements alternate for
+(peftlab.measure.flops, exact against torch's FlopCounterMode). Peak and step measurements alternate for
 --repeats rounds; the fraction is the median of the per-round ratios. The first step of each round
 warms up and is not timed.
 """
@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 from machine import cpu_name
 
-from peftlab.batching import EpochSampler
 from peftlab.config import MethodConfig, ModelConfig, TaskConfig
-from peftlab.flops import StepFlops
+from peftlab.measure.flops import StepFlops
+from peftlab.measure.precision import PRECISIONS, autocast, compute_dtype, store_frozen_linears
 from peftlab.methods import get_method, method_options, trainable_parameters
 from peftlab.models import load_backbone
 from peftlab.models.kind import output_head
-from peftlab.precision import PRECISIONS, autocast, compute_dtype, store_frozen_linears
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
+from peftlab.training.batching import EpochSampler
 
 SIZES = (1024, 2048, 4096)
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import yaml
 
-from peftlab.summary import RunSummary
+from peftlab.rundir.summary import RunSummary
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to this file
@@ -205,7 +205,7 @@ def decoder_label_tokens(config: Path) -> int:
     from transformers import AutoTokenizer
 
     from peftlab.config import load_config
-    from peftlab.evaluate import limit
+    from peftlab.evaluation.evaluate import limit
     from peftlab.tasks.base import build_task
 
     cfg = load_config(config)

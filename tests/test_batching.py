@@ -1,4 +1,4 @@
-"""peftlab.batching: seeded resumable order, length grouping, shards per process."""
+"""peftlab.training.batching: seeded resumable order, length grouping, shards per process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from peftlab.batching import EpochSampler, ShardedCollate
+from peftlab.training.batching import EpochSampler, ShardedCollate
 
 
 def padded_tokens(order: list[int], lengths: list[int], batch: int) -> int:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from peftlab.budget import Budget, crossed, lr_factor
+from peftlab.training.budget import Budget, crossed, lr_factor
 
 
 def test_linear_schedule_over_ten_steps_matches_hand_values():

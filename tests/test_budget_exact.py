@@ -8,10 +8,10 @@ import json
 import pytest
 import yaml
 
-from peftlab.budget import Budget, lr_factor
 from peftlab.config import load_config
-from peftlab.runio import read_jsonl
-from peftlab.train import train
+from peftlab.rundir.runio import read_jsonl
+from peftlab.training.budget import Budget, lr_factor
+from peftlab.training.train import train
 
 # ---- the rule, on numbers --------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def test_missing_run_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_generate_with_a_trained_run(tmp_path, copy_task, capsys):
-    from peftlab.train import train
+    from peftlab.training.train import train
     from tests.test_train import make_config
 
     run_dir = train(make_config(tmp_path, copy_task, max_steps=2, eval_every=None))

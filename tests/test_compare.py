@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peftlab.compare import compare, load_compare, run_configs
+from peftlab.comparison.compare import compare, load_compare, run_configs
 from peftlab.errors import PeftlabError
-from peftlab.runio import read_jsonl
-from peftlab.runlock import RunLock, RunLocked
+from peftlab.rundir.runio import read_jsonl
+from peftlab.rundir.runlock import RunLock, RunLocked
 
 
 def experiment(tmp_path: Path, copy_task: dict, **over) -> Path:

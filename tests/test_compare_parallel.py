@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peftlab.compare import compare
+from peftlab.comparison.compare import compare
 from peftlab.errors import PeftlabError
-from peftlab.runio import read_jsonl
+from peftlab.rundir.runio import read_jsonl
 from tests.test_compare import experiment, summaries
 
 

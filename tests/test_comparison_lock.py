@@ -9,12 +9,12 @@ import json
 import pytest
 import yaml
 
-from peftlab.compare import load_compare, run_configs
+from peftlab.comparison.compare import load_compare, run_configs
 from peftlab.errors import PeftlabError
 from peftlab.report import write_report
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.runs import load_runs
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.report.fakes import fake_run
 from tests.test_compare import experiment
 from tests.test_train import make_config

@@ -69,7 +69,7 @@ def test_every_example_config_validates_and_starts_with_its_command(tmp_path):
         first = path.read_text().splitlines()[0]
         assert first.startswith("# peftlab "), f"{path}: must start with the command that runs it"
         if first.startswith("# peftlab compare"):
-            from peftlab.compare import load_compare, run_configs
+            from peftlab.comparison.compare import load_compare, run_configs
 
             runs = run_configs(load_compare(path), str(path))
             assert len(runs) >= 2

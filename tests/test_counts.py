@@ -10,7 +10,7 @@ from peftlab.models.causal import CAUSAL
 from peftlab.models.seq2seq import SEQ2SEQ
 from peftlab.models.tiny import tiny_model
 from peftlab.tasks.base import build_task
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.test_train import make_config
 
 

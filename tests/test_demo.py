@@ -5,10 +5,10 @@ import json
 import pytest
 import yaml
 
-from peftlab import lr_search
 from peftlab.cli import main
-from peftlab.compare import load_compare, run_configs
-from peftlab.demo import DEMO_MODEL, DEMO_STEPS, run_demo, write_experiment
+from peftlab.comparison import lr_search
+from peftlab.comparison.compare import load_compare, run_configs
+from peftlab.comparison.demo import DEMO_MODEL, DEMO_STEPS, run_demo, write_experiment
 
 
 def test_demo_runs_three_methods_writes_the_report_and_resumes(tmp_path, capsys):
@@ -63,6 +63,6 @@ def test_the_default_demo_trains_at_its_searched_lrs_and_lr_search_searches_agai
 
 def test_the_command_line_passes_lr_search_to_the_demo(monkeypatch):
     seen = []
-    monkeypatch.setattr("peftlab.demo.run_demo", lambda **kw: seen.append(kw))
+    monkeypatch.setattr("peftlab.comparison.demo.run_demo", lambda **kw: seen.append(kw))
     assert main(["demo", "--lr-search", "--output-dir", "x"]) == 0 and main(["demo", "--output-dir", "x"]) == 0
     assert [kw["lr_search"] for kw in seen] == [True, False]

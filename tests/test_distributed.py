@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from peftlab.config import load_config
-from peftlab.train import train
+from peftlab.training.train import train
 
 
 def free_port() -> int:

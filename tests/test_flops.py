@@ -1,4 +1,4 @@
-"""The analytical FLOP count (peftlab.flops) against torch's FlopCounterMode, on every tiny model and method."""
+"""The analytical FLOP count (peftlab.measure.flops) against torch's FlopCounterMode, on every tiny model and method."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from peftlab.flops import StepFlops
+from peftlab.measure.flops import StepFlops
 from peftlab.methods import get_method
 from peftlab.models.backbone import Backbone
 from peftlab.models.causal import CAUSAL

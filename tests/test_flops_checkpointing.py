@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peftlab.flops import StepFlops
+from peftlab.measure.flops import StepFlops
 from peftlab.methods import get_method
 from peftlab.models.backbone import Backbone
 from peftlab.models.causal import CAUSAL

@@ -9,10 +9,10 @@ import yaml
 
 from peftlab.config import ForgettingConfig, load_config
 from peftlab.errors import PeftlabError
-from peftlab.forgetting import lm_loss, sample
+from peftlab.measure.forgetting import lm_loss, sample
 from peftlab.models.backbone import Backbone
 from peftlab.models.tiny import tiny_model
-from peftlab.train import train
+from peftlab.training.train import train
 
 TEXTS = ["the river runs past the old stone mill", "a cloud", "tiger, ocean, piano and lemon"]
 
@@ -98,7 +98,7 @@ def test_a_bad_forgetting_task_is_an_error_before_the_run_starts(tmp_path, copy_
 
 
 def test_a_comparisons_forgetting_section_reaches_every_run(tmp_path, copy_task):
-    from peftlab.compare import CompareConfig, run_configs
+    from peftlab.comparison.compare import CompareConfig, run_configs
 
     cc = CompareConfig(
         name="cmp",
@@ -130,7 +130,7 @@ def test_a_packaged_task_is_resolved_for_forgetting_as_for_the_run(tmp_path):
 
 
 def test_the_base_models_loss_is_measured_once_per_output_folder(tmp_path, copy_task, monkeypatch):
-    import peftlab.forgetting as forgetting_module
+    import peftlab.measure.forgetting as forgetting_module
 
     passes = []
     real = forgetting_module.lm_loss
@@ -172,7 +172,7 @@ def test_another_task_or_other_data_under_the_same_name_is_not_in_domain(tmp_pat
 
 
 def test_a_comparison_measuring_forgetting_on_its_own_task_is_refused_before_writing(tmp_path, copy_task):
-    from peftlab.compare import load_compare
+    from peftlab.comparison.compare import load_compare
 
     experiment = {
         "name": "cmp",

@@ -9,8 +9,8 @@ import copy
 import pytest
 import torch
 
+from peftlab.measure.precision import store_frozen_linears
 from peftlab.methods import trainable_parameters
-from peftlab.precision import store_frozen_linears
 from tests.conftest import ARCHS, fixed_batch
 from tests.methods.harness import logits, setup, train_steps
 from tests.methods.test_peft_tuner import TYPES
@@ -123,7 +123,7 @@ def test_the_summary_records_the_frozen_weights_held_in_bf16(tmp_path, copy_task
     """They change the memory columns: summary.json says how many frozen parameters were in bf16."""
     import json
 
-    from peftlab.train import train
+    from peftlab.training.train import train
     from tests.test_train import make_config
 
     cfg = make_config(tmp_path, copy_task, "tiny-t5", max_steps=2, eval_every=None, precision=precision)

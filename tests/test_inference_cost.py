@@ -7,12 +7,12 @@ import json
 import torch
 import yaml
 
-from peftlab import inference_cost
 from peftlab.config import load_config
-from peftlab.inference_cost import measure, timed_generation
+from peftlab.measure import inference_cost
+from peftlab.measure.inference_cost import measure, timed_generation
 from peftlab.methods import get_method
 from peftlab.models.decode import greedy
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.conftest import fixed_batch
 from tests.methods.harness import logits, setup, train_steps
 
@@ -192,7 +192,7 @@ def _with_inference(run_dir, inference: dict, concurrency: int = 1) -> None:
 
 def test_an_older_summary_still_loads_and_its_mixed_figure_is_named_not_shown(tmp_path):
     from peftlab.report import write_report
-    from peftlab.summary import RunSummary
+    from peftlab.rundir.summary import RunSummary
     from tests.report.fakes import fake_run
 
     run = fake_run(tmp_path, "old", label="old", method="lora", seed=0, example_scores=[1.0, 0.0])

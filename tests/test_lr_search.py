@@ -12,16 +12,16 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import peftlab.compare as compare_module
-from peftlab import lr_search
+import peftlab.comparison.compare as compare_module
 from peftlab.cli import main
-from peftlab.compare import compare
+from peftlab.comparison import lr_search
+from peftlab.comparison.compare import compare
+from peftlab.comparison.lr_choice import RUNGS, SEARCH_DIR, VALIDATION_PREDICTIONS, Choice, Rung, Trial, search_cost
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
-from peftlab.lr_choice import RUNGS, SEARCH_DIR, VALIDATION_PREDICTIONS, Choice, Rung, Trial, search_cost
 from peftlab.methods import get_method
-from peftlab.runio import read_jsonl, read_predictions_csv
-from peftlab.train import train
+from peftlab.rundir.runio import read_jsonl, read_predictions_csv
+from peftlab.training.train import train
 from tests.test_compare import experiment as compare_experiment
 from tests.test_compare import summaries
 
@@ -246,7 +246,7 @@ def right(k: int, n: int = 40) -> list[int]:
 
 
 def test_the_report_shows_each_value_at_each_rung_and_flags_an_edge_choice_and_noise(tmp_path):
-    from peftlab.lr_choice import found
+    from peftlab.comparison.lr_choice import found
     from peftlab.report import lr_table
 
     folder = tmp_path / "cmp"
@@ -270,7 +270,7 @@ def test_the_report_shows_each_value_at_each_rung_and_flags_an_edge_choice_and_n
 
 
 def test_a_damaged_grid_json_is_read_off_the_search_runs_instead(tmp_path):
-    from peftlab.lr_choice import PLAN, found
+    from peftlab.comparison.lr_choice import PLAN, found
 
     folder = tmp_path / "cmp"
     for lr, k in ((1e-4, 20), (3e-4, 24)):
@@ -302,7 +302,7 @@ def test_a_stopped_search_run_of_another_config_starts_again(tmp_path, copy_task
 
 
 def test_the_first_seed_run_gets_the_untrained_score_the_grid_s_first_value_made(tmp_path):
-    from peftlab.runio import append_jsonl
+    from peftlab.rundir.runio import append_jsonl
 
     first, chosen = trial(1e-3, 0.1, rungs=(0.5,)), trial(1e-2, 0.9, rungs=(0.5,))
     for t, lines in ((first, [0, 1, 2]), (chosen, [1, 2])):

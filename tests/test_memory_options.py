@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from peftlab.config import load_config
-from peftlab.train import train
+from peftlab.training.train import train
 
 
 def run(tmp_path, copy_task, checkpointing: bool):

@@ -5,12 +5,12 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from peftlab.cli import main
 from peftlab.config import dump_config
-from peftlab.evaluate import load_run_config
+from peftlab.evaluation.evaluate import load_run_config
 from peftlab.methods import get_method, method_options
 from peftlab.methods.peft_tuner import MERGEABLE
 from peftlab.models.backbone import Backbone
 from peftlab.models.tiny import tiny_model
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.conftest import fixed_batch
 from tests.methods.harness import logits, setup, train_steps
 from tests.test_train import make_config

@@ -15,9 +15,9 @@ import yaml
 from safetensors.torch import load_file
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
-from peftlab import validation
 from peftlab.methods import trainable_parameters
-from peftlab.train import train
+from peftlab.training import validation
+from peftlab.training.train import train
 from tests.test_train import make_config
 
 MB = 10**6
@@ -26,7 +26,7 @@ MB = 10**6
 # the same validations but keeps none as the best (the baseline without bookkeeping).
 RUNNER = """
 import sys
-from peftlab import train
+from peftlab.training import train
 from peftlab.config import load_config
 if sys.argv[2] == "no-keeping":
     train.selectable = lambda loop, state: False
@@ -109,7 +109,7 @@ def scripted(monkeypatch):
 
 def restored_weights(monkeypatch) -> dict:
     """Wraps train.py's restore_best: the weights the test is scored with."""
-    from peftlab import train as train_module
+    from peftlab.training import train as train_module
 
     got = {}
 
@@ -142,7 +142,7 @@ def test_a_run_resumed_before_a_later_best_restores_what_the_uninterrupted_one_d
     """Killed while checkpointing step 9: the resumed run puts back the best weights its checkpoint
     of step 6 holds (the checkpoint carries a copy of the file), redoes steps 7-9 and restores the
     same weights as a run never stopped."""
-    from peftlab import checkpoint
+    from peftlab.training import checkpoint
 
     save = checkpoint.save
 

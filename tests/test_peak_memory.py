@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from peftlab.cost import PeakMemory
-from peftlab.train import train
+from peftlab.measure.cost import PeakMemory
+from peftlab.training.train import train
 from tests.test_train import make_config
 
 MB = 10**6

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-import peftlab.train as train_module
+import peftlab.training.train as train_module
+from peftlab.measure.precision import compute_dtype
 from peftlab.methods import REGISTRY
-from peftlab.precision import compute_dtype
 from peftlab.tasks.loglik import classify
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.methods.harness import setup
 from tests.test_train import make_config
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftlab import precision
 from peftlab.errors import PeftlabError
-from peftlab.precision import compute_dtype, cpu_has_bf16
+from peftlab.measure import precision
+from peftlab.measure.precision import compute_dtype, cpu_has_bf16
 from peftlab.report.aggregate import compare_runs
 from peftlab.report.costs import cost_notes
 from peftlab.report.runs import load_runs
-from peftlab.summary import RunSummary
-from peftlab.train import train
+from peftlab.rundir.summary import RunSummary
+from peftlab.training.train import train
 from tests.report.fakes import fake_run
 from tests.test_precision import record_linear_dtypes
 from tests.test_train import make_config

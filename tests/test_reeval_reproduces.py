@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
-from peftlab import precision
 from peftlab.cli import main
 from peftlab.config import load_config
-from peftlab.evaluate import load_run
-from peftlab.precision import run_dtypes
-from peftlab.summarize import frozen_bf16_params
-from peftlab.train import train
+from peftlab.evaluation.evaluate import load_run
+from peftlab.measure import precision
+from peftlab.measure.precision import run_dtypes
+from peftlab.training.summarize import frozen_bf16_params
+from peftlab.training.train import train
 
 METHODS = {
     "lora": {"name": "lora", "rank": 4, "dropout": 0.0},

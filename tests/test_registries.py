@@ -6,13 +6,13 @@ import typing
 
 import pytest
 
-from peftlab.budget import BUDGET_KINDS, KINDS
-from peftlab.compare import CompareConfig
+from peftlab.comparison.compare import CompareConfig
 from peftlab.config import TrainConfig
 from peftlab.errors import PeftlabError
 from peftlab.task_config import Metric
 from peftlab.tasks.metrics import METRICS, REGISTRY
 from peftlab.tasks.metrics import Metric as MetricEntry
+from peftlab.training.budget import BUDGET_KINDS, KINDS
 
 
 @pytest.mark.parametrize("kind", BUDGET_KINDS, ids=lambda k: k.name)

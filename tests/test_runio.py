@@ -7,9 +7,9 @@ import json
 import pytest
 
 from peftlab.errors import PeftlabError
+from peftlab.evaluation.score import read_predictions
 from peftlab.report.runs import load_run
-from peftlab.runio import REFERENCE_SEPARATOR, read_jsonl, read_predictions_csv, write_predictions
-from peftlab.score import read_predictions
+from peftlab.rundir.runio import REFERENCE_SEPARATOR, read_jsonl, read_predictions_csv, write_predictions
 from peftlab.tasks.base import Example
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from peftlab.cli import main
 from peftlab.errors import PeftlabError
-from peftlab.score import score_csv
+from peftlab.evaluation.score import score_csv
 from peftlab.tasks.metrics import METRICS
 
 
@@ -73,7 +73,7 @@ def test_empty_file_short_row_and_no_rows(tmp_path):
 def test_reads_what_write_predictions_writes(tmp_path):
     from types import SimpleNamespace
 
-    from peftlab.runio import write_predictions
+    from peftlab.rundir.runio import write_predictions
 
     examples = [SimpleNamespace(id=i, prompt=f'line "{i}",\nsecond', references=r) for i, r in enumerate(REFS)]
     path = tmp_path / "predictions.csv"

@@ -10,7 +10,7 @@ import pytest
 from peftlab.errors import PeftlabError
 from peftlab.report.aggregate import COSTS
 from peftlab.report.runs import load_run
-from peftlab.summary import BudgetLimit, Hardware, LaunchInfo, RunSummary
+from peftlab.rundir.summary import BudgetLimit, Hardware, LaunchInfo, RunSummary
 from tests.report.fakes import fake_run
 
 # The keys train.py writes, in its order (those of earlier versions, and later ones after them).

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from peftlab.config import load_config
-from peftlab.evaluate import eval_run
-from peftlab.runio import read_jsonl
-from peftlab.train import train
+from peftlab.evaluation.evaluate import eval_run
+from peftlab.rundir.runio import read_jsonl
+from peftlab.training.train import train
 
 
 def make_config(tmp_path, copy_task, arch="tiny-llama", method=None, **train_over):

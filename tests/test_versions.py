@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from peftlab import cli, versions
-from peftlab.runio import environment
+from peftlab.rundir.runio import environment
 
 LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
 

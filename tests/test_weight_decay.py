@@ -7,7 +7,7 @@ import torch
 
 from peftlab.methods import get_method, method_options
 from peftlab.models.tiny import tiny_model
-from peftlab.train import build_optimizer
+from peftlab.training.train import build_optimizer
 from tests.test_train import make_config
 
 LORA = {"name": "lora", "rank": 2}

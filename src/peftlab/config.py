@@ -18,12 +18,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from peftlab.budget import BUDGET_KINDS
 from peftlab.errors import PeftlabError, suggest
-from peftlab.runio import inside
+from peftlab.rundir.runio import inside
 from peftlab.task_config import Strict as _Strict
 from peftlab.task_config import TaskConfig
 from peftlab.tasks.catalog import resolve_task
+from peftlab.training.budget import BUDGET_KINDS
 
 MAX_SEED = 2**32 - 1  # numpy.random.seed's range: a seed outside it passes `check`, then fails every run
 
@@ -65,7 +65,7 @@ class TrainConfig(_Strict):
     )
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     # The budget: exactly one of these. Non-step budgets let methods with different costs per step
-    # be compared at equal cost (see peftlab.budget). A run stops at the optimizer-step boundary
+    # be compared at equal cost (see peftlab.training.budget). A run stops at the optimizer-step boundary
     # nearest its budget (at most half a step over or under; seconds: up to one step over).
     max_steps: int | None = Field(None, ge=1, description="Budget in optimizer steps.")
     epochs: float | None = Field(None, gt=0, description="Budget in epochs (converted to steps).")
@@ -81,7 +81,7 @@ class TrainConfig(_Strict):
     max_flops: float | None = Field(
         None,
         gt=0,
-        description="Budget in training FLOPs (analytical count, peftlab.flops; gradient checkpointing's "
+        description="Budget in training FLOPs (analytical count, peftlab.measure.flops; gradient checkpointing's "
         "recomputation included); stops at the step boundary nearest it.",
     )
     max_seconds: float | None = Field(

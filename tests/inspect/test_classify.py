@@ -8,7 +8,7 @@ import yaml
 
 from peftlab.config import load_config
 from peftlab.inspect import attribute
-from peftlab.train import train
+from peftlab.training.train import train
 
 WORDS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 

@@ -27,7 +27,7 @@ from peftlab.cli import main
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
 from peftlab.inspect import attribute, attribution_html, save_attribution
-from peftlab.train import train
+from peftlab.training.train import train
 
 
 @pytest.fixture(scope="module")

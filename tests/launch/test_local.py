@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from peftlab.comparison.launch.job import Job
+from peftlab.comparison.launch.local import LocalLauncher
 from peftlab.errors import PeftlabError
-from peftlab.launch.job import Job
-from peftlab.launch.local import LocalLauncher
 
 # A stand-in for `peftlab train`: records what it saw and when, then exits with the code asked for.
 RECORD = textwrap.dedent(
@@ -98,8 +98,8 @@ DRIVER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from peftlab.launch.job import Job
-    from peftlab.launch.local import LocalLauncher
+    from peftlab.comparison.launch.job import Job
+    from peftlab.comparison.launch.local import LocalLauncher
     child = '''
     import signal, sys, time
     from pathlib import Path

@@ -14,12 +14,12 @@ import time
 import pytest
 import yaml
 
-from peftlab.runlock import LOCKED_EXIT, NAME, RunLock, RunLocked
+from peftlab.rundir.runlock import LOCKED_EXIT, NAME, RunLock, RunLocked
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from peftlab.runlock import RunLock
+    from peftlab.rundir.runlock import RunLock
     with RunLock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(120)

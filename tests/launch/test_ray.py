@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import ray
 
+from peftlab.comparison.launch.config import RayOptions
+from peftlab.comparison.launch.job import Job
+from peftlab.comparison.launch.ray_tasks import RayLauncher, child_env
 from peftlab.errors import PeftlabError
-from peftlab.launch.config import RayOptions
-from peftlab.launch.job import Job
-from peftlab.launch.ray_tasks import RayLauncher, child_env
-from peftlab.runstart import LOG_NAME
+from peftlab.training.runstart import LOG_NAME
 
 # A stand-in for `peftlab train`: waits until its partner has started too (so the two certainly ran
 # at once), then records what it saw and when.

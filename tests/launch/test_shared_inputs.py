@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import peftlab.compare as compare_module
-from peftlab.compare import compare
+import peftlab.comparison.compare as compare_module
+from peftlab.comparison.compare import compare
 from tests.test_compare import experiment
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
+from peftlab.comparison.launch.config import SlurmOptions
+from peftlab.comparison.launch.job import Job, cpu_threads
+from peftlab.comparison.launch.slurm import SlurmLauncher, TrainJob, write_report_job
 from peftlab.errors import PeftlabError
-from peftlab.launch.config import SlurmOptions
-from peftlab.launch.job import Job, cpu_threads
-from peftlab.launch.slurm import SlurmLauncher, TrainJob, write_report_job
-from peftlab.runstart import LOG_NAME
+from peftlab.training.runstart import LOG_NAME
 
 # A stand-in for `peftlab train`: records the launcher's environment, prints a line, exits with the code asked for.
 RECORD = textwrap.dedent(

@@ -13,8 +13,8 @@ from peftlab.config import MethodConfig, load_config
 from peftlab.errors import PeftlabError
 from peftlab.methods import method_options
 from peftlab.methods.adalora import loop_hooks, orthogonal_regularizer
-from peftlab.runio import read_jsonl
-from peftlab.train import train
+from peftlab.rundir.runio import read_jsonl
+from peftlab.training.train import train
 from tests.conftest import fixed_batch
 from tests.methods.harness import logits, setup
 
@@ -78,7 +78,7 @@ def test_the_regulariser_is_what_peft_adds_to_a_loss_it_computes():
 def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, copy_task, monkeypatch):
     straight = train(config(tmp_path, copy_task, "straight"))
 
-    import peftlab.train as loop
+    import peftlab.training.train as loop
 
     real, calls = loop.optimizer_step, []
 

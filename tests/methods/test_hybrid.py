@@ -8,11 +8,11 @@ import torch
 
 from peftlab.config import MethodConfig
 from peftlab.errors import PeftlabError
-from peftlab.evaluate import eval_run
+from peftlab.evaluation.evaluate import eval_run
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.methods.hybrid import default_lr, param_groups
 from peftlab.models.tiny import tiny_model
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.conftest import ARCHS
 from tests.methods.harness import changed_parameters, logits_unchanged_by_apply, save_load_max_diff, setup, train_steps
 from tests.test_train import make_config

@@ -14,7 +14,7 @@ from peftlab import cli
 from peftlab.config import MethodConfig
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.flops import StepFlops
+from peftlab.measure.flops import StepFlops
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.models.tiny import tiny_model
 from tests.methods.harness import plain_peft_max_diff, save_load_max_diff, setup, train_steps

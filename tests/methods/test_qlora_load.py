@@ -12,11 +12,11 @@ import torch
 
 from peftlab.cli import main
 from peftlab.config import ModelConfig
-from peftlab.evaluate import load_run
+from peftlab.evaluation.evaluate import load_run
 from peftlab.methods import get_method, qlora
 from peftlab.models import load_backbone
 from peftlab.models.tiny import tiny_model
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.conftest import fixed_batch
 from tests.methods.harness import logits
 from tests.test_train import make_config

@@ -9,7 +9,7 @@ import torch
 
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.models.tiny import tiny_model
-from peftlab.train_state import seed_everything
+from peftlab.training.train_state import seed_everything
 
 CASES = [
     ("tiny-llama", "prefix_tuning", {"num_virtual_tokens": 3}),  # init from activations
@@ -49,7 +49,7 @@ def test_a_training_run_on_a_tiny_model_starts_from_its_own_seed(tmp_path, copy_
     """train() seeds first and loads the model second: loading a tiny model must not reset the RNG."""
     from safetensors.torch import load_file
 
-    from peftlab.train import train
+    from peftlab.training.train import train
     from tests.test_train import make_config
 
     adapters = []

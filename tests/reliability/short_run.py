@@ -7,7 +7,7 @@ import json
 
 from safetensors.torch import load_file
 
-from peftlab.runio import read_jsonl
+from peftlab.rundir.runio import read_jsonl
 from tests.reliability import lora_run
 
 

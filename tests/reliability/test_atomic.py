@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from peftlab import checkpoint
-from peftlab.runio import write_json
+from peftlab.rundir.runio import write_json
+from peftlab.training import checkpoint
 
 
 class Crash(Exception):
@@ -37,7 +37,7 @@ def test_crash_during_a_checkpoint_keeps_the_previous_checkpoint_loadable(tmp_pa
     opt.step()
     checkpoint.save(tmp_path, weights, opt, None, {"step": 1})
 
-    import peftlab.checkpoint as ck
+    import peftlab.training.checkpoint as ck
 
     real = ck.save_file
     calls = {"n": 0}
@@ -62,7 +62,7 @@ def test_crash_during_a_checkpoint_keeps_the_previous_checkpoint_loadable(tmp_pa
 
 
 def test_a_torn_last_metrics_line_is_dropped_not_fatal(tmp_path):
-    from peftlab.runio import append_jsonl, read_jsonl
+    from peftlab.rundir.runio import append_jsonl, read_jsonl
 
     path = tmp_path / "metrics.jsonl"
     for step in range(1, 4):

@@ -11,7 +11,7 @@ import yaml
 
 from peftlab.cli import main
 from peftlab.errors import PeftlabError
-from peftlab.evaluate import eval_run
+from peftlab.evaluation.evaluate import eval_run
 
 
 def exit_code(argv: list[str]) -> int:

@@ -58,7 +58,7 @@ def test_bad_seeds_are_refused_before_training(tmp_path, copy_task, capsys, seed
 
 
 def test_largest_seed_is_accepted(tmp_path, copy_task):
-    from peftlab.compare import load_compare
+    from peftlab.comparison.compare import load_compare
 
     assert load_compare(experiment(tmp_path, copy_task, seeds=[0, 2**32 - 1])).seeds == [0, 2**32 - 1]
 

@@ -11,11 +11,11 @@ import shutil
 import pytest
 import torch
 
-from peftlab import checkpoint
 from peftlab.cli import main
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
-from peftlab.train import train
+from peftlab.training import checkpoint
+from peftlab.training.train import train
 from tests.reliability.short_run import config_path, outcome, said
 
 

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from safetensors import SafetensorError
 
-import peftlab.checkpoint as checkpoint_module
-import peftlab.summary as summary_module
-import peftlab.train as train_module
-from peftlab import diskspace
+import peftlab.rundir.summary as summary_module
+import peftlab.training.checkpoint as checkpoint_module
+import peftlab.training.train as train_module
 from peftlab.cli import main
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
-from peftlab.train import train
+from peftlab.rundir import diskspace
+from peftlab.training.train import train
 from tests.reliability.short_run import config_path, outcome
 
 FULL = "No space left on device"

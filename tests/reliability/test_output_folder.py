@@ -9,7 +9,7 @@ import yaml
 
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
-from peftlab.train import train
+from peftlab.training.train import train
 
 
 def config(tmp_path, copy_task, output_dir):

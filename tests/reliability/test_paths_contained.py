@@ -61,7 +61,7 @@ def test_run_folder_named_after_the_task_stays_inside_output_dir(tmp_path, copy_
 
 
 def test_containment_follows_symlinks_and_dotdot(tmp_path):
-    from peftlab.runio import inside
+    from peftlab.rundir.runio import inside
 
     root = tmp_path / "runs"
     (root / "ok").mkdir(parents=True)
@@ -73,7 +73,7 @@ def test_containment_follows_symlinks_and_dotdot(tmp_path):
 
 
 def test_lr_search_folders_stay_inside_the_comparison(tmp_path):
-    from peftlab.lr_search import clear_search, search_config
+    from peftlab.comparison.lr_search import clear_search, search_config
 
     with pytest.raises(PeftlabError, match="label '../../x'.*leaves output_dir"):
         search_config({"label": "../../x", "train": {}}, 1e-3, tmp_path / "cmp", 0.5)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from peftlab.cli import main
+from peftlab.comparison.launch import Job
 from peftlab.config import ModelConfig
 from peftlab.errors import PeftlabError
-from peftlab.launch import Job
 from peftlab.models import load_backbone
 from tests.reliability.remote_model import remote_code_model
 
@@ -152,7 +152,7 @@ def test_transformers_refusing_custom_code_is_explained_not_called_a_missing_mod
 
 def test_train_called_from_python_refuses_before_making_the_run_folder(tmp_path, copy_task, remote):
     from peftlab.config import load_config
-    from peftlab.train import train
+    from peftlab.training.train import train
 
     folder, marker = remote
     cfg = load_config(run_config(tmp_path, copy_task, folder))

@@ -14,8 +14,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from peftlab.config import load_config
-from peftlab.runio import read_jsonl
-from peftlab.train import train
+from peftlab.rundir.runio import read_jsonl
+from peftlab.training.train import train
 from tests.reliability import lora_run
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -8,10 +8,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-import peftlab.train as train_module
+import peftlab.training.train as train_module
 from peftlab.config import load_config
-from peftlab.runio import read_jsonl
-from peftlab.train import train
+from peftlab.rundir.runio import read_jsonl
+from peftlab.training.train import train
 from tests.reliability import lora_run
 
 

@@ -43,8 +43,8 @@ def test_pickle_only_adapter_is_refused(tmp_path, copy_task):
     import yaml
 
     from peftlab.config import load_config
-    from peftlab.evaluate import load_run
-    from peftlab.train import train
+    from peftlab.evaluation.evaluate import load_run
+    from peftlab.training.train import train
 
     cfg = {
         "name": "r",

@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from peftlab.compare import load_compare, run_configs
+from peftlab.comparison.compare import load_compare, run_configs
 from peftlab.config import TaskConfig
 from peftlab.errors import PeftlabError
 from peftlab.tasks import loglik
 from peftlab.tasks.base import build_task
 from peftlab.tasks.calibration import calibrated_choice, calibrated_label, content_free_prompts, label_prior
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.test_compare import experiment
 from tests.test_train import make_config
 

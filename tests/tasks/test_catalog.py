@@ -14,7 +14,7 @@ from peftlab.config import load_config
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import catalog
 from peftlab.tasks.sql_exec import execution_match, run_readonly
-from peftlab.train import train
+from peftlab.training.train import train
 from tests.conftest import SHARED_DATA
 
 

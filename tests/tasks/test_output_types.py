@@ -9,7 +9,7 @@ import yaml
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
 from peftlab.tasks.base import build_task
-from peftlab.train import train
+from peftlab.training.train import train
 
 
 def write_jsonl(path, rows):

@@ -146,7 +146,7 @@ def test_demonstrations_are_drawn_from_the_decontaminated_train(tmp_path):
 
 
 def test_a_run_records_the_overlap_in_summary_json(tmp_path):
-    from peftlab.train import train
+    from peftlab.training.train import train
 
     path = tmp_path / "run.yaml"
     cfg = {

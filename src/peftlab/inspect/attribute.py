@@ -32,13 +32,13 @@ import torch
 from torch import nn
 
 from peftlab.errors import PeftlabError
-from peftlab.evaluate import load_run, load_run_config, rank_options
+from peftlab.evaluation.evaluate import load_run, load_run_config, rank_options
 from peftlab.inspect.ig import RULES, integrated_gradients
 from peftlab.inspect.path import EmbeddingPath
 from peftlab.inspect.render import attribution_html, heatmap_png
 from peftlab.inspect.target import greedy_output, output_logprob
 from peftlab.models.backbone import Backbone
-from peftlab.runio import write_json
+from peftlab.rundir.runio import write_json
 from peftlab.tasks.base import SPLITS, build_task
 from peftlab.tasks.loglik import continuation_ids
 

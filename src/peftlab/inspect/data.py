@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from peftlab.compare import load_compare
+from peftlab.comparison.compare import load_compare
 from peftlab.config import ModelConfig, TaskConfig, load_config
 from peftlab.errors import PeftlabError, suggest
 from peftlab.models.backbone import IGNORE, Backbone

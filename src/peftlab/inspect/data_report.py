@@ -16,7 +16,7 @@ from rich.table import Table
 from peftlab.console import console
 from peftlab.inspect.data import data_source, data_stats
 from peftlab.models import load_backbone
-from peftlab.runio import write_json
+from peftlab.rundir.runio import write_json
 from peftlab.tasks.base import build_task
 
 

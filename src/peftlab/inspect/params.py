@@ -23,8 +23,8 @@ from torch import nn
 
 from peftlab.config import MethodConfig, ModelConfig
 from peftlab.console import console
-from peftlab.cost import dir_bytes
 from peftlab.humanize import human_bytes
+from peftlab.measure.cost import dir_bytes
 from peftlab.methods import REGISTRY, Method, count_parameters, get_method, method_options
 from peftlab.models import arch, load_backbone
 

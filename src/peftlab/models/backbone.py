@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from peftlab.measure.precision import autocast
 from peftlab.models.beam import beam_search
 from peftlab.models.causal import CAUSAL, Causal
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
 from peftlab.models.kind import IGNORE, right_pad
 from peftlab.models.seq2seq import SEQ2SEQ, Seq2Seq
-from peftlab.precision import autocast
 
 __all__ = ["IGNORE", "Backbone"]
 

@@ -21,10 +21,10 @@ import torch
 
 from peftlab.config import ModelConfig
 from peftlab.errors import PeftlabError
+from peftlab.measure.precision import run_dtypes
 from peftlab.models.backbone import Backbone
 from peftlab.models.bundled import BUNDLED, ensure_cached
 from peftlab.models.tiny import TINY_MODELS, tiny_model
-from peftlab.precision import run_dtypes
 
 
 def default_device() -> torch.device:

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peftlab.comparison.lr_choice import Choice, found
 from peftlab.errors import PeftlabError
-from peftlab.lr_choice import Choice, found
 from peftlab.report import lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
@@ -29,7 +29,7 @@ from peftlab.report.overlap import overlap_notes
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
-from peftlab.runio import atomic_write_bytes, atomic_write_text, inside
+from peftlab.rundir.runio import atomic_write_bytes, atomic_write_text, inside
 
 __all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_overview", "print_report", "write_report"]
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from peftlab.console import console
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Prediction, Run
-from peftlab.runio import REFERENCE_SEPARATOR
+from peftlab.rundir.runio import REFERENCE_SEPARATOR
 
 # Fixed, so reports of the same comparison always show the same examples; far-apart indices
 # sample beyond the first few (often the easiest or shortest) examples.

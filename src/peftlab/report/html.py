@@ -15,8 +15,8 @@ import time
 
 import yaml
 
+from peftlab.comparison.lr_choice import Choice
 from peftlab.humanize import human_bytes
-from peftlab.lr_choice import Choice
 from peftlab.report import explorer, lr_table, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes

@@ -4,7 +4,7 @@ leaderboard contains; the chosen value's part up to its rung is its first-seed r
 
 from __future__ import annotations
 
-from peftlab.lr_choice import search_cost
+from peftlab.comparison.lr_choice import search_cost
 from peftlab.report.aggregate import Comparison
 
 COLUMN = "lr search"

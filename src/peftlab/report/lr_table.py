@@ -14,7 +14,7 @@ from html import escape
 
 import numpy as np
 
-from peftlab.lr_choice import Choice, Trial, rung_key
+from peftlab.comparison.lr_choice import Choice, Trial, rung_key
 from peftlab.report.tables import human_flops
 from peftlab.report.ties import bootstrap_difference, mean_of_scores
 

@@ -6,10 +6,10 @@ when labels were trained at different budgets the report lists them instead of o
 
 from __future__ import annotations
 
-from peftlab.budget import BUDGET_KINDS, BudgetKind
 from peftlab.report.aggregate import Comparison
 from peftlab.report.runs import Run
 from peftlab.report.tables import human_flops
+from peftlab.training.budget import BUDGET_KINDS, BudgetKind
 
 
 def budget(run: Run) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from peftlab.report.aggregate import Comparison
-from peftlab.summary import Overlap
+from peftlab.rundir.summary import Overlap
 
 PAIR_NAMES = {"train_validation": "validation", "train_test": "test"}
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from peftlab.errors import PeftlabError
-from peftlab.runio import read_jsonl, read_predictions_csv
-from peftlab.summary import RunSummary
+from peftlab.rundir.runio import read_jsonl, read_predictions_csv
+from peftlab.rundir.summary import RunSummary
 
 
 @dataclass

@@ -17,7 +17,7 @@ from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.top_group import TIE_RULE
 from peftlab.report.verdict import verdict
-from peftlab.runio import atomic_write_text
+from peftlab.rundir.runio import atomic_write_text
 
 HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "budget", "train s", "peak mem")
 TERMINAL_HEADER = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")

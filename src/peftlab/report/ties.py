@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peftlab.report.runs import Run
-from peftlab.runio import REFERENCE_SEPARATOR
+from peftlab.rundir.runio import REFERENCE_SEPARATOR
 from peftlab.tasks.metrics import metric_of_primary
 
 RESAMPLES = 1000

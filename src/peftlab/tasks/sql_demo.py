@@ -20,7 +20,7 @@ import sqlite3
 import string
 from pathlib import Path
 
-from peftlab.runio import atomic_sqlite
+from peftlab.rundir.runio import atomic_sqlite
 
 from .sql_exec import SQLError, run_readonly
 

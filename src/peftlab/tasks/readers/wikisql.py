@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
-from peftlab.runio import atomic_sqlite
+from peftlab.rundir.runio import atomic_sqlite
 from peftlab.tasks.readers import check_options
 
 AGGREGATIONS = ("", "MAX", "MIN", "COUNT", "SUM", "AVG")
