@@ -1,4 +1,4 @@
-"""Numbers for people: byte sizes as the report's and inspect's tables show them."""
+"""Numbers for people: byte sizes and FLOP counts as the report's and inspect's tables show them."""
 
 from __future__ import annotations
 
@@ -12,3 +12,14 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def human_flops(n: float | None) -> str:
+    """'950', '2.1 G', '3.0 P' (powers of 1000, SI prefixes; any count, FLOPs most often); '-' when unknown."""
+    if n is None:
+        return "-"
+    for unit in ("", "k", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.0f}" if unit == "" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} E"

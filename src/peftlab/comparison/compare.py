@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import ValidationError
 
 from peftlab.comparison import lr_search
 from peftlab.comparison.compare_checks import (
@@ -35,14 +35,11 @@ from peftlab.comparison.compare_checks import (
     check_summaries,
     label_of,
 )
-from peftlab.comparison.launch import Job, Launcher, LauncherConfig, make_launcher
+from peftlab.comparison.experiment import CompareConfig
+from peftlab.comparison.launch import Job, Launcher, make_launcher
 from peftlab.comparison.lr_choice import Choice
-from peftlab.comparison.lr_search import LrSearch
 from peftlab.config import (
-    MAX_SEED,
-    EvalConfig,
     ExperimentConfig,
-    ModelConfig,
     TaskConfig,
     _format_validation_error,
     load_config,
@@ -54,106 +51,9 @@ from peftlab.methods import get_method
 from peftlab.models.bundled import ensure_cached
 from peftlab.models.loading import check_remote_code
 from peftlab.rundir.diskspace import ensure_writable_dir
-from peftlab.rundir.runio import PLAIN_NAME, PLAIN_WORDS, finished_with_config, inside
+from peftlab.rundir.runio import finished_with_config, inside
 from peftlab.tasks.base import Task, build_task
 from peftlab.training.budget import BY_NAME
-
-
-class CompareConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="Comparison name: its folder is output_dir/name.")
-    output_dir: str = Field("runs", description="Where the comparison folder is written.")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    task: dict[str, Any] = Field(
-        description="The task section, as in a run config (e.g. {name: dialogsum, data_dir: ...})."
-    )
-    budget: dict[str, float] = Field(
-        description="One budget for every run: {steps|epochs|examples|tokens|flops|seconds: amount}."
-    )
-    evals: int = Field(4, ge=1, description="Validations at evenly spaced fractions of the budget (learning curves).")
-    seeds: list[StrictInt] = Field([0], min_length=1, description="Seeds; a method that does not train runs once.")
-    train: dict[str, Any] = Field(
-        default_factory=dict, description="Shared train settings (batch_size, schedule, ...)."
-    )
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    trackers: list[str] = Field(["tensorboard"], description="tensorboard (default), wandb, mlflow; [] for none.")
-    examples: list[StrictInt] = Field([0, 1, 2, 42], description="Test indices shown side by side in the report.")
-    forgetting: dict[str, Any] | None = Field(
-        None,
-        description="Measure forgetting in every run (the LM loss on a text sample after training minus "
-        "before; a leaderboard column and a Pareto plot), e.g. "
-        "{task: {name: dialogsum, data_dir: ...}, examples: 200}.",
-    )
-    methods: list[dict[str, Any]] = Field(
-        min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."
-    )
-    lr_search: LrSearch = Field(
-        default_factory=LrSearch,
-        description="Every training method's lr chosen on validation by successive halving (lr_search.py): "
-        "{factors: [...], rungs: [...]} (default: its own lr x 1/3, 1, 3; one rung at 1/3 of the budget), or off "
-        "(every method at its one lr). A method entry's lr_grid: [...] gives its own values.",
-    )
-    lr_factors: list[float] | None = Field(None, description="The older name of lr_search.factors (e.g. [0.3, 1, 3]).")
-    processes: int = Field(
-        1,
-        ge=1,
-        description="Processes per run (one GPU each, under `accelerate launch`); a step then sees "
-        "processes x batch_size examples. The launcher gives each run that many device slots.",
-    )
-    launcher: LauncherConfig = Field(
-        default_factory=LauncherConfig,
-        description="Where the runs go: {name: local|slurm|ray, parallel, devices, slurm: {...}, ray: {...}}.",
-    )
-    calibrated_zero_shot: bool = Field(
-        True,
-        description="On a classify or multiple_choice task, add to each zero-shot entry (method none) a "
-        "'<label>+calibrated' row scored with contextual calibration (task.calibrate).",
-    )
-
-    @field_validator("budget")
-    @classmethod
-    def _one_budget(cls, v: dict[str, float]) -> dict[str, float]:
-        if len(v) != 1 or next(iter(v)) not in BY_NAME:
-            raise ValueError(f"give exactly one of {', '.join(BY_NAME)}, e.g. {{flops: 2.0e+15}}")
-        return v
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, v: str) -> str:
-        # The name becomes the comparison's folder under output_dir: '../x' or '/x' would write elsewhere.
-        if not re.fullmatch(PLAIN_NAME, v):
-            raise ValueError(f"the comparison's folder is output_dir/name, so name must be {PLAIN_WORDS}")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int]) -> list[int]:
-        # numpy seeds are 0..2**32-1 (others fail every run after it starts), and a repeated seed is one
-        # run folder trained twice.
-        bad = [s for s in v if not 0 <= s <= MAX_SEED]
-        twice = sorted({s for s in v if v.count(s) > 1})
-        if bad or twice:
-            what = f"{bad} out of range" if bad else f"{twice} given twice"
-            raise ValueError(f"give distinct integers 0..{MAX_SEED} (numpy's seed range, 2**32-1); {what}")
-        return v
-
-    @field_validator("examples")
-    @classmethod
-    def _examples(cls, v: list[int]) -> list[int]:
-        if any(i < 0 for i in v):
-            raise ValueError("give test-example indices from 0 (the first test example) up, e.g. [0, 1, 2]")
-        return v
-
-    @field_validator("lr_factors")
-    @classmethod
-    def _positive(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and (not v or any(f <= 0 for f in v)):
-            raise ValueError("give positive factors, e.g. [0.3, 1, 3]")
-        return v
-
-    def folder(self) -> Path:
-        return inside(self.output_dir, Path(self.output_dir) / self.name, f"name {self.name!r}")
-
 
 # What a method entry may set in its own `train:`: how the method is optimised, not how much it is
 # trained or on what, nor how it is scored. Everything else is the comparison's, the same for every

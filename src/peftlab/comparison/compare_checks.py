@@ -9,11 +9,12 @@ import copy
 import re
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import ValidationError
 
+from peftlab.comparison.experiment import CompareConfig
 from peftlab.config import (
     ExperimentConfig,
     ForgettingConfig,
@@ -27,9 +28,6 @@ from peftlab.methods import REGISTRY
 from peftlab.rundir.summary import RunSummary
 from peftlab.tasks.catalog import resolve_task
 from peftlab.training.budget import BY_NAME
-
-if TYPE_CHECKING:  # compare.py imports this module
-    from peftlab.comparison.compare import CompareConfig
 
 
 def label_of(entry: dict[str, Any]) -> str:

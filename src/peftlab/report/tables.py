@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from peftlab.console import console
-from peftlab.humanize import human_bytes
+from peftlab.humanize import human_bytes, human_flops
 from peftlab.report import lr_cost, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
@@ -21,16 +21,6 @@ from peftlab.rundir.runio import atomic_write_text
 
 HEADER = ("label", "test", "n", "vs best", "trainable", "%", "adapter", "FLOPs", "budget", "train s", "peak mem")
 TERMINAL_HEADER = ("label", "test", "n", "vs best", "trainable", "adapter", "FLOPs", "train s", "peak mem")
-
-
-def human_flops(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("", "k", "M", "G", "T", "P"):
-        if abs(n) < 1000:
-            return f"{n:.0f}" if unit == "" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} E"
 
 
 def score_cell(e: Entry) -> str:

@@ -20,16 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peftlab.humanize import human_bytes
+from peftlab.humanize import human_bytes, human_flops
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.measures import IN_DOMAIN
 from peftlab.report.pareto import pareto_front
-
-
-def _count(n: float) -> str:
-    from peftlab.report.tables import human_flops  # local: tables imports this module
-
-    return human_flops(n)
 
 
 def _seconds(n: float) -> str:
@@ -42,8 +36,8 @@ def _signed(n: float) -> str:
 
 # (cost key in Entry.costs, name in the sentence, how a level is written)
 AXES: tuple[tuple[str, str, Callable[[float], str]], ...] = (
-    ("trainable_params", "trainable parameters", _count),
-    ("flops", "training FLOPs", _count),
+    ("trainable_params", "trainable parameters", human_flops),
+    ("flops", "training FLOPs", human_flops),
     ("peak_memory_bytes", "training memory", human_bytes),
     ("train_seconds", "training time", _seconds),
     ("forgetting_delta", "forgetting", _signed),

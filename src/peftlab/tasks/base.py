@@ -1,4 +1,5 @@
-"""A task: examples per split, how they are prompted, and how generations are scored.
+"""Building a task: examples per split from a config, how they are prompted, and which metrics score
+them (the Task and Example records themselves: task.py).
 
 Every method of a comparison gets its examples from here, so all of them see the same prompt.
 """
@@ -8,8 +9,6 @@ from __future__ import annotations
 import random
 import sqlite3
 import string
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
@@ -24,58 +23,9 @@ from peftlab.tasks.holdout import hold_out, input_fields, input_text
 from peftlab.tasks.overlap import dedupe, normalise
 from peftlab.tasks.readers import get_reader
 from peftlab.tasks.sql_exec import GOLD_TIMEOUT_S, SQLError, SQLTimeout, run_readonly
+from peftlab.tasks.task import Example, Task
 
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class Example:
-    id: str
-    prompt: str  # the task's prompt text, before any chat template
-    target: str  # what the model is trained to produce
-    references: list[str]  # what a prediction is scored against (several = multi-reference max)
-    choices: list[str] | None = None  # multiple_choice: this example's options (classify: task.label_words)
-    database: str | None = None  # text-to-SQL: the SQLite file the SQL runs on
-
-
-@dataclass
-class Task:
-    name: str
-    splits: dict[str, list[Example]]
-    metrics: list[str]  # metric names (peftlab.tasks.metrics); the first one's primary key is the primary
-    primary: str
-    max_new_tokens: int
-    higher_is_better: bool = True
-    # Turns a user's raw text into the task's prompt (for `peftlab generate`); None = use as is.
-    format_input: Callable[[str], str] | None = None
-    output_type: str = "generate"
-    label_words: list[str] | None = None  # classify: the valid answers
-    # Contextual calibration: the prompt with content-free fields (tasks/calibration.py); None = off.
-    content_free: list[str] | None = None
-    # Inputs shared between splits and what was done about them (tasks/overlap.py; summary.json's overlap).
-    overlap: dict | None = None
-
-    def split(self, name: str) -> list[Example]:
-        if name not in self.splits or not self.splits[name]:
-            have = ", ".join(k for k, v in self.splits.items() if v) or "none"
-            raise PeftlabError(f"task '{self.name}': split '{name}' is missing or empty (have: {have})")
-        return self.splits[name]
-
-    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float]:
-        refs = [e.references for e in examples]
-        scores: dict[str, float] = {}
-        for name in self.metrics:
-            metric = metrics.REGISTRY[name]
-            if metric.needs_database:
-                scores.update(metric.compute(predictions, refs, [e.database for e in examples]))
-            else:
-                scores.update(metric.compute(predictions, refs))
-        return scores
-
-    def per_example(self, predictions: list[str], examples: list[Example]) -> list[float]:
-        """The primary metric of each example alone (sentence-level for corpus metrics such as
-        BLEU): what paired bootstrap confidence intervals resample."""
-        return [self.score([p], [e])[self.primary] for p, e in zip(predictions, examples)]
 
 
 def _needs_database(cfg: TaskConfig) -> bool:
@@ -84,7 +34,7 @@ def _needs_database(cfg: TaskConfig) -> bool:
 
 def build_task(cfg: TaskConfig, log=None) -> Task:
     """Examples of every split, with the same prompt for every method, and how they are scored."""
-    # local: tasks.builtin imports this module (cycle), and pulls in torch through peftlab.models
+    # local: tasks.builtin pulls in torch through peftlab.models, which reading a task's files does not need
     from peftlab.tasks.builtin import BUILTIN
 
     log = log or (lambda *_: None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from peftlab.config import TaskConfig
 from peftlab.models.bundled import cache_root
 from peftlab.tasks import sql_demo as demo
-from peftlab.tasks.base import Example, Task
+from peftlab.tasks.task import Example, Task
 
 
 def sql_demo(cfg: TaskConfig) -> Task:

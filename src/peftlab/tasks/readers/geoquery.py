@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from peftlab.errors import PeftlabError
-from peftlab.tasks.readers import check_options
+from peftlab.tasks.readers.common import check_options
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
 

@@ -10,7 +10,7 @@ ROUGE, as in Gao et al.).
 from __future__ import annotations
 
 from peftlab.errors import PeftlabError
-from peftlab.tasks.readers import check_options
+from peftlab.tasks.readers.common import check_options
 
 LETTERS = "ABCDEFGH"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from peftlab.errors import PeftlabError
 from peftlab.rundir.runio import atomic_sqlite
-from peftlab.tasks.readers import check_options
+from peftlab.tasks.readers.common import check_options
 
 AGGREGATIONS = ("", "MAX", "MIN", "COUNT", "SUM", "AVG")
 OPERATORS = ("=", ">", "<")
