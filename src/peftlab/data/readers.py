@@ -1,4 +1,5 @@
-"""Read a split from JSONL, CSV or Parquet (local), or from a Hugging Face hub dataset.
+"""Read a split from JSONL, CSV or Parquet (local), a folder written by ``datasets``' ``save_to_disk``,
+or a Hugging Face hub dataset.
 
 Errors name the file and, for JSONL, the line, so a bad row is found in seconds.
 """
@@ -14,8 +15,44 @@ from peftlab.errors import PeftlabError
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
+def saved_dataset(folder: Path) -> str | None:
+    """'dict' for a DatasetDict saved with ``save_to_disk`` (one subfolder per split), 'dataset' for one
+    saved Dataset (one split), None for any other folder. Read from the files ``save_to_disk`` writes."""
+    if (folder / "dataset_dict.json").is_file():
+        return "dict"
+    if (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file():
+        return "dataset"
+    return None
+
+
+def read_saved_splits(folder: Path) -> dict[str, list[dict]]:
+    """Every split of a DatasetDict saved with ``save_to_disk``, as rows (Arrow files: no code runs)."""
+    try:
+        from datasets import load_from_disk
+
+        return {name: split.to_list() for name, split in load_from_disk(str(folder)).items()}
+    except Exception as e:  # a damaged or partial folder: name it and keep datasets' reason
+        raise PeftlabError(f"{folder}: cannot read the saved dataset ({type(e).__name__}: {e})") from None
+
+
+def _read_saved(p: Path) -> list[dict]:
+    try:
+        from datasets import load_from_disk
+
+        return load_from_disk(str(p)).to_list()
+    except Exception as e:
+        raise PeftlabError(f"{p}: cannot read the saved dataset ({type(e).__name__}: {e})") from None
+
+
 def read_rows(path: str | Path) -> list[dict]:
     p = Path(path)
+    if p.is_dir() and saved_dataset(p) == "dataset":
+        return _read_saved(p)
+    if p.is_dir() and saved_dataset(p) == "dict":
+        raise PeftlabError(
+            f"{p}: a DatasetDict saved with save_to_disk holds several splits; give it as task.data_dir "
+            "(its splits are read by name, or named per split in task.local_files)"
+        )
     if not p.is_file():
         raise PeftlabError(f"data file is a folder, not a file: {p}" if p.is_dir() else f"data file not found: {p}")
     suffix = p.suffix.lower()

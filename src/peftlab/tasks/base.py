@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from peftlab.config import TaskConfig
-from peftlab.data.readers import read_hub, read_rows
+from peftlab.data.readers import read_hub, read_rows, read_saved_splits, saved_dataset
 from peftlab.errors import PeftlabError
 from peftlab.tasks import metrics
 from peftlab.tasks.calibration import content_free_prompts
@@ -108,6 +108,8 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
     if cfg.data_files is not None:
         files = {s: Path(p) for s, p in cfg.data_files.items()}
         what = "task.data_files"
+    elif cfg.data_dir is not None and saved_dataset(base) == "dict":
+        return (*_saved_splits(cfg, base), base)
     elif cfg.data_dir is not None:
         if not cfg.local_files:
             raise PeftlabError("task.data_dir is set but task.local_files (file name per split) is not")
@@ -131,6 +133,30 @@ def _raw_splits(cfg: TaskConfig) -> tuple[dict[str, list[dict]] | None, dict[str
         raw, sources = {s: read_rows(p) for s, p in files.items()}, {s: str(p) for s, p in files.items()}
     _refuse_empty(raw, sources, what)
     return raw, sources, base
+
+
+def _saved_splits(cfg: TaskConfig, base: Path) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """The splits of a DatasetDict saved with ``save_to_disk`` (task.data_dir): each of train, validation
+    and test by its own name, or by the saved split task.local_files names for it ({validation: dev})."""
+    saved = read_saved_splits(base)
+    wanted = dict(cfg.local_files) if cfg.local_files else {s: s for s in SPLITS if s in saved}
+    for split, name in wanted.items():
+        if split not in (*SPLITS, "all"):
+            raise PeftlabError(f"task.local_files: unknown split '{split}'; allowed: {', '.join((*SPLITS, 'all'))}")
+        if name not in saved:
+            raise PeftlabError(
+                f"task.data_dir: {base} (saved with save_to_disk) has no split '{name}'; it has "
+                f"{', '.join(sorted(saved))}; name the one to use per split in task.local_files"
+            )
+    if not wanted:
+        raise PeftlabError(
+            f"task.data_dir: {base} (saved with save_to_disk) has splits {', '.join(sorted(saved))}, none named "
+            f"{', '.join(SPLITS)}; map them in task.local_files, e.g. {{train: {sorted(saved)[0]}}}"
+        )
+    rows = {split: saved[name] for split, name in wanted.items()}
+    sources = {s: f"{base} (split {n})" for s, n in wanted.items()}
+    _refuse_empty(rows, sources, "task.data_dir")
+    return rows, sources
 
 
 def _refuse_empty(raw: dict[str, list[dict]], sources: dict[str, str], what: str) -> None:
