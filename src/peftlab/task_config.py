@@ -7,14 +7,31 @@ stays where callers find it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from peftlab.errors import suggest
 from peftlab.tasks.metrics import REGISTRY as METRIC_REGISTRY
 
-# The metrics a task may name: those registered in peftlab.tasks.metrics.
-Metric = Literal[tuple(METRIC_REGISTRY)]
+
+def registered_metric(name: str) -> str:
+    """``name`` when a metric of that name is registered (peftlab.tasks.metrics) now, when the config is
+    validated: a metric registered after import is accepted, which a Literal of the names at import was not."""
+    if name not in METRIC_REGISTRY:
+        allowed = list(METRIC_REGISTRY)
+        # A custom error: its message is shown as it is, after the field's location (task.metric: ...).
+        raise PydanticCustomError(
+            "unknown_metric",
+            "unknown metric {name}{hint}; allowed: {allowed}",
+            {"name": repr(name), "hint": suggest(name, allowed), "allowed": ", ".join(allowed)},
+        )
+    return name
+
+
+# The metrics a task may name: those registered in peftlab.tasks.metrics when the config is validated.
+Metric = Annotated[str, AfterValidator(registered_metric)]
 
 
 class Strict(BaseModel):

@@ -1,6 +1,9 @@
 """Checks every method must pass, on every tiny architecture. Each method's test file calls these.
 
-setup(arch, name, **options)           -> (backbone, method, options) with the method applied
+misfits()                              -> {(arch, method): why it does not apply} over the registry
+setup(arch, name, **options)           -> (backbone, method, options) with the method applied; a method
+                                          that does not apply to arch (Method.applies_to) skips the test,
+                                          with the reason (tests/methods/test_every_method.py pins the set)
 train_steps(bb, steps, lr)             -> (first loss, loss after training) on a fixed batch
 changed_parameters(bb, lr)             -> names of parameters that one optimizer step changed
 save_load_max_diff(arch, name, tmp)    -> max |logits| difference after save -> load on a fresh base
@@ -10,18 +13,34 @@ logits_unchanged_by_apply(arch, name)  -> True when the untrained method leaves 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from peftlab.methods import get_method, trainable_parameters
+from peftlab.methods import REGISTRY, get_method, trainable_parameters
 from peftlab.models.backbone import Backbone
 from peftlab.models.seq2seq import SEQ2SEQ
-from peftlab.models.tiny import EOS, PAD, tiny_model
+from peftlab.models.tiny import EOS, PAD, TINY_MODELS, tiny_model
 from tests.conftest import fixed_batch
+
+
+def misfits(archs: tuple[str, ...] = TINY_MODELS) -> dict[tuple[str, str], str]:
+    """{(arch, method name): the reason} for every registered method that does not apply to a tiny model."""
+    found = {}
+    for arch in archs:
+        model, _ = tiny_model(arch)
+        for name, method in REGISTRY.items():
+            reason = method.applies_to(model)
+            if reason is not None:
+                found[(arch, name)] = reason
+    return found
 
 
 def setup(arch: str, name: str, **options):
     model, tok = tiny_model(arch)
     method = get_method(name)
+    reason = method.applies_to(model)
+    if reason is not None:  # reported as a skip with its reason, never run on a model it refuses
+        pytest.skip(f"{name} does not apply to {arch}: {reason}")
     cfg = method.config_cls(**options)
     model = method.apply(model, cfg)
     return Backbone(model=model, tokenizer=tok, source=arch), method, cfg

@@ -44,6 +44,11 @@ class LoopHooks:
     selectable: Callable[[int], bool] = lambda step: True
 
 
+def fits_every_model(model: nn.Module) -> None:
+    """``Method.applies_to`` of a method that applies to any model (most do)."""
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -62,6 +67,14 @@ class Method:
     # its start: "lora_" matches "q_proj.lora_A.default.weight"); `peftlab params` counts them as
     # added. Empty for methods that train existing weights.
     added_markers: tuple[str, ...] = ()
+    # Methods whose markers are other methods' (hybrids: every registered component's): () -> markers,
+    # read when asked, so that a method registered later is counted too.
+    added_markers_for: Callable[[], tuple[str, ...]] | None = None
+    # model -> None when the method applies to it, else why not: what the model lacks, then '; ' and
+    # what the method needs ("the model has no bias terms; BitFit needs a model with biases such as
+    # GPT-Neo"); registry.misfit puts the model's name between the two. `peftlab check` and training ask
+    # before anything is written; the every-method tests run a method only on the tiny models it fits.
+    applies_to: Callable[[nn.Module], str | None] = fits_every_model
     # Its update is a change of existing weights that `peftlab merge` can fold in (LoRA, IA3).
     mergeable: bool = False
     # Methods where that depends on the options (the peft pass-through: LoHa merges, P-tuning does not).
@@ -142,10 +155,14 @@ class Method:
         """The label of a comparison's method entry ({name, <options>}) that names none."""
         return self.label_for(entry) if self.label_for else self.name
 
+    def markers(self) -> tuple[str, ...]:
+        """The parameter-name markers of the tensors this method adds (``added_markers``), as of now."""
+        return self.added_markers_for() if self.added_markers_for else self.added_markers
+
     def adds(self, parameter_name: str) -> bool:
         """Whether ``parameter_name`` is a tensor this method adds to the model."""
         parts = parameter_name.split(".")
-        return any(part.startswith(marker) for marker in self.added_markers for part in parts)
+        return any(part.startswith(marker) for marker in self.markers() for part in parts)
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

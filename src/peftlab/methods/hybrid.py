@@ -54,6 +54,7 @@ from torch import nn
 from peftlab.errors import PeftlabError
 from peftlab.methods import gates
 from peftlab.methods.base import Hook, Method, option_errors
+from peftlab.methods.registry import REGISTRY, get_method
 from peftlab.methods.tensors import load_tensors, save_tensors
 
 WEIGHTS = "hybrid.safetensors"
@@ -89,8 +90,6 @@ class HybridConfig(BaseModel):
 
 
 def _component(i: int, entry: dict[str, Any]) -> tuple[Method, BaseModel]:
-    from peftlab.methods import get_method  # local: peftlab.methods (the registry) imports this module (cycle)
-
     where = f"method.methods[{i}]"
     if not isinstance(entry, dict) or "name" not in entry:
         raise PeftlabError(f"{where}: each component is a mapping {{name: <method>, <its options>}}, got {entry!r}")
@@ -169,7 +168,17 @@ def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Modul
     return model
 
 
+def _refuse_misfits(model: nn.Module, cfg: HybridConfig) -> None:
+    """A component that does not apply to the model (``Method.applies_to``) stops the hybrid before any
+    component changed it. Here, not in the hybrid's own applies_to: which components it has is an option."""
+    for i, (method, _) in enumerate(cfg.components()):
+        reason = method.applies_to(model)
+        if reason is not None:
+            raise PeftlabError(f"method.methods[{i}]: {method.name} does not apply to this model: {reason}")
+
+
 def apply(model: nn.Module, cfg: HybridConfig) -> nn.Module:
+    _refuse_misfits(model, cfg)
     owner: dict[int, str] = {}  # id(parameter) -> component that made it trainable
     for method, options in sorted(cfg.components(), key=lambda c: _kind(*c)):
         model = _apply_one(model, method, options)
@@ -221,14 +230,18 @@ def deviations(cfg: HybridConfig) -> tuple[str, ...]:
 def label(entry: dict) -> str:
     """'lora+prompt_tuning': each component's own label ('houlsby' for a series adapter, 'loha' for peft's
     LoHa); with gates 'unipelt' (lora + prefix_tuning + a series adapter) or 'gated-<that label>'."""
-    from peftlab.methods import REGISTRY  # local: the registry imports this module (cycle)
-
     parts = [m for m in entry.get("methods") or [] if isinstance(m, dict)]
     names = [REGISTRY[m["name"]].label(m) if m.get("name") in REGISTRY else str(m.get("name")) for m in parts]
     joined = "+".join(names) or "hybrid"
     if not entry.get("gates"):
         return joined
     return "unipelt" if sorted(m.get("name") for m in parts) == sorted(UNIPELT) else f"gated-{joined}"
+
+
+def markers() -> tuple[str, ...]:
+    """A hybrid adds what its components add: the markers of every method registered now (their own,
+    so that no method's markers are derived from another's in a loop)."""
+    return tuple(sorted({m for c in REGISTRY.values() for m in c.added_markers}))
 
 
 def save(model: nn.Module, folder: Path) -> None:
@@ -256,6 +269,7 @@ METHOD = Method(
     save=save,
     load=load,
     zero_init=False,
+    added_markers_for=markers,
     label_for=lambda entry: label(entry),
     default_lr_for=default_lr,
     param_groups=param_groups,

@@ -8,7 +8,7 @@ multi-reference maximum used for DialogSum's three test summaries).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -214,7 +214,15 @@ REGISTRY: dict[str, Metric] = {}
 
 
 def register_metric(metric: Metric) -> Metric:
-    """Add a metric: task configs may name it (config.Metric is built from this registry)."""
+    """Add a metric: task configs may name it from now on (task_config.py checks names against this
+    registry when a config is validated)."""
+    if metric.name in REGISTRY:
+        # A second metric under one name would silently change what every task naming it scores.
+        first = REGISTRY[metric.name].compute
+        raise ValueError(
+            f"metric {metric.name!r} is already registered (computed by {first.__module__}.{first.__qualname__}); "
+            "give the new metric another name"
+        )
     REGISTRY[metric.name] = metric
     return metric
 
@@ -234,8 +242,23 @@ def metric_of_primary(key: str) -> Metric | None:
     return next((m for m in REGISTRY.values() if m.primary == key), None)
 
 
-METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
-    m.name: m.compute for m in REGISTRY.values() if not m.needs_database
-}
+class _TextMetrics(Mapping[str, Callable[[list[str], list[list[str]]], dict[str, float]]]):
+    """{name: compute} of the registered metrics that need no database, read from REGISTRY at each
+    access: a metric registered after import is there too."""
+
+    def _live(self) -> dict[str, Callable]:
+        return {m.name: m.compute for m in REGISTRY.values() if not m.needs_database}
+
+    def __getitem__(self, name: str) -> Callable[[list[str], list[list[str]]], dict[str, float]]:
+        return self._live()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._live())
+
+    def __len__(self) -> int:
+        return len(self._live())
+
+
+METRICS = _TextMetrics()
 """Metrics that need nothing but predictions and references: what `peftlab score` computes from a
 predictions file (execution_accuracy needs each example's database)."""
