@@ -12,6 +12,7 @@ from peftlab.config import load_config
 from peftlab.rundir.runio import read_jsonl
 from peftlab.training.budget import Budget, lr_factor
 from peftlab.training.train import train
+from peftlab.training.train_state import TrainState
 
 # ---- the rule, on numbers --------------------------------------------------------------------------
 
@@ -23,7 +24,7 @@ def run_budget(budget: Budget, costs: list[float]) -> list[float]:
     for c in costs:
         if not budget.admit({"steps": 1, budget.kind: c}):
             break
-        budget.add(**{"steps": 1, budget.kind: c})
+        budget.state.count_step({budget.kind: c})
         ran.append(c)
     return ran
 
@@ -31,38 +32,38 @@ def run_budget(budget: Budget, costs: list[float]) -> list[float]:
 def test_a_step_runs_only_when_that_lands_nearer_the_budget_than_stopping():
     # 1000 tokens in steps of 300: after 3 steps (900), a 4th would end at 1200 (200 over) while
     # stopping leaves 100 unspent: stop at 900.
-    b = Budget("tokens", 1000)
+    b = Budget("tokens", 1000, TrainState())
     assert run_budget(b, [300] * 10) == [300] * 3
     assert b.done and b.spent["tokens"] == 900 and b.progress == pytest.approx(0.9)
     # 1000 in steps of 300, 300, 300, 150: the 4th ends at 1050 (50 over) < 100 short: it runs.
-    b = Budget("tokens", 1000)
+    b = Budget("tokens", 1000, TrainState())
     assert run_budget(b, [300, 300, 300, 150, 150]) == [300, 300, 300, 150]
     assert b.done and b.spent["tokens"] == 1050
 
 
 def test_overshoot_never_exceeds_half_a_step_and_ties_spend_the_budget():
-    b = Budget("flops", 1000)
+    b = Budget("flops", 1000, TrainState())
     assert run_budget(b, [250, 250, 250, 500]) == [250, 250, 250, 500]  # 250 over = 250 short: runs
     for cost in (1, 7, 33, 97, 301, 499):
-        b = Budget("examples", 1000)
+        b = Budget("examples", 1000, TrainState())
         run_budget(b, [cost] * 2000)
         assert abs(b.spent["examples"] - 1000) <= cost / 2, cost
 
 
 def test_at_least_one_step_runs_even_when_it_is_bigger_than_the_budget():
-    b = Budget("flops", 100)
+    b = Budget("flops", 100, TrainState())
     assert run_budget(b, [1000, 1000]) == [1000]
     assert b.done and b.progress == 1.0
 
 
 def test_steps_budgets_are_unchanged_and_seconds_keep_running_until_spent():
-    b = Budget("steps", 5)
+    b = Budget("steps", 5, TrainState())
     assert len(run_budget(b, [1] * 10)) == 5
     # A step's seconds are not known before it runs: a seconds budget runs until it is spent.
-    b = Budget("seconds", 10)
+    b = Budget("seconds", 10, TrainState())
     steps = 0
     while b.admit({"steps": 1}):
-        b.add(steps=1, seconds=3)
+        b.state.count_step({"steps": 1}, seconds=3)
         steps += 1
     assert steps == 4 and b.spent["seconds"] == 12
 
@@ -70,15 +71,16 @@ def test_steps_budgets_are_unchanged_and_seconds_keep_running_until_spent():
 def test_the_schedule_uses_the_coming_steps_exact_share():
     # A tokens budget of 1000, warmup 20%: the first step spends 100 tokens = 10% of the budget, so
     # it runs at half the peak rate (not at the 1%/20% = 5% a guessed share gave).
-    b = Budget("tokens", 1000)
+    b = Budget("tokens", 1000, TrainState())
     assert b.step_fraction({"steps": 1, "tokens": 100}) == pytest.approx(0.1)
     assert lr_factor(b.progress, b.step_fraction({"steps": 1, "tokens": 100}), "linear", 0.2) == pytest.approx(0.5)
-    b.add(steps=1, tokens=100)
+    b.state.count_step({"tokens": 100})
     assert b.step_fraction({"steps": 1, "tokens": 300}) == pytest.approx(0.3)
     # seconds: estimated from the steps so far (a 1% guess before any)
-    s = Budget("seconds", 10)
+    s = Budget("seconds", 10, TrainState())
     assert s.step_fraction({"steps": 1}) == pytest.approx(0.01)
-    s.add(steps=2, seconds=4)
+    s.state.count_step({}, seconds=2)
+    s.state.count_step({}, seconds=2)
     assert s.step_fraction({"steps": 1}) == pytest.approx(0.2)
 
 

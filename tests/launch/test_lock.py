@@ -14,7 +14,8 @@ import time
 import pytest
 import yaml
 
-from peftlab.rundir.runlock import LOCKED_EXIT, NAME, RunLock, RunLocked
+from peftlab.rundir.folder import RunDir
+from peftlab.rundir.runlock import LOCKED_EXIT, RunLock, RunLocked
 
 HOLD = textwrap.dedent(
     """
@@ -29,7 +30,7 @@ HOLD = textwrap.dedent(
 
 def test_a_held_folder_is_refused_with_its_holder_named_and_free_again_after(tmp_path):
     with RunLock(tmp_path / "run"):
-        info = json.loads((tmp_path / "run" / NAME).read_text())
+        info = json.loads(RunDir(tmp_path / "run").lock.read_text())
         assert info["pid"] == os.getpid()
         with pytest.raises(RunLocked, match=f"pid {os.getpid()}") as e:
             RunLock(tmp_path / "run").__enter__()

@@ -70,3 +70,23 @@ def test_a_torn_last_metrics_line_is_dropped_not_fatal(tmp_path):
     with path.open("a") as f:
         f.write('{"step": 4, "train_lo')  # killed in the middle of a write
     assert [r["step"] for r in read_jsonl(path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["full", "none"])
+def test_a_crash_while_saving_a_methods_metadata_keeps_the_previous_file(tmp_path, monkeypatch, name):
+    import importlib
+
+    from peftlab.methods.tensors import META
+
+    save = importlib.import_module(f"peftlab.methods.{name}").save
+    model = torch.nn.Linear(2, 2)
+    save(model, tmp_path)
+
+    def crash(fd):
+        raise Crash("power cut")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(Crash):  # written through the atomic writer, which syncs before it renames
+        save(model, tmp_path)
+    assert json.loads((tmp_path / META).read_text()) == {"method": name}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind

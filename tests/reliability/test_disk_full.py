@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 
 import peftlab.rundir.summary as summary_module
 import peftlab.training.checkpoint as checkpoint_module
-import peftlab.training.train as train_module
+import peftlab.training.run as run_module
 from peftlab.cli import main
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
@@ -88,7 +88,7 @@ def test_compare_into_an_output_dir_that_is_a_file_exits_2_naming_it(tmp_path, c
 
 
 def test_a_full_disk_at_the_metrics_append_stops_the_run_and_a_rerun_resumes(tmp_path, copy_task, monkeypatch, capsys):
-    real = train_module.append_jsonl
+    real = run_module.append_jsonl
 
     def full_at_step_7(path, record):
         if record.get("step") == 7 and "train_loss" in record:
@@ -97,7 +97,7 @@ def test_a_full_disk_at_the_metrics_append_stops_the_run_and_a_rerun_resumes(tmp
             raise OSError(errno.ENOSPC, FULL)  # what file.write raises: no file name
         real(path, record)
 
-    monkeypatch.setattr(train_module, "append_jsonl", full_at_step_7)
+    monkeypatch.setattr(run_module, "append_jsonl", full_at_step_7)
     path = config_path(tmp_path, copy_task, "full")
     run_dir = tmp_path / "runs" / "full"
     assert main(["train", str(path)]) == 2
@@ -106,7 +106,7 @@ def test_a_full_disk_at_the_metrics_append_stops_the_run_and_a_rerun_resumes(tmp
     assert "free on that disk" in err and "checkpoint at step 6 is intact" in err
     assert f"peftlab train --resume {run_dir}" in err
     assert saved_step(run_dir) == 6 and not (run_dir / "summary.json").exists()
-    monkeypatch.setattr(train_module, "append_jsonl", real)
+    monkeypatch.setattr(run_module, "append_jsonl", real)
     resume_and_compare(tmp_path, copy_task, run_dir, capsys, at=6)
 
 

@@ -33,8 +33,8 @@ from peftlab.training import checkpoint
 from peftlab.training.budget import Budget
 from peftlab.training.train_state import TrainState
 
-if TYPE_CHECKING:  # train.py imports this module
-    from peftlab.training.train import Run
+if TYPE_CHECKING:  # annotations only
+    from peftlab.training.run import Run
     from peftlab.training.validation import Validation
 
 

@@ -7,7 +7,6 @@ tensors (SmolLM2's shared input/output embedding) once and restores the tie on l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -15,6 +14,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from peftlab.methods.base import Hook, Method
+from peftlab.methods.tensors import META
+from peftlab.rundir.runio import write_json
 
 WEIGHTS = "model.safetensors"
 
@@ -31,7 +32,7 @@ def apply(model: nn.Module, cfg: FullConfig) -> nn.Module:
 def save(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / WEIGHTS))
-    (folder / "peftlab_method.json").write_text(json.dumps({"method": "full"}))
+    write_json(folder / META, {"method": "full"})  # atomic: a crash never leaves half of it
 
 
 def load(base: nn.Module, folder: Path, cfg: FullConfig) -> nn.Module:

@@ -6,13 +6,14 @@ prompt and the same scoring as every trained method.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from peftlab.methods.base import Hook, Method
+from peftlab.methods.tensors import META
+from peftlab.rundir.runio import write_json
 
 
 class NoneConfig(BaseModel):
@@ -26,7 +27,7 @@ def apply(model: nn.Module, cfg: NoneConfig) -> nn.Module:
 
 def save(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "peftlab_method.json").write_text(json.dumps({"method": "none"}))
+    write_json(folder / META, {"method": "none"})  # atomic: a crash never leaves half of it
 
 
 def load(base: nn.Module, folder: Path, cfg: NoneConfig) -> nn.Module:

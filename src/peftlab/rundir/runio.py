@@ -1,10 +1,5 @@
-"""The run folder: what a run writes, written so that a crash never leaves half a file.
-
-config.yaml      the resolved config (every default filled in)
-metrics.jsonl    one line per logged step / validation (the learning curve)
-summary.json     final numbers, cost, versions, hardware (its fields: RunSummary in summary.py)
-predictions.csv  id, input, reference(s), prediction on the test split
-adapter/         the trained weights (safetensors) + method config
+"""Writing and reading a run folder's files so that a crash never leaves half a file (what the
+files are and their names: folder.py).
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from peftlab.errors import PeftlabError, suggest
+from peftlab.rundir.folder import RunDir
 
 # Several references of one example share a predictions.csv cell, joined by this (it cannot occur
 # in one line of text).
@@ -85,9 +81,9 @@ def atomic_sqlite(path: Path, fill) -> Path:
 
 def finished_with_config(run_dir: Path, matches: Callable[[str], bool]) -> tuple[bool, bool]:
     """(the run folder holds a finished run, ``matches(the text of its config.yaml)``)."""
-    path = Path(run_dir) / "config.yaml"
-    same = path.is_file() and matches(path.read_text(encoding="utf-8"))
-    return (Path(run_dir) / "summary.json").is_file(), same
+    folder = RunDir(run_dir)
+    same = folder.config.is_file() and matches(folder.config.read_text(encoding="utf-8"))
+    return folder.finished, same
 
 
 def write_json(path: Path, data: dict) -> None:

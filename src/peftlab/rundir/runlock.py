@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import RunDir
 
-NAME = "lock.json"
 LOCKED_EXIT = 75  # EX_TEMPFAIL: the run is being trained elsewhere; try again later
 
 
@@ -45,7 +45,7 @@ def job_id() -> str | None:
 def holder(run_dir: Path) -> str:
     """Who holds the lock, in words (from the file; 'another process' when it cannot be read)."""
     try:
-        info = json.loads((Path(run_dir) / NAME).read_text(encoding="utf-8"))
+        info = json.loads(RunDir(run_dir).lock.read_text(encoding="utf-8"))
         job = f", job {info['job_id']}" if info.get("job_id") else ""
         return f"host {info['host']} pid {info['pid']}{job} since {info['started']}"
     except (OSError, ValueError, KeyError, TypeError):
@@ -62,7 +62,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.run_dir / NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(RunDir(self.run_dir).lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise PeftlabError(
                 f"cannot write the run folder {self.run_dir}: {e.strerror or e} (check output_dir and free disk space)"

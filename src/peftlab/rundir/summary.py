@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from peftlab.errors import PeftlabError
 from peftlab.rundir.diskspace import writing
+from peftlab.rundir.folder import SUMMARY
 from peftlab.rundir.runio import write_json
 
 
@@ -222,7 +223,7 @@ class RunSummary(_Record):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_json(cls, data: object, source: str | Path = "summary.json") -> RunSummary:
+    def from_json(cls, data: object, source: str | Path = SUMMARY) -> RunSummary:
         """The summary in ``data`` (summary.json's parsed object); PeftlabError naming ``source``
         and every missing or ill-typed field."""
         if not isinstance(data, dict):

@@ -2,7 +2,8 @@
 
 Methods differ in cost per step (full fine-tuning computes weight gradients that LoRA does not;
 prompt tuning lengthens every sequence), so "the same number of steps" is not the same budget.
-A budget counts what was spent and says how far along a run is (``progress`` in [0, 1]).
+A budget says how far along a run is (``progress`` in [0, 1]) from what the run has spent, which it
+reads from the run's TrainState (train_state.py, the counters' one owner).
 
 Budgets are exact. A step's steps, examples, tokens and FLOPs are known before it runs (its batch
 is drawn first, and FLOPs are counted from its shapes), so:
@@ -27,7 +28,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # train_state imports torch; config and the report import this module's table
+    from peftlab.training.train_state import TrainState
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,19 @@ KINDS = tuple(k.name for k in BUDGET_KINDS if k.name != "epochs")
 class Budget:
     kind: str
     amount: float
-    # Integer counts stay integers (exact however large a FLOP count grows); seconds are floats.
-    spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    state: TrainState  # the run's counters: what has been spent is read from it, never copied here
     ended: bool = False  # admit() stopped the run at the step boundary nearest the budget
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"budget kind {self.kind!r}: allowed {', '.join(KINDS)}")
 
-    def add(self, **amounts: float) -> None:
-        """Record one optimizer step's spending (steps=1, examples=..., tokens=..., flops=..., seconds=...)."""
-        for k, v in amounts.items():
-            self.spent[k] += v
+    @property
+    def spent(self) -> dict[str, float]:
+        """What the run has spent so far, in every kind. Integer counts stay integers (exact however
+        large a FLOP count grows); seconds are floats."""
+        s = self.state
+        return {"steps": s.step, "examples": s.examples, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
 
     @property
     def progress(self) -> float:

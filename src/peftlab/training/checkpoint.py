@@ -31,13 +31,17 @@ from safetensors.torch import load_file, save_file
 
 from peftlab.errors import PeftlabError
 from peftlab.rundir.diskspace import writing
+from peftlab.rundir.folder import BEST, CHECKPOINT, RunDir, pending
 from peftlab.rundir.safe_read import read_json, safetensors_problem, sha256
 
-NAME = "checkpoint"
+NAME = CHECKPOINT  # comparison/lr_search.py moves a checkpoint by this name (and BEST with it)
+# Inside a checkpoint folder: its own format, read by nothing but this module.
 PREVIOUS = "previous"  # the older checkpoint, inside the newest (moving `checkpoint` moves both)
 STATE = "state.json"
-NEEDED = ("trainable.safetensors", "optimizer.safetensors")
-BEST = "best.safetensors"  # in the run folder and in each checkpoint
+TRAINABLE = "trainable.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+METHOD_STATE = "method.safetensors"
+NEEDED = (TRAINABLE, OPTIMIZER)
 
 
 class NoReadableCheckpoint(PeftlabError):
@@ -76,13 +80,14 @@ def save(
     """``best``: the best weights' file (``best_file``), copied in; None when there is none yet.
     ``method_state``: what a method keeps outside its weights (AdaLoRA's rank allocator), if anything."""
     run_dir = Path(run_dir)
-    final, tmp = run_dir / NAME, run_dir / f".{NAME}.tmp"
+    final = RunDir(run_dir).checkpoint
+    tmp = pending(final)
     _finish_swap(run_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(final / PREVIOUS, ignore_errors=True)  # the newest stays until the new one is complete
     opt_tensors, opt_meta = _flat_optimizer(optimizer)
-    files = {"trainable.safetensors": trainable, "optimizer.safetensors": opt_tensors}
-    files.update({"method.safetensors": method_state} if method_state else {})
+    files = {TRAINABLE: trainable, OPTIMIZER: opt_tensors}
+    files.update({METHOD_STATE: method_state} if method_state else {})
     try:
         tmp.mkdir(parents=True)
         sums = {name: _write_tensors(tensors, tmp / name) for name, tensors in files.items()}
@@ -142,7 +147,8 @@ def _fsync_dir(folder: Path) -> None:
 def _finish_swap(run_dir: Path) -> None:
     """A save killed between its two renames left the new checkpoint (with the old one inside, as
     previous/) beside its place: finish the rename."""
-    final, tmp = Path(run_dir) / NAME, Path(run_dir) / f".{NAME}.tmp"
+    final = RunDir(run_dir).checkpoint
+    tmp = pending(final)
     if not final.exists() and (tmp / PREVIOUS / STATE).is_file():
         os.replace(tmp, final)
 
@@ -150,7 +156,7 @@ def _finish_swap(run_dir: Path) -> None:
 def folders(run_dir: Path) -> list[Path]:
     """The run folder's checkpoints, newest first (those on disk)."""
     _finish_swap(Path(run_dir))
-    final = Path(run_dir) / NAME
+    final = RunDir(run_dir).checkpoint
     return [f for f in (final, final / PREVIOUS) if (f / STATE).is_file()]
 
 
@@ -199,7 +205,7 @@ def newest_sound(run_dir: Path, log: Callable[[str], None]) -> tuple[Path, dict]
             return folder, info
         problems.append(why)
     raise NoReadableCheckpoint(
-        f"{Path(run_dir) / NAME}: no readable checkpoint ({'; '.join(problems) or 'none saved'})"
+        f"{RunDir(run_dir).checkpoint}: no readable checkpoint ({'; '.join(problems) or 'none saved'})"
     )
 
 
@@ -210,7 +216,7 @@ def load(
     best weights' file or None; ``reinstate_best`` puts it back in the run folder). ``info["folder"]``:
     the checkpoint it came from (for ``method_state``)."""
     folder, info = newest_sound(Path(run_dir), log)
-    weights = load_file(folder / "trainable.safetensors")
+    weights = load_file(folder / TRAINABLE)
     missing = set(model_params) ^ set(weights)
     if missing:
         raise PeftlabError(
@@ -221,7 +227,7 @@ def load(
         for name, p in model_params.items():
             p.copy_(weights[name].to(p.device, p.dtype))
     device = next(iter(model_params.values())).device
-    opt = load_file(folder / "optimizer.safetensors", device=str(device))
+    opt = load_file(folder / OPTIMIZER, device=str(device))
     optimizer.load_state_dict(_unflat_optimizer(opt, info.pop("optimizer")))
     best = folder / BEST if (folder / BEST).is_file() else None
     return {**info, "folder": str(folder)}, best
@@ -229,15 +235,16 @@ def load(
 
 def method_state(folder: Path) -> dict[str, torch.Tensor]:
     """The method's own state saved in checkpoint ``folder`` (empty when the method keeps none)."""
-    path = Path(folder) / "method.safetensors"
+    path = Path(folder) / METHOD_STATE
     return load_file(path) if path.is_file() else {}
 
 
 def remove(run_dir: Path) -> None:
     """Both checkpoints, a save cut short and the best weights' file."""
-    shutil.rmtree(Path(run_dir) / NAME, ignore_errors=True)
-    shutil.rmtree(Path(run_dir) / f".{NAME}.tmp", ignore_errors=True)
-    for path in (Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"):
+    folder = RunDir(run_dir)
+    shutil.rmtree(folder.checkpoint, ignore_errors=True)
+    shutil.rmtree(pending(folder.checkpoint), ignore_errors=True)
+    for path in (folder.best, pending(folder.best)):
         path.unlink(missing_ok=True)
 
 
@@ -245,7 +252,8 @@ def remove(run_dir: Path) -> None:
 def keep_best(run_dir: Path, trainable: dict[str, torch.Tensor], step: int) -> None:
     """Write ``trainable`` as the best weights (of ``step``): beside the file, then renamed over it,
     so a crash leaves the earlier best whole."""
-    final, tmp = Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"
+    final = RunDir(run_dir).best
+    tmp = pending(final)
     try:
         _write_tensors(trainable, tmp, metadata={"step": str(step)})
     except BaseException:
@@ -256,14 +264,15 @@ def keep_best(run_dir: Path, trainable: dict[str, torch.Tensor], step: int) -> N
 
 
 def best_file(run_dir: Path) -> Path | None:
-    path = Path(run_dir) / BEST
+    path = RunDir(run_dir).best
     return path if path.is_file() else None
 
 
 def reinstate_best(run_dir: Path, best: Path | None) -> None:
     """Resuming: the best weights of the checkpoint resumed from (``load``'s file) become the run's;
     a later best was found by work the resumed run redoes. None: no best yet, any later one removed."""
-    final, tmp = Path(run_dir) / BEST, Path(run_dir) / f".{BEST}.tmp"
+    final = RunDir(run_dir).best
+    tmp = pending(final)
     if best is None:
         final.unlink(missing_ok=True)
         return
@@ -275,7 +284,7 @@ def reinstate_best(run_dir: Path, best: Path | None) -> None:
 def read_best(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     """The best weights kept at ``step`` (the state's best_step). A file of another step is an error:
     restoring it would report one validation's score with another step's weights."""
-    path = Path(run_dir) / BEST
+    path = RunDir(run_dir).best
     with safe_open(str(path), framework="pt") as f:
         kept = (f.metadata() or {}).get("step")  # checkpoints of older releases recorded none
         if kept is not None and int(kept) != step:
@@ -285,4 +294,4 @@ def read_best(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
 
 def disk_bytes(run_dir: Path) -> int:
     """What the run folder's checkpoints take on disk (space a resumed run writes over)."""
-    return sum(p.stat().st_size for p in (Path(run_dir) / NAME).rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in RunDir(run_dir).checkpoint.rglob("*") if p.is_file())

@@ -4,7 +4,6 @@ base model's loss on the forgetting sample taken before the method changes anyth
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from peftlab.console import console
 from peftlab.measure import forgetting
@@ -12,9 +11,7 @@ from peftlab.measure.precision import run_dtypes, store_frozen_linears
 from peftlab.methods.base import Method
 from peftlab.models.backbone import Backbone
 from peftlab.models.loading import load_as_trained
-
-if TYPE_CHECKING:  # train.py imports this module
-    from peftlab.training.train import Run
+from peftlab.training.run import Run
 
 
 def load_model(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from peftlab.config import ExperimentConfig, same_config
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import LOCK, LOG, RunDir
 from peftlab.rundir.runio import atomic_write_text, finished_with_config
 from peftlab.rundir.runlock import LOCKED_EXIT
-from peftlab.rundir.runlock import NAME as LOCK_NAME
 from peftlab.training import checkpoint
 
-LOG_NAME = "train.log"  # a launcher's copy of the trainer's output (launch/)
+LOG_NAME = LOG  # the launchers (comparison/launch/) import the log's name from here
 
 
 class RunFinished(PeftlabError):
@@ -41,8 +41,9 @@ def prepare_run_dir(
         )
     try:
         clear(run_dir)
-        atomic_write_text(run_dir / ".write-test", "ok")  # an unwritable or full disk fails here, not mid-run
-        (run_dir / ".write-test").unlink()
+        probe = RunDir(run_dir).write_test
+        atomic_write_text(probe, "ok")  # an unwritable or full disk fails here, not mid-run
+        probe.unlink()
     except OSError as e:
         raise PeftlabError(
             f"cannot write the run folder {run_dir}: {e.strerror or e} (check output_dir and free disk space)"
@@ -52,7 +53,7 @@ def prepare_run_dir(
 
 # Kept when a run folder starts over: the trainer's lock (held by this process, runlock.py) and the
 # launcher's log, which the launcher opened before this process started and still writes to.
-KEEP = frozenset({LOCK_NAME, LOG_NAME})
+KEEP = frozenset({LOCK, LOG})
 
 
 def clear(run_dir: Path) -> None:

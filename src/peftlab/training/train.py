@@ -13,7 +13,6 @@ which checkpoints save and ``--resume`` restores.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import math
 import os
@@ -22,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, InitProcessGroupKwargs
 
 from peftlab.comparison import rung
-from peftlab.config import ExperimentConfig, dump_config
+from peftlab.config import ExperimentConfig
 from peftlab.console import console, progress
 from peftlab.errors import PeftlabError
 from peftlab.evaluation.evaluate import generate_and_score, limit, show_scores
@@ -39,16 +37,16 @@ from peftlab.models.kind import output_head
 from peftlab.models.loading import check_remote_code
 from peftlab.rundir import diskspace
 from peftlab.rundir.diskspace import writing
-from peftlab.rundir.runio import append_jsonl, atomic_write_text, read_jsonl, write_predictions
+from peftlab.rundir.runio import atomic_write_text, read_jsonl, write_predictions
 from peftlab.rundir.runlock import RunLock
 from peftlab.tasks.base import Task, build_task
 from peftlab.training import checkpoint
 from peftlab.training.batching import EpochSampler, batches_forever
 from peftlab.training.budget import Budget, crossed, lr_factor
+from peftlab.training.run import Run, open_run
 from peftlab.training.run_model import load_model
-from peftlab.training.runstart import prepare_run_dir
 from peftlab.training.stop import StopRequest
-from peftlab.training.summarize import frozen_bf16_params, summarize
+from peftlab.training.summarize import RunFacts, frozen_bf16_params, summarize
 from peftlab.training.train_data import build_loader, make_budget
 from peftlab.training.train_state import TrainState, seed_everything
 from peftlab.training.validation import Validation, restore_best
@@ -102,30 +100,30 @@ def _train(
         else:
             memory.floor()  # zero-shot: the memory of the loaded model
         core.eval()
-        with writing(run.dir / "adapter"):
-            method.save(core, run.dir / "adapter")
+        with writing(run.files.adapter):
+            method.save(core, run.files.adapter)
         test = limit(task.split("test"), cfg.eval.max_test)
         test_scores, test_preds = generate_and_score(backbone, core, task, test, label="test", **validate.gen_kwargs)
         forgot = forgetting.measure(cfg, backbone, forgetting_texts, loss_before)
         inference = measure_inference(run, backbone, method.merges(options), test)
-    with writing(run.dir / "predictions.csv"):
-        write_predictions(run.dir / "predictions.csv", test, test_preds, task.per_example(test_preds, test))
+    with writing(run.files.predictions):
+        write_predictions(run.files.predictions, test, test_preds, task.per_example(test_preds, test))
     show_scores(f"{cfg.run_name()} test", test_scores, task.primary)
-    facts = {
-        "method": method,
-        "lr": lr,
-        "trainable": trainable,
-        "total": total,
-        "budget": budget,
-        "skipped_long": skipped,
-        "memory": memory,
-        "frozen_bf16_params": frozen_bf16,
-        "test": test,
-        "test_scores": test_scores,
-        "forgetting": forgot,
-        "inference": inference,
-    }
-    summarize(run, task, backbone, state, facts).write(run.dir / "summary.json")
+    facts = RunFacts(
+        method=method,
+        lr=lr,
+        trainable=trainable,
+        total=total,
+        budget=budget,
+        skipped_long=skipped,
+        memory=memory,
+        frozen_bf16_params=frozen_bf16,
+        test=test,
+        test_scores=test_scores,
+        forgetting=forgot,
+        inference=inference,
+    )
+    summarize(run, task, backbone, state, facts).write(run.files.summary)
     checkpoint.remove(run.dir)  # the run is finished: its adapter and summary replace the checkpoint
     if cfg.trackers:
         run.accelerator.end_training()
@@ -141,68 +139,6 @@ def measure_inference(run: Run, backbone: Backbone, merges: bool, test: list):
         return None
     inference_cost.release_training(run.accelerator, backbone.model)
     return inference_cost.measure(backbone, backbone.model, merges, [e.prompt for e in test])
-
-
-# ---- the run: folder, processes, metrics log ------------------------------------------------------
-@dataclass
-class Run:
-    """One run's config, folder and processes. Under `accelerate launch --num_processes N` every
-    process trains on its shard of each batch; the main one alone writes files, validates and tests."""
-
-    cfg: ExperimentConfig
-    accelerator: Accelerator
-    dir: Path
-    resuming: bool
-
-    @property
-    def main(self) -> bool:
-        return self.accelerator.is_main_process
-
-    @property
-    def processes(self) -> int:
-        return self.accelerator.num_processes
-
-    def log(self, record: dict) -> None:
-        """One metrics.jsonl line (and the trackers'), written by the main process."""
-        if not self.main:
-            return
-        with writing(self.dir / "metrics.jsonl"):
-            append_jsonl(self.dir / "metrics.jsonl", record)
-        if self.cfg.trackers:
-            flat = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-            flat.update({f"validation/{k}": v for k, v in record.get("validation", {}).items()})
-            self.accelerator.log(flat, step=record["step"])
-
-
-def open_run(cfg: ExperimentConfig, overwrite: bool, resume: bool, require_checkpoint: bool) -> Run:
-    cuda = torch.cuda.is_available()
-    accelerator = Accelerator(
-        cpu=not cuda,
-        mixed_precision="no",  # peftlab sets the numerics itself, the same for every method (precision.py)
-        log_with=cfg.trackers or None,
-        project_dir=str(cfg.run_dir()),
-        # Under `accelerate launch`, the other processes wait while the main one validates.
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(hours=6))],
-    )
-    console.quiet = not accelerator.is_main_process
-    if accelerator.is_main_process:
-        run_dir, resuming = prepare_run_dir(cfg, overwrite, resume, require_checkpoint)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        run_dir = cfg.run_dir()
-        resuming = resume and checkpoint.exists(run_dir)  # the main process removed any it will not resume
-    if cfg.trackers:
-        accelerator.init_trackers(
-            "tracking",
-            config={
-                "run": cfg.run_name(),
-                "label": cfg.label or cfg.method.name,
-                "method": cfg.method.name,
-                "seed": cfg.seed,
-            },
-        )
-    return Run(cfg, accelerator, run_dir, resuming)
 
 
 def check_free_space(run: Run, task: Task, trainable: int) -> None:
@@ -253,7 +189,8 @@ def fit(
     """Optimizer steps until the budget is spent; returns (state, budget, training examples skipped as too long)."""
     cfg, core = run.cfg, backbone.model
     loader, sampler, skipped = build_loader(cfg, run.processes, backbone, task)
-    budget = make_budget(cfg, loader)
+    state = TrainState()  # the run's counters: the budget reads what is spent from it
+    budget = make_budget(cfg, loader, state)
     with backbone.numerics():  # the FLOP probe's forwards, like every other, in the run's compute dtype
         # Counts gradient checkpointing's recomputation too (it finds the checkpointed layers).
         step_flops = StepFlops(core, backbone.kind.encoder_decoder)
@@ -270,7 +207,8 @@ def fit(
         output_head(core),
         method.loop_hooks(core) if method.loop_hooks else None,
     )
-    state = resume_state(loop, memory) if run.resuming else TrainState()
+    if run.resuming:
+        resume_state(loop, state, memory)
     loop.model, loop.optimizer = run.accelerator.prepare(loop.model, loop.optimizer)
     loop.model.train()
     announce(loop, len(loader.dataset))
@@ -301,8 +239,10 @@ def end_of_training(loop: Loop, state: TrainState, validate: Validation, memory:
     run, budget = loop.run, loop.budget
     if rung.reached(run.cfg, budget):
         return stop_at_rung(loop, state, validate, memory)
-    kind, amount, spent = budget.kind, budget.amount, budget.spent[budget.kind]
-    console.print(f"budget spent: {spent:g} of {amount:g} {kind} ({100 * spent / amount:.1f}%) in {state.step} steps")
+    amount, spent = budget.amount, budget.spent[budget.kind]
+    console.print(
+        f"budget spent: {spent:g} of {amount:g} {budget.kind} ({100 * spent / amount:.1f}%) in {state.step} steps"
+    )
     if run.main and validate:
         validate(state, select=selectable(loop, state))
 
@@ -335,45 +275,43 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
 
 
-def resume_state(loop: Loop, memory: PeakMemory) -> TrainState:
-    """Continue from the run folder's checkpoint: weights, optimizer, counters, data order, RNG."""
+def resume_state(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
+    """Continue from the run folder's checkpoint: weights, optimizer, counters (into ``state``, where
+    the budget reads them), data order, RNG."""
     run = loop.run
     try:
         info, best = checkpoint.load(run.dir, trainable_parameters(loop.model), loop.optimizer, log=warn)
     except checkpoint.NoReadableCheckpoint as e:
-        return restart(run, e)
+        restart(run, e)
+        return
     if run.main:  # the best weights of the checkpoint's moment (a later best is work now redone)
         checkpoint.reinstate_best(run.dir, best)
     if loop.hooks:
         loop.hooks.load_state(checkpoint.method_state(Path(info["folder"])))
-    state = TrainState.from_json(info)
-    loop.budget.spent.update(state.budget_spent)
+    state.restore(info)
     loop.sampler.epoch, loop.sampler.offset = state.sampler
     memory.peak = max(memory.peak, state.peak_memory_bytes)  # a resumed run keeps its earlier peaks
     memory.train_peak = max(memory.train_peak, state.train_peak_memory_bytes)
     # Lines logged after the checkpoint belong to work that is now redone.
-    metrics = run.dir / "metrics.jsonl"
-    records = [r for r in read_jsonl(metrics) if r["step"] <= state.step]
+    records = [r for r in read_jsonl(run.files.metrics) if r["step"] <= state.step]
     if run.main:
-        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in records))
+        atomic_write_text(run.files.metrics, "".join(json.dumps(r) + "\n" for r in records))
     console.print(
         f"resuming from the checkpoint at step {state.step} ({100 * loop.budget.progress:.0f}% of the budget)"
     )
-    return state
 
 
 def warn(message: str) -> None:
     console.print(message, markup=False, style="yellow")
 
 
-def restart(run: Run, why: Exception) -> TrainState:
+def restart(run: Run, why: Exception) -> None:
     """No checkpoint can be read: the run starts again from step 0 (its learning curve too), like a
-    fresh run of the same config and seed."""
+    fresh run of the same config and seed (its state stays the fresh one)."""
     warn(f"{why}; starting the run again from step 0")
     if run.main:
         checkpoint.remove(run.dir)
-        atomic_write_text(run.dir / "metrics.jsonl", "")
-    return TrainState()
+        atomic_write_text(run.files.metrics, "")
 
 
 def next_step(loop: Loop, batches) -> list[dict[str, torch.Tensor]]:
@@ -384,11 +322,11 @@ def next_step(loop: Loop, batches) -> list[dict[str, torch.Tensor]]:
 
 def step_cost(loop: Loop, shards: list[dict]) -> dict[str, float]:
     """What a step will spend, known before it runs (its seconds are measured after)."""
-    kind = loop.backbone.kind
+    model_kind = loop.backbone.kind
     return {
         "steps": 1,
         "examples": sum(b["input_ids"].shape[0] for b in shards),
-        "tokens": sum(kind.batch_tokens(b) for b in shards),  # prompt + target (encoder + decoder on seq2seq)
+        "tokens": sum(model_kind.batch_tokens(b) for b in shards),  # prompt + target (encoder + decoder on seq2seq)
         "flops": sum(loop.count_flops(b) for b in shards),  # arithmetic on the shapes, outside the timed region
     }
 
@@ -404,11 +342,11 @@ def upcoming(loop: Loop, batches) -> tuple[list[dict], dict[str, float]] | None:
 
 def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], cost: dict, stop: StopRequest) -> float:
     """One optimizer step over this process's shards (``cost``: their ``step_cost``); counts it in
-    ``state`` and the budget and returns the training loss (the step's token mean)."""
-    run, cfg, kind = loop.run, loop.run.cfg, loop.backbone.kind
+    ``state`` (the budget reads it there) and returns the training loss (the step's token mean)."""
+    run, cfg, model_kind = loop.run, loop.run.cfg, loop.backbone.kind
     accelerator, processes, budget = run.accelerator, run.processes, loop.budget
     mine = [{k: v.to(accelerator.device) for k, v in s.items()} for s in shards[accelerator.process_index :: processes]]
-    labelled = max(sum(kind.labelled_tokens(b) for b in shards), 1)
+    labelled = max(sum(model_kind.labelled_tokens(b) for b in shards), 1)
     # Warmup counts this step's exact share of the budget (budget.py: the schedule).
     factor = lr_factor(budget.progress, budget.step_fraction(cost), cfg.train.schedule, cfg.train.warmup_ratio)
     for group, base in zip(loop.optimizer.param_groups, loop.base_lrs):
@@ -419,7 +357,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], cost: dict
             # Gradients are averaged over processes once per step, not per micro-batch.
             with accelerator.no_sync(loop.model) if i < len(mine) - 1 else contextlib.nullcontext():
                 with loop.backbone.numerics():
-                    part = kind.loss_sum(loop.model, loop.head, b)
+                    part = model_kind.loss_sum(loop.model, loop.head, b)
                 # Sum over the step's labelled tokens / their count: one big batch's mean, whatever
                 # the split (DDP averages over processes, hence * processes).
                 scaled = part * (processes / labelled)
@@ -440,10 +378,7 @@ def optimizer_step(loop: Loop, state: TrainState, shards: list[dict], cost: dict
     if processes > 1:  # the processes must agree on the budget and on a stop request
         shared = accelerator.reduce(torch.tensor([seconds, float(stop.signal or 0)], device=accelerator.device), "max")
         seconds, stop.signal = float(shared[0]), int(shared[1]) or None
-    n_examples, n_tokens, step_flops = cost["examples"], cost["tokens"], cost["flops"]
-    state.step, state.examples, state.tokens = state.step + 1, state.examples + n_examples, state.tokens + n_tokens
-    state.flops, state.seconds = state.flops + step_flops, state.seconds + seconds
-    budget.add(steps=1, examples=n_examples, tokens=n_tokens, flops=step_flops, seconds=seconds)
+    state.count_step(cost, seconds)
     loop.current_lr = loop.optimizer.param_groups[0]["lr"]
     return loss
 
@@ -464,7 +399,7 @@ def after_step(
         run.log({**state.record(), "lr": loop.current_lr, "train_loss": loss})
     if not math.isfinite(loss):
         kept = (
-            f"the last good checkpoint is kept in {run.dir / checkpoint.NAME}"
+            f"the last good checkpoint is kept in {run.files.checkpoint}"
             if checkpoint.exists(run.dir)
             else "no checkpoint was saved before it"
         )
@@ -512,7 +447,7 @@ def stop_at_rung(loop: Loop, state: TrainState, validate: Validation, memory: Pe
 def save_checkpoint(loop: Loop, state: TrainState, memory: PeakMemory) -> None:
     if not loop.run.main:
         return
-    state.budget_spent, state.sampler = dict(loop.budget.spent), loop.position  # before the step drawn ahead
+    state.sampler = loop.position  # before the step drawn ahead
     state.peak_memory_bytes, state.train_peak_memory_bytes = memory.peak, memory.train_peak
     checkpoint.save(
         loop.run.dir,

@@ -16,6 +16,7 @@ from peftlab.models.backbone import Backbone
 from peftlab.tasks.base import Task
 from peftlab.training.batching import EpochSampler, ShardedCollate
 from peftlab.training.budget import Budget
+from peftlab.training.train_state import TrainState
 
 
 class EncodedExamples(torch.utils.data.Dataset):
@@ -75,8 +76,9 @@ def build_loader(
     return loader, sampler, skipped
 
 
-def make_budget(cfg: ExperimentConfig, loader: DataLoader) -> Budget:
+def make_budget(cfg: ExperimentConfig, loader: DataLoader, state: TrainState) -> Budget:
+    """The config's budget, reading what is spent from ``state`` (the run's counters)."""
     kind, amount = cfg.train.budget()
     if kind == "epochs":  # an epoch is a number of optimizer steps over this loader
         kind, amount = "steps", math.ceil(amount * max(len(loader) // cfg.train.grad_accum, 1))
-    return Budget(kind, amount)
+    return Budget(kind, amount, state)

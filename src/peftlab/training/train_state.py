@@ -1,5 +1,9 @@
 """What a training run has done so far: the counters a checkpoint saves and ``--resume`` restores.
 
+The counters (steps, examples, tokens, FLOPs, seconds) live here and only here: the budget
+(budget.py) reads what has been spent from the run's TrainState rather than keeping a copy, so the
+two can never disagree, after a resume either.
+
 A checkpoint is safetensors (weights, optimizer, best weights) plus this state as JSON
 (checkpoint.py; the best weights live in a file, never in this state); ``to_json`` / ``from_json``
 are its only writer and reader. Random states are stored as JSON lists, so loading a checkpoint
@@ -11,7 +15,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import psutil
@@ -29,7 +34,6 @@ class TrainState:
     seconds: float = 0.0  # wall time of optimizer steps only
     eval_seconds: float = 0.0  # validation passes so far (generation and scoring)
     wall_seconds: float = 0.0  # the whole run's wall time up to this process's start (earlier processes)
-    budget_spent: dict[str, float] = field(default_factory=dict)
     sampler: tuple[int, int] = (0, 0)  # (epoch, offset) of the batch order
     best_score: float = -math.inf  # signed so that larger is better whatever the metric's direction
     best_step: int = 0
@@ -47,7 +51,6 @@ class TrainState:
             "seconds": self.seconds,
             "eval_seconds": self.eval_seconds,
             "wall_seconds": run_wall_seconds(self),
-            "budget_spent": dict(self.budget_spent),
             "sampler": list(self.sampler),
             "best_score": self.best_score,
             "best_step": self.best_step,
@@ -57,26 +60,28 @@ class TrainState:
             "rng": rng_states(),
         }
 
-    @classmethod
-    def from_json(cls, info: dict) -> TrainState:
-        """The state a checkpoint saved; restores the random states it recorded."""
+    def restore(self, info: dict) -> None:
+        """Become the state a checkpoint saved (``to_json``'s dict), in place: the budget holds this
+        object and reads the restored counters. Restores the random states it recorded. A checkpoint
+        of an older release also holds budget_spent, a copy of these counters, not read."""
         set_rng_states(info["rng"])
-        return cls(
-            step=info["step"],
-            examples=info["examples"],
-            tokens=info["tokens"],
-            flops=info["flops"],
-            seconds=info["seconds"],
-            eval_seconds=info.get("eval_seconds", 0.0),  # checkpoints of older releases lack the two
-            wall_seconds=info.get("wall_seconds", 0.0),
-            budget_spent=dict(info["budget_spent"]),
-            sampler=tuple(info["sampler"]),
-            best_score=info["best_score"],
-            best_step=info["best_step"],
-            best_scores=info["best_scores"],
-            peak_memory_bytes=info.get("peak_memory_bytes", 0),
-            train_peak_memory_bytes=info.get("train_peak_memory_bytes", 0),
-        )
+        self.step, self.examples, self.tokens = info["step"], info["examples"], info["tokens"]
+        self.flops, self.seconds = info["flops"], info["seconds"]
+        self.eval_seconds = info.get("eval_seconds", 0.0)  # checkpoints of older releases lack the two
+        self.wall_seconds = info.get("wall_seconds", 0.0)
+        self.sampler = tuple(info["sampler"])
+        self.best_score, self.best_step, self.best_scores = info["best_score"], info["best_step"], info["best_scores"]
+        self.peak_memory_bytes = info.get("peak_memory_bytes", 0)
+        self.train_peak_memory_bytes = info.get("train_peak_memory_bytes", 0)
+
+    def count_step(self, cost: Mapping[str, float], seconds: float = 0.0) -> None:
+        """One optimizer step done: ``cost`` is what it spent (the loop's step_cost: examples, tokens,
+        flops; a kind left out spent nothing), ``seconds`` how long it took."""
+        self.step += 1
+        self.examples += cost.get("examples", 0)
+        self.tokens += cost.get("tokens", 0)
+        self.flops += cost.get("flops", 0)
+        self.seconds += seconds
 
     def record(self) -> dict:
         """The counters every metrics.jsonl line starts with."""

@@ -9,7 +9,6 @@ outside the timed step and outside the training peak."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,10 +18,8 @@ from peftlab.methods import trainable_parameters
 from peftlab.models.backbone import Backbone
 from peftlab.tasks.base import Task
 from peftlab.training import checkpoint
+from peftlab.training.run import Run
 from peftlab.training.train_state import TrainState
-
-if TYPE_CHECKING:  # train.py imports this module
-    from peftlab.training.train import Run
 
 
 class Validation:
