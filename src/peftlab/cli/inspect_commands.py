@@ -5,31 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peftlab.cli.options import EPILOG, _remote_code_flag, int_in
+from peftlab.cli.options import EPILOG, int_in, remote_code_flag
 
 MAX_IG_STEPS = 1024  # as inspect/ig.py's MAX_STEPS: Gauss-Legendre nodes come from an n x n eigenproblem
 
 
-def _attribute(args) -> None:
-    from peftlab.inspect.commands import run_attribute
-
-    run_attribute(Path(args.run_dir), args.split, args.example, args.steps, args.rule, args.baseline, args.batch_size)
-
-
-def _data(args) -> None:
-    from peftlab.inspect.commands import run_data
-
-    run_data(args.target, args.model, args.split, args.data_dir, args.out, args.examples)
-
-
-def _params(args) -> None:
-    from peftlab.inspect.commands import run_params
-
-    run_params(args.model, args.method, args.set, args.json)
-
-
-def _attribute_command(sub) -> None:
-    """Attribute: token attributions of one prediction."""
+def add_attribute(sub) -> None:
     at = sub.add_parser(
         "attribute",
         help="which input tokens drove a run's output (integrated gradients heatmap)",
@@ -67,12 +48,17 @@ def _attribute_command(sub) -> None:
     at.add_argument(
         "--batch-size", type=int_in(1), default=4, help="path points per forward/backward pass, >= 1 (default: 4)"
     )
-    _remote_code_flag(at)
-    at.set_defaults(func=_attribute)
+    remote_code_flag(at)
+    at.set_defaults(func=do_attribute)
 
 
-def _inspect_commands(sub) -> None:
-    """Data and params: a task's data and a method's parameters."""
+def do_attribute(args) -> None:
+    from peftlab.inspect.commands import run_attribute
+
+    run_attribute(Path(args.run_dir), args.split, args.example, args.steps, args.rule, args.baseline, args.batch_size)
+
+
+def add_data(sub) -> None:
     da = sub.add_parser(
         "data",
         help="token lengths, labels, truncation and formatted examples of a task's data",
@@ -92,8 +78,17 @@ def _inspect_commands(sub) -> None:
     da.add_argument("--data-dir", default=None, help="folder of the task's files, e.g. ../shared/data/dialogsum")
     da.add_argument("--out", default=None, help="folder for the PNGs and JSON (default: runs/data-<task>/)")
     da.add_argument("--examples", type=int_in(0), default=3, help="formatted examples to print, >= 0 (default: 3)")
-    _remote_code_flag(da)
-    da.set_defaults(func=_data)
+    remote_code_flag(da)
+    da.set_defaults(func=do_data)
+
+
+def do_data(args) -> None:
+    from peftlab.inspect.commands import run_data
+
+    run_data(args.target, args.model, args.split, args.data_dir, args.out, args.examples)
+
+
+def add_params(sub) -> None:
 
     pa = sub.add_parser(
         "params",
@@ -114,4 +109,10 @@ def _inspect_commands(sub) -> None:
         help="a method option, e.g. --set method.rank=8 (repeatable)",
     )
     pa.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    pa.set_defaults(func=_params)
+    pa.set_defaults(func=do_params)
+
+
+def do_params(args) -> None:
+    from peftlab.inspect.commands import run_params
+
+    run_params(args.model, args.method, args.set, args.json)

@@ -1,8 +1,12 @@
-"""argparse types and flags shared by the subcommands (cli.py, cli_compare.py, cli_inspect.py)."""
+"""argparse types, limits and flags that several subcommands share (the *_commands.py modules)."""
 
 from __future__ import annotations
 
 import argparse
+
+# Upper bound of --num-beams, the same as the config's eval.num_beams (config.py), written out here so that
+# `peftlab --help` does not import the config.
+MAX_BEAMS = 64  # beams multiply the generation batch: a width in the thousands only runs out of memory
 
 EPILOG = "Docs: README.md. Every config key is documented in src/peftlab/config.py (and `peftlab methods`)."
 
@@ -32,5 +36,5 @@ REMOTE_CODE_HELP = (
 )
 
 
-def _remote_code_flag(parser) -> None:
+def remote_code_flag(parser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help=REMOTE_CODE_HELP)

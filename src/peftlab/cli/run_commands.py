@@ -1,0 +1,160 @@
+"""`peftlab train` and `peftlab check`: one run from a config, or the config checked without training.
+Imports stay inside the functions that run the commands, so `peftlab --help` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peftlab.cli.options import EPILOG, remote_code_flag
+from peftlab.errors import PeftlabError
+
+
+def add_train(sub) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train one run from a YAML config",
+        epilog=EPILOG,
+        description="Train one method on one task and write a run folder "
+        "(config.yaml, metrics.jsonl, summary.json, predictions.csv, adapter/).",
+    )
+    t.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/sql_demo/lora.yaml")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-4 --set method.rank=8 (repeatable)",
+    )
+    t.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint: --resume RUN_DIR, or with a config, "
+        "--resume alone (its run folder, if it holds a checkpoint of the same config)",
+    )
+    t.add_argument(
+        "--allow-unsafe-pickle",
+        action="store_true",
+        help="let a model or adapter load from pickle files (.bin/.pt/.pth/.ckpt): only for files you trust, "
+        "pickle can run code",
+    )
+    remote_code_flag(t)
+    t.set_defaults(func=do_train)
+
+
+def do_train(args) -> None:
+    from peftlab.config import load_config
+    from peftlab.models.loading import check_remote_code
+    from peftlab.training.train import train
+
+    if isinstance(args.resume, str):  # peftlab train --resume RUN_DIR: the run folder's own config
+        _resume(Path(args.resume), args)
+        return
+    if args.config is None:
+        raise PeftlabError("give a config YAML (e.g. configs/sql_demo/lora.yaml) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.set)
+    check_remote_code(cfg.model, args.config)  # before the run folder is made
+    _refuse_misfit(cfg)
+    train(
+        cfg,
+        overwrite=args.overwrite,
+        resume=bool(args.resume),
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+    )
+
+
+def _resume(run_dir: Path, args) -> None:
+    """`train --resume RUN_DIR`: the run continues under the config it was started with, from its folder."""
+    from peftlab.config import load_config
+    from peftlab.evaluation.evaluate import run_config_path
+    from peftlab.models.loading import check_remote_code
+    from peftlab.training.train import train
+
+    if args.config is not None:
+        raise PeftlabError("give either a config or --resume RUN_DIR, not both")
+    if args.set:
+        raise PeftlabError("--set cannot change a run that is resumed (its checkpoint belongs to its config)")
+    cfg = load_config(run_config_path(run_dir))
+    check_remote_code(cfg.model, run_config_path(run_dir))
+    if cfg.run_dir().resolve() != run_dir.resolve():
+        raise PeftlabError(
+            f"{run_dir}: its config places the run at {cfg.run_dir()} (output_dir is relative to "
+            "the folder it was started from); run this command from that folder"
+        )
+    train(cfg, resume=True, require_checkpoint=True, allow_unsafe_pickle=args.allow_unsafe_pickle)
+
+
+def add_check(sub) -> None:
+    ck = sub.add_parser(
+        "check", help="validate a config and its data without training (no model is loaded)", epilog=EPILOG
+    )
+    ck.add_argument("config", help="experiment YAML")
+    ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ck.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="check as `train --trust-remote-code` would (accept model.trust_remote_code: true); nothing runs",
+    )
+    ck.set_defaults(func=do_check)
+
+
+def do_check(args) -> None:
+    """Validate a config and its data without loading a model: what `train` would refuse, now."""
+    from peftlab.config import load_config
+    from peftlab.console import console
+    from peftlab.models.loading import check_remote_code
+    from peftlab.tasks.base import build_task
+
+    cfg = load_config(args.config, args.set)
+    check_remote_code(cfg.model, args.config)  # what train would refuse without --trust-remote-code
+    _refuse_misfit(cfg)
+    task = build_task(cfg.task, log=console.print)
+    sizes = ", ".join(f"{split} {len(examples)}" for split, examples in task.splits.items())
+    console.print(
+        f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
+        f"({task.output_type}, primary metric {task.primary}); examples: {sizes}"
+    )
+
+
+def _model_skeleton(cfg):
+    """The model's modules and parameter names without its weights (built on the meta device), for
+    ``Method.applies_to``; None when its config cannot be read here (offline and not cached) or would
+    run the model's own code: then the method's own apply refuses a misfit, after the model loaded."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from peftlab.models.bundled import BUNDLED, cache_root, gguf_path
+    from peftlab.models.tiny import TINY_MODELS, tiny_model
+
+    if cfg.name in TINY_MODELS:  # built in code, in milliseconds
+        return tiny_model(cfg.name)[0]
+    if cfg.trust_remote_code:
+        return None
+    try:
+        cached = cache_root() / "models" / cfg.name  # a bundled model converted once (bundled.py)
+        if cfg.name in BUNDLED and not (cached / "config.json").is_file():  # not yet: the GGUF file's header
+            mcfg = AutoConfig.from_pretrained(gguf_path(cfg.name).parent, gguf_file=gguf_path(cfg.name).name)
+        else:
+            mcfg = AutoConfig.from_pretrained(cached if cfg.name in BUNDLED else cfg.name)
+    except (OSError, ValueError, PeftlabError):
+        return None
+    auto = AutoModelForSeq2SeqLM if getattr(mcfg, "is_encoder_decoder", False) else AutoModelForCausalLM
+    with torch.device("meta"):
+        return auto.from_config(mcfg)
+
+
+def _refuse_misfit(cfg) -> None:
+    """What training would refuse once the model loaded: a method that does not apply to the model
+    (BitFit on a model without biases). Before anything is written, for `check` and `train` alike."""
+    from peftlab.methods import get_method, refuse_misfit
+    from peftlab.methods.base import fits_every_model
+
+    method = get_method(cfg.method.name)
+    if method.applies_to is fits_every_model:  # nothing to ask: no model config is read
+        return
+    skeleton = _model_skeleton(cfg.model)
+    if skeleton is not None:
+        refuse_misfit(method, skeleton, cfg.model.name)
