@@ -12,6 +12,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import RunDir
 
 
 def safetensors_problem(path: Path) -> str | None:
@@ -74,5 +75,5 @@ def check_adapter(folder: Path, run_dir: Path) -> None:
         if problem:
             raise PeftlabError(
                 f"{path}: {problem}. The adapter cannot be used: restore this file from a copy, or train "
-                f"the run again with  peftlab train --overwrite {Path(run_dir) / 'config.yaml'}"
+                f"the run again with  peftlab train --overwrite {RunDir(run_dir).config}"
             )
