@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
 from peftlab.cli import main
-from peftlab.config import MethodConfig
+from peftlab.config import MethodConfig, load_config
 from peftlab.errors import PeftlabError
 from peftlab.measure.flops import StepFlops
 from peftlab.methods import count_parameters, get_method, method_options, refuse_misfit
 from peftlab.methods.bitfit import WEIGHTS, bias_names
 from peftlab.models.causal import CAUSAL
 from peftlab.models.tiny import tiny_model
+from peftlab.training.train import train
 from tests.conftest import fixed_batch
 from tests.methods import test_every_method
 from tests.methods.harness import changed_parameters, save_load_max_diff, setup, train_steps
@@ -92,6 +94,16 @@ def test_check_and_train_refuse_a_model_without_biases_before_writing(tmp_path, 
     assert main(["train", path]) == 2
     assert REFUSED.format("tiny-llama") in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_trains_saves_and_is_evaluated_again_to_the_same_predictions(tmp_path, copy_task):
+    run_dir = Path(train(load_config(_config(tmp_path, copy_task, "tiny-gpt-neo"))))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["trainable_params"] == NEO_BIASES
+    assert sorted(p.name for p in (run_dir / "adapter").iterdir()) == ["bitfit.safetensors", "peftlab_method.json"]
+    assert main(["eval", str(run_dir), "--split", "test", "--overwrite"]) == 0
+    again = (run_dir / "predictions_test.csv").read_text().splitlines()
+    assert again == (run_dir / "predictions.csv").read_text().splitlines()
 
 
 def test_check_accepts_a_model_with_biases(tmp_path, copy_task, capsys):
