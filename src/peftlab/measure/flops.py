@@ -58,8 +58,7 @@ from transformers.pytorch_utils import Conv1D
 
 from peftlab.measure.flops_tuners import Measured, tuner_layers
 from peftlab.models import arch
-from peftlab.models.causal import CAUSAL
-from peftlab.models.kind import output_head
+from peftlab.models.kind import ModelKind, kind_of
 
 MATMUL_LAYERS = (nn.Linear, Conv1D)  # GPT-2-style models use Conv1D as a transposed Linear
 # Attention modules are the ones with query/key/value children (models/arch.py).
@@ -114,8 +113,8 @@ def _recomputed(model: nn.Module) -> set[nn.Module]:
     return {inner for layer in layers for inner in layer.modules()}
 
 
-def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) -> dict[nn.Module, list]:
-    """Run a 1 x s batch (decoder length t) and record every call of ``modules``:
+def _probe(model: nn.Module, modules: list[nn.Module], batch: dict[str, torch.Tensor]) -> dict[nn.Module, list]:
+    """Run ``batch`` and record every call of ``modules``:
     (tokens, in width, out width, input requires grad, output requires grad)."""
     calls: dict[nn.Module, list] = {m: [] for m in modules}
 
@@ -123,15 +122,12 @@ def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) ->
         x = args[0]
         calls[module].append((x.numel() // x.shape[-1], x.shape[-1], out.shape[-1], x.requires_grad, out.requires_grad))
 
-    device = next(model.parameters()).device
-    ids = torch.ones((1, s), dtype=torch.long, device=device)  # token 1 exists in every vocabulary
-    labels = ids if t is None else torch.ones((1, t), dtype=torch.long, device=device)
     handles = [m.register_forward_hook(record) for m in modules]
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()  # no dropout: the probe draws no random numbers, so training stays reproducible
         with torch.enable_grad():  # requires_grad must propagate to be read
-            model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+            model(**batch)
     finally:
         for h in handles:
             h.remove()
@@ -140,42 +136,63 @@ def _probe(model: nn.Module, modules: list[nn.Module], s: int, t: int | None) ->
     return calls
 
 
+def _affine_calls(model: nn.Module, modules: list[nn.Module], kind: ModelKind):
+    """calls(module) -> [Call]: each call's tokens as c + e*S + d*T per example, from probes of the
+    input length S and the decoder length T, each grown by one."""
+    device = next(model.parameters()).device
+    shapes = ((PROBE_S, PROBE_T), (PROBE_S + 1, PROBE_T), (PROBE_S, PROBE_T + 1))
+    batches = [kind.probe_batch(s, t, device) for s, t in shapes]
+    t0 = kind.decoder_length(batches[0])
+    base, longer_s = _probe(model, modules, batches[0]), _probe(model, modules, batches[1])
+    # A kind with no decoder length (one sequence) gets the same probe for T + 1: no need to run it.
+    longer_t = _probe(model, modules, batches[2]) if kind.decoder_length(batches[2]) != t0 else base
+
+    def calls(module: nn.Module) -> list[Call]:
+        out = []
+        for (r0, i, o, in_hot, out_hot), (rs, *_), (rt, *_) in zip(
+            base[module], longer_s[module], longer_t[module], strict=True
+        ):
+            e, d = rs - r0, rt - r0  # tokens grow by e per input token, by d per decoder token
+            out.append(((r0 - e * PROBE_S - d * t0, e, d), i, o, in_hot, out_hot))
+        return out
+
+    return calls
+
+
+def _resolve_kind(model: nn.Module, kind: ModelKind | bool | None) -> ModelKind:
+    """The model's kind. ``kind`` may be given as the strategy, or as the former ``is_encoder_decoder``
+    flag, which the model's own kind must then match (a wrong flag would miscount silently)."""
+    resolved = kind if isinstance(kind, ModelKind) else kind_of(model)
+    if isinstance(kind, bool) and kind != resolved.encoder_decoder:
+        raise ValueError(f"StepFlops: is_encoder_decoder={kind}, but the model is {type(resolved).__name__}")
+    return resolved
+
+
 class StepFlops:
     """FLOPs of one micro-batch ``Backbone.kind.loss_sum(model, ...)`` forward + backward, on padded shapes.
 
     Build it once, after the method was applied (requires_grad flags set) and before the timed
-    loop; calling it is arithmetic on ``batch["input_ids"].shape`` (and for encoder-decoder models
-    the decoder length, ``batch["labels"].shape[1]`` or ``decoder_input_ids``).
+    loop; calling it is arithmetic on ``batch["input_ids"].shape`` and the kind's ``decoder_length``
+    (for encoder-decoder models ``batch["labels"].shape[1]`` or ``decoder_input_ids``). ``kind``: the
+    model's (``Backbone.kind``); left out, it is read from the model (``kind_of``).
     """
 
-    def __init__(self, model: nn.Module, is_encoder_decoder: bool):
-        self.is_encoder_decoder = is_encoder_decoder
+    def __init__(self, model: nn.Module, kind: ModelKind | bool | None = None):
+        self.kind = _resolve_kind(model, kind)
         linears = [m for m in model.modules() if isinstance(m, MATMUL_LAYERS)]
         attentions = _attention_projections(model)
         tuners = tuner_layers(model)
         linears = _outside(linears, tuners)
         hooked = list(dict.fromkeys(linears + [m for qkv in attentions for m in qkv] + tuners))
-        t0 = PROBE_T if is_encoder_decoder else None
-        base = _probe(model, hooked, PROBE_S, t0)
-        longer_s = _probe(model, hooked, PROBE_S + 1, t0)
-        longer_t = _probe(model, hooked, PROBE_S, PROBE_T + 1) if is_encoder_decoder else base
-
-        def calls(module: nn.Module) -> list[Call]:
-            out = []
-            for (r0, i, o, in_hot, out_hot), (rs, *_), (rt, *_) in zip(
-                base[module], longer_s[module], longer_t[module], strict=True
-            ):
-                e, d = rs - r0, rt - r0  # tokens grow by e per input token, by d per decoder token
-                out.append(((r0 - e * PROBE_S - d * (t0 or 0), e, d), i, o, in_hot, out_hot))
-            return out
+        calls = _affine_calls(model, hooked, self.kind)
 
         self._fwd, self._bwd = [0] * 6, [0] * 6
         # Activation checkpointing: backward reruns the forward of the checkpointed layers, counted
         # in backward when anything trains (an over-estimate by at most one matmul per layer).
         recomputed = _recomputed(model) if any(p.requires_grad for p in model.parameters()) else set()
-        # (forward, backward) FLOPs per row of a decoder-only model's head, which sees labelled rows only.
+        # (forward, backward) FLOPs per row of a head the loss runs on labelled rows only (decoder-only).
         self._head: tuple[int, int] | None = None
-        head = None if is_encoder_decoder else output_head(model)
+        head = self.kind.labelled_rows_head(model)
         for m in linears:
             for tokens, i, o, in_hot, _ in calls(m):
                 size = 2 * i * o
@@ -194,9 +211,9 @@ class StepFlops:
         prefix, prefix_trains = _prefix(model)
         for q, k, v in attentions:
             for (q_tok, _, width, _, q_hot), (k_tok, *_, k_hot), (*_, v_hot) in zip(calls(q), calls(k), calls(v)):
-                if prefix and q_tok == k_tok and (not is_encoder_decoder or q_tok[2]):
-                    # Self-attention of the decoder stack: peft's prefix keys/values sit before the
-                    # keys of the real tokens. Encoder and cross-attention do not get it.
+                if prefix and q_tok == k_tok and self.kind.prefix_reaches(q_tok):
+                    # A self-attention the prefix reaches (the decoder stack's): peft's prefix keys/values
+                    # sit before the keys of the real tokens. Encoder and cross-attention do not get it.
                     k_tok = (k_tok[0] + prefix, k_tok[1], k_tok[2])
                     k_hot, v_hot = k_hot or prefix_trains, v_hot or prefix_trains
                 matmul = _product(q_tok, k_tok)  # q x k pairs; each of QK^T and AV costs 2 * width per pair
@@ -223,11 +240,7 @@ class StepFlops:
 
     def _lengths(self, batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
         batch_size, s = batch["input_ids"].shape
-        if not self.is_encoder_decoder:
-            return batch_size, s, 0
-        # The decoder input is the labels shifted right (same length), unless given explicitly.
-        decoder = batch["decoder_input_ids"] if "decoder_input_ids" in batch else batch["labels"]
-        return batch_size, s, decoder.shape[1]
+        return batch_size, s, self.kind.decoder_length(batch)
 
     @staticmethod
     def _evaluate(coefficients: list[int], b: int, s: int, t: int) -> int:
@@ -242,8 +255,8 @@ class StepFlops:
         if backward:
             total += self._evaluate(self._bwd, b, s, t)
         total += forward * self._per_call[0] + backward * self._per_call[1]
-        if self._head:  # a decoder-only model's head sees the labelled positions only
-            total += (forward * self._head[0] + backward * self._head[1]) * CAUSAL.labelled_tokens(batch)
+        if self._head:  # a head that sees the labelled positions only (decoder-only models)
+            total += (forward * self._head[0] + backward * self._head[1]) * self.kind.labelled_tokens(batch)
         return total
 
     def forward(self, batch: dict[str, torch.Tensor]) -> int:

@@ -28,12 +28,10 @@ from torch import nn
 from peftlab.config import ExperimentConfig, ForgettingConfig
 from peftlab.console import console, progress
 from peftlab.models.backbone import Backbone
-from peftlab.models.kind import output_head
+from peftlab.models.kind import IGNORE, output_head, right_pad
 from peftlab.rundir.runio import atomic_write_text
 from peftlab.rundir.summary import Forgetting
 from peftlab.tasks.base import build_task
-
-IGNORE = -100
 
 
 def sample(cfg: ForgettingConfig, log=None) -> list[str]:
@@ -43,17 +41,9 @@ def sample(cfg: ForgettingConfig, log=None) -> list[str]:
 
 
 def _encode(backbone: Backbone, text: str, max_tokens: int) -> tuple[list[int], list[int]]:
-    """(input ids, label ids) of one text: the same ids for a decoder-only model, halves for an encoder-decoder."""
-    ids = backbone.tokenizer(text)["input_ids"][:max_tokens]
-    if not backbone.is_seq2seq:
-        return ids, ids
-    half = max(1, len(ids) // 2)
-    return ids[:half], ids[half:] or ids[-1:]
-
-
-def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+    """(input ids, label ids) of one text, split as the model's kind scores a text (``forgetting_split``:
+    the same ids for a decoder-only model, halves for an encoder-decoder)."""
+    return backbone.kind.forgetting_split(backbone.tokenizer(text)["input_ids"][:max_tokens])
 
 
 @torch.no_grad()
@@ -72,10 +62,10 @@ def lm_loss(
             tid = bar.add_task(label, total=len(encoded), info="")
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start : start + batch_size]
-                inputs = _pad([i for i, _ in chunk], pad).to(backbone.device)
-                mask = _pad([[1] * len(i) for i, _ in chunk], 0).to(backbone.device)
-                labels = _pad([lab for _, lab in chunk], IGNORE).to(backbone.device)
+                inputs, mask = right_pad([i for i, _ in chunk], pad)
+                labels = right_pad([lab for _, lab in chunk], IGNORE)[0]
                 batch = {"input_ids": inputs, "attention_mask": mask, "labels": labels}
+                batch = {k: v.to(backbone.device) for k, v in batch.items()}
                 # The training loss's own computation (from the logits, head on the scored positions
                 # only), not the model's .loss: a peft wrapper may add to that (AdaLoRA its regulariser).
                 with backbone.numerics(), torch.no_grad():

@@ -6,7 +6,9 @@ quality; the lower blocks stay frozen. Optionally the final norm and the output 
 
 Which blocks: the blocks of the decoder stack (``model.model.layers`` on Llama,
 ``model.transformer.h`` on GPT-Neo, ``model.decoder.block`` on T5). On T5 the k last blocks are the
-*decoder's*; ``include_encoder`` also trains the k last blocks of the encoder.
+*decoder's*; ``include_encoder`` also trains the k last blocks of the encoder. The stacks a model has
+are its kind's (``ModelKind.stacks``, models/kind.py); the blocks and the final norm are found by the
+child names of models/arch.py.
 
 Tied output head: SmolLM2, GPT-Neo, the tiny test models and original T5 share one tensor between
 ``lm_head`` and the input embeddings (FLAN-T5 checkpoints load with their own lm_head). Training
@@ -30,6 +32,8 @@ from torch import nn
 from peftlab.errors import PeftlabError
 from peftlab.methods.base import Hook, Method, trainable_parameters
 from peftlab.methods.tensors import load_tensors, save_tensors
+from peftlab.models import arch
+from peftlab.models.kind import kind_of
 
 WEIGHTS = "last_layers.safetensors"
 
@@ -58,28 +62,30 @@ class LastLayersConfig(BaseModel):
 
 def _stacks(model: nn.Module, cfg: LastLayersConfig) -> list[tuple[str, nn.Module]]:
     """(name, stack) pairs whose top blocks train: the decoder, plus T5's encoder when asked."""
-    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-    if cfg.include_encoder and not seq2seq:
+    stacks = kind_of(model).stacks(model)
+    if cfg.include_encoder and "encoder" not in stacks:
         raise PeftlabError(
             "method.include_encoder: only encoder-decoder models (T5) have an encoder; allowed for this model: false"
         )
-    stacks = [("decoder", model.get_decoder())]
-    if cfg.include_encoder:
-        stacks.append(("encoder", model.get_encoder()))
-    return stacks
+    roles = ("decoder", "encoder") if cfg.include_encoder else ("decoder",)
+    return [(role, stacks[role]) for role in roles]
 
 
 def _blocks(stack: nn.Module) -> nn.ModuleList:
-    """The stack's transformer blocks: its longest ModuleList child (layers / h / block)."""
-    lists = [m for m in stack.children() if isinstance(m, nn.ModuleList)]
-    if not lists:
-        raise PeftlabError(f"method 'last_layers': cannot find the transformer blocks of {type(stack).__name__}")
-    return max(lists, key=len)
+    """The stack's transformer blocks: its child named as arch.BLOCKS names them (layers / h / block)."""
+    for name in arch.BLOCKS:
+        blocks = getattr(stack, name, None)
+        if isinstance(blocks, nn.ModuleList):
+            return blocks
+    raise PeftlabError(
+        f"method 'last_layers': cannot find the transformer blocks of {type(stack).__name__} "
+        f"(a child named {' / '.join(arch.BLOCKS)}; models/arch.py)"
+    )
 
 
 def _final_norms(stack: nn.Module) -> list[nn.Module]:
-    # The final norm is a direct child of the stack (norm / ln_f / final_layer_norm), never inside a block.
-    return [m for m in stack.children() if "norm" in type(m).__name__.lower()]
+    # The final norm is a direct child of the stack (arch.FINAL_NORM), never inside a block.
+    return [m for name, m in stack.named_children() if name in arch.FINAL_NORM]
 
 
 def _untie_head(model: nn.Module) -> nn.Module:

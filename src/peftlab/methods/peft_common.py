@@ -11,10 +11,12 @@ from peft import PeftModel, get_peft_model
 from torch import nn
 
 from peftlab.errors import PeftlabError
+from peftlab.models.kind import kind_of
 
 
 def task_type(model: nn.Module) -> str:
-    return "SEQ_2_SEQ_LM" if getattr(model.config, "is_encoder_decoder", False) else "CAUSAL_LM"
+    """peft's task type for the model's kind (CAUSAL_LM or SEQ_2_SEQ_LM)."""
+    return kind_of(model).peft_task_type
 
 
 def make_apply(peft_config):

@@ -38,6 +38,7 @@ from torch import nn
 
 from peftlab.methods import peft_common
 from peftlab.methods.base import Hook, Method
+from peftlab.models.kind import kind_of
 
 
 class PrefixTuningConfig(BaseModel):
@@ -65,22 +66,14 @@ class PrefixTuningConfig(BaseModel):
     )
 
 
-def _t5_shape(model: nn.Module) -> dict:
-    # peft reads num_hidden_layers (the *encoder's* on T5) and d_model; the prefix lives in the
-    # decoder, whose keys are num_heads * d_kv wide.
-    c = model.config
-    if not getattr(c, "is_encoder_decoder", False) or not hasattr(c, "d_kv"):
-        return {}
-    return {"num_layers": c.num_decoder_layers, "token_dim": c.num_heads * c.d_kv, "num_attention_heads": c.num_heads}
-
-
 def peft_config(model: nn.Module, cfg: PrefixTuningConfig) -> PeftPrefixTuningConfig:
     return PeftPrefixTuningConfig(
         num_virtual_tokens=cfg.num_virtual_tokens,
         prefix_projection=cfg.prefix_projection,
         encoder_hidden_size=cfg.encoder_hidden_size,
         task_type=peft_common.task_type(model),
-        **_t5_shape(model),
+        # T5's prefix is sized from its decoder, where it lives (peft would read the encoder's sizes).
+        **kind_of(model).prefix_shape(model.config),
     )
 
 
@@ -95,17 +88,18 @@ def init_from_activations(model: nn.Module, cfg: PrefixTuningConfig) -> None:
     random. peft (0.21) offers only N(0, 1); on SmolLM2 that starts the loss at ~10-18 instead of ~2.
     Decoder-only models without prefix_projection only (elsewhere peft's init is kept).
     """
-    if cfg.init != "activations" or cfg.prefix_projection or model.config.is_encoder_decoder:
+    if cfg.init != "activations" or cfg.prefix_projection:
         return
     pc = model.active_peft_config
     base = model.get_base_model()
-    ids = torch.randint(0, base.config.vocab_size, (1, pc.num_virtual_tokens)).to(base.device)
-    cache = base(input_ids=ids, use_cache=True).past_key_values
+    layers = kind_of(base).prefix_activations(base, pc.num_virtual_tokens)
+    if layers is None:  # a kind without this init (encoder-decoder): peft's is kept
+        return
     # peft reads a row as num_layers * 2 vectors of token_dim, ordered key(layer 0), value(layer 0),
     # key(layer 1), ... each head-major: (heads, head_dim) flattened.
     rows = []
-    for layer in cache.layers:
-        for kv in (layer.keys, layer.values):  # (1, kv_heads, n, head_dim)
+    for keys, values in layers:
+        for kv in (keys, values):  # (1, kv_heads, n, head_dim)
             rows.append(kv[0].permute(1, 0, 2).reshape(pc.num_virtual_tokens, -1))
     embedding = model.prompt_encoder[model.active_adapter].embedding.weight
     embedding.copy_(torch.cat(rows, dim=1).to(embedding.dtype))

@@ -19,10 +19,8 @@ from torch import nn
 
 from peftlab.measure.precision import autocast
 from peftlab.models.beam import beam_search
-from peftlab.models.causal import CAUSAL, Causal
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
-from peftlab.models.kind import IGNORE, right_pad
-from peftlab.models.seq2seq import SEQ2SEQ, Seq2Seq
+from peftlab.models.kind import IGNORE, ModelKind, kind_of, right_pad
 
 __all__ = ["IGNORE", "Backbone"]
 
@@ -44,8 +42,10 @@ class Backbone:
         if tok.pad_token_id is None:  # GPT-Neo/Llama tokenizers often have none; pad is masked anyway
             tok.pad_token = tok.eos_token
         # Everything that differs between decoder-only and encoder-decoder models (models/kind.py).
-        self.kind: Causal | Seq2Seq = SEQ2SEQ if getattr(self.model.config, "is_encoder_decoder", False) else CAUSAL
-        self.chat = self.use_chat_template and not self.is_seq2seq and bool(getattr(tok, "chat_template", None))
+        self.kind: ModelKind = kind_of(self.model)
+        self.chat = (
+            self.use_chat_template and self.kind.uses_chat_template and bool(getattr(tok, "chat_template", None))
+        )
 
     @property
     def truncated(self) -> int:
@@ -54,6 +54,7 @@ class Backbone:
 
     @property
     def is_seq2seq(self) -> bool:
+        """Which kind, for reports and tests; code that behaves by kind calls ``self.kind`` instead."""
         return self.kind.encoder_decoder
 
     @property

@@ -3,6 +3,9 @@
 Training features label only the target and its end-of-sequence token (the prompt's labels are
 ``IGNORE``), position t predicts token t + 1, generation prompts are left-padded so every row's next
 token is at the end, and attribution moves the embeddings entering the decoder stack.
+
+``Causal`` implements every operation of ``ModelKind`` (models/kind.py); ``CausalDecoder`` is how
+peftlab decodes such a model (the search loops are models/decode.py and models/beam.py).
 """
 
 from __future__ import annotations
@@ -10,12 +13,69 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModelForCausalLM
 
-from peftlab.models.kind import IGNORE, right_pad
+from peftlab.models.forward import Forward, core_model, output_head, positions, prompt_learning, soft_prompt
+from peftlab.models.rows import IGNORE, right_pad
+
+
+class CausalDecoder:
+    """Decoder-only models. Inputs are left-padded: every row's next token is at the end."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.learning, self.fwd = model, prompt_learning(model), Forward(core_model(model))
+        self.cache = self.mask = self.next_position = None
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        inputs: dict = {}
+        if self.learning == "prompt":
+            inputs["inputs_embeds"], mask = self._embed_with_soft_prompt(ids, mask)
+        else:
+            inputs["input_ids"] = ids
+        if self.learning == "prefix":  # the prefix is the cache's first entries; every row attends to it
+            self.cache = self.model.get_prompt(batch_size=ids.shape[0])
+            mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, self._virtual()), mask], dim=1)
+        width = ids.shape[1] + (self._virtual() if self.learning == "prompt" else 0)
+        counted = positions(mask)
+        if self.fwd.takes_positions:
+            inputs["position_ids"] = counted[:, -width:]
+        logits, self.cache = self.fwd(self.cache, attention_mask=mask, **inputs)
+        self.mask, self.next_position = mask, counted[:, -1:] + 1
+        return logits
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        extra = {"position_ids": self.next_position} if self.fwd.takes_positions else {}
+        logits, self.cache = self.fwd(self.cache, input_ids=tokens[:, None], attention_mask=self.mask, **extra)
+        self.next_position = self.next_position + 1
+        return logits
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows (beam search: each new beam continues from its parent's cache)."""
+        self.cache.reorder_cache(rows)
+        self.mask, self.next_position = self.mask[rows], self.next_position[rows]
+
+    def _virtual(self) -> int:
+        return self.model.active_peft_config.num_virtual_tokens
+
+    def _embed_with_soft_prompt(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row as [padding][soft prompt][tokens]: the prompt right before the row's first token."""
+        embeds = self.fwd.core.get_input_embeddings()(ids)
+        prompts = soft_prompt(self.model, ids.shape[0], embeds)
+        pad = (mask == 0).sum(-1).tolist()  # left padding: the zeros lead each row
+        rows = [torch.cat([embeds[r, :p], prompts[r], embeds[r, p:]]) for r, p in enumerate(pad)]
+        ones = torch.ones_like(mask[:, :1]).expand(-1, prompts.shape[1])
+        masks = [torch.cat([mask[r, :p], ones[r], mask[r, p:]]) for r, p in enumerate(pad)]
+        return torch.stack(rows), torch.stack(masks)
 
 
 class Causal:
+    """The decoder-only kind: every operation of ``ModelKind`` (models/kind.py)."""
+
     encoder_decoder = False
+    uses_chat_template = True  # a chat template formats a conversation for a decoder to continue
+    auto_class = AutoModelForCausalLM
+    peft_task_type = "CAUSAL_LM"  # peft's TaskType.CAUSAL_LM
 
     # ---- encoding ---------------------------------------------------------------------------
     def plain_prompt(self, prompt: str) -> str:
@@ -103,6 +163,83 @@ class Causal:
         logits = logits[:, -ids.shape[1] :].float()  # prompt tuning prepends virtual tokens' logits: drop them
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         return (logp * target[:, 1:].to(device)).sum(-1).tolist()
+
+    def option_logprobs(
+        self, model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, options: list[list[list[int]]], pad: int
+    ) -> torch.Tensor:
+        """Summed log-probability of every option (flat, prompt by prompt) after its prompt, the prompt run
+        once (models/option_scores.py tells why): ``ids``/``mask`` are the left-padded prompts. The
+        prefill's last logits score each option's first token; the rest of the options run in one
+        forward on top of their prompt's cache, repeated per option."""
+        device = ids.device
+        decoder = CausalDecoder(model)
+        first = torch.log_softmax(decoder.prefill(ids, mask), dim=-1)  # (prompts, vocab): each option's first token
+        flat = [o for opts in options for o in opts]
+        rows = torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device)
+        starts = torch.tensor([o[0] if o else 0 for o in flat], device=device)
+        scores = first[rows, starts] * torch.tensor([bool(o) for o in flat], device=device)
+        width = max(len(o) for o in flat) - 1 if flat else 0
+        if width > 0:  # the rest of each option, on top of its prompt's cache
+            decoder.select(rows)
+            feed, feed_mask = right_pad([o[:-1] for o in flat], pad, width)
+            targets, target_mask = right_pad([o[1:] for o in flat], 0, width)
+            logits = decoder.fwd.all_logits(
+                decoder.cache,
+                input_ids=feed.to(device),
+                attention_mask=torch.cat([decoder.mask, feed_mask.to(device)], dim=1),
+                position_ids=decoder.next_position + torch.arange(width, device=device),
+            )
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.to(device)[..., None]).squeeze(-1)
+            scores = scores + (logp * target_mask.to(device)).sum(-1)
+        return scores
+
+    # ---- decoding ---------------------------------------------------------------------------
+    def decoder(self, model: nn.Module) -> CausalDecoder:
+        return CausalDecoder(model)
+
+    def padding_moves_prefix(self, config) -> bool:
+        """Whether left padding changes what a prefix-tuned row sees: with local or sliding-window
+        attention (GPT-Neo's local layers, Mistral) a key's reach is counted in cache slots, and the
+        padding sits between the prefix (the cache's first slots) and the row's tokens."""
+        local = "local" in (getattr(config, "attention_layers", None) or [])
+        return local or bool(getattr(config, "sliding_window", None))
+
+    # ---- structure, for methods --------------------------------------------------------------
+    def stacks(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The transformer stacks by role: one, the decoder (LlamaModel, GPTNeoModel)."""
+        return {"decoder": model.get_decoder()}
+
+    def prefix_shape(self, config) -> dict:
+        return {}  # peft sizes a decoder-only model's prefix right from its config
+
+    def prefix_activations(self, base: nn.Module, num_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per layer, the (keys, values) that ``num_tokens`` vocabulary tokens, drawn from torch's global
+        generator, leave in ``base``'s cache, each (1, kv_heads, num_tokens, head_dim): what the prefix
+        would hold had those tokens stood before the input (prefix tuning's init from activations)."""
+        ids = torch.randint(0, base.config.vocab_size, (1, num_tokens)).to(base.device)
+        cache = base(input_ids=ids, use_cache=True).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    # ---- measuring --------------------------------------------------------------------------
+    def probe_batch(self, s: int, t: int, device) -> dict[str, torch.Tensor]:
+        """A 1 x ``s`` batch of token 1 (which every vocabulary has) for the FLOPs probe. Prompt and
+        target are one sequence, so no decoder length ``t`` enters it: the labels are the input."""
+        ids = torch.ones((1, s), dtype=torch.long, device=device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+    def decoder_length(self, batch: dict[str, torch.Tensor]) -> int:
+        return 0  # no separate decoder input: the input's length counts every token
+
+    def labelled_rows_head(self, model: nn.Module) -> nn.Module | None:
+        """The module ``loss_sum`` runs on the labelled positions only: the output head."""
+        return output_head(model)
+
+    def prefix_reaches(self, query_tokens: tuple[int, int, int]) -> bool:
+        return True  # one stack: peft's prefix reaches every self-attention
+
+    def forgetting_split(self, ids: list[int]) -> tuple[list[int], list[int]]:
+        """(input ids, labels) of a text for the forgetting measure: a language model scores every token."""
+        return ids, ids
 
     # ---- attribution ------------------------------------------------------------------------
     def input_stack(self, base: nn.Module) -> nn.Module:

@@ -21,195 +21,34 @@ It also decodes every method the same way, which an honest comparison needs:
 Beam search keeps the semantics of transformers' default beam search (length_penalty 1.0 over the
 generated length, early_stopping=False), so a plain model gives the same beams as ``generate``;
 tests/models/test_decode.py checks both searches against references.
+
+The loop is the same for both model kinds; each kind's decoder (``ModelKind.decoder``: CausalDecoder in
+models/causal.py, Seq2SeqDecoder in models/seq2seq.py) owns prefill, step and the cache, over
+models/forward.py's ``Forward``.
 """
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 
-from peftlab.errors import PeftlabError
+from peftlab.models.forward import core_model, prompt_learning
+from peftlab.models.kind import Decoder, kind_of, kind_of_config
 
 NEG_INF = float("-inf")
 
 
-def core_model(model: nn.Module) -> nn.Module:
-    """The transformers model under a peft wrapper (LoRA/IA3 layers stay injected in it)."""
-    get = getattr(model, "get_base_model", None)
-    return get() if callable(get) else model
-
-
-def prompt_learning(model: nn.Module) -> str | None:
-    """'prompt' (virtual tokens before the input), 'prefix' (virtual keys/values in the cache) or None."""
-    cfg = getattr(model, "active_peft_config", None)
-    if cfg is None or not getattr(cfg, "is_prompt_learning", False):
-        return None
-    kind = {"PROMPT_TUNING": "prompt", "P_TUNING": "prompt", "PREFIX_TUNING": "prefix"}.get(cfg.peft_type.value)
-    if kind is None:
-        raise PeftlabError(
-            f"generation: peft type {cfg.peft_type.value} is not supported by peftlab's decoder "
-            "(supported prompt-learning types: PROMPT_TUNING, P_TUNING, PREFIX_TUNING)"
-        )
-    return kind
-
-
-class Forward:
-    """One forward with the cache, whatever the installed transformers calls it."""
-
-    def __init__(self, core: nn.Module):
-        params = inspect.signature(core.forward).parameters
-        self.core = core
-        # transformers >= 5.24: `cache`; before: `past_key_values` (deprecated, removed in 5.40).
-        self.cache_name = "cache" if "cache" in params else "past_key_values"
-        self.takes_positions = "position_ids" in params
-        self.takes_logits_to_keep = "logits_to_keep" in params
-
-    def __call__(self, cache, **inputs) -> tuple[torch.Tensor, object]:
-        """(float logits of the last position, the updated cache)."""
-        if cache is not None:
-            inputs[self.cache_name] = cache
-        if self.takes_logits_to_keep:
-            inputs["logits_to_keep"] = 1  # the vocabulary projection of the last position only
-        out = self.core(**inputs, use_cache=True, return_dict=True)
-        new_cache = out["cache"] if "cache" in out else out["past_key_values"]
-        return out.logits[:, -1].float(), new_cache
-
-    def all_logits(self, cache, **inputs) -> torch.Tensor:
-        """The logits of every input position on top of ``cache`` (option scoring: models/option_scores.py)."""
-        if cache is not None:
-            inputs[self.cache_name] = cache
-        if not self.takes_positions:
-            inputs.pop("position_ids", None)
-        return self.core(**inputs, use_cache=True, return_dict=True).logits
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position of each token counted over the attended ones only (left padding does not shift it)."""
-    return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def _soft_prompt(model: nn.Module, rows: int, like: torch.Tensor) -> torch.Tensor:
-    prompts = model.get_prompt(batch_size=rows)
-    return prompts[:, : model.active_peft_config.num_virtual_tokens].to(like.dtype)
-
-
-class CausalDecoder:
-    """Decoder-only models. Inputs are left-padded: every row's next token is at the end."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.kind, self.fwd = model, prompt_learning(model), Forward(core_model(model))
-        self.cache = self.mask = self.next_position = None
-
-    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        inputs: dict = {}
-        if self.kind == "prompt":
-            inputs["inputs_embeds"], mask = self._embed_with_soft_prompt(ids, mask)
-        else:
-            inputs["input_ids"] = ids
-        if self.kind == "prefix":  # the prefix is the cache's first entries; every row attends to it
-            self.cache = self.model.get_prompt(batch_size=ids.shape[0])
-            mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, self._virtual()), mask], dim=1)
-        width = ids.shape[1] + (self._virtual() if self.kind == "prompt" else 0)
-        positions = _positions(mask)
-        if self.fwd.takes_positions:
-            inputs["position_ids"] = positions[:, -width:]
-        logits, self.cache = self.fwd(self.cache, attention_mask=mask, **inputs)
-        self.mask, self.next_position = mask, positions[:, -1:] + 1
-        return logits
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        extra = {"position_ids": self.next_position} if self.fwd.takes_positions else {}
-        logits, self.cache = self.fwd(self.cache, input_ids=tokens[:, None], attention_mask=self.mask, **extra)
-        self.next_position = self.next_position + 1
-        return logits
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep these rows (beam search: each new beam continues from its parent's cache)."""
-        self.cache.reorder_cache(rows)
-        self.mask, self.next_position = self.mask[rows], self.next_position[rows]
-
-    def _virtual(self) -> int:
-        return self.model.active_peft_config.num_virtual_tokens
-
-    def _embed_with_soft_prompt(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row as [padding][soft prompt][tokens]: the prompt right before the row's first token."""
-        embeds = self.fwd.core.get_input_embeddings()(ids)
-        prompts = _soft_prompt(self.model, ids.shape[0], embeds)
-        pad = (mask == 0).sum(-1).tolist()  # left padding: the zeros lead each row
-        rows = [torch.cat([embeds[r, :p], prompts[r], embeds[r, p:]]) for r, p in enumerate(pad)]
-        ones = torch.ones_like(mask[:, :1]).expand(-1, prompts.shape[1])
-        masks = [torch.cat([mask[r, :p], ones[r], mask[r, p:]]) for r, p in enumerate(pad)]
-        return torch.stack(rows), torch.stack(masks)
-
-
-class Seq2SeqDecoder:
-    """Encoder-decoder models. Inputs are right-padded; the encoder runs once."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.kind, self.fwd = model, prompt_learning(model), Forward(core_model(model))
-        self.cache = self.encoder_outputs = self.mask = None
-
-    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        self.encode(ids, mask)
-        start = self.fwd.core.config.decoder_start_token_id
-        if start is None:
-            raise PeftlabError("generation: the model's config has no decoder_start_token_id")
-        return self.step(torch.full((ids.shape[0],), start, dtype=torch.long, device=ids.device))
-
-    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
-        """Run the encoder (with the soft prompt or prefix of prompt learning) and keep its output."""
-        core = self.fwd.core
-        if self.kind == "prompt":  # [soft prompt][tokens][padding], as peft trains it
-            embeds = core.get_input_embeddings()(ids)
-            prompts = _soft_prompt(self.model, ids.shape[0], embeds)
-            mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, prompts.shape[1]), mask], dim=1)
-            encoded = core.get_encoder()(
-                inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask, return_dict=True
-            )
-        else:
-            encoded = core.get_encoder()(input_ids=ids, attention_mask=mask, return_dict=True)
-        if self.kind == "prefix":  # the prefix reaches the decoder's self-attention through its cache
-            self.cache = self.model.get_prompt(batch_size=ids.shape[0])
-        self.encoder_outputs, self.mask = encoded, mask
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits, self.cache = self.fwd(
-            self.cache,
-            encoder_outputs=self.encoder_outputs,
-            attention_mask=self.mask,
-            decoder_input_ids=tokens[:, None],
-        )
-        return logits
-
-    def select(self, rows: torch.Tensor) -> None:
-        # Beams of one example share its encoder output, so only the decoder cache moves.
-        self.cache.reorder_cache(rows)
-
-    def repeat_encoded(self, rows: torch.Tensor) -> None:
-        """Before any decoder step: row r becomes encoder row ``rows[r]`` (option scoring repeats a
-        prompt's encoding for each of its options); a prefix cache is made for the new rows."""
-        self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
-        self.mask = self.mask[rows]
-        if self.kind == "prefix":
-            self.cache = self.model.get_prompt(batch_size=len(rows))
-
-
 def prefix_needs_equal_lengths(model: nn.Module) -> bool:
-    """True when a padded batch would change what a prefix-tuned row sees: with local or sliding-window
-    attention (GPT-Neo's local layers, Mistral), a key's reach is counted in cache slots, and left
-    padding sits between the prefix (the cache's first slots) and the row's tokens. Such models are
-    batched by equal prompt length instead (exact, a little slower)."""
+    """True when a padded batch would change what a prefix-tuned row sees (``padding_moves_prefix`` of
+    the model's kind: left padding between the prefix and the tokens, under local or sliding-window
+    attention). Such models are batched by equal prompt length instead (exact, a little slower)."""
     config = core_model(model).config
-    local = "local" in (getattr(config, "attention_layers", None) or []) or getattr(config, "sliding_window", None)
-    return prompt_learning(model) == "prefix" and not config.is_encoder_decoder and bool(local)
+    return prompt_learning(model) == "prefix" and kind_of_config(config).padding_moves_prefix(config)
 
 
-def decoder_for(model: nn.Module):
-    seq2seq = bool(getattr(core_model(model).config, "is_encoder_decoder", False))
-    return Seq2SeqDecoder(model) if seq2seq else CausalDecoder(model)
+def decoder_for(model: nn.Module) -> Decoder:
+    """The decoder of the model's kind: CausalDecoder (models/causal.py) or Seq2SeqDecoder (models/seq2seq.py)."""
+    return kind_of(model).decoder(model)
 
 
 def _until_eos(rows: torch.Tensor, eos: torch.Tensor) -> list[list[int]]:

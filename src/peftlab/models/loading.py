@@ -1,7 +1,8 @@
 """Resolve a model name to (model, tokenizer) and wrap it in a Backbone.
 
 Order: tiny test models, bundled models, a local directory, then a Hugging Face hub id.
-Causal vs seq2seq is read from the model config (``is_encoder_decoder``), never guessed from a name.
+Causal vs seq2seq is read from the model config (``kind_of_config`` in models/kind.py), never guessed
+from a name.
 Weights load from safetensors only (pickle files can run code), and a model's own Python (remote code)
 runs only when the config asks for it and the command line allows it (``remote_code_allowed``).
 """
@@ -24,6 +25,7 @@ from peftlab.errors import PeftlabError
 from peftlab.measure.precision import run_dtypes
 from peftlab.models.backbone import Backbone
 from peftlab.models.bundled import BUNDLED, ensure_cached
+from peftlab.models.kind import kind_of_config
 from peftlab.models.tiny import TINY_MODELS, tiny_model
 
 
@@ -126,7 +128,7 @@ def load_pretrained(
     ``quantization``: a transformers quantization config (QLoRA's, ``Method.quantization``). The model
     then loads tensor by tensor straight into it on ``device``, never whole in full precision; a model
     built in code (the tiny test models) loads as it is, and the method quantizes it."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     check_remote_code(cfg)  # before anything is read: the one place every model load passes
     if cfg.name in TINY_MODELS:
@@ -148,7 +150,7 @@ def load_pretrained(
     try:
         mcfg = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-        auto = AutoModelForSeq2SeqLM if getattr(mcfg, "is_encoder_decoder", False) else AutoModelForCausalLM
+        auto = kind_of_config(mcfg).auto_class
         quantized = {} if quantization is None else {"quantization_config": quantization, "device_map": device}
         model = auto.from_pretrained(
             # Safetensors only, unless the user allowed pickle for this model (then whatever it has).
