@@ -69,8 +69,11 @@ def test_groups_by_parameter_name(name, group):
 
 def test_params_command_all_methods_json(capsys):
     assert main(["params", "tiny-llama", "--method", "all", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["method"] for r in rows] == list(REGISTRY)
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    # every method but BitFit, which needs biases tiny-llama lacks, and says so instead of failing the table
+    assert [r["method"] for r in rows] == [name for name in REGISTRY if name != "bitfit"]
+    assert "skipped method bitfit: the model has no bias terms (tiny-llama)" in " ".join(out.err.split())
     by = {r["method"]: r for r in rows}
     assert by["none"]["trainable"] == 0 and by["full"]["trainable"] == by["full"]["total"]
     assert by["lora"]["trainable"] == 2 * (3584 + 4608)  # default rank 16

@@ -26,6 +26,7 @@ from peftlab.console import console
 from peftlab.humanize import human_bytes
 from peftlab.measure.cost import dir_bytes
 from peftlab.methods import REGISTRY, Method, count_parameters, get_method, method_options
+from peftlab.methods.registry import misfit
 from peftlab.models import arch, load_backbone
 
 GROUPS = ("embeddings", "attention", "mlp", "norms", "head", "virtual tokens", "other")
@@ -93,9 +94,18 @@ def method_params(model_name: str, method_cfg: MethodConfig) -> dict:
 
 
 def all_methods(model_name: str, progress=None) -> list[dict]:
+    """One row per registered method that applies to the model; each one that does not (BitFit on a
+    model without biases) is said on the console with its reason instead of failing the table."""
+    skeleton = load_backbone(
+        ModelConfig(name=model_name, dtype="float32"), device=torch.device("cpu"), log=lambda *_: None
+    ).model
     rows = []
     for name in REGISTRY:
-        rows.append(method_params(model_name, MethodConfig(name=name)))
+        reason = misfit(get_method(name), skeleton, model_name)
+        if reason is not None:
+            console.print(f"skipped {reason}")
+        else:
+            rows.append(method_params(model_name, MethodConfig(name=name)))
         if progress is not None:
             progress(name)
     return rows
