@@ -113,6 +113,7 @@ def _llama_config(model) -> dict:
 
 
 def _write_architecture(writer: gguf.GGUFWriter, arch: dict, file_type: gguf.LlamaFileType, name: str) -> None:
+    writer.add_type(gguf.GGUFType.MODEL)  # a model, not a LoRA adapter file
     writer.add_name(name)
     writer.add_context_length(arch["context_length"])
     writer.add_embedding_length(arch["embedding_length"])
@@ -359,7 +360,7 @@ def export_gguf(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-        _write_architecture(writer, arch, file_type, name or getattr(model.config, "_name_or_path", "") or "model")
+        _write_architecture(writer, arch, file_type, name or Path(model.config.name_or_path or "model").name)
         write_vocab(writer, vocab)
         with torch.no_grad():
             for gguf_name, weight, is_norm in _named_tensors(model, arch):
