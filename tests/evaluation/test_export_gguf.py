@@ -14,7 +14,7 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply
 from peftlab.config import dump_config
 from peftlab.errors import PeftlabError
 from peftlab.evaluation.evaluate import load_run_config
-from peftlab.evaluation.export_gguf import byte_alphabet, export_gguf, export_run, rotary_to_interleaved
+from peftlab.evaluation.export_gguf import byte_alphabet, export_gguf, export_run, how_to_export, rotary_to_interleaved
 from peftlab.methods import get_method, method_options
 from peftlab.models.backbone import Backbone
 from peftlab.models.bundled import ensure_cached, gguf_path
@@ -360,3 +360,26 @@ def test_a_run_is_not_exported_over_an_existing_file(tmp_path, copy_task):
     assert out.read_bytes() == b"an earlier export"
     with pytest.raises(PeftlabError, match="unknown GGUF type"):
         export_run(run_dir, tmp_path / "new.gguf", "q4_0")
+
+
+@pytest.mark.parametrize(
+    "method,reason",
+    [
+        ({"name": "prefix_tuning"}, "its prefix is not a weight change"),
+        ({"name": "parallel_adapter"}, "its adapters are new modules beside the blocks"),
+        ({"name": "qlora"}, "its base weights are quantized"),
+        ({"name": "peft", "type": "P_TUNING", "num_virtual_tokens": 4}, "'peft type P_TUNING' run"),
+        # a hybrid names only what its own components add, not every hook a hybrid could have
+        ({"name": "hybrid", "methods": [{"name": "lora"}, {"name": "prompt_tuning"}]}, "input\\)\\. Export works"),
+    ],
+)
+def test_each_unexportable_method_says_why(tmp_path, copy_task, method, reason):
+    with pytest.raises(PeftlabError, match=reason):
+        how_to_export(make_config(tmp_path, copy_task, method=method))
+
+
+@pytest.mark.parametrize(
+    "method,how", [({"name": "lora"}, "merge"), ({"name": "ia3"}, "merge"), ({"name": "none"}, "as_is")]
+)
+def test_runs_are_merged_or_taken_as_they_are(tmp_path, copy_task, method, how):
+    assert how_to_export(make_config(tmp_path, copy_task, method=method)) == how

@@ -404,19 +404,30 @@ def how_to_export(cfg) -> str:
     method, options = get_method(cfg.method.name), method_options(cfg.method)
     if method.merges(options):
         return "merge"
-    hooks = method.hooks_of(options)
-    if hooks <= WEIGHTS_ONLY_HOOKS:
+    if method.hooks_of(options) <= WEIGHTS_ONLY_HOOKS:
         return "as_is"
-    reasons = [NOT_A_WEIGHT_CHANGE[h] for h in sorted(hooks, key=lambda h: h.value) if h in NOT_A_WEIGHT_CHANGE]
-    reason = "; ".join(reasons) or "its update cannot be folded into the base weights"
     kind = cfg.method.name + (f" type {cfg.method.type}" if cfg.method.name == "peft" else "")
     mergeable = [m.name for m in REGISTRY.values() if m.mergeable]
     own = [m.name for m in REGISTRY.values() if m.hooks and m.hooks <= WEIGHTS_ONLY_HOOKS]
     raise PeftlabError(
-        f"a '{kind}' run cannot be exported as one model file: {reason}. Export works for runs whose update "
-        f"is a change of existing weights: {', '.join(mergeable)}, peft types {', '.join(sorted(MERGEABLE))}, "
-        f"and {', '.join(own)}"
+        f"a '{kind}' run cannot be exported as one model file: {_why_not(method, options)}. Export works for runs "
+        f"whose update is a change of existing weights ({', '.join(mergeable)}, peft types "
+        f"{', '.join(sorted(MERGEABLE))}) and runs that train the weights themselves ({', '.join(own)})"
     )
+
+
+def _why_not(method, options) -> str:
+    # A hybrid lists every hook a component could have; its own components say which it has.
+    parts = options.components() if hasattr(options, "components") else [(method, options)]
+    hooks = {h for m, o in parts for h in m.hooks_of(o)}
+    reasons = [NOT_A_WEIGHT_CHANGE[h] for h in sorted(hooks, key=lambda h: h.value) if h in NOT_A_WEIGHT_CHANGE]
+    if getattr(options, "gates", False):
+        reasons.append("its gates are new modules")
+    if any(m.load_quantized is not None for m, _ in parts):  # QLoRA: a delta on weights rounded to 4 bits
+        reasons.append("its base weights are quantized (4-bit), which peftlab does not fold an adapter into")
+    if len(parts) > 1 and not reasons:
+        reasons.append("peftlab merges no hybrid (its components may not be folded in one after another)")
+    return "; ".join(reasons) or "its update cannot be folded into the base weights"
 
 
 def default_out(run_dir: Path, dtype: str) -> Path:
