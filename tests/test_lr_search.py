@@ -16,10 +16,11 @@ import peftlab.comparison.compare as compare_module
 from peftlab.cli import main
 from peftlab.comparison import lr_search
 from peftlab.comparison.compare import compare
-from peftlab.comparison.lr_choice import RUNGS, SEARCH_DIR, VALIDATION_PREDICTIONS, Choice, Rung, Trial, search_cost
+from peftlab.comparison.lr_choice import SEARCH_DIR, Choice, Rung, Trial, search_cost
 from peftlab.config import load_config
 from peftlab.errors import PeftlabError
 from peftlab.methods import get_method
+from peftlab.rundir.folder import RUNGS, VALIDATION_PREDICTIONS
 from peftlab.rundir.runio import read_jsonl, read_predictions_csv
 from peftlab.training.train import train
 from tests.test_compare import experiment as compare_experiment

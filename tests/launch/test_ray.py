@@ -24,7 +24,7 @@ from peftlab.comparison.launch.config import RayOptions
 from peftlab.comparison.launch.job import Job
 from peftlab.comparison.launch.ray_tasks import RayLauncher, child_env
 from peftlab.errors import PeftlabError
-from peftlab.training.runstart import LOG_NAME
+from peftlab.rundir.folder import LOG
 
 # A stand-in for `peftlab train`: waits until its partner has started too (so the two certainly ran
 # at once), then records what it saw and when.
@@ -102,9 +102,7 @@ def test_runs_each_get_their_own_gpu_and_exit_codes_become_outcomes(ray_session,
         "broken": "failed",
     }
     assert "being trained by" in outcomes["locked"].detail
-    assert (
-        "exit code 1" in outcomes["broken"].detail and str(tmp_path / "broken" / LOG_NAME) in outcomes["broken"].detail
-    )
+    assert "exit code 1" in outcomes["broken"].detail and str(tmp_path / "broken" / LOG) in outcomes["broken"].detail
 
     seen = {name: json.loads(path.read_text()) for name, path in (("a", a), ("b", b))}
     assert seen["a"]["start"] < seen["b"]["end"] and seen["b"]["start"] < seen["a"]["end"]  # at once
@@ -117,7 +115,7 @@ def test_runs_each_get_their_own_gpu_and_exit_codes_become_outcomes(ray_session,
         assert signal.SIGINT not in s["blocked"]  # Ray workers block SIGINT; the run must not inherit that
     assert seen["a"]["PEFTLAB_JOB_ID"] != seen["b"]["PEFTLAB_JOB_ID"]
 
-    log = (tmp_path / "a" / LOG_NAME).read_text()
+    log = (tmp_path / "a" / LOG).read_text()
     assert "--- ray task" in log and "hello from a" in log  # the child's output, appended to its run's log
     assert ray.is_initialized()  # a Ray the launcher did not start is left running
 
@@ -152,7 +150,7 @@ def test_ctrl_c_cancels_queued_runs_and_lets_running_ones_checkpoint(ray_session
 def diagnose(folder: Path) -> dict:
     """What a failed assertion needs: did the child checkpoint, is it still alive, what its log says."""
     pid = int((folder / "started").read_text())
-    log = folder / LOG_NAME
+    log = folder / LOG
     return {
         "checkpointed": (folder / "checkpointed").exists(),
         "alive": alive(pid),

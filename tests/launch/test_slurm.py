@@ -20,7 +20,7 @@ from peftlab.comparison.launch.config import SlurmOptions
 from peftlab.comparison.launch.job import Job, cpu_threads
 from peftlab.comparison.launch.slurm import SlurmLauncher, TrainJob, write_report_job
 from peftlab.errors import PeftlabError
-from peftlab.training.runstart import LOG_NAME
+from peftlab.rundir.folder import LOG
 
 # A stand-in for `peftlab train`: records the launcher's environment, prints a line, exits with the code asked for.
 RECORD = textwrap.dedent(
@@ -80,12 +80,12 @@ def test_grid_runs_each_job_as_an_array_task_and_maps_exit_codes(tmp_path):
     jobs = [fake(tmp_path, "ok"), fake(tmp_path, "busy", code=75), fake(tmp_path, "broken", code=1)]
     outcomes = SlurmLauncher(SlurmOptions(executor="debug"), tmp_path).run(jobs)
     assert [(o.name, o.status) for o in outcomes] == [("ok", "finished"), ("busy", "skipped"), ("broken", "failed")]
-    assert str(tmp_path / "broken" / LOG_NAME) in outcomes[2].detail and "exit code 1" in outcomes[2].detail
+    assert str(tmp_path / "broken" / LOG) in outcomes[2].detail and "exit code 1" in outcomes[2].detail
     for slot, name in enumerate(["ok", "busy", "broken"]):
         env = json.loads((tmp_path / f"{name}.json").read_text())
         assert env["PEFTLAB_LAUNCHER"] == "slurm" and env["PEFTLAB_SLOT"] == str(slot)
         assert env["PEFTLAB_CONCURRENCY"] == "1"
-        log = (tmp_path / name / LOG_NAME).read_text()
+        log = (tmp_path / name / LOG).read_text()
         assert log.startswith(f"--- peftlab slurm launcher: {name}") and "trainer output" in log
 
 
@@ -121,7 +121,7 @@ def test_checkpoint_stops_the_child_and_hands_back_the_same_call(tmp_path):
     assert requeued.function.requeued == 1 and requeued.function._process is None
     assert requeued.result() == 0  # the requeued call runs the job again (the resume finishes it)
     assert (tmp_path / "attempts").read_text().count("\n") == 2
-    assert "(requeue 1)" in (job.run_dir / LOG_NAME).read_text()
+    assert "(requeue 1)" in (job.run_dir / LOG).read_text()
 
 
 def test_checkpoint_past_the_requeue_bound_stops_the_child_without_requeue(tmp_path):
@@ -149,7 +149,7 @@ def test_local_executor_requeues_a_preempted_task_which_resumes(tmp_path):
     attempts = (tmp_path / "attempts").read_text().split()
     assert len(attempts) == 2 and (tmp_path / "stopped").exists()  # stopped with a checkpoint, then requeued
     assert attempts[0] == attempts[1] and attempts[0].startswith("local:")  # one job, requeued
-    assert "(requeue 1)" in (job.run_dir / LOG_NAME).read_text()
+    assert "(requeue 1)" in (job.run_dir / LOG).read_text()
 
 
 def fake_slurm(tmp_path: Path, monkeypatch) -> Path:

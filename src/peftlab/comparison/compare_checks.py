@@ -25,6 +25,7 @@ from peftlab.config import (
 )
 from peftlab.errors import PeftlabError
 from peftlab.methods import REGISTRY
+from peftlab.rundir.folder import RunDir
 from peftlab.rundir.summary import RunSummary
 from peftlab.tasks.catalog import resolve_task
 from peftlab.training.budget import BY_NAME
@@ -131,7 +132,7 @@ def check_summaries(configs: list[ExperimentConfig], source: str, overwrite: boo
         return  # every run trains again
     bad, paths = [], []
     for cfg in configs:
-        path = cfg.run_dir() / "summary.json"
+        path = RunDir(cfg.run_dir()).summary
         if path.is_file():
             try:
                 RunSummary.read(path)

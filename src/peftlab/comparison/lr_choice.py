@@ -18,13 +18,13 @@ from pathlib import Path
 import yaml
 
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import CONFIG, RunDir
 from peftlab.rundir.runio import read_jsonl
 from peftlab.rundir.safe_read import read_json
 from peftlab.rundir.summary import RunSummary
+from peftlab.tasks.metrics import better_sign
 
 SEARCH_DIR = "lr_search"  # the search's run folders, inside the comparison folder
-RUNGS = "rungs.jsonl"  # a search run's line per rung it stopped at (rung.py writes it)
-VALIDATION_PREDICTIONS = "validation_predictions.csv"  # its best validation so far, per example
 PLAN = "grid.json"  # in lr_search/: label -> {lrs, rungs} as the comparison's last compare planned them
 KEEP = 3  # successive halving's rate: after a rung that is not the last, the best third goes on
 
@@ -104,7 +104,7 @@ class Choice:
 
     def ranked(self, trials: list[Trial], stop_at: float | None) -> list[Trial]:
         """Best first at that rung (ties: the smaller lr)."""
-        sign = 1 if self.higher_is_better else -1
+        sign = better_sign(self.higher_is_better)
         return sorted(trials, key=lambda t: (-sign * t.at(stop_at), t.lr))
 
     def rounds(self) -> list[tuple[float | None, list[Trial], bool]]:
@@ -184,7 +184,7 @@ def read_trial(run_dir: Path, lr: float) -> tuple[Trial, dict | None]:
     ({metric, higher_is_better}) when it has reached a rung or finished."""
     run_dir = Path(run_dir)
     t, meta = Trial(run_dir.name, lr, dir=run_dir), None
-    for line in read_jsonl(run_dir / RUNGS):  # a rung recorded twice (a rerun after a kill): the last line
+    for line in read_jsonl(RunDir(run_dir).rungs):  # a rung recorded twice (a rerun after a kill): the last line
         best = line["best_validation"][line["metric"]]
         key = rung_key(line["stop_at"])
         t.rungs[key] = Rung(
@@ -197,7 +197,7 @@ def read_trial(run_dir: Path, lr: float) -> tuple[Trial, dict | None]:
             line.get("example_scores") or {},
         )
         meta = {"metric": line["metric"], "higher_is_better": line["higher_is_better"]}
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     if path.is_file():
         s = RunSummary.read(path)
         best = (s.best_validation or {}).get(s.primary_metric)
@@ -250,7 +250,7 @@ def scanned(root: Path) -> dict[str, dict]:
     """A plan read off the search runs themselves (folders without grid.json): each run's label and lr
     from its config.yaml, the rungs from what the runs recorded."""
     plan: dict[str, dict] = {}
-    for path in sorted(root.glob("*/config.yaml")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"*/{CONFIG}")) if root.is_dir() else []:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         label = cfg.get("label") or (cfg.get("method") or {}).get("name", path.parent.name)
         lr = (cfg.get("train") or {}).get("lr")
@@ -258,7 +258,8 @@ def scanned(root: Path) -> dict[str, dict]:
             continue
         p = plan.setdefault(label, {"lrs": [], "rungs": []})
         p["lrs"].append(float(lr))
-        p["rungs"] = sorted({*p["rungs"], *(rung_key(line["stop_at"]) for line in read_jsonl(path.parent / RUNGS))})
+        stops = read_jsonl(RunDir(path.parent).rungs)
+        p["rungs"] = sorted({*p["rungs"], *(rung_key(line["stop_at"]) for line in stops)})
     return plan
 
 

@@ -33,6 +33,7 @@ from peftlab.config import ExperimentConfig, dump_config, load_config, same_conf
 from peftlab.console import console
 from peftlab.errors import PeftlabError
 from peftlab.methods import get_method, method_options
+from peftlab.rundir.folder import RunDir
 from peftlab.rundir.runio import atomic_write_text, finished_with_config, inside, read_jsonl
 from peftlab.rundir.runlock import RunLock, RunLocked
 from peftlab.training import checkpoint
@@ -198,8 +199,9 @@ def discard_stale(grid: dict[str, list[float]], first: dict[str, dict], folder: 
     for label, lrs in grid.items():
         for lr in lrs:
             cfg = load_config(None, base=search_config(first[label], lr, folder, rungs[0], lr == lrs[0]))
-            saved, run_dir = cfg.run_dir() / "config.yaml", cfg.run_dir()
-            if saved.is_file() and not (run_dir / "summary.json").is_file():
+            run_dir = cfg.run_dir()
+            saved = RunDir(run_dir).config
+            if saved.is_file() and not RunDir(run_dir).finished:
                 if not same_config(cfg)(saved.read_text(encoding="utf-8")):
                     with RunLock(run_dir):
                         clear(run_dir)
@@ -237,11 +239,12 @@ def continue_chosen(choice: Choice, cfg: ExperimentConfig, overwrite: bool) -> b
             if not checkpoint.exists(trial.dir):
                 return False
             clear(dst)
-            atomic_write_text(dst / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in curve(choice, cfg)))
-            atomic_write_text(dst / "config.yaml", dump_config(cfg))
-            os.replace(trial.dir / checkpoint.NAME, dst / checkpoint.NAME)  # moved last: a crash before leaves it
+            src, out = RunDir(trial.dir), RunDir(dst)
+            atomic_write_text(out.metrics, "".join(json.dumps(r) + "\n" for r in curve(choice, cfg)))
+            atomic_write_text(out.config, dump_config(cfg))
+            os.replace(src.checkpoint, out.checkpoint)  # moved last: a crash before leaves it
             # The checkpoint carries its own copy of the best weights; the search run's is now stale.
-            (trial.dir / checkpoint.BEST).unlink(missing_ok=True)
+            src.best.unlink(missing_ok=True)
     except RunLocked:
         return True  # being continued by another driver
     console.print(f"{cfg.run_name()}: continues {trial.run} from its checkpoint at step {trial.last.step}")
@@ -251,10 +254,10 @@ def continue_chosen(choice: Choice, cfg: ExperimentConfig, overwrite: bool) -> b
 def curve(choice: Choice, cfg: ExperimentConfig) -> list[dict]:
     """The chosen value's metrics.jsonl up to its rung, starting with the untrained model's validation
     (scored by the grid's first value alone: the same model for every value)."""
-    lines = read_jsonl(choice.chosen_trial.dir / "metrics.jsonl")
+    lines = read_jsonl(RunDir(choice.chosen_trial.dir).metrics)
     if cfg.eval.validate_untrained and not any(r["step"] == 0 and "validation" in r for r in lines):
         for t in choice.trials:
-            zero = [r for r in read_jsonl(t.dir / "metrics.jsonl") if r["step"] == 0 and "validation" in r]
+            zero = [r for r in read_jsonl(RunDir(t.dir).metrics) if r["step"] == 0 and "validation" in r]
             if zero:
                 return zero[:1] + lines
     return lines

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from peftlab.comparison.lr_choice import RUNGS, VALIDATION_PREDICTIONS
 from peftlab.config import ExperimentConfig
 from peftlab.evaluation.evaluate import generate_and_score
 from peftlab.methods import trainable_parameters
@@ -59,7 +58,7 @@ def record(run: Run, state: TrainState, validate: Validation, budget: Budget) ->
         # What that earlier validation predicted, with its weights read back from the run folder.
         preds = score_weights(validate, checkpoint.read_best(run.dir, best_step))
     per_example = task.per_example(preds, validate.examples)
-    write_predictions(run.dir / VALIDATION_PREDICTIONS, validate.examples, preds, per_example)
+    write_predictions(run.files.validation_predictions, validate.examples, preds, per_example)
     line = {
         "stop_at": run.cfg.train.stop_at,
         "step": state.step,
@@ -73,7 +72,7 @@ def record(run: Run, state: TrainState, validate: Validation, budget: Budget) ->
         "best_validation": best,
         "example_scores": {e.id: s for e, s in zip(validate.examples, per_example)},  # the best's, for the report
     }
-    append_jsonl(run.dir / RUNGS, line)
+    append_jsonl(run.files.rungs, line)
     return line
 
 

@@ -20,6 +20,7 @@ from peftlab.measure.precision import run_dtypes, store_frozen_linears
 from peftlab.methods import get_method, method_options
 from peftlab.models.backbone import Backbone
 from peftlab.models.loading import check_remote_code, load_as_trained, refuse_pickle
+from peftlab.rundir.folder import RunDir
 from peftlab.rundir.runio import write_json, write_predictions
 from peftlab.rundir.safe_read import check_adapter
 from peftlab.tasks import loglik
@@ -132,7 +133,7 @@ def eval_run(
     cfg = load_run_config(run_dir)
     beams = num_beams if num_beams is not None else cfg.eval.num_beams
     suffix = split if beams == cfg.eval.num_beams else f"{split}_beam{beams}"
-    predictions_path, scores_path = run_dir / f"predictions_{suffix}.csv", run_dir / f"eval_{suffix}.json"
+    predictions_path, scores_path = RunDir(run_dir).eval_predictions(suffix), RunDir(run_dir).eval_scores(suffix)
     if not overwrite:
         refuse_overwrite([predictions_path, scores_path])
     cfg, backbone = load_run(run_dir, log=log, allow_unsafe_pickle=allow_unsafe_pickle)
@@ -173,9 +174,9 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
     model section (e.g. float32 for merging): then the frozen weights keep that dtype. An adapter stored
     only as pickle is refused unless ``allow_unsafe_pickle``."""
 
-    cfg = load_run_config(run_dir)
-    refuse_pickle(Path(run_dir) / "adapter", "adapter", allow_unsafe_pickle)
-    check_adapter(Path(run_dir) / "adapter", Path(run_dir))  # a damaged file named before the model loads
+    cfg, adapter = load_run_config(run_dir), RunDir(run_dir).adapter
+    refuse_pickle(adapter, "adapter", allow_unsafe_pickle)
+    check_adapter(adapter, Path(run_dir))  # a damaged file named before the model loads
     method, options = get_method(cfg.method.name), method_options(cfg.method)
     held = model_cfg or cfg.model
     backbone = load_as_trained(
@@ -186,7 +187,7 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
         allow_unsafe_pickle=allow_unsafe_pickle,
         quantization=method.quantization(options, run_dtypes(held.dtype, cfg.train.precision, "cpu")[0]),
     )
-    model = method.load(backbone.model, Path(run_dir) / "adapter", options)
+    model = method.load(backbone.model, adapter, options)
     backbone.model = model.to(backbone.device)
     if model_cfg is None:  # as training stored them: same bits, no recast per generated token
         store_frozen_linears(backbone.model, backbone.compute_dtype)
@@ -195,7 +196,7 @@ def load_run(run_dir: Path, model_cfg=None, device=None, log=console.print, allo
 
 def run_config_path(run_dir: Path) -> Path:
 
-    path = Path(run_dir) / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise PeftlabError(f"{run_dir}: not a run folder (no config.yaml); give a folder written by `peftlab train`")
     return path
@@ -204,7 +205,7 @@ def run_config_path(run_dir: Path) -> Path:
 def load_run_config(run_dir: Path):
 
     path = run_config_path(run_dir)
-    if not (Path(run_dir) / "adapter").is_dir():
+    if not RunDir(run_dir).adapter.is_dir():
         raise PeftlabError(f"{run_dir}: the run has no adapter/ folder (did training finish?)")
     cfg = load_config(path)
     check_remote_code(cfg.model, path)  # eval, generate, merge, attribute: before a model loads or a file is written

@@ -17,6 +17,7 @@ import numpy as np
 from peftlab.comparison.lr_choice import Choice, Trial, rung_key
 from peftlab.report.tables import human_flops
 from peftlab.report.ties import bootstrap_difference, mean_of_scores
+from peftlab.tasks.metrics import better_sign
 
 NOTE = (
     "Learning rates chosen on validation (never test) by successive halving: every value trains on the whole "
@@ -71,7 +72,7 @@ def noise(c: Choice) -> tuple[float, float, float] | None:
     if len(ids) < 2:
         return None
     stats = [np.array([[[a[i], 1.0] for i in ids]]), np.array([[[b[i], 1.0] for i in ids]])]
-    return bootstrap_difference(*stats, mean_of_scores, 1.0 if c.higher_is_better else -1.0)
+    return bootstrap_difference(*stats, mean_of_scores, float(better_sign(c.higher_is_better)))
 
 
 def example_scores(t: Trial, stop_at: float | None) -> dict[str, float]:

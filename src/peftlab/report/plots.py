@@ -26,6 +26,7 @@ from matplotlib.ticker import EngFormatter
 from peftlab.report import measures
 from peftlab.report.aggregate import Comparison
 from peftlab.report.pareto import pareto_front
+from peftlab.tasks.metrics import better_sign
 
 STYLE = {
     "font.size": 9,
@@ -196,7 +197,7 @@ def pareto(
         if len(kinds) > 1:
             notes.append(f"Peak memory mixes kinds ({', '.join(sorted(kinds))}): not comparable across them.")
     plot.note = " ".join(notes)
-    sign = 1 if comp.higher_is_better else -1
+    sign = better_sign(comp.higher_is_better)
     costs = [float(c) for _, c in points]
     front = pareto_front(costs, [sign * e.mean for e, _ in points])
     with matplotlib.rc_context(STYLE):

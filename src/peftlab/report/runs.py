@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import RunDir
 from peftlab.rundir.runio import read_jsonl, read_predictions_csv
 from peftlab.rundir.summary import RunSummary
 
@@ -86,11 +87,11 @@ def find_run_dirs(folder: Path) -> list[Path]:
         raise PeftlabError(f"{folder}: no such folder (expected a comparison folder holding run folders)")
     if not folder.is_dir():
         raise PeftlabError(f"{folder}: not a folder (expected a comparison folder holding run folders)")
-    if (folder / "summary.json").is_file():
+    if RunDir(folder).finished:
         raise PeftlabError(
             f"{folder} is a single run folder; pass the folder that holds the runs to compare (e.g. {folder.parent})"
         )
-    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "summary.json").is_file())
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and RunDir(p).finished)
     if not dirs:
         raise PeftlabError(
             f"{folder}: no finished runs (no subfolder has a summary.json; "
@@ -104,17 +105,16 @@ def load_runs(folder: Path) -> list[Run]:
 
 
 def load_run(run_dir: Path) -> Run:
-    summary = RunSummary.read(run_dir / "summary.json")  # names a missing or ill-typed field
+    files = RunDir(run_dir)
+    summary = RunSummary.read(files.summary)  # names a missing or ill-typed field
     if summary.primary_metric not in summary.test:
-        raise PeftlabError(
-            f"{run_dir / 'summary.json'}: test has no value for the primary metric '{summary.primary_metric}'"
-        )
+        raise PeftlabError(f"{files.summary}: test has no value for the primary metric '{summary.primary_metric}'")
     return Run(
         dir=run_dir,
         summary=summary,
-        config=_read_yaml(run_dir / "config.yaml"),
-        metrics=read_jsonl(run_dir / "metrics.jsonl"),
-        predictions=_read_predictions(run_dir / "predictions.csv"),
+        config=_read_yaml(files.config),
+        metrics=read_jsonl(files.metrics),
+        predictions=_read_predictions(files.predictions),
     )
 
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from peftlab.report.student_t import t_matching_normal
 from peftlab.report.ties import LabelSample, multiplicities, per_example_scores, seed_variances
+from peftlab.tasks.metrics import better_sign
 
 RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -228,7 +229,7 @@ def top_group(
 
     labels: names, best first; means: leaderboard means; samples: per-example data (None: undecided);
     seeds: each label's number of seeds, None for a label that does not train (no training noise)."""
-    sign = 1.0 if higher_is_better else -1.0
+    sign = float(better_sign(higher_is_better))
     have, common = common_samples(samples)
     trained = [s for s in seeds if s is not None]
     family = Family(len(have), None, len(common[0].ids) if common else 0, min(trained) if trained else None)

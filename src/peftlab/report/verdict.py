@@ -24,6 +24,7 @@ from peftlab.humanize import human_bytes, human_flops
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.measures import IN_DOMAIN
 from peftlab.report.pareto import pareto_front
+from peftlab.tasks.metrics import better_sign
 
 
 def _seconds(n: float) -> str:
@@ -69,7 +70,7 @@ def axis_line(comp: Comparison, key: str, name: str, level: Callable[[float], st
     points = [(float(e.costs[key]), e) for e in comp.entries if e.costs.get(key) is not None]
     if len(points) < 2:
         return None
-    sign = 1 if comp.higher_is_better else -1
+    sign = better_sign(comp.higher_is_better)
     front = pareto_front([c for c, _ in points], [sign * e.mean for _, e in points])
     steps = []
     for cost, e in (points[i] for i in front):

@@ -210,6 +210,12 @@ class Metric:
     corpus: CorpusStatistics | None = None
 
 
+def better_sign(higher_is_better: bool) -> int:
+    """+1 where larger scores are better, -1 for losses and errors: so that the best of some scores is
+    always max(sign * score), and sign * (a - b) > 0 says a is better than b."""
+    return 1 if higher_is_better else -1
+
+
 REGISTRY: dict[str, Metric] = {}
 
 

@@ -31,10 +31,9 @@ from safetensors.torch import load_file, save_file
 
 from peftlab.errors import PeftlabError
 from peftlab.rundir.diskspace import writing
-from peftlab.rundir.folder import BEST, CHECKPOINT, RunDir, pending
+from peftlab.rundir.folder import BEST, RunDir, pending
 from peftlab.rundir.safe_read import read_json, safetensors_problem, sha256
 
-NAME = CHECKPOINT  # comparison/lr_search.py moves a checkpoint by this name (and BEST with it)
 # Inside a checkpoint folder: its own format, read by nothing but this module.
 PREVIOUS = "previous"  # the older checkpoint, inside the newest (moving `checkpoint` moves both)
 STATE = "state.json"

@@ -13,8 +13,6 @@ from peftlab.rundir.runio import atomic_write_text, finished_with_config
 from peftlab.rundir.runlock import LOCKED_EXIT
 from peftlab.training import checkpoint
 
-LOG_NAME = LOG  # the launchers (comparison/launch/) import the log's name from here
-
 
 class RunFinished(PeftlabError):
     exit_code = LOCKED_EXIT  # like a held lock: the run was not trained here, and need not be

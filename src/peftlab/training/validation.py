@@ -17,6 +17,7 @@ from peftlab.evaluation.evaluate import generate_and_score, limit, show_scores
 from peftlab.methods import trainable_parameters
 from peftlab.models.backbone import Backbone
 from peftlab.tasks.base import Task
+from peftlab.tasks.metrics import better_sign
 from peftlab.training import checkpoint
 from peftlab.training.run import Run
 from peftlab.training.train_state import TrainState
@@ -35,7 +36,7 @@ class Validation:
             "num_beams": ev.num_beams,
             "max_source_tokens": run.cfg.task.max_source_tokens,
         }
-        self.sign = 1 if task.higher_is_better else -1
+        self.sign = better_sign(task.higher_is_better)
         self.last: tuple[int, dict, list[str]] | None = None  # (step, scores, predictions) of the latest pass
 
     def __bool__(self) -> bool:
@@ -74,7 +75,7 @@ def restore_best(core: torch.nn.Module, state: TrainState, task: Task, run_dir: 
     with torch.no_grad():
         for name, p in trainable_parameters(core).items():
             p.copy_(best.pop(name))  # each tensor freed once copied
-    sign = 1 if task.higher_is_better else -1
+    sign = better_sign(task.higher_is_better)
     console.print(
         f"best validation {task.primary} = {sign * state.best_score:.4f} at step {state.best_step} (restored)"
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from peftlab.rundir.folder import RunDir
 from peftlab.rundir.runlock import LOCKED_EXIT, holder
 
 # What the launcher tells the run (read by summarize.launch_info into summary.json's `launch`).
@@ -35,6 +36,11 @@ class Job:
     overwrite: bool = False
     argv: tuple[str, ...] | None = None  # another command instead of training (the launchers' tests)
     trust_remote_code: bool = False  # the run's model code may run: compare was given --trust-remote-code
+
+    @property
+    def files(self) -> RunDir:
+        """The run folder's files (its train.log, where the launchers copy the trainer's output)."""
+        return RunDir(self.run_dir)
 
     def command(self) -> list[str]:
         if self.argv:
@@ -60,7 +66,7 @@ def outcome(job: Job, returncode: int, log: Path | None = None) -> Outcome:
     """A finished training command's exit code in words (75: another trainer holds the run folder)."""
     if returncode == 0:
         return Outcome(job.name, "finished")
-    if returncode == LOCKED_EXIT and (job.run_dir / "summary.json").is_file():
+    if returncode == LOCKED_EXIT and job.files.finished:
         return Outcome(job.name, "skipped", "finished by another trainer meanwhile")
     if returncode == LOCKED_EXIT:
         return Outcome(job.name, "skipped", f"being trained by {holder(job.run_dir)}")

@@ -28,7 +28,6 @@ from typing import IO
 from peftlab.comparison.launch.job import Job, Outcome, cpu_threads, launch_env, outcome
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.training.runstart import LOG_NAME
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_GRACE_S = 300  # how long a stopped child may take to write its checkpoint
@@ -96,9 +95,9 @@ class LocalLauncher:
         log = None
         if self.quiet:
             job.run_dir.mkdir(parents=True, exist_ok=True)
-            log = open(job.run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+            log = open(job.files.log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
             where = f" on {'device' if self.devices else 'slot'} {','.join(slots)}"
-            console.print(f"[dim]start[/dim] {job.name}{where} (output: {job.run_dir / LOG_NAME})")
+            console.print(f"[dim]start[/dim] {job.name}{where} (output: {job.files.log})")
         else:
             console.rule(job.name)
         process = subprocess.Popen(job.command(), env=env, stdout=log, stderr=log, preexec_fn=_child_setup)

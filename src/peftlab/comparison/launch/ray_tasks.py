@@ -47,7 +47,7 @@ from peftlab.comparison.launch.config import RayOptions
 from peftlab.comparison.launch.job import Job, Outcome, launch_env, outcome
 from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.training.runstart import LOG_NAME
+from peftlab.rundir.folder import LOG
 
 STOP_GRACE_S = 300  # how long a stopped child may take to write its checkpoint
 POLL_S = 0.2  # how often a task looks at its child (and so how soon a cancel lands)
@@ -122,7 +122,7 @@ class RayLauncher:
         resources = ray.cluster_resources()
         console.print(
             f"[dim]ray:[/dim] {len(jobs)} run(s) on a cluster of {resources.get('CPU', 0):g} CPUs and "
-            f"{resources.get('GPU', 0):g} GPUs, up to {concurrency} at once; each one's output: <run>/{LOG_NAME}"
+            f"{resources.get('GPU', 0):g} GPUs, up to {concurrency} at once; each one's output: <run>/{LOG}"
         )
         return refs
 
@@ -143,7 +143,7 @@ class RayLauncher:
 def finish(job: Job, ref: ray.ObjectRef, count: int, total: int) -> Outcome:
     """The finished task's exit code as an outcome, and its console line."""
     try:
-        result = outcome(job, ray.get(ref), job.run_dir / LOG_NAME)
+        result = outcome(job, ray.get(ref), job.files.log)
     except Exception as e:  # the task raised or its worker died: this run failed, the others go on
         result = Outcome(job.name, "failed", f"ray task: {error_text(e)}")
     colour = COLOURS[result.status]
@@ -183,7 +183,7 @@ def run_task(job: Job, cpus_per_run: float, concurrency: int) -> int:
     task_id = ray.get_runtime_context().get_task_id()
     env = {**os.environ, **child_env(gpu_ids, cpus_per_run, concurrency, f"ray:{task_id}")}
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(job.run_dir / LOG_NAME, "a", encoding="utf-8") as log:
+    with open(job.files.log, "a", encoding="utf-8") as log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         log.write(f"--- ray task {task_id} on {socket.gethostname()}, GPUs {','.join(gpu_ids) or 'none'}, {stamp}\n")
         log.flush()

@@ -41,8 +41,8 @@ from peftlab.comparison.launch.config import SlurmOptions
 from peftlab.comparison.launch.job import Job, Outcome, cpu_threads, launch_env, outcome
 from peftlab.console import console
 from peftlab.errors import PeftlabError
+from peftlab.rundir.folder import LOG
 from peftlab.rundir.runlock import job_id as scheduler_job_id
-from peftlab.training.runstart import LOG_NAME
 
 SIGNAL_DELAY_S = 180  # submitit's signal this long before the time limit: the checkpoint must fit in it
 # submitit's local executor signals 30 s before its time limit (its signal_delay_s is not settable through
@@ -82,7 +82,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         env = {**os.environ, **launch_env(SlurmLauncher.name, self.slot, self.concurrency, ident)}
         if self.threads:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = self.threads
-        with open(job.run_dir / LOG_NAME, "a", encoding="utf-8") as log:
+        with open(job.files.log, "a", encoding="utf-8") as log:
             where = (f", job {ident}" if ident else "") + (f" (requeue {self.requeued})" if self.requeued else "")
             log.write(f"--- peftlab slurm launcher: {job.name}{where}, {time.strftime('%c')}\n")
             log.flush()
@@ -260,13 +260,13 @@ class SlurmLauncher:
         )
         report = executor.submit(write_report_job, self.folder)
         console.print(
-            f"not waiting: follow the runs with  squeue -j {array_id}  (logs: each run's {LOG_NAME}); "
+            f"not waiting: follow the runs with  squeue -j {array_id}  (logs: each run's {LOG}); "
             f"report job {report.job_id} writes the report when they end, or run  peftlab report {self.folder}"
         )
 
     def collect(self, job: Job, task: submitit.Job) -> Outcome:
         """Wait for one task and say how it ended (a task that raised, or was not requeued: failed)."""
-        log = job.run_dir / LOG_NAME
+        log = job.files.log
         try:
             # exception() waits and returns the task's error instead of raising it (and the debug
             # executor's result() would open a post-mortem debugger on one)
