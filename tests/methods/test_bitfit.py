@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,10 @@ def test_check_and_train_refuse_a_model_without_biases_before_writing(tmp_path, 
     assert REFUSED.format("tiny-llama") in capsys.readouterr().err
     assert main(["train", path]) == 2
     assert REFUSED.format("tiny-llama") in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    # train() called from code (compare, the lr search, the demo) refuses as early: no lock, no config.yaml
+    with pytest.raises(PeftlabError, match=re.escape(REFUSED.format("tiny-llama"))):
+        train(load_config(path))
     assert not (tmp_path / "runs").exists()
 
 

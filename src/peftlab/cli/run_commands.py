@@ -7,6 +7,7 @@ from pathlib import Path
 
 from peftlab.cli.options import EPILOG, remote_code_flag
 from peftlab.errors import PeftlabError
+from peftlab.methods.registry import refuse_misfit_before_loading
 
 
 def add_train(sub) -> None:
@@ -57,7 +58,7 @@ def do_train(args) -> None:
         raise PeftlabError("give a config YAML (e.g. configs/sql_demo/lora.yaml) or --resume RUN_DIR")
     cfg = load_config(args.config, args.set)
     check_remote_code(cfg.model, args.config)  # before the run folder is made
-    _refuse_misfit(cfg)
+    refuse_misfit_before_loading(cfg.method.name, cfg.model)
     train(
         cfg,
         overwrite=args.overwrite,
@@ -110,51 +111,10 @@ def do_check(args) -> None:
 
     cfg = load_config(args.config, args.set)
     check_remote_code(cfg.model, args.config)  # what train would refuse without --trust-remote-code
-    _refuse_misfit(cfg)
+    refuse_misfit_before_loading(cfg.method.name, cfg.model)
     task = build_task(cfg.task, log=console.print)
     sizes = ", ".join(f"{split} {len(examples)}" for split, examples in task.splits.items())
     console.print(
         f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
         f"({task.output_type}, primary metric {task.primary}); examples: {sizes}"
     )
-
-
-def _model_skeleton(cfg):
-    """The model's modules and parameter names without its weights (built on the meta device), for
-    ``Method.applies_to``; None when its config cannot be read here (offline and not cached) or would
-    run the model's own code: then the method's own apply refuses a misfit, after the model loaded."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    from peftlab.models.bundled import BUNDLED, cache_root, gguf_path
-    from peftlab.models.tiny import TINY_MODELS, tiny_model
-
-    if cfg.name in TINY_MODELS:  # built in code, in milliseconds
-        return tiny_model(cfg.name)[0]
-    if cfg.trust_remote_code:
-        return None
-    try:
-        cached = cache_root() / "models" / cfg.name  # a bundled model converted once (bundled.py)
-        if cfg.name in BUNDLED and not (cached / "config.json").is_file():  # not yet: the GGUF file's header
-            mcfg = AutoConfig.from_pretrained(gguf_path(cfg.name).parent, gguf_file=gguf_path(cfg.name).name)
-        else:
-            mcfg = AutoConfig.from_pretrained(cached if cfg.name in BUNDLED else cfg.name)
-    except (OSError, ValueError, PeftlabError):
-        return None
-    auto = AutoModelForSeq2SeqLM if getattr(mcfg, "is_encoder_decoder", False) else AutoModelForCausalLM
-    with torch.device("meta"):
-        return auto.from_config(mcfg)
-
-
-def _refuse_misfit(cfg) -> None:
-    """What training would refuse once the model loaded: a method that does not apply to the model
-    (BitFit on a model without biases). Before anything is written, for `check` and `train` alike."""
-    from peftlab.methods import get_method, refuse_misfit
-    from peftlab.methods.base import fits_every_model
-
-    method = get_method(cfg.method.name)
-    if method.applies_to is fits_every_model:  # nothing to ask: no model config is read
-        return
-    skeleton = _model_skeleton(cfg.model)
-    if skeleton is not None:
-        refuse_misfit(method, skeleton, cfg.model.name)

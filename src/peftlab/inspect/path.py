@@ -18,11 +18,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from peftlab.models.causal import Causal
-from peftlab.models.seq2seq import Seq2Seq
+from peftlab.models.kind import ModelKind
 
 
-def input_stack(model: nn.Module, kind: Causal | Seq2Seq) -> nn.Module:
+def input_stack(model: nn.Module, kind: ModelKind) -> nn.Module:
     """The transformers stack that embeds the input tokens, inside any peft wrapper."""
     return kind.input_stack(model.get_base_model() if hasattr(model, "get_base_model") else model)
 
@@ -31,7 +30,7 @@ class EmbeddingPath:
     """Context manager: while active, ``transform`` (embeddings -> embeddings) replaces the
     ``inputs_embeds`` the stack is called with; ``captured`` keeps the last untransformed ones."""
 
-    def __init__(self, model: nn.Module, kind: Causal | Seq2Seq):
+    def __init__(self, model: nn.Module, kind: ModelKind):
         self.stack = input_stack(model, kind)
         self.names = list(inspect.signature(self.stack.forward).parameters)
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = None

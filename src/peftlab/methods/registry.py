@@ -63,3 +63,18 @@ def refuse_misfit(method: Method, model: nn.Module, model_name: str) -> None:
     message = misfit(method, model, model_name)
     if message is not None:
         raise PeftlabError(message)
+
+
+def refuse_misfit_before_loading(method_name: str, model_cfg) -> None:
+    """What training would refuse once the model loaded, asked of the model's structure alone (no
+    weights): a method that does not apply to the model (BitFit on a model without biases). Called by
+    `check`, by `train` before its run folder is made and by `compare` before its first run."""
+    from peftlab.methods.base import fits_every_model
+    from peftlab.models.skeleton import model_skeleton
+
+    method = get_method(method_name)
+    if method.applies_to is fits_every_model:  # nothing to ask: no model config is read
+        return
+    skeleton = model_skeleton(model_cfg)
+    if skeleton is not None:
+        refuse_misfit(method, skeleton, model_cfg.name)

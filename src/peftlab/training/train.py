@@ -32,6 +32,7 @@ from peftlab.measure.cost import PeakMemory, Stopwatch
 from peftlab.measure.flops import StepFlops
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.methods.base import LoopHooks, Method
+from peftlab.methods.registry import refuse_misfit_before_loading
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
 from peftlab.models.loading import check_remote_code
@@ -65,6 +66,7 @@ def train(
     folder is locked while it trains (runlock.py): a second trainer of it stops with RunLocked. A
     write the disk refuses (full, read-only) stops the run with a PeftlabError naming the file."""
     check_remote_code(cfg.model)  # before the lock makes the run folder: a refused run leaves nothing
+    refuse_misfit_before_loading(cfg.method.name, cfg.model)  # BitFit on a model without biases: likewise
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, the main process locks
     with RunLock(cfg.run_dir()) if main_rank else contextlib.nullcontext():
         with diskspace.stop_on_disk_errors(cfg.run_dir(), checkpoint.saved_step):
@@ -193,7 +195,7 @@ def fit(
     budget = make_budget(cfg, loader, state)
     with backbone.numerics():  # the FLOP probe's forwards, like every other, in the run's compute dtype
         # Counts gradient checkpointing's recomputation too (it finds the checkpointed layers).
-        step_flops = StepFlops(core, backbone.kind.encoder_decoder)
+        step_flops = StepFlops(core, backbone.kind)
     loop = Loop(
         run,
         backbone,
