@@ -91,6 +91,11 @@ def test_experiment_errors_name_the_problem(tmp_path, copy_task):
     typo = experiment(tmp_path, copy_task, seeds=[0], methods=[{"name": "lora", "rnak": 4}])
     with pytest.raises(PeftlabError, match="rnak"):
         compare(typo)
+    # a method that does not fit the model fails the experiment before its first run, naming the entry
+    misfit = experiment(tmp_path, copy_task, seeds=[0], methods=[{"name": "lora"}, {"name": "bitfit"}])
+    with pytest.raises(PeftlabError, match=r"method bitfit: .*method bitfit: the model has no bias terms \(tiny-llama\)"):
+        compare(misfit)
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # no run was started
 
 
 def wait_until_free(run_dir: Path, timeout: float = 120) -> None:

@@ -25,6 +25,7 @@ from peftlab.config import (
 )
 from peftlab.errors import PeftlabError
 from peftlab.methods import REGISTRY
+from peftlab.methods.registry import refuse_misfit_before_loading
 from peftlab.rundir.folder import RunDir
 from peftlab.rundir.summary import RunSummary
 from peftlab.tasks.catalog import resolve_task
@@ -49,6 +50,8 @@ def check_runs(cc: CompareConfig, runs: list[tuple[str, dict]], source: str) -> 
         i, entry = entries[label]
         try:
             out.append(load_config(None, base=copy.deepcopy(raw)))
+            # a method that does not fit the model (BitFit without biases): before the first run, not at its turn
+            refuse_misfit_before_loading(out[-1].method.name, out[-1].model)
         except PeftlabError as e:
             raise PeftlabError(in_experiment(e, f"{source}: method {label}", cc, i, entry)) from None
     return out
