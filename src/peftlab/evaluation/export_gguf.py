@@ -454,5 +454,4 @@ def export_run(run_dir, out_path=None, dtype: str = "f16", *, overwrite: bool = 
     )
     model = backbone.model.merge_and_unload() if how == "merge" else backbone.model
     export_gguf(model.eval(), backbone.tokenizer, out, dtype, overwrite=overwrite, name=cfg.run_name())
-    log(f"exported {cfg.method.name} run {run_dir} as GGUF ({dtype}) to {out}")
     return out
