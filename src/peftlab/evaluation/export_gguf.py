@@ -358,8 +358,8 @@ def export_gguf(
     path.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target (a rename stays on one file system), named per process so two exports never share it.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
     try:
-        writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         _write_architecture(writer, arch, file_type, name or Path(model.config.name_or_path or "model").name)
         write_vocab(writer, vocab)
         with torch.no_grad():
@@ -370,8 +370,11 @@ def export_gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        with tmp.open("rb") as f:  # on disk before the rename: a power cut must not leave an empty file named path
+            os.fsync(f.fileno())
         _publish(tmp, path, overwrite)
     finally:
+        writer.close()  # no-op once closed; after a failure, frees the handle before the file goes
         tmp.unlink(missing_ok=True)
     return path
 
