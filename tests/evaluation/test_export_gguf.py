@@ -383,3 +383,14 @@ def test_each_unexportable_method_says_why(tmp_path, copy_task, method, reason):
 )
 def test_runs_are_merged_or_taken_as_they_are(tmp_path, copy_task, method, how):
     assert how_to_export(make_config(tmp_path, copy_task, method=method)) == how
+
+
+def test_the_export_command_writes_the_file_and_refuses_what_it_cannot(tmp_path, copy_task, capsys):
+    from peftlab.cli import main
+
+    run_dir = train(make_config(tmp_path, copy_task, "tiny-llama", max_steps=2, eval_every=None))
+    assert main(["export", str(run_dir), "--format", "gguf", "--type", "f32", "--out", str(tmp_path / "m.gguf")]) == 0
+    assert f"wrote {tmp_path / 'm.gguf'}" in " ".join(capsys.readouterr().out.split())
+    assert gguf.GGUFReader(tmp_path / "m.gguf").fields["general.architecture"].contents() == "llama"
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "m.gguf")]) == 2  # kept: no --overwrite
+    assert "already exists; pass --overwrite" in " ".join(capsys.readouterr().err.split())

@@ -13,7 +13,7 @@ import sys
 
 from peftlab.cli.catalog_commands import add_methods, add_tasks
 from peftlab.cli.compare_commands import add_compare, add_demo, add_report
-from peftlab.cli.finished_commands import add_eval, add_generate, add_merge, add_score
+from peftlab.cli.finished_commands import add_eval, add_export, add_generate, add_merge, add_score
 from peftlab.cli.inspect_commands import add_attribute, add_data, add_params
 from peftlab.cli.options import EPILOG
 from peftlab.cli.run_commands import add_check, add_train
@@ -29,6 +29,7 @@ SUBCOMMANDS = (
     add_eval,
     add_generate,
     add_merge,
+    add_export,
     add_demo,
     add_tasks,
     add_methods,

@@ -112,6 +112,45 @@ def do_merge(args) -> None:
     merge_run(Path(args.run_dir), Path(args.out_dir))
 
 
+def add_export(sub) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="write a finished run, merged, as one GGUF file (llama.cpp, Ollama, LM Studio)",
+        description="Load RUN's base model and adapter (float32, CPU), fold the adapter into the weights as "
+        "`peftlab merge` does, and write a GGUF file: llama metadata, the weights (norms in f32, matrices in "
+        "--type) and the tokenizer with its chat template. Llama-family models only (SmolLM2, tiny-llama) with a "
+        "byte-level BPE or ByT5 tokenizer. Runs of LoRA, IA3, the mergeable peft types, and of methods that train "
+        "the weights themselves (full, last_layers) export; soft prompts, prefixes and adapter modules cannot. "
+        "An existing file is kept unless --overwrite; the file appears whole or not at all.",
+        epilog=EPILOG,
+    )
+    ex.add_argument("run_dir", metavar="RUN", help="a finished run folder written by `peftlab train`")
+    ex.add_argument("--format", default="gguf", choices=["gguf"], help="file format (default: gguf)")
+    ex.add_argument(
+        "--type",
+        dest="gguf_type",
+        default="f16",
+        choices=["f16", "bf16", "f32"],
+        help="how the weight matrices are stored (default: f16; norms are always f32)",
+    )
+    ex.add_argument(
+        "--out", default=None, metavar="PATH", help="the file to write, or a folder for it (default: RUN/model.<type>.gguf)"
+    )
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing file at the output path")
+    remote_code_flag(ex)
+    ex.set_defaults(func=do_export)
+
+
+def do_export(args) -> None:
+    from peftlab.evaluation.export_gguf import export_run
+    from peftlab.humanize import human_bytes
+
+    out = export_run(
+        Path(args.run_dir), None if args.out is None else Path(args.out), args.gguf_type, overwrite=args.overwrite
+    )
+    print(f"wrote {out} ({human_bytes(out.stat().st_size)})")
+
+
 def add_score(sub) -> None:
     sc = sub.add_parser(
         "score",
