@@ -44,18 +44,44 @@ def add_compare(sub) -> None:
         help="allow the Python shipped in the model folder, for an experiment whose model section asks for it "
         "(trust_remote_code: true); its runs get the same flag. Only for code you have read or trust",
     )
+    c.add_argument(
+        "--plan",
+        "--dry-run",
+        dest="plan",
+        action="store_true",
+        help="check every run config and print the runs (label, method, seed, lr search), steps, FLOPs per step, "
+        "trainable parameters and an estimated wall time per run and in all, from a short timed probe of each "
+        "method on this machine; nothing is trained or written",
+    )
+    c.add_argument("--json", action="store_true", help="with --plan: the plan as JSON on stdout")
     c.set_defaults(func=do_compare)
 
 
 def do_compare(args) -> None:
     from peftlab.comparison.compare import compare
+    from peftlab.errors import PeftlabError
 
+    if args.json and not args.plan:
+        raise PeftlabError("--json goes with --plan (the plan as JSON)")
     launcher = {"name": args.launcher, "parallel": args.parallel, "wait": args.wait}
     if args.devices is not None:
         launcher["devices"] = [d.strip() for d in args.devices.split(",") if d.strip()]
+    if args.plan:
+        show_plan(Path(args.experiment), {k: v for k, v in launcher.items() if v is not None}, args.json)
+        return
     compare(
         Path(args.experiment), overwrite=args.overwrite, launcher={k: v for k, v in launcher.items() if v is not None}
     )
+
+
+def show_plan(path: Path, launcher: dict, as_json: bool) -> None:
+    """`compare --plan`: the plan on stdout, as text or JSON."""
+    import json
+
+    from peftlab.comparison.plan import make_plan, plan_lines
+
+    plan = make_plan(path, launcher)
+    print(json.dumps(plan.to_json(), indent=1) if as_json else "\n".join(plan_lines(plan)))
 
 
 def add_demo(sub) -> None:

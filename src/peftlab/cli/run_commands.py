@@ -90,9 +90,13 @@ def _resume(run_dir: Path, args) -> None:
 
 def add_check(sub) -> None:
     ck = sub.add_parser(
-        "check", help="validate a config and its data without training (no model is loaded)", epilog=EPILOG
+        "check",
+        help="validate a config and its data without training (no model is loaded)",
+        epilog=EPILOG,
+        description="Validate a run config, or a `peftlab compare` experiment file (one with methods:): "
+        "every run config it expands to, as `compare --plan` does, without the probe.",
     )
-    ck.add_argument("config", help="experiment YAML")
+    ck.add_argument("config", help="run config or experiment YAML")
     ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     ck.add_argument(
         "--trust-remote-code",
@@ -109,6 +113,9 @@ def do_check(args) -> None:
     from peftlab.models.loading import check_remote_code
     from peftlab.tasks.base import build_task
 
+    if is_experiment(Path(args.config)):
+        check_experiment(args)
+        return
     cfg = load_config(args.config, args.set)
     check_remote_code(cfg.model, args.config)  # what train would refuse without --trust-remote-code
     refuse_misfit_before_loading(cfg.method.name, cfg.model)
@@ -117,4 +124,35 @@ def do_check(args) -> None:
     console.print(
         f"{args.config}: valid. {cfg.method.name} on {cfg.model.name}, task {task.name} "
         f"({task.output_type}, primary metric {task.primary}); examples: {sizes}"
+    )
+
+
+def is_experiment(path: Path) -> bool:
+    """A `peftlab compare` experiment file: a mapping with a methods list (a run config has one method:)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # load_config says what is wrong with it
+    return isinstance(data, dict) and "methods" in data
+
+
+def check_experiment(args) -> None:
+    """`check` on an experiment file: compare's checks of every run it expands to (compare --plan's, no probe)."""
+    from peftlab.comparison.plan import planned_runs, validate
+    from peftlab.console import console
+
+    if args.set:
+        raise PeftlabError(f"{args.config}: --set changes a run config; edit the experiment file instead")
+    checked = validate(Path(args.config))
+    runs = planned_runs(checked)
+    searched = sum(len(r.lrs or ()) for r in runs)
+    labels = list(dict.fromkeys(r.label for r in runs))
+    ((kind, amount),) = checked.cc.budget.items()
+    console.print(
+        f"{args.config}: valid experiment: {len(runs)} runs ({len(labels)} methods: {', '.join(labels)}; "
+        f"seeds {', '.join(map(str, checked.cc.seeds))}), budget {amount:g} {kind}"
+        + (f", lr search over {searched} values" if searched else ", no lr search")
+        + f"; task {checked.configs[0].task.name} on {checked.cc.model.name}"
     )

@@ -1,0 +1,83 @@
+"""`peftlab compare --plan` and `peftlab check` on an experiment file: compare's checks, the runs it would
+train, their steps and FLOPs per step, and a wall-time estimate from a probe; nothing is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from peftlab.cli.entry import main
+from peftlab.comparison.compare import load_compare, run_configs
+from peftlab.comparison.plan import search_shape
+from peftlab.config import load_config
+from peftlab.rundir.folder import RunDir
+from peftlab.rundir.summary import RunSummary
+from peftlab.training.train import train
+from tests.test_compare import experiment
+
+
+def test_a_typo_in_the_third_method_is_named_with_its_label_and_the_key_meant_and_nothing_is_written(
+    tmp_path, copy_task, capsys
+):
+    methods = [
+        {"label": "zero_shot", "name": "none"},
+        {"name": "lora", "rank": 4, "dropout": 0.0},
+        {"label": "soft", "name": "prompt_tuning", "num_virtual_token": 4},
+    ]
+    path = experiment(tmp_path, copy_task, methods=methods)
+    for argv in (["compare", str(path), "--plan"], ["compare", str(path), "--dry-run", "--json"], ["check", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "method soft" in err and "methods[2].num_virtual_token" in err, err
+        assert "did you mean 'num_virtual_tokens'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_plan_lists_the_runs_compare_trains_with_their_flops_per_step_and_a_positive_estimate(
+    tmp_path, copy_task, capsys
+):
+    path = experiment(tmp_path, copy_task, seeds=[0, 1], budget={"flops": 4.0e7})
+    assert main(["compare", str(path), "--plan", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert not (tmp_path / "runs").exists()  # nothing written
+    cc = load_compare(path)
+    assert [r["name"] for r in plan["runs"]] == [raw["name"] for _, raw in run_configs(cc, str(path))]
+    assert all(r["seconds"] > 0 for r in plan["runs"])
+    assert plan["seconds"] == pytest.approx(sum(r["seconds"] for r in plan["runs"]))
+    assert "this machine" in plan["how"]
+    # The steps and FLOPs per step a real run records (a FLOP budget: its steps depend on its batches)
+    planned = {r["name"]: r for r in plan["runs"]}
+    for _label, raw in run_configs(cc, str(path)):
+        if raw["name"] not in ("lora-s1", "prompt_tuning-s0"):
+            continue
+        real = RunSummary.read(RunDir(train(load_config(None, base=raw))).summary)
+        r = planned[raw["name"]]
+        assert r["steps"] == real.steps >= 2 and r["trainable"] == real.trainable_params, r
+        assert r["flops_per_step"] == pytest.approx(real.flops_per_step, rel=1e-12)
+
+
+def test_the_text_plan_shows_the_lr_search_on_the_first_seed_and_costs_it_more(tmp_path, copy_task, capsys):
+    exp = experiment(tmp_path, copy_task, seeds=[0, 1], methods=[{"name": "lora", "rank": 4}])
+    text = exp.read_text().replace("lr_search: 'off'\n", "").replace("lr_search: off\n", "")
+    exp.write_text(text)
+    assert main(["compare", str(exp), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "lr search on this seed" in out and "rungs at 0.333" in out
+    assert "estimated wall time" in out and "this machine" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_successive_halving_costs_what_the_lr_search_says():
+    # 3 values to a third of the budget, the best one on to the end: 1.67 runs, 4 processes, 3 rung stops
+    trained, started, stops = search_shape(3, [1 / 3])
+    assert trained == pytest.approx(3 / 3 + 2 / 3) and started == 4 and stops == 3
+    assert search_shape(9, [0.1, 0.5])[:2] == (pytest.approx(9 * 0.1 + 3 * 0.4 + 0.5), 13)
+
+
+def test_check_recognises_an_experiment_file(tmp_path, copy_task, capsys):
+    path = experiment(tmp_path, copy_task)
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "valid experiment: 5 runs" in err and "zero_shot, lora, prompt_tuning" in err
+    assert not (tmp_path / "runs").exists()
