@@ -77,6 +77,24 @@ class TaskConfig(Strict):
     reader_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the reader, e.g. {split_by: query} for geoquery."
     )
+    format: Literal["fields", "messages", "alpaca", "sharegpt"] = Field(
+        "fields",
+        description="What a record is. 'fields': named fields, prompted through input_template and target_field. "
+        "Chat and instruction data: 'messages' ({messages: [{role, content}]}, roles system/user/assistant), "
+        "'alpaca' ({instruction, input, output}), 'sharegpt' ({conversations: [{from, value}]}, from "
+        "system/human/gpt or user/assistant). The prompt is the conversation up to its final assistant turn, "
+        "through the model's chat template; the target is that turn. Loss falls on the final assistant turn "
+        "only: earlier assistant turns are context.",
+    )
+    messages_field: str | None = Field(
+        None,
+        description="format messages / sharegpt: the field holding the turns (default: messages / conversations).",
+    )
+    bad_records: Literal["error", "drop"] = Field(
+        "error",
+        description="format messages / alpaca / sharegpt: a malformed record (unknown role, no final assistant "
+        "turn, ...) is an error naming its file and line ('error'), or is dropped and counted in the log ('drop').",
+    )
     validation_size: int = Field(
         500,
         ge=1,

@@ -15,6 +15,22 @@ from peftlab.errors import PeftlabError
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
+class Row(dict):
+    """A row of a JSONL or CSV file that remembers where it is, so that an error found after the rows were
+    reordered (validation held out of train) still names the line: ``where`` is 'path:line'."""
+
+    where: str
+
+    def __init__(self, values: dict, path: Path, line: int):
+        super().__init__(values)
+        self.where = f"{path}:{line}"
+
+
+def where(row: dict, fallback: str) -> str:
+    """'file:line' of a row read from JSONL or CSV, else ``fallback`` (e.g. 'file row 3' for Parquet)."""
+    return getattr(row, "where", None) or fallback
+
+
 def saved_dataset(folder: Path) -> str | None:
     """'dict' for a DatasetDict saved with ``save_to_disk`` (one subfolder per split), 'dataset' for one
     saved Dataset (one split), None for any other folder. Read from the files ``save_to_disk`` writes."""
@@ -61,7 +77,7 @@ def read_rows(path: str | Path) -> list[dict]:
             return _read_jsonl(p)
         if suffix == ".csv":
             with p.open(encoding="utf-8", newline="") as f:
-                return [dict(r) for r in csv.DictReader(f)]
+                return _read_csv(p, f)
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -87,7 +103,16 @@ def _read_jsonl(p: Path) -> list[dict]:
                 raise PeftlabError(f"{p}:{n}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(row, dict):
                 raise PeftlabError(f"{p}:{n}: each line must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append(Row(row, p, n))
+    return rows
+
+
+def _read_csv(p: Path, f) -> list[dict]:
+    reader = csv.DictReader(f)
+    rows, start = [], 2  # line 1 is the header; a quoted field may span lines, so each row says where it began
+    for r in reader:
+        rows.append(Row(r, p, start))
+        start = reader.line_num + 1
     return rows
 
 

@@ -2,7 +2,9 @@
 
 Three jobs, done the same way for every method so comparisons are fair:
 - prompt formatting: the task's prompt goes through the tokenizer's chat template when there is
-  one (SmolLM2-Instruct), else is used as plain text (T5 encoder input, GPT-Neo continuation);
+  one (SmolLM2-Instruct), else is used as plain text (T5 encoder input, GPT-Neo continuation); a
+  conversation (chat data, tasks/conversation.py) goes through the template turn by turn, or through
+  a plain 'Role: content' template;
 - training features: for decoder-only models the labels of prompt tokens and of padding are -100,
   so the loss is only on the target and its end-of-sequence token; padding is dynamic (per batch);
 - generation: batched, sorted by length (little padding), greedy by default, with the KV cache,
@@ -21,6 +23,7 @@ from peftlab.measure.precision import autocast
 from peftlab.models.beam import beam_search
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
 from peftlab.models.kind import IGNORE, ModelKind, kind_of, right_pad
+from peftlab.tasks.conversation import messages_of, render_plain
 
 __all__ = ["IGNORE", "Backbone"]
 
@@ -66,25 +69,63 @@ class Backbone:
         return autocast(self.device, self.compute_dtype)
 
     # ---- formatting -------------------------------------------------------------------------
-    def format_prompt(self, prompt: str) -> str:
+    def format_prompt(self, prompt: str | list[dict[str, str]]) -> str:
+        """The model's input text: a prompt as the single user turn, or a conversation's turns (a list of
+        {role, content}, or a Conversation), through the chat template or the plain one."""
+        messages = messages_of(prompt)
         if self.chat:
             return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+                messages or [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
             )
-        return self.kind.plain_prompt(prompt)
+        return self.kind.plain_prompt(prompt if messages is None else render_plain(messages))
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def too_long(self, prompt: str, max_tokens: int) -> bool:
-        return len(self.tokenizer(prompt, add_special_tokens=False).input_ids) > max_tokens
+        messages = messages_of(prompt)
+        if messages is not None:  # what the turns say, as for plain text (the template's tokens are free)
+            return sum(self._count(m["content"]) for m in messages) > max_tokens
+        return self._count(prompt) > max_tokens
 
-    def _truncate(self, prompt: str, max_tokens: int) -> str:
+    def _truncate(self, prompt: str, max_tokens: int):
+        if messages_of(prompt) is not None:
+            return self._truncate_turns(prompt, max_tokens)
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         if len(ids) <= max_tokens:
             return prompt
         self.truncated_digests.add(hashlib.blake2b(prompt.encode(), digest_size=16).digest())
+        return self._cut_middle(ids, max_tokens)
+
+    def _cut_middle(self, ids: list[int], max_tokens: int) -> str:
         # Cut the middle, not the end: instructions before the text ("Summarize:") and after it
         # ("Answer with one word.", the question of a k-shot prompt) both survive.
+        if max_tokens <= 0:
+            return ""
         head = max_tokens // 2
         return self.tokenizer.decode(ids[:head]) + self.tokenizer.decode(ids[len(ids) - (max_tokens - head) :])
+
+    def _truncate_turns(self, prompt: str, max_tokens: int) -> list[dict[str, str]]:
+        """A conversation's turns within max_tokens (of content): the oldest exchanges after the system
+        prompt go first, whole (the last turn, the one answered, always stays), then the middle of the
+        longest turn left is cut as plain prompts are."""
+        turns = [dict(m) for m in messages_of(prompt)]
+        sizes = [self._count(m["content"]) for m in turns]
+        if sum(sizes) <= max_tokens:
+            return turns
+        self.truncated_digests.add(hashlib.blake2b(str(prompt).encode(), digest_size=16).digest())
+        first = next((i for i, m in enumerate(turns) if m["role"] != "system"), len(turns) - 1)
+        while sum(sizes) > max_tokens and first < len(turns) - 1:
+            # A user turn goes with the assistant turns answering it: templates expect a user turn first.
+            del turns[first], sizes[first]
+            while first < len(turns) - 1 and turns[first]["role"] == "assistant":
+                del turns[first], sizes[first]
+        while sum(sizes) > max_tokens:  # a long system prompt can need more than one turn cut
+            longest = max(range(len(turns)), key=sizes.__getitem__)
+            keep = max(sizes[longest] - (sum(sizes) - max_tokens), 0)
+            ids = self.tokenizer(turns[longest]["content"], add_special_tokens=False).input_ids
+            turns[longest]["content"], sizes[longest] = self._cut_middle(ids, keep), keep
+        return turns
 
     def prompt_ids(self, prompt: str, max_source_tokens: int = 512) -> list[int]:
         text = self.format_prompt(self._truncate(prompt, max_source_tokens))

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from peftlab.config import TaskConfig
 from peftlab.data.readers import read_hub, read_rows, read_saved_splits, saved_dataset
 from peftlab.errors import PeftlabError
-from peftlab.tasks import metrics
+from peftlab.tasks import chat, metrics
 from peftlab.tasks.calibration import content_free_prompts
 from peftlab.tasks.catalog import catalog
 from peftlab.tasks.holdout import hold_out, input_fields, input_text
@@ -48,7 +48,9 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
             f"task '{cfg.name}': no data. Packaged tasks: {', '.join(catalog())}; built in: {', '.join(BUILTIN)}. "
             "Otherwise give task.data_dir, task.data_files (local JSONL/CSV/Parquet) or task.hub (a hub dataset id)"
         )
-    for field in ("input_template", "target_field"):
+    if chat.is_chat(cfg):
+        chat.check_config(cfg)
+    for field in () if chat.is_chat(cfg) else ("input_template", "target_field"):
         if getattr(cfg, field) is None:
             raise PeftlabError(f"task.{field} is required for a task read from files or the hub")
     if _needs_database(cfg) and cfg.database is None:
@@ -60,8 +62,12 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
     def source(split: str) -> str:  # errors name the file (or hub split) a row came from
         return sources[split] if split in sources else f"{sources.get('all', where)} ({split})"
 
+    if chat.is_chat(cfg):  # malformed records: an error, or dropped and counted, before validation is drawn
+        rows = {split: chat.good_rows(cfg, r, source(split), log) for split, r in rows.items()}
     if not rows.get("validation") and rows.get("train"):
-        _hold_out_validation(cfg, rows, source, log)
+        # A chat record's input is its conversation: holdout.py finds it through a template naming its fields.
+        held_cfg = cfg.model_copy(update={"input_template": chat.input_template(cfg)}) if chat.is_chat(cfg) else cfg
+        _hold_out_validation(held_cfg, rows, source, log)
     splits = {split: _examples(cfg, r, source(split), base) for split, r in rows.items() if split in SPLITS}
     if _needs_database(cfg):
         for split in ("validation", "test"):
@@ -70,7 +76,7 @@ def build_task(cfg: TaskConfig, log=None) -> Task:
     overlap = _decontaminate(cfg, splits, log)  # before demonstrations: they are drawn from train
     demos = _add_demonstrations(cfg, splits) if cfg.shots else ""
     names = [cfg.metric, *[m for m in cfg.extra_metrics if m != cfg.metric]]
-    fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template) if f}
+    fields = {f for _, f, _, _ in string.Formatter().parse(cfg.input_template or "") if f}
     only = next(iter(fields)) if len(fields) == 1 else None  # the template's one field, if it has exactly one
     format_input = (lambda text: cfg.input_template.format(**{only: text})) if only else None
     return Task(
@@ -361,6 +367,8 @@ def _row_id(row: dict, id_field: str | None, n: int, where: str) -> str:
 
 
 def _example(cfg: TaskConfig, row: dict, where: str, base: Path, ex_id: str) -> Example:
+    if chat.is_chat(cfg):
+        return chat.example(cfg, row, ex_id)
     choices = gold = None
     if cfg.output_type == "multiple_choice":
         if cfg.choices_field is None:
