@@ -16,7 +16,9 @@ from peftlab.tasks import metrics
 @dataclass
 class Example:
     id: str
-    prompt: str  # the task's prompt text, before any chat template
+    # The task's prompt text, before any chat template; for chat data a Conversation (tasks/conversation.py):
+    # text that also carries the turns before the final assistant turn, which the backbone formats.
+    prompt: str
     target: str  # what the model is trained to produce
     references: list[str]  # what a prediction is scored against (several = multi-reference max)
     choices: list[str] | None = None  # multiple_choice: this example's options (classify: task.label_words)
