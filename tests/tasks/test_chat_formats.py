@@ -108,6 +108,17 @@ def test_a_malformed_record_names_its_file_and_line(tmp_path, fmt, record, messa
     assert f"task.format: {fmt}" in str(err.value) and "task.bad_records: drop" in str(err.value)
 
 
+def test_a_malformed_parquet_record_is_named_by_its_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    turns = [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], []]
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "messages": turns}), path)
+    with pytest.raises(PeftlabError, match=rf"{path} row 2: the conversation has no turns"):
+        chat_task("messages", path)
+
+
 def test_bad_records_drop_leaves_them_out_and_counts_them_by_reason(tmp_path):
     user = {"role": "user", "content": "Hi"}
     bad = [
