@@ -170,6 +170,20 @@ def test_a_conversation_goes_through_the_chat_template_turn_by_turn_or_the_plain
     assert backbone("tiny-llama").format_prompt("hi") == "<user>hi\n<assistant>"  # plain prompts as before
 
 
+def test_a_conversation_the_chat_template_refuses_is_an_error_naming_the_model():
+    bb = backbone("tiny-llama")
+    bb.tokenizer.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        + bb.tokenizer.chat_template
+    )
+    with pytest.raises(
+        PeftlabError,
+        match=r"tiny-llama: its chat template refuses .* turns system user .*"
+        r"System role not supported.*model.chat_template: false",
+    ):
+        bb.format_prompt(multi_turn().prompt)
+
+
 def test_only_the_final_assistant_turn_carries_loss():
     bb, e = backbone("tiny-llama"), multi_turn()
     f = bb.encode(e.prompt, e.target)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from peftlab.errors import PeftlabError
 from peftlab.measure.precision import autocast
 from peftlab.models.beam import beam_search
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
@@ -74,9 +75,18 @@ class Backbone:
         {role, content}, or a Conversation), through the chat template or the plain one."""
         messages = messages_of(prompt)
         if self.chat:
-            return self.tokenizer.apply_chat_template(
-                messages or [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
+            try:
+                return self.tokenizer.apply_chat_template(
+                    messages or [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+                )
+            except Exception as e:  # jinja's raise_exception: e.g. a template that allows no system turn
+                if messages is None:
+                    raise
+                roles = " ".join(m["role"] for m in messages)
+                raise PeftlabError(
+                    f"{self.source}: its chat template refuses a conversation with turns {roles} ({e}); "
+                    "give conversations it accepts, or set model.chat_template: false for the plain template"
+                ) from None
         return self.kind.plain_prompt(prompt if messages is None else render_plain(messages))
 
     def _count(self, text: str) -> int:
