@@ -35,7 +35,8 @@ HOW = (
     "estimated for this machine from a probe: each method's model loaded and applied once, {steps} optimizer "
     "steps timed on the run's own first batches after one warm-up step, one batch of validation examples "
     "generated and timed, a run's process start-up timed once; wall time = start-up + load + steps x "
-    "step time + (validations x validation examples + test examples) x generation time per example. "
+    "step time + (validations x validation examples + test examples) x generation time per example "
+    "(after training scaled to the targets' length: the probe's barely trained model generates longer). "
     "Not counted: the report at the end, forgetting and inference-cost measurements"
 )
 
@@ -180,16 +181,16 @@ def estimate(run: PlannedRun, cfg: ExperimentConfig, measured, task, startup: fl
         run.steps = steps
         run.flops_per_step = counted.flops / max(counted.steps or len(counted.first), 1)
     trained, started, stops = search_shape(len(run.lrs), run.rungs) if run.lrs else (1.0, 1, 0)
-    validations = 0
-    if counted is not None:
-        validations = (1 if cfg.eval.validate_untrained else 0) + cfg.train.evals * trained + stops
     n_val = len(limit(task.splits.get("validation") or [], cfg.eval.max_validation))
     n_test = len(limit(task.split("test"), cfg.eval.max_test))
-    per_example = measured.generate_seconds_per_example or 0.0
+    generated = n_test  # examples generated: zero-shot, the test alone, at the probe's lengths
+    if counted is not None:  # trained: validations and the test at the targets' lengths, the untrained one not
+        untrained = n_val if cfg.eval.validate_untrained else 0
+        generated = untrained + ((cfg.train.evals * trained + stops) * n_val + n_test) * measured.trained_length_ratio
     run.seconds = (
         started * (startup + measured.load_seconds)
         + run.steps * trained * (measured.step_seconds or 0.0)
-        + (validations * n_val + n_test) * per_example
+        + generated * (measured.generate_seconds_per_example or 0.0)
     )
 
 

@@ -50,6 +50,9 @@ class Probe:
     load_seconds: float
     step_seconds: float | None  # None: the method does not train
     generate_seconds_per_example: float | None  # None: no examples to generate
+    # A trained model's generations end near its targets' length, the probe's barely trained one's often at
+    # max_new_tokens: (longest target + 1) / (longest generation + 1) of the probe's batch, in tokens
+    trained_length_ratio: float
     counted: dict[str, Counted]  # run name -> its budget in steps
 
 
@@ -115,14 +118,15 @@ def time_steps(cfg: ExperimentConfig, backbone: Backbone, options, steps: list[l
     return sum(timed) / len(timed) if timed else None
 
 
-def time_generation(cfg: ExperimentConfig, backbone: Backbone, task: Task) -> float | None:
-    """Seconds per example of one batch of validation (else test) examples generated and scored."""
+def time_generation(cfg: ExperimentConfig, backbone: Backbone, task: Task) -> tuple[float | None, float]:
+    """Seconds per example of one batch of validation (else test) examples generated and scored, and the
+    ratio of its targets' longest length to its generations' (tokens; a batch decodes until its longest ends)."""
     pool = task.splits.get("validation") or task.split("test")
     examples = limit(pool, cfg.eval.batch_size)
     if not examples:
-        return None
+        return None, 1.0
     backbone.model.eval()
-    scores, _ = generate_and_score(
+    scores, preds = generate_and_score(
         backbone,
         backbone.model,
         task,
@@ -132,7 +136,11 @@ def time_generation(cfg: ExperimentConfig, backbone: Backbone, task: Task) -> fl
         max_source_tokens=cfg.task.max_source_tokens,
         label="plan: generation probe",
     )
-    return scores["seconds"] / len(examples)
+    tokens = backbone.tokenizer
+    longest_target = max(len(tokens(e.target)["input_ids"]) for e in examples)
+    longest_generated = max(len(tokens(p)["input_ids"]) for p in preds)
+    ratio = min(max((longest_target + 1) / (longest_generated + 1), 0.05), 3.0)
+    return scores["seconds"] / len(examples), ratio
 
 
 def probe(cfgs: list[ExperimentConfig], task: Task, processes: int = 1, timed_steps: int = 3) -> Probe:
@@ -152,8 +160,8 @@ def probe(cfgs: list[ExperimentConfig], task: Task, processes: int = 1, timed_st
         for c in cfgs:
             counted[c.run_name()] = count_steps(c, backbone, task, flops, 1 + timed_steps, processes)
         step_seconds = time_steps(cfg, backbone, options, counted[cfg.run_name()].first)
-    per_example = time_generation(cfg, backbone, task)
-    return Probe(trainable, total, load_seconds, step_seconds, per_example, counted)
+    per_example, ratio = time_generation(cfg, backbone, task)
+    return Probe(trainable, total, load_seconds, step_seconds, per_example, ratio, counted)
 
 
 def seconds_budget_steps(amount: float, step_seconds: float | None) -> int:
