@@ -16,6 +16,7 @@ ones from their last checkpoint; the report is written at the end (and by `peftl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -47,6 +48,7 @@ from peftlab.config import (
 )
 from peftlab.console import console
 from peftlab.errors import PeftlabError
+from peftlab.measure import general
 from peftlab.methods import get_method
 from peftlab.models.bundled import ensure_cached
 from peftlab.models.loading import check_remote_code
@@ -158,6 +160,7 @@ def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
         raise PeftlabError(_format_validation_error(e, str(path), CompareConfig)) from None
     check_concurrency(cc, path)
     check_forgetting(cc, path)
+    general.check_tasks(cc.general, str(path))  # task names known to lm-eval, before anything runs
     return cc
 
 
@@ -174,6 +177,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     # Every run config checked in memory, its errors against the user's file and keys, and the examples
     # against the test split, before anything is written or trained.
     checked = check_runs(cc, runs, str(path))
+    general.check_methods(cc.general, checked, str(path))  # a model lm-eval would misread, before training
     check_summaries(checked, str(path), overwrite)
     prepared: set[str] = set()  # tasks whose shared inputs this driver made
     check_examples(cc, checked, str(path), prepared)
@@ -196,9 +200,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
         f"{planned[0][2].task.name}, budget {amount:g} {kind}"
     )
 
-    def prepare(planned_now: list[tuple[str, Path, ExperimentConfig]]) -> None:
-        prepare_shared_inputs(cc, planned_now, prepared)
-
+    prepare = functools.partial(prepare_shared_inputs, cc, prepared=prepared)  # the runs about to start
     detached = cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm"
     failed, t0, continued = [], time.perf_counter(), set()
     if grid:
@@ -213,6 +215,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     if detached:
         console.print(f"submitted; the report will be written to {folder} when the runs end (peftlab report {folder})")
         return folder
+    general.score_comparison(cc.general, folder, [cfg.run_dir() for _, _, cfg in planned], console.print, str(path))
     report = write_report(folder, examples=cc.examples)
     console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
     if failed:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from peftlab.comparison.launch import LauncherConfig
 from peftlab.comparison.lr_search import LrSearch
 from peftlab.config import MAX_SEED, EvalConfig, ModelConfig
+from peftlab.measure.general import GeneralConfig
 from peftlab.rundir.runio import PLAIN_NAME, PLAIN_WORDS, inside
 from peftlab.training.budget import BY_NAME
 
@@ -44,6 +45,12 @@ class CompareConfig(BaseModel):
         description="Measure forgetting in every run (the LM loss on a text sample after training minus "
         "before; a leaderboard column and a Pareto plot), e.g. "
         "{task: {name: dialogsum, data_dir: ...}, examples: 200}.",
+    )
+    general: GeneralConfig | None = Field(
+        None,
+        description="General abilities of every run and the base, scored after training (measure/general.py): "
+        "{lm_eval: {tasks: [...], limit: N, include_path: folder of local task YAMLs}}; leaderboard columns "
+        "per task and their change from the base.",
     )
     methods: list[dict[str, Any]] = Field(
         min_length=1, description="Methods: {name, label?, <options>, train?, eval?, override?}."

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from peftlab.comparison.lr_choice import Choice, found
 from peftlab.errors import PeftlabError
-from peftlab.report import lr_table
+from peftlab.report import general, lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
@@ -74,7 +74,7 @@ def build_report(folder: Path, examples: list[int] | None = None) -> Report:
         parts.append(
             {
                 "comp": comp,
-                "plots": comparison_plots(comp),
+                "plots": comparison_plots(comp) + general.plot(comp),
                 "colors": label_colors(comp),
                 "examples": side_by_side(comp, wanted),
                 "notes": notes,

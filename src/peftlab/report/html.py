@@ -17,7 +17,7 @@ import yaml
 
 from peftlab.comparison.lr_choice import Choice
 from peftlab.humanize import human_bytes
-from peftlab.report import explorer, lr_table, measures
+from peftlab.report import explorer, general, lr_table, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes
 from peftlab.report.examples import Example
@@ -97,7 +97,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         ("peak mem", ""),
     ]
     extra = measures.present(comp)
-    heads += [(m.column, "") for m in extra]
+    heads += [(m.column, "") for m in extra] + [(h, "") for h in general.header(comp)]
     th = "".join(f'<th class="{c}">{esc(h)}</th>' for h, c in heads)
     best = comp.entries[0].mean if comp.entries else 0
     rows = []
@@ -122,7 +122,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
             (esc("-" if c["train_seconds"] is None else f"{c['train_seconds']:.0f}"), ""),
             (esc(human_bytes(c["peak_memory_bytes"])), ""),
         ]
-        cells += [(esc(measures.cell(m, e)), "") for m in extra]
+        cells += [(esc(measures.cell(m, e)), "") for m in extra] + [(esc(c), "") for c in general.cells(comp, e)]
         klass = ' class="lead"' if e.tie.in_top_group else ""
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from peftlab.console import console
 from peftlab.humanize import human_bytes, human_flops
-from peftlab.report import lr_cost, measures
+from peftlab.report import general, lr_cost, measures
 from peftlab.report.aggregate import Comparison, Entry
 from peftlab.report.costs import cost_notes, time_split
 from peftlab.report.top_group import TIE_RULE
@@ -100,6 +100,7 @@ def records(comparisons: list[Comparison]) -> list[dict]:
                     "run_dirs": [str(r.dir) for r in e.runs],
                     "override": e.override,
                     "deviations": e.deviations,
+                    **general.record(comp, e),
                 }
             )
     return out
@@ -116,12 +117,14 @@ def markdown(comparisons: list[Comparison]) -> str:
         direction = "higher is better" if comp.higher_is_better else "lower is better"
         extra, search = measures.present(comp), lr_cost.search_cells(comp)
         header = HEADER + tuple(m.column for m in extra) + ((lr_cost.COLUMN,) if search else ())
+        header += tuple(general.header(comp))
         parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
         parts += [f"- {line}" for line in verdict(comp)] + [""]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in header) + "|")
         rows = [cells(e) + [measures.cell(m, e) for m in extra] for e in comp.entries]
         rows = [row + ([search.get(e.label, "-")] if search else []) for row, e in zip(rows, comp.entries)]
+        rows = [row + general.cells(comp, e) for row, e in zip(rows, comp.entries)]
         parts += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         parts.append("")
         parts += [f"{lr_cost.NOTE}\n"] if search else []
@@ -132,6 +135,7 @@ def markdown(comparisons: list[Comparison]) -> str:
     parts.append("budget: what the label spent of its training budget (mean over seeds).\n")
     shown = {m.key: m for c in comparisons for m in measures.present(c)}
     parts += [f"{m.note}\n" for m in measures.MEASURES if m.key in shown]
+    parts += [f"{general.NOTE}\n"] if any(general.present(c) for c in comparisons) else []
     parts.append(TIE_RULE)
     return "\n".join(parts) + "\n"
 
