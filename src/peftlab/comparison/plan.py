@@ -34,9 +34,9 @@ from peftlab.models.loading import check_remote_code
 HOW = (
     "estimated for this machine from a probe: each method's model loaded and applied once, {steps} optimizer "
     "steps timed on the run's own first batches after one warm-up step, one batch of validation examples "
-    "generated and timed, a run's process start-up timed once; wall time = start-up + load + steps x "
-    "step time + (validations x validation examples + test examples) x generation time per example "
-    "(after training scaled to the targets' length: the probe's barely trained model generates longer). "
+    "generated to 1 and to 9 tokens (prefill, seconds per token), a run's process start-up timed once; wall "
+    "time = start-up + load + steps x step time + generation: each batch of validation and test examples "
+    "decoded to its longest target after training, to max_new_tokens untrained (zero-shot, step 0). "
     "Not counted: the report at the end, forgetting and inference-cost measurements"
 )
 
@@ -183,14 +183,15 @@ def estimate(run: PlannedRun, cfg: ExperimentConfig, measured, task, startup: fl
     trained, started, stops = search_shape(len(run.lrs), run.rungs) if run.lrs else (1.0, 1, 0)
     n_val = len(limit(task.splits.get("validation") or [], cfg.eval.max_validation))
     n_test = len(limit(task.split("test"), cfg.eval.max_test))
-    generated = n_test  # examples generated: zero-shot, the test alone, at the probe's lengths
-    if counted is not None:  # trained: validations and the test at the targets' lengths, the untrained one not
-        untrained = n_val if cfg.eval.validate_untrained else 0
-        generated = untrained + ((cfg.train.evals * trained + stops) * n_val + n_test) * measured.trained_length_ratio
+    d, generating = measured.decoding, 0.0
+    if d is not None and counted is None:  # zero-shot: the test alone, at the untrained model's lengths
+        generating = d.seconds(n_test, trained=False)
+    elif d is not None:  # validations after training and the test at the targets' lengths, the untrained one not
+        validations = math.ceil(cfg.train.evals * trained) + stops
+        generating = validations * d.seconds(n_val, True) + d.seconds(n_test, True)
+        generating += d.seconds(n_val, False) if cfg.eval.validate_untrained else 0.0
     run.seconds = (
-        started * (startup + measured.load_seconds)
-        + run.steps * trained * (measured.step_seconds or 0.0)
-        + generated * (measured.generate_seconds_per_example or 0.0)
+        started * (startup + measured.load_seconds) + run.steps * trained * (measured.step_seconds or 0.0) + generating
     )
 
 

@@ -2,11 +2,12 @@
 the method applied as a run does it (run_model.load_model), the exact steps and FLOPs of each run's
 budget counted without training (the run's own loader and budget rule, FLOPs from the batch shapes),
 a few optimizer steps on the run's first real batches timed after one warm-up step, and one batch of
-validation generated and timed. Nothing is written.
+validation generated to 1 and to 9 new tokens (its prefill and its seconds per token). Nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -49,10 +50,7 @@ class Probe:
     total: int
     load_seconds: float
     step_seconds: float | None  # None: the method does not train
-    generate_seconds_per_example: float | None  # None: no examples to generate
-    # A trained model's generations end near its targets' length, the probe's barely trained one's often at
-    # max_new_tokens: (longest target + 1) / (longest generation + 1) of the probe's batch, in tokens
-    trained_length_ratio: float
+    decoding: Decoding | None  # None: no examples to generate
     counted: dict[str, Counted]  # run name -> its budget in steps
 
 
@@ -118,29 +116,46 @@ def time_steps(cfg: ExperimentConfig, backbone: Backbone, options, steps: list[l
     return sum(timed) / len(timed) if timed else None
 
 
-def time_generation(cfg: ExperimentConfig, backbone: Backbone, task: Task) -> tuple[float | None, float]:
-    """Seconds per example of one batch of validation (else test) examples generated and scored, and the
-    ratio of its targets' longest length to its generations' (tokens; a batch decodes until its longest ends)."""
+@dataclass
+class Decoding:
+    """One batch of generation timed: a batch decodes until its longest generation ends (or max_new_tokens)."""
+
+    batch_size: int
+    first_token_seconds: float  # the prompts' prefill and the first token, per batch
+    token_seconds: float  # each further token, per batch
+    trained_tokens: int  # a trained model's longest generation in a batch: its longest target, and the end
+    untrained_tokens: int  # an untrained model's (validation at step 0, zero-shot): max_new_tokens
+
+    def seconds(self, examples: int, trained: bool) -> float:
+        tokens = self.trained_tokens if trained else self.untrained_tokens
+        batches = math.ceil(examples / self.batch_size)
+        return batches * (self.first_token_seconds + max(tokens - 1, 0) * self.token_seconds)
+
+
+def time_generation(cfg: ExperimentConfig, backbone: Backbone, task: Task, tokens: int = 9) -> Decoding | None:
+    """One batch of validation (else test) examples generated twice, to 1 and to ``tokens`` new tokens:
+    the prefill and the seconds per further token, without decoding to max_new_tokens."""
     pool = task.splits.get("validation") or task.split("test")
     examples = limit(pool, cfg.eval.batch_size)
     if not examples:
-        return None, 1.0
+        return None
     backbone.model.eval()
-    scores, preds = generate_and_score(
-        backbone,
-        backbone.model,
-        task,
-        examples,
-        batch_size=cfg.eval.batch_size,
-        num_beams=cfg.eval.num_beams,
-        max_source_tokens=cfg.task.max_source_tokens,
-        label="plan: generation probe",
-    )
-    tokens = backbone.tokenizer
-    longest_target = max(len(tokens(e.target)["input_ids"]) for e in examples)
-    longest_generated = max(len(tokens(p)["input_ids"]) for p in preds)
-    ratio = min(max((longest_target + 1) / (longest_generated + 1), 0.05), 3.0)
-    return scores["seconds"] / len(examples), ratio
+    seconds = []
+    for n in (1, tokens):
+        scores, _ = generate_and_score(
+            backbone,
+            backbone.model,
+            dataclasses.replace(task, max_new_tokens=n),
+            examples,
+            batch_size=cfg.eval.batch_size,
+            num_beams=cfg.eval.num_beams,
+            max_source_tokens=cfg.task.max_source_tokens,
+            label=f"plan: generation probe ({n} tokens)",
+        )
+        seconds.append(scores["seconds"])
+    longest = max(len(backbone.tokenizer(e.target)["input_ids"]) for e in examples) + 1
+    per_token = max(seconds[1] - seconds[0], 0.0) / (tokens - 1)
+    return Decoding(cfg.eval.batch_size, seconds[0], per_token, min(longest, task.max_new_tokens), task.max_new_tokens)
 
 
 def probe(cfgs: list[ExperimentConfig], task: Task, processes: int = 1, timed_steps: int = 3) -> Probe:
@@ -160,8 +175,7 @@ def probe(cfgs: list[ExperimentConfig], task: Task, processes: int = 1, timed_st
         for c in cfgs:
             counted[c.run_name()] = count_steps(c, backbone, task, flops, 1 + timed_steps, processes)
         step_seconds = time_steps(cfg, backbone, options, counted[cfg.run_name()].first)
-    per_example, ratio = time_generation(cfg, backbone, task)
-    return Probe(trainable, total, load_seconds, step_seconds, per_example, ratio, counted)
+    return Probe(trainable, total, load_seconds, step_seconds, time_generation(cfg, backbone, task), counted)
 
 
 def seconds_budget_steps(amount: float, step_seconds: float | None) -> int:
