@@ -124,3 +124,28 @@ def test_a_missing_include_path_is_named(tmp_path, copy_task):
     path.write_text(yaml.safe_dump(exp))
     with pytest.raises(PeftlabError, match="include_path: .*nowhere is not a folder"):
         load_compare(path)
+
+
+def test_a_run_trained_in_bf16_is_scored_as_it_trained(tmp_path, copy_task):
+    """load_run holds the frozen linears in bf16 under bf16 autocast; lm-eval's own autocast must get that
+    dtype (left off, an fp32 pass would meet bf16 weights and fail)."""
+    from peftlab.config import load_config
+    from peftlab.evaluation.evaluate import load_run
+    from peftlab.training.train import train
+
+    cfg = {
+        "name": "bf16",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "lora", "rank": 4},
+        "task": copy_task,
+        "train": {"max_steps": 2, "batch_size": 4, "precision": "bf16"},
+        "eval": {"batch_size": 4},
+        "trackers": [],
+    }
+    path = tmp_path / "bf16.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    _, backbone = load_run(train(load_config(path)), log=lambda *a: None)
+    assert backbone.compute_dtype == torch.bfloat16
+    got = score(backbone, LmEvalConfig(tasks=["peftlab_colors_text"], limit=4, include_path=str(TASKS)))
+    assert 0 < got["scores"]["peftlab_colors_text"]["bits_per_byte"] < 100

@@ -142,17 +142,25 @@ def flatten(results: dict) -> tuple[dict, dict, dict]:
     return scores, errs, counts
 
 
-def score(backbone, cfg: LmEvalConfig, source: str = "general.lm_eval") -> dict:
+def score(backbone, cfg: LmEvalConfig, source: str = "general.lm_eval", manager=None) -> dict:
     """Score the loaded model (``backbone.model``, adapter and all) on the tasks; returns the record
-    written to lm_eval.json."""
+    written to lm_eval.json. ``manager``: a TaskManager to reuse (indexing lm-eval's tasks takes seconds)."""
     lm_eval, _ = _lm_eval()
     from lm_eval.models.huggingface import HFLM
 
-    manager = task_manager(cfg, source)
+    manager = manager or task_manager(cfg, source)
     folder = include_dir(cfg, source)
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     tok = backbone.tokenizer
-    lm = HFLM(pretrained=backbone.model, tokenizer=tok, batch_size=cfg.batch_size, add_bos_token=adds_bos(tok))
+    # HFLM wraps every forward in its own autocast, disabled unless given a dtype: the run's compute dtype
+    # (bf16 over frozen bf16 linears, as it trained), else an fp32 autocast-off pass would meet bf16 weights.
+    lm = HFLM(
+        pretrained=backbone.model,
+        tokenizer=tok,
+        batch_size=cfg.batch_size,
+        add_bos_token=adds_bos(tok),
+        mixed_precision_dtype=backbone.compute_dtype,
+    )
     backbone.model.eval()
     with contextlib.chdir(folder) if folder else contextlib.nullcontext(), backbone.numerics():
         results = lm_eval.simple_evaluate(
@@ -201,12 +209,12 @@ def score_comparison(general: GeneralConfig | None, folder: Path, run_dirs: list
     if not done:
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    base_path = Path(folder) / BASE_FILE
+    base_path, manager = Path(folder) / BASE_FILE, task_manager(cfg, source)
     if not stored(base_path, cfg):
         first = load_run_config(done[0])
         backbone = load_as_trained(first.model, first.train.precision, log=log)
         log(f"lm_eval: scoring the base model ({first.model.name}) on {', '.join(cfg.tasks)}")
-        write_json(base_path, {**score(backbone, cfg, source), "model": first.model.name})
+        write_json(base_path, {**score(backbone, cfg, source, manager), "model": first.model.name})
         del backbone
     for run_dir in done:
         path = Path(run_dir) / RUN_FILE
@@ -214,6 +222,6 @@ def score_comparison(general: GeneralConfig | None, folder: Path, run_dirs: list
             continue
         _, backbone = load_run(Path(run_dir), log=log)
         log(f"lm_eval: scoring {Path(run_dir).name}")
-        write_json(path, score(backbone, cfg, source))
+        write_json(path, score(backbone, cfg, source, manager))
         del backbone
         gc.collect()
