@@ -93,7 +93,9 @@ def test_experiment_errors_name_the_problem(tmp_path, copy_task):
         compare(typo)
     # a method that does not fit the model fails the experiment before its first run, naming the entry
     misfit = experiment(tmp_path, copy_task, seeds=[0], methods=[{"name": "lora"}, {"name": "bitfit"}])
-    with pytest.raises(PeftlabError, match=r"method bitfit: .*method bitfit: the model has no bias terms \(tiny-llama\)"):
+    with pytest.raises(
+        PeftlabError, match=r"method bitfit: .*method bitfit: the model has no bias terms \(tiny-llama\)"
+    ):
         compare(misfit)
     assert not list((tmp_path / "runs").rglob("config.yaml"))  # no run was started
 

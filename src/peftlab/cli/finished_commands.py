@@ -134,7 +134,10 @@ def add_export(sub) -> None:
         help="how the weight matrices are stored (default: f16; norms are always f32)",
     )
     ex.add_argument(
-        "--out", default=None, metavar="PATH", help="the file to write, or a folder for it (default: RUN/model.<type>.gguf)"
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="the file to write, or a folder for it (default: RUN/model.<type>.gguf)",
     )
     ex.add_argument("--overwrite", action="store_true", help="replace an existing file at the output path")
     remote_code_flag(ex)
