@@ -110,7 +110,31 @@ def first_difference(a: list[str], b: list[str], examples) -> dict | None:
     return {"differing": len(diffs), "first": {"index": i, "id": examples[i].id, "peftlab": a[i], "other": b[i]}}
 
 
-def main() -> None:
+def one_round(r: int, runners: dict, examples: list, task, args, sync) -> dict:
+    """Every contender once over the examples, one after another (alternating rounds: the same machine state)."""
+    rnd = {}
+    for name in CONTENDERS:
+        sync()
+        t0 = time.perf_counter()
+        preds, tokens, scores = runners[name](examples)
+        sync()
+        seconds = time.perf_counter() - t0
+        rnd[name] = {
+            "seconds": seconds,
+            "new_tokens": tokens,
+            "tokens_per_s": tokens / seconds,
+            "examples_per_s": len(examples) / seconds,
+            "score": scores[task.primary],
+            "preds": preds,
+        }
+        log(
+            f"round {r + 1}/{args.repeats} {name:8s} {seconds:7.1f} s  {tokens / seconds:7.1f} new tokens/s  "
+            f"{task.primary}={scores[task.primary]:.4f}"
+        )
+    return rnd
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -129,80 +153,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16, help="peftlab and unsorted batch size (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--out", default="runs/bench/eval_throughput.json", help="raw results (default: %(default)s)")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = " ".join(shlex.quote(a) for a in [sys.executable.replace(os.getcwd() + "/", ""), *sys.argv])
+    return p.parse_args()
 
-    task_cfg = TaskConfig.model_validate(resolve_task({"name": "dialogsum", "data_dir": args.data}, "bench"))
-    args.max_source_tokens = task_cfg.max_source_tokens
-    task = build_task(task_cfg)
-    examples = task.split("test")[: args.examples]
-    log(f"loading {args.model} ...")
-    bb = load_backbone(ModelConfig(name=args.model), log=log)
-    if args.adapter_method == "lora":
-        from peftlab.methods import get_method
 
-        lora = get_method("lora")
-        bb.model = lora.apply(bb.model, lora.config_cls(rank=16, target_modules="all-linear"))
-    model = bb.model.eval()
-    sync = torch.cuda.synchronize if bb.device.type == "cuda" else (lambda: None)
-    lengths = [len(bb.prompt_ids(e.prompt, args.max_source_tokens)) for e in examples]
-
-    runners = {
-        "peftlab": lambda ex: run_peftlab(bb, model, task, ex, args),
-        "loop": lambda ex: run_batches(bb, model, task, ex, args, 1),
-        "unsorted": lambda ex: run_batches(bb, model, task, ex, args, args.batch_size),
-    }
-    log("warm-up: each contender on 2 examples ...")
-    for name in CONTENDERS:
-        runners[name](examples[:2])
-    rounds = []
-    for r in range(args.repeats):
-        rnd = {}
-        for name in CONTENDERS:
-            sync()
-            t0 = time.perf_counter()
-            preds, tokens, scores = runners[name](examples)
-            sync()
-            seconds = time.perf_counter() - t0
-            rnd[name] = {
-                "seconds": seconds,
-                "new_tokens": tokens,
-                "tokens_per_s": tokens / seconds,
-                "examples_per_s": len(examples) / seconds,
-                "score": scores[task.primary],
-                "preds": preds,
-            }
-            log(
-                f"round {r + 1}/{args.repeats} {name:8s} {seconds:7.1f} s  {tokens / seconds:7.1f} new tokens/s  "
-                f"{task.primary}={scores[task.primary]:.4f}"
-            )
-        rounds.append(rnd)
-
-    def med(name, key):
-        return statistics.median(rnd[name][key] for rnd in rounds)
-
-    def ratios(other):  # per round, peftlab and the other ran side by side
-        return [rnd["peftlab"]["tokens_per_s"] / rnd[other]["tokens_per_s"] for rnd in rounds]
-
-    first = rounds[0]
-    same = {
-        other: first_difference(first["peftlab"]["preds"], first[other]["preds"], examples)
-        for other in ("loop", "unsorted")
-    }
-    deterministic = {n: all(rnd[n]["preds"] == first[n]["preds"] for rnd in rounds) for n in CONTENDERS}
-    summary = {
-        n: {k: med(n, k) for k in ("seconds", "examples_per_s", "tokens_per_s", "new_tokens", "score")}
-        for n in CONTENDERS
-    }
-    for other in ("loop", "unsorted"):
-        summary[other]["peftlab_speedup_tokens_per_s"] = {
-            "median": statistics.median(ratios(other)),
-            "per_round": ratios(other),
-        }
-
-    dev = machine()
+def print_report(command, dev, bb, args, examples, lengths, task, summary, same, deterministic) -> None:
+    """The markdown RESULTS.md quotes: command, date, machine, the table of medians, prediction equality."""
     where = dev.get("gpu") or f"{dev['cpu']}, {dev['cores']} cores, {dev['torch_threads']} torch threads"
     label = {
         "peftlab": f"peftlab (length-sorted batches of {args.batch_size})",
@@ -240,6 +195,70 @@ def main() -> None:
         print(line)
     if not all(deterministic.values()):
         print("Not the same predictions in every round: " + ", ".join(n for n, ok in deterministic.items() if not ok))
+
+
+def summarise(rounds: list[dict], examples: list) -> tuple[dict, dict, dict]:
+    """(medians per contender with peftlab's per-round speed-ups, where predictions first differ,
+    whether each contender predicted the same in every round)."""
+
+    def med(name, key):
+        return statistics.median(rnd[name][key] for rnd in rounds)
+
+    def ratios(other):  # per round, peftlab and the other ran side by side
+        return [rnd["peftlab"]["tokens_per_s"] / rnd[other]["tokens_per_s"] for rnd in rounds]
+
+    first = rounds[0]
+    same = {
+        other: first_difference(first["peftlab"]["preds"], first[other]["preds"], examples)
+        for other in ("loop", "unsorted")
+    }
+    deterministic = {n: all(rnd[n]["preds"] == first[n]["preds"] for rnd in rounds) for n in CONTENDERS}
+    summary = {
+        n: {k: med(n, k) for k in ("seconds", "examples_per_s", "tokens_per_s", "new_tokens", "score")}
+        for n in CONTENDERS
+    }
+    for other in ("loop", "unsorted"):
+        summary[other]["peftlab_speedup_tokens_per_s"] = {
+            "median": statistics.median(ratios(other)),
+            "per_round": ratios(other),
+        }
+    return summary, same, deterministic
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = " ".join(shlex.quote(a) for a in [sys.executable.replace(os.getcwd() + "/", ""), *sys.argv])
+
+    task_cfg = TaskConfig.model_validate(resolve_task({"name": "dialogsum", "data_dir": args.data}, "bench"))
+    args.max_source_tokens = task_cfg.max_source_tokens
+    task = build_task(task_cfg)
+    examples = task.split("test")[: args.examples]
+    log(f"loading {args.model} ...")
+    bb = load_backbone(ModelConfig(name=args.model), log=log)
+    if args.adapter_method == "lora":
+        from peftlab.methods import get_method
+
+        lora = get_method("lora")
+        bb.model = lora.apply(bb.model, lora.config_cls(rank=16, target_modules="all-linear"))
+    model = bb.model.eval()
+    sync = torch.cuda.synchronize if bb.device.type == "cuda" else (lambda: None)
+    lengths = [len(bb.prompt_ids(e.prompt, args.max_source_tokens)) for e in examples]
+
+    runners = {
+        "peftlab": lambda ex: run_peftlab(bb, model, task, ex, args),
+        "loop": lambda ex: run_batches(bb, model, task, ex, args, 1),
+        "unsorted": lambda ex: run_batches(bb, model, task, ex, args, args.batch_size),
+    }
+    log("warm-up: each contender on 2 examples ...")
+    for name in CONTENDERS:
+        runners[name](examples[:2])
+    rounds = [one_round(r, runners, examples, task, args, sync) for r in range(args.repeats)]
+
+    summary, same, deterministic = summarise(rounds, examples)
+    dev = machine()
+    print_report(command, dev, bb, args, examples, lengths, task, summary, same, deterministic)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
