@@ -43,7 +43,10 @@ def test_the_plan_lists_the_runs_compare_trains_with_their_flops_per_step_and_a_
     assert not (tmp_path / "runs").exists()  # nothing written
     cc = load_compare(path)
     assert [r["name"] for r in plan["runs"]] == [raw["name"] for _, raw in run_configs(cc, str(path))]
-    assert all(r["seconds"] > 0 for r in plan["runs"])
+    assert all(r["seconds"] > 0 for r in plan["runs"])  # per run, each its own terms
+    for r in plan["runs"]:
+        assert r["seconds"] == pytest.approx(sum(r["parts"].values())) and r["parts"]["generate"] > 0
+        assert (r["parts"]["train"] > 0) == (r["method"] != "none"), r
     assert plan["seconds"] == pytest.approx(sum(r["seconds"] for r in plan["runs"]))
     assert "this machine" in plan["how"]
     # The steps and FLOPs per step a real run records (a FLOP budget: its steps depend on its batches)

@@ -64,6 +64,7 @@ class PlannedRun:
     flops_per_step: float | None
     trainable: int | None = None
     seconds: float | None = None  # the estimate, lr search included
+    parts: dict[str, float] = field(default_factory=dict)  # the estimate's terms: start, train, generate
 
 
 @dataclass
@@ -190,9 +191,12 @@ def estimate(run: PlannedRun, cfg: ExperimentConfig, measured, task, startup: fl
         validations = math.ceil(cfg.train.evals * trained) + stops
         generating = validations * d.seconds(n_val, True) + d.seconds(n_test, True)
         generating += d.seconds(n_val, False) if cfg.eval.validate_untrained else 0.0
-    run.seconds = (
-        started * (startup + measured.load_seconds) + run.steps * trained * (measured.step_seconds or 0.0) + generating
-    )
+    run.parts = {
+        "start": started * (startup + measured.load_seconds),
+        "train": run.steps * trained * (measured.step_seconds or 0.0),
+        "generate": generating,
+    }
+    run.seconds = sum(run.parts.values())
 
 
 def machine() -> dict:
