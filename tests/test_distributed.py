@@ -27,6 +27,22 @@ def records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def accelerate_launch(config: Path, processes: int) -> subprocess.CompletedProcess:
+    """`accelerate launch` of `peftlab train CONFIG` on the CPU in ``processes`` processes (gloo)."""
+    launcher = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    flags = ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no"]
+    flags += ["--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    return subprocess.run(
+        [str(launcher), "launch", *flags, "-m", "peftlab", "train", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tmp_path, copy_task):
     base = {
         "output_dir": str(tmp_path / "runs"),
@@ -42,34 +58,7 @@ def test_two_processes_train_the_loss_curve_of_one_with_the_same_global_batch(tm
         (tmp_path / f"{cfg['name']}.yaml").write_text(yaml.safe_dump(cfg))
     single = train(load_config(tmp_path / "one.yaml"))
 
-    launcher = Path(sys.executable).parent / "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [
-            str(launcher),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(free_port()),
-            "-m",
-            "peftlab",
-            "train",
-            str(tmp_path / "two.yaml"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = accelerate_launch(tmp_path / "two.yaml", processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 processes)" in done.stderr
     double = tmp_path / "runs" / "two"

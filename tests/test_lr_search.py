@@ -74,6 +74,23 @@ def search_experiment(tmp_path, copy_task, **over) -> Path:
     return experiment(tmp_path, copy_task, methods=methods, train=train_section, **over)
 
 
+def assert_continued_is_uninterrupted(tmp_path, folder, logged) -> None:
+    """The continued run is the run that never stopped: same learning curve, same kept weights."""
+    cfg = load_config(folder / "lora-s0" / "config.yaml", [f"output_dir={tmp_path / 'alone'}", "name=lora-s0"])
+    alone = train(cfg)
+    kept = load_file(folder / "lora-s0" / "adapter" / "adapter_model.safetensors")
+    whole = load_file(alone / "adapter" / "adapter_model.safetensors")
+    assert kept.keys() == whole.keys() and all(torch.equal(kept[k], whole[k]) for k in kept)
+
+    def curve(lines):  # the learning curve without the seconds it took
+        return [
+            {**r, "seconds": 0} | ({"validation": {**r["validation"], "seconds": 0}} if "validation" in r else {})
+            for r in lines
+        ]
+
+    assert curve(read_jsonl(alone / "metrics.jsonl")) == curve(logged)
+
+
 def test_the_search_stops_every_value_at_its_rung_and_only_the_winner_goes_on(tmp_path, copy_task, monkeypatch):
     path = search_experiment(tmp_path, copy_task)
     folder = tmp_path / "runs" / "cmp"
@@ -115,20 +132,7 @@ def test_the_search_stops_every_value_at_its_rung_and_only_the_winner_goes_on(tm
     assert f"x{(multiple + extra_flops) / multiple:.2f} FLOPs" in board and "## Learning-rate search" in board
     assert "LR search" in (folder / "report.html").read_text()
 
-    # The continued run is the run that never stopped: same learning curve, same kept weights.
-    cfg = load_config(folder / "lora-s0" / "config.yaml", [f"output_dir={tmp_path / 'alone'}", "name=lora-s0"])
-    alone = train(cfg)
-    kept, whole = load_file(folder / "lora-s0" / "adapter" / "adapter_model.safetensors"), None
-    whole = load_file(alone / "adapter" / "adapter_model.safetensors")
-    assert kept.keys() == whole.keys() and all(torch.equal(kept[k], whole[k]) for k in kept)
-
-    def curve(lines):  # the learning curve without the seconds it took
-        return [
-            {**r, "seconds": 0} | ({"validation": {**r["validation"], "seconds": 0}} if "validation" in r else {})
-            for r in lines
-        ]
-
-    assert curve(read_jsonl(alone / "metrics.jsonl")) == curve(logged)
+    assert_continued_is_uninterrupted(tmp_path, folder, logged)
     # The untrained model (the seed's, whatever the lr) was scored by one search run only.
     untrained = [d.name for d in search.values() if any(r["step"] == 0 for r in read_jsonl(d / "metrics.jsonl"))]
     assert untrained == ["lora-lr0.00333"]
