@@ -8,6 +8,7 @@ validation generated to 1 and to 9 new tokens (its prefill and its seconds per t
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -90,7 +91,7 @@ def count_steps(
 
 
 def time_steps(cfg: ExperimentConfig, backbone: Backbone, options, steps: list[list[dict]]) -> float | None:
-    """Mean seconds of the optimizer steps after the first (a warm-up: allocations, kernel choice)."""
+    """Median seconds of the optimizer steps after the first (a warm-up: allocations, kernel choice)."""
     method, core = get_method(cfg.method.name), backbone.model
     lr = cfg.train.lr if cfg.train.lr is not None else method.lr(options)
     optimizer = build_optimizer(cfg, method, options, core, lr)
@@ -112,7 +113,8 @@ def time_steps(cfg: ExperimentConfig, backbone: Backbone, options, steps: list[l
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
     timed = seconds[1:] or seconds
-    return sum(timed) / len(timed) if timed else None
+    # The median: on a shared machine one step caught by another process's burst would move a mean far.
+    return statistics.median(timed) if timed else None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from peftlab.report.runs import Run
 from peftlab.report.ties import label_sample
 from peftlab.report.top_group import Family, Verdict, top_group
 from peftlab.report.validity import check_same_examples, check_seeds_of_one_setting
+from peftlab.tasks.metrics import better_sign
 
 # Cost columns averaged over a label's seeds: RunSummary fields (absent in older runs: then None,
 # shown as "-").
@@ -106,8 +107,7 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
     train_notes = deviations.train_deviations(by_label)
     for e in entries:
         e.deviations = train_notes.get(e.label, []) + deviations.method_deviations(e.runs)
-    sign = -1 if higher_is_better else 1
-    entries.sort(key=lambda e: (sign * e.mean, e.label))
+    entries.sort(key=lambda e: (-better_sign(higher_is_better) * e.mean, e.label))  # best first
     family = mark_ties(entries, higher_is_better)
     return Comparison(task, metric, higher_is_better, entries, family)
 
