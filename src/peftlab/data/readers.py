@@ -43,27 +43,23 @@ def saved_dataset(folder: Path) -> str | None:
 
 def read_saved_splits(folder: Path) -> dict[str, list[dict]]:
     """Every split of a DatasetDict saved with ``save_to_disk``, as rows (Arrow files: no code runs)."""
+    return {name: split.to_list() for name, split in _load_saved(folder).items()}
+
+
+def _load_saved(folder: Path):
+    """The Dataset or DatasetDict ``save_to_disk`` wrote in ``folder``."""
     try:
         from datasets import load_from_disk
 
-        return {name: split.to_list() for name, split in load_from_disk(str(folder)).items()}
+        return load_from_disk(str(folder))
     except Exception as e:  # a damaged or partial folder: name it and keep datasets' reason
         raise PeftlabError(f"{folder}: cannot read the saved dataset ({type(e).__name__}: {e})") from None
-
-
-def _read_saved(p: Path) -> list[dict]:
-    try:
-        from datasets import load_from_disk
-
-        return load_from_disk(str(p)).to_list()
-    except Exception as e:
-        raise PeftlabError(f"{p}: cannot read the saved dataset ({type(e).__name__}: {e})") from None
 
 
 def read_rows(path: str | Path) -> list[dict]:
     p = Path(path)
     if p.is_dir() and saved_dataset(p) == "dataset":
-        return _read_saved(p)
+        return _load_saved(p).to_list()
     if p.is_dir() and saved_dataset(p) == "dict":
         raise PeftlabError(
             f"{p}: a DatasetDict saved with save_to_disk holds several splits; give it as task.data_dir "
