@@ -21,13 +21,14 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from peftlab.comparison import lr_search
+from peftlab.comparison import lr_search, several_models
 from peftlab.comparison.compare_checks import (
     calibrated_baselines,
     check_concurrency,
@@ -168,26 +169,56 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     """Run (or resume) every run of the experiment, then write the report; returns the folder.
 
     ``launcher``: overrides of the experiment's launcher section (the command line's flags)."""
+    cc = load_compare(Path(path), launcher)
+    if cc.models is not None:
+        return several_models.compare_models(cc, str(path), overwrite, check_comparison, run_comparison)
+    checked = check_comparison(cc, str(path), overwrite)
+    failed = run_comparison(checked, overwrite)
+    if failed:
+        raise PeftlabError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
+            "Rerun the same command to retry them (finished runs are kept)."
+        )
+    return cc.folder()
+
+
+@dataclass
+class Checked:
+    """A single-model comparison checked in full, nothing written yet: its runs (label, raw run config)."""
+
+    cc: CompareConfig
+    source: str
+    runs: list[tuple[str, dict]]
+    prepared: set[str] = field(default_factory=set)  # tasks whose shared inputs this driver made
+
+
+def check_comparison(cc: CompareConfig, source: str, overwrite: bool) -> Checked:
+    """Every run config checked in memory, its errors against the user's file and keys, and the examples
+    against the test split, before anything is written or trained."""
+    check_remote_code(cc.model, source)  # before anything is written; the runs get the flag (launch/job.py)
+    runs = run_configs(cc, source)
+    configs = check_runs(cc, runs, source)
+    general.check_methods(cc.general, configs, source)  # a model lm-eval would misread, before training
+    check_summaries(configs, source, overwrite)
+    checked = Checked(cc, source, runs)
+    check_examples(cc, configs, source, checked.prepared)
+    return checked
+
+
+def run_comparison(checked: Checked, overwrite: bool) -> list[str]:
+    """Train every run of a checked comparison (the lr search first), then write its report; returns the
+    runs that failed (the report shows the others)."""
     from peftlab.report import write_report  # local: pulls in matplotlib; load_compare / run_configs need none
 
-    cc = load_compare(Path(path), launcher)
-    check_remote_code(cc.model, path)  # before anything is written; the runs get the flag (launch/job.py)
+    cc, source, runs, prepared = checked.cc, checked.source, checked.runs, checked.prepared
     folder = cc.folder()
-    runs = run_configs(cc, str(path))
-    # Every run config checked in memory, its errors against the user's file and keys, and the examples
-    # against the test split, before anything is written or trained.
-    checked = check_runs(cc, runs, str(path))
-    general.check_methods(cc.general, checked, str(path))  # a model lm-eval would misread, before training
-    check_summaries(checked, str(path), overwrite)
-    prepared: set[str] = set()  # tasks whose shared inputs this driver made
-    check_examples(cc, checked, str(path), prepared)
     pool = make_launcher(cc.launcher, folder)
     first = {}
     for label, raw in runs:
         first.setdefault(label, raw)
     entries = {label_of(e): e for e in cc.methods if isinstance(e, dict)}
-    search = lr_search.settings(cc.lr_search, cc.lr_factors, str(path))
-    grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], search, str(path))
+    search = lr_search.settings(cc.lr_search, cc.lr_factors, source)
+    grid = lr_search.grids([(lb, entries.get(lb, {}), raw) for lb, raw in first.items()], search, source)
     runs = [(lb, with_lr(raw, grid[lb][0] if len(grid.get(lb, ())) == 1 else None)) for lb, raw in runs]
     grid = {lb: lrs for lb, lrs in grid.items() if len(lrs) > 1}  # one value: trained at it, no search
     ensure_writable_dir(folder, "output_dir")  # a file or a read-only mount in the way: named, not a traceback
@@ -201,29 +232,23 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -
     )
 
     prepare = functools.partial(prepare_shared_inputs, cc, prepared=prepared)  # the runs about to start
-    detached = cc.launcher.name == "slurm" and not cc.launcher.wait and cc.launcher.slurm.executor == "slurm"
     failed, t0, continued = [], time.perf_counter(), set()
     if grid:
 
         def launch(search_runs: list[tuple[str, dict]]) -> list[str] | None:
             bad = execute(pool, write_configs(folder, search_runs), False, cc.processes, prepare)
-            return None if detached else bad
+            return None if cc.detached() else bad
 
         planned, continued, why = search_lrs(folder, grid, first, runs, search.rungs, launch, overwrite)
         failed += why
     failed += execute(pool, planned, overwrite, cc.processes, prepare, continued)
-    if detached:
+    if cc.detached():
         console.print(f"submitted; the report will be written to {folder} when the runs end (peftlab report {folder})")
-        return folder
-    general.score_comparison(cc.general, folder, [cfg.run_dir() for _, _, cfg in planned], console.print, str(path))
+        return failed
+    general.score_comparison(cc.general, folder, [cfg.run_dir() for _, _, cfg in planned], console.print, source)
     report = write_report(folder, examples=cc.examples)
     console.print(f"compare wall time {time.perf_counter() - t0:.0f} s; report: {report}")
-    if failed:
-        raise PeftlabError(
-            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
-            "Rerun the same command to retry them (finished runs are kept)."
-        )
-    return folder
+    return failed
 
 
 def prepare_shared_inputs(

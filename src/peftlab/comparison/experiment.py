@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from peftlab.comparison.launch import LauncherConfig
 from peftlab.comparison.lr_search import LrSearch
@@ -21,11 +21,25 @@ from peftlab.rundir.runio import PLAIN_NAME, PLAIN_WORDS, inside
 from peftlab.training.budget import BY_NAME
 
 
+def model_folder(name: str) -> str:
+    """The sub-folder of one model in a several-model comparison: the last part of its name or path
+    ('./models/my-llama' -> 'my-llama', 'org/model' -> 'model'), odd characters as '_'."""
+    tail = re.sub(r"[^A-Za-z0-9._+-]+", "_", name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1])
+    tail = tail.lstrip("._") or "model"
+    return tail[:128]
+
+
 class CompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Comparison name: its folder is output_dir/name.")
     output_dir: str = Field("runs", description="Where the comparison folder is written.")
     model: ModelConfig = Field(default_factory=ModelConfig)
+    models: list[ModelConfig] | None = Field(
+        None,
+        description="Several models instead of one: every method runs on each (same task, budget rule, seeds), "
+        "each model in its own sub-folder with its own leaderboard, and a cross-model table of each method's "
+        "rank per model with Kendall's tau (report/cross_model.py), e.g. [{name: smollm2-135m}, {name: ./my-model}].",
+    )
     task: dict[str, Any] = Field(
         description="The task section, as in a run config (e.g. {name: dialogsum, data_dir: ...})."
     )
@@ -118,6 +132,39 @@ class CompareConfig(BaseModel):
         if v is not None and (not v or any(f <= 0 for f in v)):
             raise ValueError("give positive factors, e.g. [0.3, 1, 3]")
         return v
+
+    @model_validator(mode="after")
+    def _one_or_several_models(self) -> CompareConfig:
+        if self.models is None:
+            return self
+        if "model" in self.model_fields_set:
+            raise ValueError("give model (one) or models (several), not both")
+        if len(self.models) < 2:
+            raise ValueError("models needs two or more entries (one model: use model: {name: ...})")
+        folders = [model_folder(m.name) for m in self.models]
+        twice = sorted({f for f in folders if folders.count(f) > 1})
+        if twice:
+            raise ValueError(
+                f"each model gets a sub-folder named after it, and {', '.join(twice)} would be shared by two "
+                "entries: give each model once"
+            )
+        return self
+
+    def per_model(self) -> list[CompareConfig]:
+        """One single-model comparison per entry of ``models``, in the sub-folder <name>/<model folder>."""
+        if self.models is None:
+            return [self]
+        base = self.model_dump(exclude={"models", "model", "name", "output_dir"}, exclude_unset=True)
+        return [
+            CompareConfig.model_validate(
+                {**base, "model": m.model_dump(), "name": model_folder(m.name), "output_dir": str(self.folder())}
+            )
+            for m in self.models
+        ]
+
+    def detached(self) -> bool:
+        """Slurm jobs submitted without waiting: the driver ends before the runs do."""
+        return self.launcher.name == "slurm" and not self.launcher.wait and self.launcher.slurm.executor == "slurm"
 
     def folder(self) -> Path:
         return inside(self.output_dir, Path(self.output_dir) / self.name, f"name {self.name!r}")

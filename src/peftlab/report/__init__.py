@@ -9,26 +9,34 @@ re-run: everything is read from the run folders. Written into DIR, each file ato
     plots/<task>-pareto-*.png       test metric vs trainable params / FLOPs / peak memory
     report.html                     all of the above in one self-contained file
 
+A several-model comparison folder (compare's `models: [...]`; its models.json names each model's
+sub-folder) is reported from its sub-folders' runs: one leaderboard per model, and the cross-model
+table (report/cross_model.py) first, also as cross_models.md / .json.
+
 ``write_report`` is the entry point for other commands (``peftlab compare`` calls it);
 ``print_overview`` is the terminal's short view (``peftlab demo`` prints it).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftlab.comparison.lr_choice import Choice, found
+from peftlab.console import console
 from peftlab.errors import PeftlabError
-from peftlab.report import general, lr_table
+from peftlab.report import cross_model_view, general, lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
+from peftlab.report.cross_model import CrossModel, cross_models
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
 from peftlab.report.overlap import overlap_notes
 from peftlab.report.plots import comparison_plots, label_colors
 from peftlab.report.runs import load_runs
 from peftlab.report.tables import print_tables, write_tables
+from peftlab.rundir.models_index import read_index
 from peftlab.rundir.runio import atomic_write_bytes, atomic_write_text, inside
 
 __all__ = ["DEFAULT_EXAMPLES", "Report", "build_report", "print_overview", "print_report", "write_report"]
@@ -40,6 +48,7 @@ class Report:
     comparisons: list[Comparison]
     parts: list[dict]  # per comparison: comp, plots, examples, notes, colors (what html.render draws)
     searches: list[Choice] = field(default_factory=list)  # learning-rate searches (lr_search/)
+    across: list[CrossModel] = field(default_factory=list)  # a several-model comparison's cross-model tables
 
     def write(self) -> Path:
         """Write tables, plot files and report.html into the folder; returns report.html's path."""
@@ -48,20 +57,28 @@ class Report:
         for part in self.parts:
             for p in part["plots"]:
                 if p.png:
-                    path = self.folder / "plots" / f"{_file_name(part['comp'].task)}-{p.name}.png"
-                    inside(self.folder, path, f"task name {part['comp'].task!r}")  # a name is not a path
+                    path = self.folder / "plots" / f"{_file_name(part['comp'].title)}-{p.name}.png"
+                    inside(self.folder, path, f"task name {part['comp'].title!r}")  # a name is not a path
                     atomic_write_bytes(path, p.png)
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)
+        first = [(f"across-{i}", "Across models", cross_model_view.section(cm)) for i, cm in enumerate(self.across)]
+        if self.across:
+            atomic_write_text(self.folder / "cross_models.md", cross_model_view.markdown(self.across))
+            atomic_write_text(
+                self.folder / "cross_models.json", json.dumps(cross_model_view.records(self.across), indent=2) + "\n"
+            )
         out = self.folder / "report.html"
-        atomic_write_text(out, render(self.folder.resolve().name, self.parts, self.searches))
+        atomic_write_text(out, render(self.folder.resolve().name, self.parts, self.searches, first))
         return out
 
 
 def build_report(folder: Path, examples: list[int] | None = None) -> Report:
     """Read the runs in ``folder`` and compute everything the report shows (writes nothing)."""
     folder = Path(folder)
-    comparisons = compare_runs(load_runs(folder))
+    index = read_index(folder)
+    runs = load_runs(folder) if index is None else [r for _, sub in index for r in load_runs(sub)]
+    comparisons = compare_runs(runs)
     _check_examples(comparisons, examples)
     parts = []
     for comp in comparisons:
@@ -80,7 +97,8 @@ def build_report(folder: Path, examples: list[int] | None = None) -> Report:
                 "notes": notes,
             }
         )
-    return Report(folder, comparisons, parts, found(folder))
+    searches = found(folder) if index is None else []  # each model's own report lists its search
+    return Report(folder, comparisons, parts, searches, cross_models(comparisons))
 
 
 def write_report(dir: Path, examples: list[int] | None = None) -> Path:
@@ -93,8 +111,12 @@ def write_report(dir: Path, examples: list[int] | None = None) -> Path:
 
 
 def print_report(report: Report) -> None:
-    """The leaderboard(s) as rich tables on the console."""
+    """The leaderboard(s) as rich tables on the console, then what holds across models."""
     print_tables(report.comparisons)
+    for cm in report.across:
+        console.print(f"[bold]{cm.task} across models[/bold]")
+        for line in cross_model_view.verdict_lines(cm):
+            console.print(f"- {line}")
 
 
 def print_overview(folder: Path, examples: list[int]) -> None:

@@ -1,7 +1,9 @@
 """From runs to leaderboard entries: one per label, mean ± std over seeds, ranked, ties marked.
 
-Runs are first split into comparisons by (task, primary metric, direction): ranking a ROUGE score
-against an accuracy is meaningless, and a folder such as runs/ may hold several tasks.
+Runs are first split into comparisons by (task, primary metric, direction, model): ranking a ROUGE
+score against an accuracy is meaningless, a folder such as runs/ may hold several tasks, and two
+models' runs of one label are not seeds of one setting (a several-model comparison ranks the methods
+on each model, then across them: cross_model.py).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Comparison:
     higher_is_better: bool
     entries: list[Entry]
     family: Family | None = None  # what the top group rests on (top_group.py)
+    model: str = "-"  # the base model every run of it fine-tuned
+    title: str = ""  # how headings name it: the task, with the model when a report holds several models
 
     @property
     def top_group(self) -> list[Entry]:
@@ -92,8 +96,14 @@ def compare_runs(runs: list[Run]) -> list[Comparison]:
     """Group runs into comparisons and rank each one."""
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
-        groups.setdefault((r.summary.task, r.metric, r.higher_is_better), []).append(r)
-    return [rank(task, metric, hib, rs) for (task, metric, hib), rs in groups.items()]
+        groups.setdefault((r.summary.task, r.metric, r.higher_is_better, r.model), []).append(r)
+    several = len({model for *_, model in groups}) > 1
+    out = []
+    for (task, metric, hib, model), rs in groups.items():
+        comp = rank(task, metric, hib, rs)
+        comp.model, comp.title = model, f"{task} · {model}" if several else task
+        out.append(comp)
+    return out
 
 
 def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Comparison:
@@ -109,7 +119,7 @@ def rank(task: str, metric: str, higher_is_better: bool, runs: list[Run]) -> Com
         e.deviations = train_notes.get(e.label, []) + deviations.method_deviations(e.runs)
     entries.sort(key=lambda e: (-better_sign(higher_is_better) * e.mean, e.label))  # best first
     family = mark_ties(entries, higher_is_better)
-    return Comparison(task, metric, higher_is_better, entries, family)
+    return Comparison(task, metric, higher_is_better, entries, family, title=task)
 
 
 def make_entry(label: str, runs: list[Run]) -> Entry:
@@ -132,9 +142,7 @@ def mark_ties(entries: list[Entry], higher_is_better: bool) -> Family | None:
     every top-group entry behind the best its sample-size advice (sample_size.py)."""
     if not entries:
         return None
-    samples = [label_sample(e.runs) for e in entries]
-    # A label that does not train runs once and has no training noise; several seeds mean it has some.
-    seeds = [e.n if e.n > 1 or any(r.trains for r in e.runs) else None for e in entries]
+    samples, seeds = family_inputs(entries)
     verdicts, family = top_group(
         [e.label for e in entries], [e.mean for e in entries], samples, higher_is_better, seeds
     )
@@ -148,6 +156,15 @@ def mark_ties(entries: list[Entry], higher_is_better: bool) -> Family | None:
         if comp is not None:
             e.tie.advice = sample_size.advice(comp, e.tie.delta, family.critical, family.examples)
     return family
+
+
+def family_inputs(entries: list[Entry]) -> tuple[list, list[int | None]]:
+    """What top_group needs of each entry besides its label and mean: its per-example sample, and its
+    number of seeds (None: a label that does not train runs once and has no training noise; several seeds
+    mean it has some)."""
+    samples = [label_sample(e.runs) for e in entries]
+    seeds = [e.n if e.n > 1 or any(r.trains for r in e.runs) else None for e in entries]
+    return samples, seeds
 
 
 def _mean(values: list) -> float | None:

@@ -88,7 +88,7 @@ def section(comp: Comparison, colors: dict[str, str]) -> str:
     """The explorer's HTML: controls and an empty SVG, filled in by the script."""
     payload = json.dumps(data(comp, colors), separators=(",", ":"), allow_nan=False)
     return (
-        f'<h2>Explore<span class="sub">{html.escape(comp.task)} · pick the axes, hover a point, '
+        f'<h2>Explore<span class="sub">{html.escape(comp.title)} · pick the axes, hover a point, '
         "filter labels</span></h2>"
         f'<div class="explorer" data-explorer="{html.escape(payload, quote=True)}">'
         '<p class="note noscript">The interactive explorer needs JavaScript; the plots above show the same data.</p>'

@@ -36,6 +36,7 @@ from peftlab.report.verdict import verdict
 
 CSP = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{explorer.SCRIPT_HASH}'"
 PREVIEW_CHARS = 90  # of the input's head and tail shown while collapsed
+Section = tuple[str, str | None, str]  # (anchor id, nav title or None for no nav link, inner html)
 
 
 def esc(value) -> str:
@@ -46,8 +47,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def page(title: str, header_html: str, sections: list[tuple[str, str | None, str]], footer: str) -> str:
-    """sections: (anchor id, nav title or None for no nav link, inner html)."""
+def page(title: str, header_html: str, sections: list[Section], footer: str) -> str:
     nav = "".join(f'<a href="#{esc(sid)}">{esc(name)}</a>' for sid, name, _ in sections if name)
     body = "".join(f'<section class="card" id="{esc(sid)}">{inner}</section>' for sid, _, inner in sections)
     return (
@@ -127,7 +127,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
         rows.append(f"<tr{klass}>" + "".join(f'<td class="{k}">{v}</td>' for v, k in cells) + "</tr>")
     kinds = sorted({k for e in comp.entries for k in e.memory_kind.split(", ") if k})
     return (
-        f'<h2>Leaderboard<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}, '
+        f'<h2>Leaderboard<span class="sub">{esc(comp.title)} · test {esc(comp.metric)}, '
         f"{'higher' if comp.higher_is_better else 'lower'} is better</span></h2>"
         f'<ul class="verdict">{"".join(f"<li>{esc(line)}</li>" for line in verdict(comp))}</ul>'
         f'<div class="scroll"><table class="board"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
@@ -142,7 +142,7 @@ def leaderboard(comp: Comparison, colors: dict[str, str]) -> str:
 def plots(comp: Comparison, figures: list[Plot]) -> str:
     drawn = [p for p in figures if p.png]
     skipped = [p for p in figures if not p.png]
-    out = [f'<h2>Plots<span class="sub">{esc(comp.task)}</span></h2>']
+    out = [f'<h2>Plots<span class="sub">{esc(comp.title)}</span></h2>']
     if drawn:
         figs = []
         for p in drawn:
@@ -168,7 +168,7 @@ def _preview(text: str) -> str:
 
 def side_by_side(comp: Comparison, examples: list[Example], notes: list[str], colors: dict[str, str]) -> str:
     out = [
-        f'<h2>Side by side<span class="sub">{esc(comp.task)} · test examples</span></h2>',
+        f'<h2>Side by side<span class="sub">{esc(comp.title)} · test examples</span></h2>',
         (
             "<p class=\"note\">Each label's prediction (a label with several seeds shows its first seed's). "
             "Click the input to expand it.</p>"
@@ -255,7 +255,7 @@ def run_details(comp: Comparison) -> str:
                 f"<pre>{esc(text)}</pre></details>"
             )
     return (
-        f'<h2>Run details<span class="sub">{esc(comp.task)} · test {esc(comp.metric)}</span></h2>'
+        f'<h2>Run details<span class="sub">{esc(comp.title)} · test {esc(comp.metric)}</span></h2>'
         f'<div class="scroll"><table class="details">'
         f"<thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{''.join(configs)}"
     )
@@ -265,21 +265,22 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def render(folder_name: str, parts: list[dict], searches: list[Choice] = ()) -> str:
+def render(folder_name: str, parts: list[dict], searches: list[Choice] = (), first: list[Section] = ()) -> str:
     """parts: one dict per comparison with keys comp, plots, examples, notes, colors; searches: the
-    comparison's learning-rate searches (lr_search.found)."""
+    comparison's learning-rate searches (lr_search.found); first: sections shown before the leaderboards
+    (the cross-model table of a several-model comparison)."""
     multi = len(parts) > 1
-    sections = []
+    sections = list(first)
     for p in parts:
         comp = p["comp"]
         board = leaderboard(comp, p["colors"])
         if multi:  # the page header cannot hold every task's facts: each leaderboard states its own
             items = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in facts(comp) if k != "task")
             board = board.replace("</h2>", f'</h2><dl class="facts inline">{items}</dl>', 1)
-        tag = f"-{slug(comp.task)}" if multi else ""
+        tag = f"-{slug(comp.title)}" if multi else ""
         # Several tasks: one nav link per task; one task: one per section.
         sections += [
-            (f"leaderboard{tag}", comp.task if multi else "Leaderboard", board),
+            (f"leaderboard{tag}", comp.title if multi else "Leaderboard", board),
             (f"plots{tag}", None if multi else "Plots", plots(comp, p["plots"])),
             (f"explore{tag}", None if multi else "Explore", explorer.section(comp, p["colors"])),
             (
@@ -292,10 +293,12 @@ def render(folder_name: str, parts: list[dict], searches: list[Choice] = ()) -> 
     if searches:
         sections.append(("lr-search", "LR search", lr_table.html(list(searches))))
     if multi:
-        title = f"{folder_name}: {len(parts)} tasks"
+        tasks = list(dict.fromkeys(p["comp"].task for p in parts))
+        several = len({p["comp"].model for p in parts}) > 1
+        title = f"{folder_name}: {len(parts)} {'leaderboards' if several else 'tasks'}"
         runs = [r for p in parts for r in p["comp"].runs]
         items = [
-            ("tasks", ", ".join(p["comp"].task for p in parts)),
+            ("tasks", ", ".join(tasks)),
             ("models", models(runs)),
             ("runs", str(len(runs))),
             ("hardware", hardware(runs)),

@@ -49,6 +49,11 @@ class Run:
         return self.summary.label or self.summary.method
 
     @property
+    def model(self) -> str:
+        """The base model's name as the run's config gave it (older summaries: from config.yaml)."""
+        return str(self.summary.model or (self.config.get("model") or {}).get("name") or "-")
+
+    @property
     def metric(self) -> str:
         return self.summary.primary_metric
 

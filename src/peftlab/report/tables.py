@@ -101,6 +101,7 @@ def records(comparisons: list[Comparison]) -> list[dict]:
                     "override": e.override,
                     "deviations": e.deviations,
                     **general.record(comp, e),
+                    "model": comp.model,  # last: older columns keep their place for scripts that read them
                 }
             )
     return out
@@ -118,7 +119,7 @@ def markdown(comparisons: list[Comparison]) -> str:
         extra, search = measures.present(comp), lr_cost.search_cells(comp)
         header = HEADER + tuple(m.column for m in extra) + ((lr_cost.COLUMN,) if search else ())
         header += tuple(general.header(comp))
-        parts.append(f"## {comp.task}: test {comp.metric} ({direction})\n")
+        parts.append(f"## {comp.title}: test {comp.metric} ({direction})\n")
         parts += [f"- {line}" for line in verdict(comp)] + [""]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join("---" if h == "label" else "---:" for h in header) + "|")
@@ -217,8 +218,9 @@ def print_tables(comparisons: list[Comparison]) -> None:
         keep = [i for i, h in enumerate(TERMINAL_HEADER) if not (one_seed and h == "n")]
         direction = "higher is better" if comp.higher_is_better else "lower is better"
         # The terminal has no room for a budget column: the title gives the range of what labels spent.
+        seeds = ", one seed" if one_seed else ""
         table = Table(
-            title=f"{comp.task}: test {comp.metric} ({direction}{', one seed' if one_seed else ''}{spent_range(comp)})",
+            title=f"{comp.title}: test {comp.metric} ({direction}{seeds}{spent_range(comp)})",
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
             pad_edge=False,

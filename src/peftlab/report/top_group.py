@@ -224,11 +224,13 @@ def top_group(
     higher_is_better: bool,
     seeds: list[int | None],
     resamples: int = RESAMPLES,
+    level: float = LEVEL,
 ) -> tuple[list[Verdict], Family]:
     """One Verdict per label (the first is the best: labels come best first) and the Family they rest on.
 
     labels: names, best first; means: leaderboard means; samples: per-example data (None: undecided);
-    seeds: each label's number of seeds, None for a label that does not train (no training noise)."""
+    seeds: each label's number of seeds, None for a label that does not train (no training noise); level:
+    the simultaneous coverage (a report across several models asks more of each, cross_model.py)."""
     sign = float(better_sign(higher_is_better))
     have, common = common_samples(samples)
     trained = [s for s in seeds if s is not None]
@@ -241,7 +243,7 @@ def top_group(
         return verdicts, family
     noise = seed_noise(common, [seeds[i] is not None for i in have])
     points, draws = family_draws(common, noise, resamples)
-    c, se = critical_value(points, draws)
+    c, se = critical_value(points, draws, level)
     family.critical = c
     names = [labels[i] for i in have]
     family.points = dict(zip(names, map(float, points)))
