@@ -158,3 +158,25 @@ def test_verdict_names_the_label_that_moves_out_of_the_top_group():
     assert lines == ["lora moves: best on x; worse on y."]
     cm.top["y"] = ["lora", "full"]
     assert verdict_lines(cm) == ["The top group is the same on every model: lora, full."]
+
+
+def test_models_flag_replaces_the_files_model_and_keeps_its_settings(tmp_path, copy_task, capsys):
+    from peftlab.cli import main
+    from peftlab.comparison.compare import run_configs
+
+    path = experiment(tmp_path, copy_task, models=None, model={"name": "tiny-llama", "chat_template": False})
+    cc = load_compare(path, models=["tiny-llama", "tiny-t5"])
+    assert cc.models is not None and [(m.name, m.chat_template) for m in cc.models] == [
+        ("tiny-llama", False),
+        ("tiny-t5", False),
+    ]
+    runs = run_configs(cc, str(path))  # every model's runs, each in its model's sub-folder
+    assert [(raw["model"]["name"], Path(raw["output_dir"]).name, raw["name"]) for _, raw in runs] == [
+        ("tiny-llama", "tiny-llama", "zero_shot-s0"),
+        ("tiny-llama", "tiny-llama", "lora-s0"),
+        ("tiny-t5", "tiny-t5", "zero_shot-s0"),
+        ("tiny-t5", "tiny-t5", "lora-s0"),
+    ]
+    assert load_compare(path, models=["tiny-t5"]).model.name == "tiny-t5"  # one name: a single-model experiment
+    assert main(["compare", str(path), "--models", " , "]) == 2
+    assert "--models ' , ': give model names or folders" in capsys.readouterr().err

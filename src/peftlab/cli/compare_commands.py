@@ -39,6 +39,12 @@ def add_compare(sub) -> None:
         "writes the report)",
     )
     c.add_argument(
+        "--models",
+        metavar="A,B,..",
+        help="run the experiment on these models instead of its model section: names or folders, comma-separated; "
+        "two or more give one leaderboard per model and the table across them (e.g. smollm2-135m,./my-model)",
+    )
+    c.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow the Python shipped in the model folder, for an experiment whose model section asks for it "
@@ -63,15 +69,19 @@ def do_compare(args) -> None:
 
     if args.json and not args.plan:
         raise PeftlabError("--json goes with --plan (the plan as JSON)")
+    models = None
+    if args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise PeftlabError(f"--models {args.models!r}: give model names or folders, comma-separated")
     launcher = {"name": args.launcher, "parallel": args.parallel, "wait": args.wait}
     if args.devices is not None:
         launcher["devices"] = [d.strip() for d in args.devices.split(",") if d.strip()]
     if args.plan:
         show_plan(Path(args.experiment), {k: v for k, v in launcher.items() if v is not None}, args.json)
         return
-    compare(
-        Path(args.experiment), overwrite=args.overwrite, launcher={k: v for k, v in launcher.items() if v is not None}
-    )
+    launcher = {k: v for k, v in launcher.items() if v is not None}
+    compare(Path(args.experiment), overwrite=args.overwrite, launcher=launcher, models=models)
 
 
 def show_plan(path: Path, launcher: dict, as_json: bool) -> None:

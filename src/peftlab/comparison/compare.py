@@ -88,7 +88,10 @@ def locked_settings(entry: dict[str, Any]) -> list[str]:
 
 
 def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
-    """(label, run config dict) for every (method, seed), checked as the training command will."""
+    """(label, run config dict) for every (method, seed), checked as the training command will; with
+    several models, every model's, in the order of ``models``."""
+    if cc.models is not None:
+        return [run for sub in cc.per_model() for run in run_configs(sub, source)]
     ((kind, amount),) = cc.budget.items()
     seen: set[str] = set()
     out = []
@@ -139,7 +142,10 @@ def run_configs(cc: CompareConfig, source: str) -> list[tuple[str, dict]]:
     return out
 
 
-def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
+def load_compare(path: Path, launcher: dict | None = None, models: list[str] | None = None) -> CompareConfig:
+    """The experiment file, checked. ``launcher``: the command line's launcher flags, over the file's section;
+    ``models``: the command line's --models, instead of the file's model or models (each keeps the file's
+    other model settings: dtype, chat_template)."""
     if not path.is_file():
         what = "experiment file is a folder, not a file" if path.is_dir() else "experiment file not found"
         raise PeftlabError(f"{what}: {path}")
@@ -155,6 +161,8 @@ def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
     if launcher:  # the command line's flags win over the file's launcher section
         section = data.get("launcher") if isinstance(data.get("launcher"), dict) else {}
         data["launcher"] = {**section, **launcher}
+    if models:
+        with_models(data, models)
     try:
         cc = CompareConfig.model_validate(data)
     except ValidationError as e:
@@ -165,11 +173,26 @@ def load_compare(path: Path, launcher: dict | None = None) -> CompareConfig:
     return cc
 
 
-def compare(path: Path, overwrite: bool = False, launcher: dict | None = None) -> Path:
+def with_models(data: dict, names: list[str]) -> None:
+    """The experiment's model section(s) replaced by ``names`` (one: model; several: models), each with the
+    settings of the file's first model besides its name."""
+    listed = data.get("models") if isinstance(data.get("models"), list) else []
+    first = data.get("model") if isinstance(data.get("model"), dict) else (listed[0] if listed else {})
+    settings = {k: v for k, v in (first if isinstance(first, dict) else {}).items() if k != "name"}
+    data.pop("model", None)
+    data.pop("models", None)
+    if len(names) == 1:
+        data["model"] = {**settings, "name": names[0]}
+    else:
+        data["models"] = [{**settings, "name": n} for n in names]
+
+
+def compare(path: Path, overwrite: bool = False, launcher: dict | None = None, models: list[str] | None = None) -> Path:
     """Run (or resume) every run of the experiment, then write the report; returns the folder.
 
-    ``launcher``: overrides of the experiment's launcher section (the command line's flags)."""
-    cc = load_compare(Path(path), launcher)
+    ``launcher``: overrides of the experiment's launcher section (the command line's flags); ``models``:
+    the command line's --models (load_compare)."""
+    cc = load_compare(Path(path), launcher, models)
     if cc.models is not None:
         return several_models.compare_models(cc, str(path), overwrite, check_comparison, run_comparison)
     checked = check_comparison(cc, str(path), overwrite)
