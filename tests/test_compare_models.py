@@ -72,6 +72,7 @@ def test_every_method_runs_on_each_model_with_a_leaderboard_each_and_a_table_acr
     page = (folder / "report.html").read_text()
     assert page.index("Across models") < page.index(f"{copy_task['name']} · tiny-llama")  # the answer first
     assert f"{copy_task['name']} · tiny-gpt-neo" in page
+    assert (folder / "plots" / f"{copy_task['name']}-ranks-across-models.png").read_bytes().startswith(b"\x89PNG")
     # `peftlab report` on the top folder draws the same thing from the sub-folders.
     again = build_report(folder)
     assert sorted(c.model for c in again.comparisons) == ["tiny-gpt-neo", "tiny-llama"]
@@ -180,3 +181,24 @@ def test_models_flag_replaces_the_files_model_and_keeps_its_settings(tmp_path, c
     assert load_compare(path, models=["tiny-t5"]).model.name == "tiny-t5"  # one name: a single-model experiment
     assert main(["compare", str(path), "--models", " , "]) == 2
     assert "--models ' , ': give model names or folders" in capsys.readouterr().err
+
+
+def test_rank_plot_is_drawn_with_two_labels_and_says_why_not_with_one():
+    from peftlab.report.cross_model import Agreement
+    from peftlab.report.cross_model_plot import rank_plot
+
+    cm = CrossModel(
+        task="t",
+        metric="accuracy",
+        models=["x", "y"],
+        labels=["lora", "full"],
+        means={"lora": {"x": 0.9, "y": 0.5}, "full": {"x": 0.8, "y": 0.9}},
+        ranks={"lora": {"x": 1.0, "y": 2.0}, "full": {"x": 2.0, "y": 1.0}},
+        standing={"lora": {"x": "best", "y": "worse"}, "full": {"x": "top group", "y": "best"}},
+        top={"x": ["lora", "full"], "y": ["full"]},
+        agreements=[Agreement("x", "y", -1.0, -1.0, 1.0, 0, 1)],
+    )
+    assert rank_plot(cm).png.startswith(b"\x89PNG")
+    cm.labels = ["lora"]
+    one = rank_plot(cm)
+    assert one.png is None and one.note == "fewer than two methods ran on every model"

@@ -30,6 +30,7 @@ from peftlab.errors import PeftlabError
 from peftlab.report import cross_model_view, general, lr_table
 from peftlab.report.aggregate import Comparison, compare_runs
 from peftlab.report.cross_model import CrossModel, cross_models
+from peftlab.report.cross_model_plot import rank_plot
 from peftlab.report.examples import DEFAULT_EXAMPLES, available, print_examples, side_by_side
 from peftlab.report.html import render
 from peftlab.report.overlap import overlap_notes
@@ -63,6 +64,10 @@ class Report:
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)
         first = [(f"across-{i}", "Across models", cross_model_view.section(cm)) for i, cm in enumerate(self.across)]
+        for cm in self.across:
+            plot = rank_plot(cm)
+            if plot.png:
+                atomic_write_bytes(self.folder / "plots" / f"{_file_name(cm.task)}-{plot.name}.png", plot.png)
         if self.across:
             atomic_write_text(self.folder / "cross_models.md", cross_model_view.markdown(self.across))
             atomic_write_text(

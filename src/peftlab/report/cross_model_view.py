@@ -7,10 +7,12 @@ the same on every model, and which labels move in or out of it.
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import asdict
 
 from peftlab.report.cross_model import CrossModel, seeds_note
+from peftlab.report.cross_model_plot import rank_plot
 
 
 def verdict_lines(cm: CrossModel) -> list[str]:
@@ -70,10 +72,18 @@ def section(cm: CrossModel) -> str:
     )
     said = "".join(f"<li>{esc(line)}</li>" for line in verdict_lines(cm))
     note = f'<p class="note">{esc(seeds_note(cm))}</p>' if seeds_note(cm) else ""
+    plot = rank_plot(cm)
+    figure = (
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(plot.png).decode("ascii")}" '
+        f'alt="{esc(plot.title)}"><figcaption>{esc(plot.caption)}</figcaption></figure>'
+        if plot.png
+        else ""
+    )
     return (
         f'<h2>Across models<span class="sub">{esc(cm.task)} · test {esc(cm.metric)}: mean (rank, standing)</span></h2>'
         f'<ul class="verdict">{said}</ul>{note}'
         f'<div class="scroll"><table><thead><tr><th>label</th>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+        f"{figure}"
         '<p class="note">Kendall\'s tau counts label pairs ordered the same way on two models less those '
         "ordered the opposite way, over all pairs. Its range holds every way the pairs the simultaneous "
         "intervals cannot order (on either model) could fall; each model's intervals are at level "
