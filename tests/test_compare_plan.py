@@ -8,8 +8,10 @@ import json
 import pytest
 
 from peftlab.cli.entry import main
+from peftlab.comparison import probe as probe_module
 from peftlab.comparison.compare import load_compare, run_configs
-from peftlab.comparison.plan import search_shape
+from peftlab.comparison.plan import make_plan, search_shape
+from peftlab.comparison.probe import Timing, decode_fit, typical
 from peftlab.config import load_config
 from peftlab.rundir.folder import RunDir
 from peftlab.rundir.summary import RunSummary
@@ -84,3 +86,50 @@ def test_check_recognises_an_experiment_file(tmp_path, copy_task, capsys):
     err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines in a log
     assert "valid experiment: 5 runs" in err and "zero_shot, lora, prompt_tuning" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_step_caught_by_a_burst_counts_for_nothing():
+    # Four steps near 1 s and one 6 s step (another process took the cores): the mean would say 2 s
+    assert typical([1.0, 1.1, 0.9, 6.0, 1.0]) == pytest.approx(1.0)
+    assert typical([2.0]) == 2.0
+
+
+def test_steps_are_timed_until_enough_steps_and_seconds_and_no_more_than_the_cap():
+    timing = Timing(min_steps=3, min_seconds=2.0, max_steps=6)
+    assert not timing.enough([1.0, 1.0])  # seconds enough, steps not
+    assert timing.enough([1.0, 1.0, 1.0])
+    assert not timing.enough([0.1] * 5)  # steps enough, seconds not
+    assert timing.enough([0.1] * 6)  # the cap
+
+
+def test_the_decode_per_token_is_fitted_to_the_medians_of_repeated_generations():
+    # 1 token in 0.5 s, 17 in 2.1 s: 0.1 s a further token; one 17-token repeat slowed to 9 s by a burst
+    samples = [(1, 0.5), (17, 2.1), (1, 0.6), (17, 9.0), (1, 0.5), (17, 2.1)]
+    first, per_token = decode_fit(samples)
+    assert per_token == pytest.approx(0.1) and first == pytest.approx(0.5)
+    # Rows that all ended early decode fewer tokens than asked: the fit uses the tokens decoded
+    first, per_token = decode_fit([(1, 1.0), (5, 1.8), (9, 2.6)])
+    assert per_token == pytest.approx(0.2) and first == pytest.approx(1.0)
+    assert decode_fit([(1, 0.7), (1, 0.9)]) == (pytest.approx(0.8), 0.0)  # one length: no slope
+
+
+def test_runs_differing_in_seed_or_lr_share_one_probe_and_every_method_one_base_model(tmp_path, copy_task, monkeypatch):
+    methods = [
+        {"label": "zero_shot", "name": "none"},
+        {"label": "lora-a", "name": "lora", "rank": 4, "dropout": 0.0},
+        {"label": "lora-b", "name": "lora", "rank": 4, "dropout": 0.0, "train": {"lr": 0.1}},
+    ]
+    path = experiment(tmp_path, copy_task, methods=methods, seeds=[0, 1])
+    calls, loads = [], []
+    real_probe, real_load = probe_module.probe, probe_module.load_as_trained
+    monkeypatch.setattr(probe_module, "probe", lambda cfgs, *a, **k: calls.append(cfgs) or real_probe(cfgs, *a, **k))
+    monkeypatch.setattr(probe_module, "load_as_trained", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(probe_module, "startup_seconds", lambda: 1.0)  # a process start-up: seconds not needed here
+    fast = Timing(min_steps=1, min_seconds=0.0, max_steps=1)
+    plan = make_plan(path, timing=fast)
+    assert sorted(len(c) for c in calls) == [1, 4]  # zero_shot's one run; lora-a and lora-b's 4 runs
+    assert len(loads) == 1  # loaded once, copied for each method
+    by_name = {r.name: r for r in plan.runs}
+    assert by_name["lora-a-s0"].steps == by_name["lora-b-s0"].steps > 0
+    assert by_name["lora-a-s0"].trainable == by_name["lora-b-s1"].trainable > 0
+    assert plan.machine["probes"] == 2 and plan.machine["timed_steps"] == [1]

@@ -15,9 +15,11 @@ best third of them to the next, the best one to the end (lr_search.py), each its
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,12 +34,17 @@ from peftlab.methods import get_method
 from peftlab.models.loading import check_remote_code
 
 HOW = (
-    "estimated for this machine from a probe: each method's model loaded and applied once, {steps} optimizer "
-    "steps timed on the run's own first batches after one warm-up step, one batch of validation examples "
-    "generated to 1 and to 9 tokens (prefill, seconds per token), a run's process start-up timed once; wall "
-    "time = start-up + load + steps x step time + generation: each batch of validation and test examples "
-    "decoded to its longest target after training, to max_new_tokens untrained (zero-shot, step 0). "
-    "Not counted: the report at the end, forgetting and inference-cost measurements"
+    "estimated for this machine from a probe of each distinct method setting (runs that differ only in seed "
+    "or lr share one; the base model loaded once and copied for each method): the method applied, optimizer "
+    "steps on the run's own first batches timed after one warm-up step ({steps}), seconds per FLOP the "
+    "mean of those steps' below 1.5x their median (a step slowed by another process's burst counts for "
+    "nothing) times the run's exact FLOPs; one batch of validation examples generated to 1 and to 17 "
+    "tokens three times each "
+    "(prefill and seconds per token fitted to the medians); a run's process start-up timed once; wall time "
+    "= start-up + load + training + generation: each batch of validation and test examples decoded to its "
+    "longest target after training, to max_new_tokens untrained (zero-shot, step 0). Not counted: the "
+    "report at the end, forgetting and inference-cost measurements. Other jobs on this machine during the "
+    "run but not during the probe (or the reverse) move the real time by their share of the CPU"
 )
 
 
@@ -139,33 +146,45 @@ def cfg_trains(cfg: ExperimentConfig) -> bool:
     return get_method(cfg.method.name).trains
 
 
-def make_plan(path: Path, launcher: dict | None = None, timed_steps: int = 3) -> Plan:
+def probe_key(cfg: ExperimentConfig) -> str:
+    """What a probe measures depends on: runs equal in all else but their names, seed and lr share one."""
+    d = cfg.model_dump(mode="json", exclude={"name", "label", "seed", "output_dir", "override", "trackers"})
+    d["train"].pop("lr", None)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def make_plan(path: Path, launcher: dict | None = None, timing=None) -> Plan:
     """The checked runs, each probed and estimated on this machine (nothing is written)."""
     from peftlab.comparison.compare import prepare_tasks, task_key
-    from peftlab.comparison.probe import probe, startup_seconds
+    from peftlab.comparison.probe import Timing, probe, startup_seconds
 
+    timing, load_before = timing or Timing(), load_average()
     checked = validate(path, launcher)
     cc, runs = checked.cc, planned_runs(checked)
     tasks = prepare_tasks([cfg.task for cfg in checked.configs], set())
     startup = startup_seconds()
-    by_label: dict[str, list[int]] = {}
-    for i, run in enumerate(runs):
-        by_label.setdefault(run.label, []).append(i)
-    for idx in by_label.values():
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(checked.configs):
+        groups.setdefault(probe_key(cfg), []).append(i)
+    bases: dict = {}  # the base model, loaded once and copied for each method
+    probes = []
+    for idx in groups.values():
         cfgs = [checked.configs[i] for i in idx]
         task = tasks[task_key(cfgs[0].task)]
-        measured = probe(cfgs, task, cc.processes, timed_steps)
+        probes.append(probe(cfgs, task, cc.processes, timing, bases))
         for i, cfg in zip(idx, cfgs):
-            estimate(runs[i], cfg, measured, task, startup)
+            estimate(runs[i], cfg, probes[-1], task, startup)
+    bases.clear()
     ((kind, amount),) = cc.budget.items()
+    steps = f"at least {timing.min_steps} steps and {timing.min_seconds:g} s of them, at most {timing.max_steps}"
     return Plan(
         str(path),
         str(cc.folder()),
         f"{amount:g} {kind}",
         runs,
         sum(r.seconds or 0.0 for r in runs),
-        HOW.format(steps=timed_steps),
-        machine(),
+        HOW.format(steps=steps),
+        machine(load_before, probes),
     )
 
 
@@ -175,12 +194,17 @@ def estimate(run: PlannedRun, cfg: ExperimentConfig, measured, task, startup: fl
 
     run.trainable = measured.trainable
     counted = measured.counted.get(run.name)
+    training = 0.0
     if counted is not None:
         steps = counted.steps
         if steps is None:  # a seconds budget: as many steps as its seconds buy at the probed step time
             steps = seconds_budget_steps(cfg.train.budget()[1], measured.step_seconds)
         run.steps = steps
         run.flops_per_step = counted.flops / max(counted.steps or len(counted.first), 1)
+        if measured.flop_seconds is not None and counted.steps is not None:  # the run's exact FLOPs
+            training = counted.flops * measured.flop_seconds
+        else:
+            training = run.steps * (measured.step_seconds or 0.0)
     trained, started, stops = search_shape(len(run.lrs), run.rungs) if run.lrs else (1.0, 1, 0)
     n_val = len(limit(task.splits.get("validation") or [], cfg.eval.max_validation))
     n_test = len(limit(task.split("test"), cfg.eval.max_test))
@@ -193,23 +217,33 @@ def estimate(run: PlannedRun, cfg: ExperimentConfig, measured, task, startup: fl
         generating += d.seconds(n_val, False) if cfg.eval.validate_untrained else 0.0
     run.parts = {
         "start": started * (startup + measured.load_seconds),
-        "train": run.steps * trained * (measured.step_seconds or 0.0),
+        "train": training * trained,
         "generate": generating,
     }
     run.seconds = sum(run.parts.values())
 
 
-def machine() -> dict:
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def machine(load_before: float | None = None, probes: list | None = None) -> dict:
+    """Where the plan was made: the device, and how busy the machine was (the 1-minute load average before
+    and after the probes; the probes' CPU seconds per wall second while their steps were timed)."""
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    shares = [p.cpu_threads for p in probes or [] if p.cpu_threads is not None]
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
-        "load_average": load,
+        "load_average": load_average(),
+        "load_average_before": load_before,
+        "probe_cpu_threads": round(statistics.median(shares), 2) if shares else None,
+        "probes": len(probes or []),
+        "timed_steps": [p.timed_steps for p in probes or [] if p.timed_steps],
     }
 
 
@@ -237,10 +271,13 @@ def plan_lines(plan: Plan) -> list[str]:
             rungs = ", ".join(f"{v:.3g}" for v in r.rungs or [])
             lines.append(f"    lr search on this seed: lr {lrs}; rungs at {rungs} of the budget")
     m = plan.machine
-    where = (
-        m.get("gpu")
-        or f"{m.get('cpu')}, {m.get('torch_threads')} threads, load average {m.get('load_average') or 0:.1f}"
+    where = m.get("gpu") or (
+        f"{m.get('cpu')}, {m.get('torch_threads')} threads, load average {m.get('load_average_before') or 0:.1f}"
+        f" before the probes and {m.get('load_average') or 0:.1f} after"
     )
+    if m.get("probe_cpu_threads") is not None and not m.get("gpu"):
+        where += f"; the timed steps had {m['probe_cpu_threads']:.1f} CPU seconds per wall second"
+    where += f"; {m.get('probes', 0)} probes"
     lines.append(f"estimated wall time: {duration(plan.seconds)} in all, one run at a time, on this machine ({where})")
     lines.append(plan.how)
     return lines
