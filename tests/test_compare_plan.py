@@ -125,8 +125,12 @@ def test_runs_differing_in_seed_or_lr_share_one_probe_and_every_method_one_base_
     monkeypatch.setattr(probe_module, "probe", lambda cfgs, *a, **k: calls.append(cfgs) or real_probe(cfgs, *a, **k))
     monkeypatch.setattr(probe_module, "load_as_trained", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setattr(probe_module, "startup_seconds", lambda: 1.0)  # a process start-up: seconds not needed here
+    fits, real_fit = [], probe_module.decode_fit
+    monkeypatch.setattr(probe_module, "decode_fit", lambda samples: fits.append(samples) or real_fit(samples))
     fast = Timing(min_steps=1, min_seconds=0.0, max_steps=1)
     plan = make_plan(path, timing=fast)
+    # each probe generated to 1 and to 8 tokens (the copy task's max_new_tokens) 3 times, no row ending early
+    assert [sorted(n for n, _ in samples) for samples in fits] == [[1, 1, 1, 8, 8, 8]] * 2
     assert sorted(len(c) for c in calls) == [1, 4]  # zero_shot's one run; lora-a and lora-b's 4 runs
     assert len(loads) == 1  # loaded once, copied for each method
     by_name = {r.name: r for r in plan.runs}

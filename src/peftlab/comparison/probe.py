@@ -208,24 +208,39 @@ def decode_fit(samples: list[tuple[int, float]]) -> tuple[float, float]:
     return max(mean_s + slope * (1 - mean_n), 0.0), slope
 
 
+class NoEnd:
+    """A tokenizer with no end-of-sequence token (-1 is never generated): a probe's generation decodes
+    every token it asks for; a row's end costs nothing in a batch that decodes on (decode.greedy)."""
+
+    eos_token_id = -1
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.tokenizer, name)
+
+
 def time_generation(
     cfg: ExperimentConfig, backbone: Backbone, task: Task, tokens: int = 17, repeats: int = 3
 ) -> Decoding | None:
     """One batch of validation (else test) examples generated to 1 and to ``tokens`` new tokens,
-    alternately, ``repeats`` times each: the prefill and the seconds per further token, without decoding
-    to max_new_tokens. The tokens a generation decoded are counted (all rows may end early)."""
+    alternately, ``repeats`` times each, no row ending early: the prefill and the seconds per further
+    token, without decoding to max_new_tokens."""
     pool = task.splits.get("validation") or task.split("test")
     examples = limit(pool, cfg.eval.batch_size)
     if not examples:
         return None
     backbone.model.eval()
+    endless = copy.copy(backbone)
+    endless.tokenizer = NoEnd(backbone.tokenizer)
     prompts, samples = [e.prompt for e in examples], []
-    for n in [
-        1,
-        min(tokens, task.max_new_tokens),
-    ] * repeats:  # generation alone: scoring cut predictions may take any time
+    for n in [1, max(min(tokens, task.max_new_tokens), 2)] * repeats:  # generation alone, not scoring
         t0 = time.perf_counter()
-        ids = backbone.generate_ids(
+        ids = endless.generate_ids(
             backbone.model,
             prompts,
             max_new_tokens=n,
