@@ -154,6 +154,12 @@ class EvalConfig(_Strict):
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
     num_beams: int = Field(1, ge=1, le=64, description="Beam search width, 1..64; 1 = greedy decoding.")
+    share_prefix: bool = Field(
+        True,
+        description="Decoder-only models: prefill the prompt prefix every example of a batch shares (chat "
+        "template, instruction) once per batch, not once per row (models/shared_prefix.py). The same tokens "
+        "in exact arithmetic; false computes every row whole.",
+    )
     validate_untrained: bool = Field(
         True,
         description="Score the validation split before the first step too, so learning curves start at "

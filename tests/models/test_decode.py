@@ -14,7 +14,10 @@ import torch
 
 from peftlab.methods import REGISTRY, get_method, trainable_parameters
 from peftlab.models.beam import beam_search
+from peftlab.models.causal import CausalDecoder
 from peftlab.models.decode import greedy
+from peftlab.models.forward import core_model
+from peftlab.models.shared_prefix import MIN_SHARED
 from peftlab.models.tiny import EOS, PAD
 from tests.conftest import ARCHS
 from tests.methods.harness import greedy_by_hand, misfits, setup, train_steps
@@ -81,6 +84,26 @@ def test_padded_batch_equals_one_by_one(models, arch, case):
     assert bb.generate_ids(bb.model, PROMPTS, max_new_tokens=8, batch_size=4) == one_by_one
     beams = [bb.generate_ids(bb.model, [p], max_new_tokens=8, num_beams=3)[0] for p in PROMPTS]
     assert bb.generate_ids(bb.model, PROMPTS, max_new_tokens=8, batch_size=4, num_beams=3) == beams
+
+
+# Prompts sharing their first 30 characters (bytes on the tiny models), after the chat template's own.
+SHARED = [f"Answer with one word. Question: {q}" for q in ("cat", "a much longer owl", "x", "the meeting moved")]
+
+
+@pytest.mark.parametrize(("arch", "case"), PAIRS, ids=PAIR_IDS)
+def test_shared_prefix_prefilled_once_gives_what_each_prompt_alone_gives(models, arch, case, monkeypatch):
+    bb = models(arch, case)
+    one_by_one = [bb.generate_ids(bb.model, [p], max_new_tokens=8)[0] for p in SHARED]  # batch 1: nothing shared
+    beams = [bb.generate_ids(bb.model, [p], max_new_tokens=8, num_beams=3)[0] for p in SHARED]
+    cuts = []
+    real = CausalDecoder._prefill_shared
+    monkeypatch.setattr(CausalDecoder, "_prefill_shared", lambda self, cut: cuts.append(cut) or real(self, cut))
+    assert bb.generate_ids(bb.model, SHARED, max_new_tokens=8, batch_size=4) == one_by_one
+    assert bb.generate_ids(bb.model, SHARED, max_new_tokens=8, batch_size=4, num_beams=3) == beams
+    config = core_model(bb.model).config
+    # Used wherever it is exact: decoder-only models without windowed attention (GPT-Neo's local layers).
+    assert bool(cuts) == (not bb.kind.encoder_decoder and not bb.kind.padding_moves_prefix(config))
+    assert all(cut.prefix.shape[1] >= MIN_SHARED for cut in cuts)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -38,6 +38,7 @@ def generate_and_score(
     max_source_tokens: int,
     label: str,
     bar=None,
+    share_prefix: bool = True,
 ) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
     # rich allows one live display at a time: inside training, add a row to the training bar.
@@ -60,6 +61,7 @@ def generate_and_score(
                 num_beams=num_beams,
                 max_source_tokens=max_source_tokens,
                 progress=lambda n: live.advance(tid, n),
+                share_prefix=share_prefix,
             )
         if bar is not None:
             live.remove_task(tid)
@@ -150,6 +152,7 @@ def eval_run(
         num_beams=beams,
         max_source_tokens=cfg.task.max_source_tokens,
         label=f"eval {split}",
+        share_prefix=cfg.eval.share_prefix,
     )
     write_predictions(predictions_path, examples, preds, task.per_example(preds, examples))
     write_json(scores_path, {"split": split, "examples": len(examples), "num_beams": beams, "scores": scores})

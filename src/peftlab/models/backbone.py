@@ -173,10 +173,12 @@ class Backbone:
         num_beams: int = 1,
         max_source_tokens: int = 512,
         progress=None,
+        share_prefix: bool = True,
     ) -> list[list[int]]:
         """New token ids of each prompt, up to and including EOS, in the order of ``prompts``.
 
-        Decoded by peftlab's own loop (models/decode.py, models/beam.py), the same for every method."""
+        Decoded by peftlab's own loop (models/decode.py, models/beam.py), the same for every method;
+        ``share_prefix``: a batch's shared prompt prefix prefilled once (models/shared_prefix.py)."""
         tok = self.tokenizer
         encoded = [self.prompt_ids(p, max_source_tokens) for p in prompts]
         # Longest first: batches of similar length waste little compute on padding, and an
@@ -185,7 +187,12 @@ class Backbone:
         out: list[list[int] | None] = [None] * len(encoded)
         was_training = model.training
         model.eval()
-        kwargs = {"max_new_tokens": max_new_tokens, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+            "share_prefix": share_prefix,
+        }
         for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
             ids, mask = self.pad_prompts([encoded[i] for i in idx])
             with self.numerics():

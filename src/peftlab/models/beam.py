@@ -54,11 +54,12 @@ def beam_search(
     eos_token_id: int | list[int],
     pad_token_id: int,
     length_penalty: float = 1.0,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """New token ids of the best hypothesis of each row (up to and including EOS)."""
     batch, k = ids.shape[0], num_beams
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)
-    decoder = decoder_for(model)
+    decoder = decoder_for(model, share_prefix)
     logits = decoder.prefill(ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0))
     running = torch.zeros(batch, k, device=ids.device)
     running[:, 1:] = NEG_INF  # the k copies of a prompt are one beam until the first step spreads them

@@ -17,16 +17,22 @@ from transformers import AutoModelForCausalLM
 
 from peftlab.models.forward import Forward, core_model, output_head, positions, prompt_learning, soft_prompt
 from peftlab.models.rows import IGNORE, right_pad
+from peftlab.models.shared_prefix import MIN_SHARED, Split, shared_length, split
 
 
 class CausalDecoder:
     """Decoder-only models. Inputs are left-padded: every row's next token is at the end."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, share_prefix: bool = True):
         self.model, self.learning, self.fwd = model, prompt_learning(model), Forward(core_model(model))
         self.cache = self.mask = self.next_position = None
+        config = core_model(model).config
+        self.share_prefix = share_prefix and not Causal().padding_moves_prefix(config)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        shared = shared_length(ids, mask) if self.share_prefix else 0
+        if shared >= MIN_SHARED:
+            return self._prefill_shared(split(ids, mask, shared))
         inputs: dict = {}
         if self.learning == "prompt":
             inputs["inputs_embeds"], mask = self._embed_with_soft_prompt(ids, mask)
@@ -40,6 +46,30 @@ class CausalDecoder:
         if self.fwd.takes_positions:
             inputs["position_ids"] = counted[:, -width:]
         logits, self.cache = self.fwd(self.cache, attention_mask=mask, **inputs)
+        self.mask, self.next_position = mask, counted[:, -1:] + 1
+        return logits
+
+    def _prefill_shared(self, cut: Split) -> torch.Tensor:
+        """The shared prefix once at batch 1 (after the soft prompt or the prefix, as in ``prefill``), its
+        cache repeated to the batch, then each row's suffix on top (models/shared_prefix.py)."""
+        virtual = self._virtual() if self.learning else 0
+        inputs: dict = {}
+        if self.learning == "prompt":
+            embeds = self.fwd.core.get_input_embeddings()(cut.prefix)
+            inputs["inputs_embeds"] = torch.cat([soft_prompt(self.model, 1, embeds), embeds], dim=1)
+        else:
+            inputs["input_ids"] = cut.prefix
+        cache = self.model.get_prompt(batch_size=1) if self.learning == "prefix" else None
+        head_mask = cut.suffix_mask.new_ones((1, virtual + cut.prefix.shape[1]))
+        if self.fwd.takes_positions:  # the input's width: the prefix, after the soft prompt when there is one
+            inputs["position_ids"] = positions(head_mask)[:, -next(iter(inputs.values())).shape[1] :]
+        _, cache = self.fwd(cache, attention_mask=head_mask, **inputs)
+        rows = cut.suffix.shape[0]
+        cache.batch_repeat_interleave(rows)
+        mask = torch.cat([head_mask.expand(rows, -1), cut.suffix_mask], dim=1)
+        counted = positions(mask)
+        extra = {"position_ids": counted[:, -cut.suffix.shape[1] :]} if self.fwd.takes_positions else {}
+        logits, self.cache = self.fwd(cache, input_ids=cut.suffix, attention_mask=mask, **extra)
         self.mask, self.next_position = mask, counted[:, -1:] + 1
         return logits
 
@@ -194,8 +224,8 @@ class Causal:
         return scores
 
     # ---- decoding ---------------------------------------------------------------------------
-    def decoder(self, model: nn.Module) -> CausalDecoder:
-        return CausalDecoder(model)
+    def decoder(self, model: nn.Module, share_prefix: bool = True) -> CausalDecoder:
+        return CausalDecoder(model, share_prefix)
 
     def padding_moves_prefix(self, config) -> bool:
         """Whether left padding changes what a prefix-tuned row sees: with local or sliding-window

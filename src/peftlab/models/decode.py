@@ -46,9 +46,10 @@ def prefix_needs_equal_lengths(model: nn.Module) -> bool:
     return prompt_learning(model) == "prefix" and kind_of_config(config).padding_moves_prefix(config)
 
 
-def decoder_for(model: nn.Module) -> Decoder:
-    """The decoder of the model's kind: CausalDecoder (models/causal.py) or Seq2SeqDecoder (models/seq2seq.py)."""
-    return kind_of(model).decoder(model)
+def decoder_for(model: nn.Module, share_prefix: bool = True) -> Decoder:
+    """The decoder of the model's kind: CausalDecoder (models/causal.py) or Seq2SeqDecoder (models/seq2seq.py).
+    ``share_prefix``: prefill the batch's shared prompt prefix once (models/shared_prefix.py)."""
+    return kind_of(model).decoder(model, share_prefix)
 
 
 def _until_eos(rows: torch.Tensor, eos: torch.Tensor) -> list[list[int]]:
@@ -68,10 +69,11 @@ def greedy(
     max_new_tokens: int,
     eos_token_id: int | list[int],
     pad_token_id: int,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """New token ids of each row (up to and including EOS): argmax at every step."""
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)
-    decoder = decoder_for(model)
+    decoder = decoder_for(model, share_prefix)
     logits = decoder.prefill(ids, mask)
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     tokens = []

@@ -163,7 +163,8 @@ class Seq2Seq:
         return (logp * (labels != IGNORE)).sum(-1)
 
     # ---- decoding ---------------------------------------------------------------------------
-    def decoder(self, model: nn.Module) -> Seq2SeqDecoder:
+    def decoder(self, model: nn.Module, share_prefix: bool = True) -> Seq2SeqDecoder:
+        # The encoder reads each prompt whole, in both directions: no prefix of it can be computed alone.
         return Seq2SeqDecoder(model)
 
     def padding_moves_prefix(self, config) -> bool:

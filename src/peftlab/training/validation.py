@@ -35,6 +35,7 @@ class Validation:
             "batch_size": ev.batch_size,
             "num_beams": ev.num_beams,
             "max_source_tokens": run.cfg.task.max_source_tokens,
+            "share_prefix": ev.share_prefix,
         }
         self.sign = better_sign(task.higher_is_better)
         self.last: tuple[int, dict, list[str]] | None = None  # (step, scores, predictions) of the latest pass
