@@ -202,3 +202,24 @@ def test_rank_plot_is_drawn_with_two_labels_and_says_why_not_with_one():
     cm.labels = ["lora"]
     one = rank_plot(cm)
     assert one.png is None and one.note == "fewer than two methods ran on every model"
+
+
+def test_plan_and_check_cover_every_models_runs(tmp_path, copy_task):
+    from peftlab.comparison.plan import make_plan, plan_lines, validate
+    from peftlab.comparison.probe import Timing
+
+    path = experiment(tmp_path, copy_task, lr_search={"factors": [0.5, 1.0], "rungs": [0.5]})
+    checked = validate(path)
+    assert len(checked.runs) == 4 and checked.grid == {"lora": [0.005, 0.01]}
+    plan = make_plan(path, timing=Timing(min_steps=1, min_seconds=0.0, max_steps=1))
+    # Each model searches lora's lr on its own first seed.
+    assert [(r.model, r.name, r.lrs) for r in plan.runs] == [
+        ("tiny-llama", "zero_shot-s0", None),
+        ("tiny-llama", "lora-s0", [0.005, 0.01]),
+        ("tiny-gpt-neo", "zero_shot-s0", None),
+        ("tiny-gpt-neo", "lora-s0", [0.005, 0.01]),
+    ]
+    assert all(r.seconds and r.seconds > 0 for r in plan.runs) and plan.runs[1].trainable != plan.runs[3].trainable
+    text = "\n".join(plan_lines(plan))
+    assert "tiny-llama/lora-s0" in text and "tiny-gpt-neo/lora-s0" in text
+    assert not (tmp_path / "runs").exists()  # nothing written

@@ -158,7 +158,8 @@ class EvalConfig(_Strict):
         True,
         description="Decoder-only models: prefill the prompt prefix every example of a batch shares (chat "
         "template, instruction) once per batch, not once per row (models/shared_prefix.py). The same tokens "
-        "in exact arithmetic; false computes every row whole.",
+        "in exact arithmetic; false computes every row whole. Log-likelihood scoring always shares it, as it "
+        "shares each prompt's cache among its options (its scores equal one row per pair within rounding).",
     )
     validate_untrained: bool = Field(
         True,

@@ -26,7 +26,7 @@ from pathlib import Path
 from peftlab.comparison import lr_search
 from peftlab.comparison.compare import check_examples, load_compare, run_configs
 from peftlab.comparison.compare_checks import check_runs, label_of
-from peftlab.comparison.experiment import CompareConfig
+from peftlab.comparison.experiment import CompareConfig, model_folder
 from peftlab.comparison.lr_choice import KEEP
 from peftlab.config import ExperimentConfig
 from peftlab.evaluation.evaluate import limit
@@ -65,13 +65,14 @@ class PlannedRun:
     name: str
     method: str
     seed: int
-    lrs: list[float] | None  # the lr search's values, on the label's first seed
+    lrs: list[float] | None  # the lr search's values, on the label's first seed (on each model)
     rungs: list[float] | None
     steps: int
     flops_per_step: float | None
     trainable: int | None = None
     seconds: float | None = None  # the estimate, lr search included
     parts: dict[str, float] = field(default_factory=dict)  # the estimate's terms: start, train, generate
+    model: str = ""  # the base model's name (an experiment with models: [...] plans every model's runs)
 
 
 @dataclass
@@ -92,7 +93,8 @@ def validate(path: Path, launcher: dict | None = None) -> Checked:
     """Every check compare makes before its first write, and the lr grids; raises PeftlabError."""
     source = str(path)
     cc = load_compare(Path(path), launcher)
-    check_remote_code(cc.model, path)
+    for model in cc.models or [cc.model]:
+        check_remote_code(model, path)
     runs = run_configs(cc, source)
     configs = check_runs(cc, runs, source)
     check_examples(cc, configs, source, set())
@@ -124,8 +126,8 @@ def planned_runs(checked: Checked) -> list[PlannedRun]:
     out, seen = [], set()
     ((kind, amount),) = checked.cc.budget.items()
     for (label, raw), cfg in zip(checked.runs, checked.configs):
-        searched = label in checked.grid and label not in seen
-        seen.add(label)
+        searched = label in checked.grid and (cfg.model.name, label) not in seen  # each model searches its own
+        seen.add((cfg.model.name, label))
         steps = int(amount) if kind == "steps" and cfg_trains(cfg) else 0
         out.append(
             PlannedRun(
@@ -137,6 +139,7 @@ def planned_runs(checked: Checked) -> list[PlannedRun]:
                 checked.rungs if searched else None,
                 steps,
                 None,
+                model=cfg.model.name,
             )
         )
     return out
@@ -261,11 +264,13 @@ def plan_lines(plan: Plan) -> list[str]:
     """The plan as text: a line per run, the total and how it was estimated."""
     head = f"{'run':<28} {'method':<14} {'seed':>4} {'steps':>6} {'FLOPs/step':>11} {'trainable':>12} {'est. wall':>10}"
     lines = [f"plan for {plan.experiment}: {len(plan.runs)} runs, budget {plan.budget}, into {plan.folder}", head]
+    several = len({r.model for r in plan.runs}) > 1
     for r in plan.runs:
         flops = f"{r.flops_per_step:.3g}" if r.flops_per_step else "-"
         trainable = f"{r.trainable:,}" if r.trainable is not None else "-"
         wall = duration(r.seconds)
-        lines.append(f"{r.name:<28} {r.method:<14} {r.seed:>4} {r.steps:>6} {flops:>11} {trainable:>12} {wall:>10}")
+        name = f"{model_folder(r.model)}/{r.name}" if several else r.name
+        lines.append(f"{name:<28} {r.method:<14} {r.seed:>4} {r.steps:>6} {flops:>11} {trainable:>12} {wall:>10}")
         if r.lrs:
             lrs = ", ".join(f"{v:.3g}" for v in r.lrs)
             rungs = ", ".join(f"{v:.3g}" for v in r.rungs or [])
