@@ -39,7 +39,7 @@ def experiment(tmp_path: Path, task: dict, **over) -> Path:
     return path
 
 
-def test_every_method_runs_on_each_model_with_a_leaderboard_each_and_a_table_across(tmp_path, copy_task):
+def test_every_method_runs_on_each_model_with_a_leaderboard_each_and_a_table_across(tmp_path, copy_task, capsys):
     folder = compare(experiment(tmp_path, copy_task))
     index = json.loads((folder / "models.json").read_text())
     assert index["models"] == [
@@ -73,7 +73,12 @@ def test_every_method_runs_on_each_model_with_a_leaderboard_each_and_a_table_acr
     assert page.index("Across models") < page.index(f"{copy_task['name']} · tiny-llama")  # the answer first
     assert f"{copy_task['name']} · tiny-gpt-neo" in page
     assert (folder / "plots" / f"{copy_task['name']}-ranks-across-models.png").read_bytes().startswith(b"\x89PNG")
-    # `peftlab report` on the top folder draws the same thing from the sub-folders.
+    # `peftlab report` on the top folder draws the same thing from the sub-folders, and says it.
+    from peftlab.cli import main
+
+    assert main(["report", str(folder)]) == 0
+    said = " ".join("".join(capsys.readouterr()).split())  # the tables on the console (stderr), the path on stdout
+    assert f"{copy_task['name']} across models" in said and "Kendall's tau over 2 methods" in said
     again = build_report(folder)
     assert sorted(c.model for c in again.comparisons) == ["tiny-gpt-neo", "tiny-llama"]
     assert len(again.across) == 1 and again.across[0].agreements[0].tau == a["tau"]
