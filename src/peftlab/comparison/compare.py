@@ -36,6 +36,7 @@ from peftlab.comparison.compare_checks import (
     check_runs,
     check_summaries,
     label_of,
+    runs_failed,
 )
 from peftlab.comparison.experiment import CompareConfig
 from peftlab.comparison.launch import Job, Launcher, make_launcher
@@ -198,10 +199,7 @@ def compare(path: Path, overwrite: bool = False, launcher: dict | None = None, m
     checked = check_comparison(cc, str(path), overwrite)
     failed = run_comparison(checked, overwrite)
     if failed:
-        raise PeftlabError(
-            f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
-            "Rerun the same command to retry them (finished runs are kept)."
-        )
+        raise runs_failed(failed)
     return cc.folder()
 
 

@@ -162,3 +162,11 @@ def calibrated_baselines(cc: CompareConfig, source: str) -> list[dict[str, Any]]
         return []
     zero_shot = [e for e in cc.methods if isinstance(e, dict) and e.get("name") == "none" and not e.get("calibrate")]
     return [{**e, "label": f"{label_of(e)}+calibrated", "calibrate": True} for e in zero_shot]
+
+
+def runs_failed(failed: list[str]) -> PeftlabError:
+    """The error a comparison ends with when some of its runs failed (the report is written first)."""
+    return PeftlabError(
+        f"{len(failed)} run(s) failed: {', '.join(failed)}; the report shows the others. "
+        "Rerun the same command to retry them (finished runs are kept)."
+    )

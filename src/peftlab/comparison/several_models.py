@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peftlab.comparison.compare_checks import runs_failed
 from peftlab.comparison.experiment import CompareConfig
 from peftlab.console import console
-from peftlab.errors import PeftlabError
 from peftlab.rundir.diskspace import ensure_writable_dir
 from peftlab.rundir.models_index import write_index
 
@@ -54,8 +54,5 @@ def compare_models(
             console.print(f"- {line}")
     console.print(f"report across {len(subs)} models: {report.write()}")
     if failed:
-        raise PeftlabError(
-            f"{len(failed)} run(s) failed: {', '.join(failed)}; the reports show the others. "
-            "Rerun the same command to retry them (finished runs are kept)."
-        )
+        raise runs_failed(failed)
     return folder

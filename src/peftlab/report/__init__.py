@@ -63,9 +63,12 @@ class Report:
                     atomic_write_bytes(path, p.png)
                     written.add(path)
         _remove_stale_plots(self.folder / "plots", written)
-        first = [(f"across-{i}", "Across models", cross_model_view.section(cm)) for i, cm in enumerate(self.across)]
-        for cm in self.across:
-            plot = rank_plot(cm)
+        rank_plots = [rank_plot(cm) for cm in self.across]  # drawn once: a file in plots/ and the page's figure
+        first = [
+            (f"across-{i}", "Across models", cross_model_view.section(cm, plot))
+            for i, (cm, plot) in enumerate(zip(self.across, rank_plots))
+        ]
+        for cm, plot in zip(self.across, rank_plots):
             if plot.png:
                 atomic_write_bytes(self.folder / "plots" / f"{_file_name(cm.task)}-{plot.name}.png", plot.png)
         if self.across:

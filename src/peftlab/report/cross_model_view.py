@@ -12,7 +12,7 @@ import html
 from dataclasses import asdict
 
 from peftlab.report.cross_model import CrossModel, seeds_note
-from peftlab.report.cross_model_plot import rank_plot
+from peftlab.report.plots import Plot
 
 
 def verdict_lines(cm: CrossModel) -> list[str]:
@@ -62,8 +62,8 @@ def markdown(cms: list[CrossModel]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def section(cm: CrossModel) -> str:
-    """The HTML card of one task across models."""
+def section(cm: CrossModel, plot: Plot) -> str:
+    """The HTML card of one task across models, with its rank plot (cross_model_plot.rank_plot)."""
     esc = html.escape
     head = "".join(f"<th>{esc(m)}</th>" for m in cm.models)
     body = "".join(
@@ -72,7 +72,6 @@ def section(cm: CrossModel) -> str:
     )
     said = "".join(f"<li>{esc(line)}</li>" for line in verdict_lines(cm))
     note = f'<p class="note">{esc(seeds_note(cm))}</p>' if seeds_note(cm) else ""
-    plot = rank_plot(cm)
     figure = (
         f'<figure><img src="data:image/png;base64,{base64.b64encode(plot.png).decode("ascii")}" '
         f'alt="{esc(plot.title)}"><figcaption>{esc(plot.caption)}</figcaption></figure>'
