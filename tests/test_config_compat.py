@@ -30,3 +30,16 @@ def test_a_changed_value_or_an_unreadable_file_does_not_match():
     assert not same_config(cfg)(yaml.safe_dump(asked))
     assert not same_config(cfg)("model: [unclosed")
     assert not same_config(cfg)("no_such_key: 1\n")
+
+
+def test_the_generation_batch_is_not_part_of_what_a_run_is():
+    """eval.batch_size and eval.kv_cache_gb change how fast generation runs, not its tokens
+    (tests/models/test_decode.py): a run finished at batch 16 is the run asked for at batch 64."""
+    cfg = config()
+    older = yaml.safe_load(dump_config(cfg))
+    older["eval"]["batch_size"], older["eval"]["kv_cache_gb"] = 16, None
+    del older["eval"]["share_prefix"]
+    assert cfg.eval.batch_size == 64
+    assert same_config(cfg)(yaml.safe_dump(older, sort_keys=False))
+    older["eval"]["max_test"] = 10  # what is scored is part of it
+    assert not same_config(cfg)(yaml.safe_dump(older, sort_keys=False))

@@ -150,7 +150,20 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    batch_size: int = Field(16, ge=1, description="Generation batch size (length-sorted batches).")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Generation: at most this many prompts decode together (length-sorted; each batch is "
+        "prefilled in groups of similar length, models/prefill_groups.py). More rows per decode step is faster on "
+        "CPU and GPU alike; the same tokens at any batch size. Also the (prompt, option) pairs per "
+        "log-likelihood batch.",
+    )
+    kv_cache_gb: float | None = Field(
+        2.0,
+        gt=0,
+        description="Generation: fewer than batch_size prompts where their KV cache (estimated from the model's "
+        "config, fp32) would pass this many GB (models/kv_budget.py); null = no cap.",
+    )
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")
     num_beams: int = Field(1, ge=1, le=64, description="Beam search width, 1..64; 1 = greedy decoding.")
@@ -382,17 +395,26 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def without_stop(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The config with train.stop_at cleared: where a run stops is not what it is (a run stopped at a rung
-    of the lr search continues as the same run)."""
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"stop_at": None})})
+def run_identity(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config without what does not change a run's results: train.stop_at (where a run stops is not
+    what it is: a run stopped at a rung of the lr search continues as the same run) and how many prompts
+    generate at once (eval.batch_size, eval.kv_cache_gb: the same tokens at any batch size,
+    tests/models/test_decode.py), so a finished run stays finished when only those change."""
+    default = EvalConfig()
+    speed = {"batch_size": default.batch_size, "kv_cache_gb": default.kv_cache_gb}
+    return cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update={"stop_at": None}),
+            "eval": cfg.eval.model_copy(update=speed),
+        }
+    )
 
 
 def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
     """Whether a run folder's config.yaml describes ``cfg``: its exact text, or -- written by an older
     peftlab, before keys were added -- the same config once the new keys take their defaults (a new
     key's default keeps the old behaviour, so a finished run stays finished and a checkpoint resumes)."""
-    current = dump_config(without_stop(cfg))
+    current = dump_config(run_identity(cfg))
 
     def matches(saved: str) -> bool:
         if saved == current:
@@ -401,7 +423,7 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
             old = yaml.safe_load(saved)
             if isinstance(old, dict) and isinstance(old.get("task"), dict):
                 old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
-            return dump_config(without_stop(ExperimentConfig.model_validate(old))) == current
+            return dump_config(run_identity(ExperimentConfig.model_validate(old))) == current
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run
 

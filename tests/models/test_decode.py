@@ -78,10 +78,17 @@ def test_greedy_with_cache_equals_full_forward_passes(models, arch, case):
 
 
 @pytest.mark.parametrize(("arch", "case"), PAIRS, ids=PAIR_IDS)
-def test_padded_batch_equals_one_by_one(models, arch, case):
+def test_padded_batch_equals_one_by_one(models, arch, case, monkeypatch):
     bb = models(arch, case)
     one_by_one = [bb.generate_ids(bb.model, [p], max_new_tokens=8)[0] for p in PROMPTS]
+    groups = []
+    real = CausalDecoder._rows
+    monkeypatch.setattr(
+        CausalDecoder, "_rows", lambda self, *a, **k: groups.append(a[2].shape[0]) or real(self, *a, **k)
+    )
     assert bb.generate_ids(bb.model, PROMPTS, max_new_tokens=8, batch_size=4) == one_by_one
+    if not bb.kind.encoder_decoder and not bb.kind.padding_moves_prefix(core_model(bb.model).config):
+        assert len(groups) > 1 and sum(groups) == len(PROMPTS)  # prefilled in groups of similar length, merged
     beams = [bb.generate_ids(bb.model, [p], max_new_tokens=8, num_beams=3)[0] for p in PROMPTS]
     assert bb.generate_ids(bb.model, PROMPTS, max_new_tokens=8, batch_size=4, num_beams=3) == beams
 
@@ -96,14 +103,14 @@ def test_shared_prefix_prefilled_once_gives_what_each_prompt_alone_gives(models,
     one_by_one = [bb.generate_ids(bb.model, [p], max_new_tokens=8)[0] for p in SHARED]  # batch 1: nothing shared
     beams = [bb.generate_ids(bb.model, [p], max_new_tokens=8, num_beams=3)[0] for p in SHARED]
     cuts = []
-    real = CausalDecoder._prefill_shared
-    monkeypatch.setattr(CausalDecoder, "_prefill_shared", lambda self, cut: cuts.append(cut) or real(self, cut))
+    real = CausalDecoder._shared_head
+    monkeypatch.setattr(CausalDecoder, "_shared_head", lambda self, prefix: cuts.append(prefix) or real(self, prefix))
     assert bb.generate_ids(bb.model, SHARED, max_new_tokens=8, batch_size=4) == one_by_one
     assert bb.generate_ids(bb.model, SHARED, max_new_tokens=8, batch_size=4, num_beams=3) == beams
     config = core_model(bb.model).config
     # Used wherever it is exact: decoder-only models without windowed attention (GPT-Neo's local layers).
     assert bool(cuts) == (not bb.kind.encoder_decoder and not bb.kind.padding_moves_prefix(config))
-    assert all(cut.prefix.shape[1] >= MIN_SHARED for cut in cuts)
+    assert all(prefix.shape[1] >= MIN_SHARED for prefix in cuts)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -62,7 +62,7 @@ def demo_experiment(folder: Path, steps: int, model: str = DEMO_MODEL, lr_search
         "seeds": [0],
         "trackers": [],
         "train": {"batch_size": 8, "warmup_ratio": 0.1, "schedule": "linear"},
-        "eval": {"batch_size": 16, "max_validation": 32},
+        "eval": {"max_validation": 32},
         "examples": DEMO_EXAMPLES,
         "methods": demo_methods(steps, model, lr_search),
     }

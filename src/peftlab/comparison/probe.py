@@ -247,6 +247,7 @@ def time_generation(
             batch_size=cfg.eval.batch_size,
             num_beams=cfg.eval.num_beams,
             max_source_tokens=cfg.task.max_source_tokens,
+            kv_cache_gb=cfg.eval.kv_cache_gb,
         )
         samples.append((max((len(row) for row in ids), default=1), time.perf_counter() - t0))
     first, per_token = decode_fit(samples)

@@ -39,6 +39,7 @@ def generate_and_score(
     label: str,
     bar=None,
     share_prefix: bool = True,
+    kv_cache_gb: float | None = None,
 ) -> tuple[dict, list[str]]:
     t0 = time.perf_counter()
     # rich allows one live display at a time: inside training, add a row to the training bar.
@@ -62,6 +63,7 @@ def generate_and_score(
                 max_source_tokens=max_source_tokens,
                 progress=lambda n: live.advance(tid, n),
                 share_prefix=share_prefix,
+                kv_cache_gb=kv_cache_gb,
             )
         if bar is not None:
             live.remove_task(tid)
@@ -153,6 +155,7 @@ def eval_run(
         max_source_tokens=cfg.task.max_source_tokens,
         label=f"eval {split}",
         share_prefix=cfg.eval.share_prefix,
+        kv_cache_gb=cfg.eval.kv_cache_gb,
     )
     write_predictions(predictions_path, examples, preds, task.per_example(preds, examples))
     write_json(scores_path, {"split": split, "examples": len(examples), "num_beams": beams, "scores": scores})

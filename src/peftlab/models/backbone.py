@@ -23,7 +23,9 @@ from peftlab.errors import PeftlabError
 from peftlab.measure.precision import autocast
 from peftlab.models.beam import beam_search
 from peftlab.models.decode import greedy, prefix_needs_equal_lengths
+from peftlab.models.forward import core_model
 from peftlab.models.kind import IGNORE, ModelKind, kind_of, right_pad
+from peftlab.models.kv_budget import GB, batches, kv_bytes_per_token
 from peftlab.tasks.conversation import messages_of, render_plain
 
 __all__ = ["IGNORE", "Backbone"]
@@ -174,11 +176,13 @@ class Backbone:
         max_source_tokens: int = 512,
         progress=None,
         share_prefix: bool = True,
+        kv_cache_gb: float | None = None,
     ) -> list[list[int]]:
         """New token ids of each prompt, up to and including EOS, in the order of ``prompts``.
 
         Decoded by peftlab's own loop (models/decode.py, models/beam.py), the same for every method;
-        ``share_prefix``: a batch's shared prompt prefix prefilled once (models/shared_prefix.py)."""
+        ``share_prefix``: a batch's shared prompt prefix prefilled once (models/shared_prefix.py);
+        ``kv_cache_gb``: fewer than ``batch_size`` rows where their KV cache would pass it (models/kv_budget.py)."""
         tok = self.tokenizer
         encoded = [self.prompt_ids(p, max_source_tokens) for p in prompts]
         # Longest first: batches of similar length waste little compute on padding, and an
@@ -193,7 +197,16 @@ class Backbone:
             "pad_token_id": tok.pad_token_id,
             "share_prefix": share_prefix,
         }
-        for idx in _batches(order, encoded, batch_size, prefix_needs_equal_lengths(model)):
+        per_token = kv_bytes_per_token(core_model(model).config) * num_beams
+        groups = batches(
+            order,
+            [len(e) for e in encoded],
+            batch_size,
+            equal_lengths=prefix_needs_equal_lengths(model),
+            row_bytes=lambda length: (length + max_new_tokens) * per_token,
+            budget=None if kv_cache_gb is None else kv_cache_gb * GB,
+        )
+        for idx in groups:
             ids, mask = self.pad_prompts([encoded[i] for i in idx])
             with self.numerics():
                 new = (
@@ -215,16 +228,3 @@ class Backbone:
     def texts(self, ids: list[list[int]]) -> list[str]:
         """Generated token ids as text, special tokens dropped."""
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
-
-
-def _batches(order: list[int], encoded: list[list[int]], batch_size: int, equal_lengths: bool):
-    """Consecutive slices of the length-sorted order; with ``equal_lengths`` a batch holds prompts of one
-    length only (no padding)."""
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) == batch_size or (equal_lengths and len(encoded[i]) != len(encoded[batch[0]]))):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch

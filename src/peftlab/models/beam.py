@@ -59,7 +59,7 @@ def beam_search(
     """New token ids of the best hypothesis of each row (up to and including EOS)."""
     batch, k = ids.shape[0], num_beams
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)
-    decoder = decoder_for(model, share_prefix)
+    decoder = decoder_for(model, share_prefix, room=max_new_tokens)
     logits = decoder.prefill(ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0))
     running = torch.zeros(batch, k, device=ids.device)
     running[:, 1:] = NEG_INF  # the k copies of a prompt are one beam until the first step spreads them

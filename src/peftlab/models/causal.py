@@ -16,62 +16,81 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from peftlab.models.forward import Forward, core_model, output_head, positions, prompt_learning, soft_prompt
+from peftlab.models.kv_room import repeated, reserve
+from peftlab.models.prefill_groups import Piece, length_groups, merged, trimmed
 from peftlab.models.rows import IGNORE, right_pad
-from peftlab.models.shared_prefix import MIN_SHARED, Split, shared_length, split
+from peftlab.models.shared_prefix import MIN_SHARED, shared_length, split
 
 
 class CausalDecoder:
-    """Decoder-only models. Inputs are left-padded: every row's next token is at the end."""
+    """Decoder-only models. Inputs are left-padded: every row's next token is at the end.
 
-    def __init__(self, model: nn.Module, share_prefix: bool = True):
+    A prefill is a *head* shared by every row (a prefix's virtual tokens; the prompt prefix every row
+    shares, run once: models/shared_prefix.py) and each row's own tokens on top of it, run in groups of
+    similar length (models/prefill_groups.py) and merged into one left-padded cache with ``room``
+    positions reserved for the tokens to come (models/kv_room.py)."""
+
+    def __init__(self, model: nn.Module, share_prefix: bool = True, room: int = 0):
         self.model, self.learning, self.fwd = model, prompt_learning(model), Forward(core_model(model))
         self.cache = self.mask = self.next_position = None
         config = core_model(model).config
-        self.share_prefix = share_prefix and not Causal().padding_moves_prefix(config)
+        # Padding between the head and a row's tokens changes what a row sees under local or
+        # sliding-window attention: such models run the batch as one padded block, as it came.
+        self.ragged = not Causal().padding_moves_prefix(config)
+        self.share_prefix, self.room = share_prefix and self.ragged, room
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         shared = shared_length(ids, mask) if self.share_prefix else 0
         if shared >= MIN_SHARED:
-            return self._prefill_shared(split(ids, mask, shared))
-        inputs: dict = {}
-        if self.learning == "prompt":
-            inputs["inputs_embeds"], mask = self._embed_with_soft_prompt(ids, mask)
+            cut = split(ids, mask, shared)
+            (head, head_mask), ids, mask = self._shared_head(cut.prefix), cut.suffix, cut.suffix_mask
         else:
-            inputs["input_ids"] = ids
-        if self.learning == "prefix":  # the prefix is the cache's first entries; every row attends to it
-            self.cache = self.model.get_prompt(batch_size=ids.shape[0])
-            mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, self._virtual()), mask], dim=1)
-        width = ids.shape[1] + (self._virtual() if self.learning == "prompt" else 0)
-        counted = positions(mask)
-        if self.fwd.takes_positions:
-            inputs["position_ids"] = counted[:, -width:]
-        logits, self.cache = self.fwd(self.cache, attention_mask=mask, **inputs)
-        self.mask, self.next_position = mask, counted[:, -1:] + 1
-        return logits
+            virtual = self._virtual() if self.learning == "prefix" else 0
+            head, head_mask = None, mask.new_ones((1, virtual))
+        groups = length_groups(mask.sum(-1).tolist()) if self.ragged else [list(range(ids.shape[0]))]
+        pieces = [self._rows(head, head_mask, *trimmed(ids[g], mask[g]), soft=shared < MIN_SHARED) for g in groups]
+        self.cache, self.mask = pieces[0].cache, pieces[0].mask
+        if self.ragged:
+            self.cache.layers, self.mask = merged(pieces, head_mask.shape[1], self.room)
+        else:  # one padded block; its window layers keep their own slots
+            reserve(self.cache, self.room)
+        self.next_position = positions(self.mask)[:, -1:] + 1
+        return torch.cat([p.logits for p in pieces])
 
-    def _prefill_shared(self, cut: Split) -> torch.Tensor:
-        """The shared prefix once at batch 1 (after the soft prompt or the prefix, as in ``prefill``), its
-        cache repeated to the batch, then each row's suffix on top (models/shared_prefix.py)."""
+    def _shared_head(self, prefix: torch.Tensor) -> tuple[object, torch.Tensor]:
+        """The cache and mask (1, head) of the shared prompt prefix at batch 1, after the soft prompt or
+        the prefix when there is one."""
         virtual = self._virtual() if self.learning else 0
         inputs: dict = {}
         if self.learning == "prompt":
-            embeds = self.fwd.core.get_input_embeddings()(cut.prefix)
+            embeds = self.fwd.core.get_input_embeddings()(prefix)
             inputs["inputs_embeds"] = torch.cat([soft_prompt(self.model, 1, embeds), embeds], dim=1)
         else:
-            inputs["input_ids"] = cut.prefix
+            inputs["input_ids"] = prefix
         cache = self.model.get_prompt(batch_size=1) if self.learning == "prefix" else None
-        head_mask = cut.suffix_mask.new_ones((1, virtual + cut.prefix.shape[1]))
+        head_mask = prefix.new_ones((1, virtual + prefix.shape[1]))
         if self.fwd.takes_positions:  # the input's width: the prefix, after the soft prompt when there is one
             inputs["position_ids"] = positions(head_mask)[:, -next(iter(inputs.values())).shape[1] :]
         _, cache = self.fwd(cache, attention_mask=head_mask, **inputs)
-        rows = cut.suffix.shape[0]
-        cache.batch_repeat_interleave(rows)
-        mask = torch.cat([head_mask.expand(rows, -1), cut.suffix_mask], dim=1)
-        counted = positions(mask)
-        extra = {"position_ids": counted[:, -cut.suffix.shape[1] :]} if self.fwd.takes_positions else {}
-        logits, self.cache = self.fwd(cache, input_ids=cut.suffix, attention_mask=mask, **extra)
-        self.mask, self.next_position = mask, counted[:, -1:] + 1
-        return logits
+        return cache, head_mask
+
+    def _rows(self, head, head_mask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, soft: bool) -> Piece:
+        """Left-padded rows on top of the head (a copy of its cache per row); with ``soft`` a prompt-tuned
+        row gets its soft prompt right before its first token."""
+        rows, inputs = ids.shape[0], {}
+        if soft and self.learning == "prompt":
+            inputs["inputs_embeds"], mask = self._embed_with_soft_prompt(ids, mask)
+        else:
+            inputs["input_ids"] = ids
+        if head is not None:
+            cache = repeated(head, rows)
+        else:  # the prefix is the cache's first entries; every row attends to it
+            cache = self.model.get_prompt(batch_size=rows) if self.learning == "prefix" else None
+        full = torch.cat([head_mask.expand(rows, -1), mask], dim=1)
+        if self.fwd.takes_positions:
+            inputs["position_ids"] = positions(full)[:, -mask.shape[1] :]
+        logits, cache = self.fwd(cache, attention_mask=full, **inputs)
+        return Piece(logits, cache, full)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
@@ -84,6 +103,10 @@ class CausalDecoder:
         """Keep these rows (beam search: each new beam continues from its parent's cache)."""
         self.cache.reorder_cache(rows)
         self.mask, self.next_position = self.mask[rows], self.next_position[rows]
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Go on with these rows only (greedy search drops the rows that have ended)."""
+        self.select(rows)
 
     def _virtual(self) -> int:
         return self.model.active_peft_config.num_virtual_tokens
@@ -224,8 +247,8 @@ class Causal:
         return scores
 
     # ---- decoding ---------------------------------------------------------------------------
-    def decoder(self, model: nn.Module, share_prefix: bool = True) -> CausalDecoder:
-        return CausalDecoder(model, share_prefix)
+    def decoder(self, model: nn.Module, share_prefix: bool = True, room: int = 0) -> CausalDecoder:
+        return CausalDecoder(model, share_prefix, room)
 
     def padding_moves_prefix(self, config) -> bool:
         """Whether left padding changes what a prefix-tuned row sees: with local or sliding-window

@@ -46,10 +46,11 @@ def prefix_needs_equal_lengths(model: nn.Module) -> bool:
     return prompt_learning(model) == "prefix" and kind_of_config(config).padding_moves_prefix(config)
 
 
-def decoder_for(model: nn.Module, share_prefix: bool = True) -> Decoder:
+def decoder_for(model: nn.Module, share_prefix: bool = True, room: int = 0) -> Decoder:
     """The decoder of the model's kind: CausalDecoder (models/causal.py) or Seq2SeqDecoder (models/seq2seq.py).
-    ``share_prefix``: prefill the batch's shared prompt prefix once (models/shared_prefix.py)."""
-    return kind_of(model).decoder(model, share_prefix)
+    ``share_prefix``: prefill the batch's shared prompt prefix once (models/shared_prefix.py); ``room``:
+    KV cache positions reserved for the tokens to come (models/kv_room.py)."""
+    return kind_of(model).decoder(model, share_prefix, room)
 
 
 def _until_eos(rows: torch.Tensor, eos: torch.Tensor) -> list[list[int]]:
@@ -71,17 +72,27 @@ def greedy(
     pad_token_id: int,
     share_prefix: bool = True,
 ) -> list[list[int]]:
-    """New token ids of each row (up to and including EOS): argmax at every step."""
+    """New token ids of each row (up to and including EOS): argmax at every step.
+
+    Rows that have ended leave the batch (``Decoder.keep_rows``) once an eighth of it has: a step then
+    computes only the rows still running (leaving costs a copy of the cache, so not row by row). Every
+    row's arithmetic is its own, so the tokens are the same; the KV cache has room reserved for the new
+    tokens (models/kv_room.py)."""
     eos = torch.tensor(eos_token_id, device=ids.device).reshape(-1)
-    decoder = decoder_for(model, share_prefix)
+    decoder = decoder_for(model, share_prefix, room=max_new_tokens)
     logits = decoder.prefill(ids, mask)
-    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-    tokens = []
+    tokens = torch.full((ids.shape[0], max_new_tokens), pad_token_id, dtype=torch.long, device=ids.device)
+    running = torch.arange(ids.shape[0], device=ids.device)  # batch row of each row still decoding
+    ended = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for t in range(max_new_tokens):
-        token = torch.where(done, pad_token_id, logits.argmax(-1))
-        tokens.append(token)
-        done |= torch.isin(token, eos)
-        if done.all() or t == max_new_tokens - 1:
+        token = torch.where(ended, pad_token_id, logits.argmax(-1))
+        tokens[running, t] = token
+        ended |= torch.isin(token, eos)
+        if ended.all() or t == max_new_tokens - 1:
             break
+        if int(ended.sum()) >= max(1, len(running) // 8):
+            keep = (~ended).nonzero().squeeze(1)
+            decoder.keep_rows(keep)
+            running, token, ended = running[keep], token[keep], ended[keep]
         logits = decoder.step(token)
-    return _until_eos(torch.stack(tokens, dim=1), eos)
+    return _until_eos(tokens, eos)

@@ -43,6 +43,10 @@ class Decoder(Protocol):
         """Keep these rows of the state (beam search reorders beams)."""
         ...
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Go on with these rows of the batch only (greedy search drops the rows that have ended)."""
+        ...
+
 
 @runtime_checkable
 class ModelKind(Protocol):
@@ -75,7 +79,7 @@ class ModelKind(Protocol):
     ) -> torch.Tensor: ...
 
     # decoding (models/decode.py)
-    def decoder(self, model: nn.Module, share_prefix: bool = True) -> Decoder: ...
+    def decoder(self, model: nn.Module, share_prefix: bool = True, room: int = 0) -> Decoder: ...
     def padding_moves_prefix(self, config) -> bool: ...
 
     # structure, for methods (last_layers, prefix_tuning)

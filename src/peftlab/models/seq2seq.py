@@ -18,15 +18,17 @@ from transformers import AutoModelForSeq2SeqLM
 
 from peftlab.errors import PeftlabError
 from peftlab.models.forward import Forward, core_model, prompt_learning, soft_prompt
+from peftlab.models.kv_room import reserve
 from peftlab.models.rows import IGNORE, right_pad
 
 
 class Seq2SeqDecoder:
     """Encoder-decoder models. Inputs are right-padded; the encoder runs once."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, room: int = 0):
         self.model, self.learning, self.fwd = model, prompt_learning(model), Forward(core_model(model))
         self.cache = self.encoder_outputs = self.mask = None
+        self.room = room  # decoder self-attention positions reserved after the first step (models/kv_room.py)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         self.encode(ids, mask)
@@ -58,11 +60,21 @@ class Seq2SeqDecoder:
             attention_mask=self.mask,
             decoder_input_ids=tokens[:, None],
         )
+        if self.room:
+            reserve(self.cache, self.room)
+            self.room = 0
         return logits
 
     def select(self, rows: torch.Tensor) -> None:
         # Beams of one example share its encoder output, so only the decoder cache moves.
         self.cache.reorder_cache(rows)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Go on with these rows only (greedy search drops the rows that have ended): their cache, their
+        encoder output and its mask."""
+        self.cache.reorder_cache(rows)
+        self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
+        self.mask = self.mask[rows]
 
     def repeat_encoded(self, rows: torch.Tensor) -> None:
         """Before any decoder step: row r becomes encoder row ``rows[r]`` (option scoring repeats a
@@ -163,9 +175,9 @@ class Seq2Seq:
         return (logp * (labels != IGNORE)).sum(-1)
 
     # ---- decoding ---------------------------------------------------------------------------
-    def decoder(self, model: nn.Module, share_prefix: bool = True) -> Seq2SeqDecoder:
+    def decoder(self, model: nn.Module, share_prefix: bool = True, room: int = 0) -> Seq2SeqDecoder:
         # The encoder reads each prompt whole, in both directions: no prefix of it can be computed alone.
-        return Seq2SeqDecoder(model)
+        return Seq2SeqDecoder(model, room)
 
     def padding_moves_prefix(self, config) -> bool:
         return False  # right padding, after the tokens; the decoder starts fresh for every row

@@ -36,6 +36,7 @@ class Validation:
             "num_beams": ev.num_beams,
             "max_source_tokens": run.cfg.task.max_source_tokens,
             "share_prefix": ev.share_prefix,
+            "kv_cache_gb": ev.kv_cache_gb,
         }
         self.sign = better_sign(task.higher_is_better)
         self.last: tuple[int, dict, list[str]] | None = None  # (step, scores, predictions) of the latest pass
