@@ -8,6 +8,8 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
             so train.precision auto: bf16 on a CPU with AVX512-BF16/AMX, else fp32)
   peftlab-fp32  the same with train.precision fp32: the baselines' numerics on CPU
   peftlab-gc    peftlab with train.gradient_checkpointing: true (the memory option)
+  peftlab-fast  peftlab with LoRA's fast_dropout: true (dropout masks from 16-bit random integers)
+  peftlab-fast-fused  and fused_dropout: true too (the dropout replayed in backward, less memory)
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
   strong    ../shared/bench/hf_baseline.py --recipe strong: dynamic padding + group_by_length
 They alternate (peftlab, peftlab-fp32, peftlab-gc, padded, strong, peftlab, ...) for --repeats rounds per model x
@@ -54,7 +56,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
-CONTENDERS = ("peftlab", "peftlab-fp32", "peftlab-gc", "padded", "strong")
+CONTENDERS = ("peftlab", "peftlab-fp32", "peftlab-gc", "peftlab-fast", "peftlab-fast-fused", "padded", "strong")
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
 TOKENS = (
@@ -145,7 +147,15 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
         "output_dir": str(out_dir),
         "seed": 0,
         "model": {"name": str(folder)},
-        "method": {"name": "lora", "rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": LORA_TARGETS[seq2seq]}
+        "method": {
+            "name": "lora",
+            "rank": 16,
+            "alpha": 32,
+            "dropout": 0.05,
+            "target_modules": LORA_TARGETS[seq2seq],
+            "fast_dropout": variant.startswith("peftlab-fast"),
+            "fused_dropout": variant == "peftlab-fast-fused",
+        }
         if method == "lora"
         else {"name": "full"},
         # The baseline cuts a decoder-only sequence at 512 tokens in all and an encoder input at 512

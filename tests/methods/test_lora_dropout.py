@@ -148,3 +148,45 @@ def test_zero_dropout_is_left_to_peft():
 def test_fusing_is_asked_for_by_default_lora_is_peft_s_unfused_path():
     base, _ = tiny_model("tiny-llama")
     assert _fused_count(LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1))) == 0  # step time first
+
+
+def test_keep_mask_keeps_one_minus_p_in_every_16_bit_lane_and_draws_anew():
+    from peftlab.methods.lora_dropout import keep_mask
+
+    torch.manual_seed(0)
+    x = torch.empty(1000, 1000)
+    for p in (0.05, 0.5):
+        mask = keep_mask(x, p)
+        assert mask.shape == x.shape and mask.dtype == torch.bool
+        lanes = mask.flatten().view(-1, 4).float().mean(0)  # each 16-bit quarter of the 64-bit draws
+        sigma = (p * (1 - p) / 250_000) ** 0.5
+        assert torch.all((lanes - (1 - p)).abs() < 5 * sigma), lanes
+    assert not torch.equal(keep_mask(x, 0.5), keep_mask(x, 0.5))
+
+
+def test_fast_dropout_preserves_the_mean_and_zeroes_what_it_drops():
+    from peftlab.methods.lora_dropout import fast_dropout
+
+    torch.manual_seed(0)
+    out = fast_dropout(torch.ones(1000, 1000), 0.1)
+    assert abs(float(out.mean()) - 1.0) < 0.005
+    values = out.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / (1 - round(0.1 * 65536) / 65536))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_dropout_fused_or_not_gives_the_same_bits_and_trains(arch):
+    """With fast_dropout the fused path (mask replayed in backward) equals the unfused FastDropout module."""
+    from peftlab.methods.lora_dropout import FastDropout
+
+    base, tok = tiny_model(arch)
+    fused = LORA.apply(copy.deepcopy(base), LORA.config_cls(rank=4, dropout=0.1, fused_dropout=True, fast_dropout=True))
+    plain = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1, fast_dropout=True))
+    plain.load_state_dict(fused.state_dict())
+    assert any(isinstance(m, FastDropout) for m in plain.modules()) and _fused_count(fused) > 0
+    assert all(m.fast for m in fused.modules() if isinstance(m, DropoutLinear))
+    batch = fixed_batch(Backbone(model=fused, tokenizer=tok, source=arch))
+    (loss_f, grad_f, rng_f), (loss_p, grad_p, rng_p) = (_train(m, batch, 4, False) for m in (fused, plain))
+    assert torch.equal(torch.stack(loss_f), torch.stack(loss_p)) and torch.equal(rng_f, rng_p)
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(grad_f, grad_p) for n in a)
+    assert loss_f[-1] < loss_f[0]

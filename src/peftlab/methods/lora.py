@@ -18,7 +18,7 @@ from torch import nn
 
 from peftlab.methods import peft_common
 from peftlab.methods.base import Hook, Method
-from peftlab.methods.lora_dropout import fuse_lora_dropout
+from peftlab.methods.lora_dropout import fast_lora_dropout, fuse_lora_dropout
 
 
 class LoraConfig(BaseModel):
@@ -39,6 +39,14 @@ class LoraConfig(BaseModel):
         "instead of keeping a dropped copy of the input per projection. Same losses to the bit; on SmolLM2 "
         "about 0.7 GB less at a step's peak and about 20% slower steps on a 2-core CPU in bf16 "
         "(bench/RESULTS.md), so off by default.",
+    )
+
+    fast_dropout: bool = Field(
+        False,
+        description="Draw the dropout masks as 16-bit random integers, four to each 64-bit draw "
+        "(methods/lora_dropout.keep_mask; p rounded to 1/65536), instead of torch's bernoulli_, which on CPU "
+        "costs a generator call per element: the same Bernoulli(p) noise, another random stream (so not "
+        "peft's bits), faster CPU steps (bench/RESULTS.md has the speed and a paired quality check).",
     )
 
 
@@ -63,7 +71,9 @@ def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     draw is the slow part on a CPU)."""
     model = _peft_apply(model, cfg)
     if cfg.fused_dropout:
-        fuse_lora_dropout(model)
+        fuse_lora_dropout(model, fast=cfg.fast_dropout)
+    elif cfg.fast_dropout:
+        fast_lora_dropout(model)
     return model
 
 
