@@ -75,7 +75,7 @@ def main() -> None:
         return child(args)
     sys.path.insert(0, str(HERE))
     from machine import cpu_name, versions
-    from shared_prefix import flags
+    from shared_prefix import flags, ratio_cell, same_cell
 
     here, base = HERE.parent, Path(args.baseline) if args.baseline else None
     contenders = [(f"this tree, batch {b}", here, b) for b in map(int, args.batch_sizes.split(","))]
@@ -94,11 +94,9 @@ def main() -> None:
         first = contenders[0][0]
         for name, _, _ in contenders:
             ratios = [a / b for a, b in zip(seconds[first], seconds[name])]
-            same = sum(a == b for a, b in zip(ids[first], ids[name]))
             rows.append(
                 f"| {task} | {len(ids[name])} | {name} | {statistics.median(seconds[name]):.1f} "
-                f"| {statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}) "
-                f"| {same}/{len(ids[name])} |"
+                f"| {ratio_cell(ratios)} | {same_cell(ids[name], ids[first])} |"
             )
     print(
         f"{datetime.date.today()}; {cpu_name()} ({flags()}), {os.cpu_count()} cores, "

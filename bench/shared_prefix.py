@@ -51,6 +51,16 @@ def prompts_of(args) -> dict[str, tuple[list[str], int]]:
     return out
 
 
+def ratio_cell(ratios: list[float]) -> str:
+    """A table cell: the median of per-round ratios, then each round's."""
+    return f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)})"
+
+
+def same_cell(got: list, reference: list) -> str:
+    """A table cell: how many predictions are the reference's token for token."""
+    return f"{sum(a == b for a, b in zip(got, reference))}/{len(got)}"
+
+
 def shared_share(bb, prompts: list[str], batch_size: int) -> float:
     """The share of prompt tokens that fall in a batch's shared prefix (length-sorted batches, as generate_ids)."""
     encoded = sorted((bb.prompt_ids(p) for p in prompts), key=len, reverse=True)
@@ -85,11 +95,10 @@ def main() -> None:
                 seconds[share].append(time.perf_counter() - t0)
                 print(f"{task} round {r} share={share}: {seconds[share][-1]:.1f} s", file=sys.stderr, flush=True)
         ratios = [off / on for on, off in zip(seconds[True], seconds[False])]
-        same = sum(a == b for a, b in zip(preds[True], preds[False]))
         rows.append(
             f"| {task} | {len(prompts)} | {100 * shared_share(bb, prompts, args.batch_size):.0f}% "
             f"| {statistics.median(seconds[False]):.1f} | {statistics.median(seconds[True]):.1f} "
-            f"| {statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}) | {same}/{len(prompts)} |"
+            f"| {ratio_cell(ratios)} | {same_cell(preds[True], preds[False])} |"
         )
     print(
         f"{datetime.date.today()}; {cpu_name()} ({flags()}), {os.cpu_count()} cores, torch threads "

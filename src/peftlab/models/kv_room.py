@@ -12,6 +12,8 @@ where they lie. Missing upstream: a dynamic cache layer with reserved capacity.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
@@ -21,18 +23,20 @@ class RoomyLayer(DynamicLayer):
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
         super().__init__()
-        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self._fill(keys, values, room)
+        self._hold(*_with_room(keys, values, room), keys.shape[-2])
 
     @classmethod
     def filled(cls, keys: torch.Tensor, values: torch.Tensor, length: int) -> RoomyLayer:
         """A layer over these buffers (batch, heads, capacity, head_dim) of which ``length`` positions count."""
         layer = cls.__new__(cls)
         CacheLayerMixin.__init__(layer)
-        layer.dtype, layer.device, layer.is_initialized = keys.dtype, keys.device, True
-        layer._keys, layer._values = keys, values
-        layer._view(length)
+        layer._hold(keys, values, length)
         return layer
+
+    def _hold(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._keys, self._values = keys, values
+        self._view(length)
 
     def place(self, rows: slice, keys: torch.Tensor, values: torch.Tensor, head: int, gap: int) -> None:
         """Copy a group's cache into ``rows``: its first ``head`` positions in front, the rest ``gap``
@@ -42,12 +46,9 @@ class RoomyLayer(DynamicLayer):
         self._keys[rows, :, head + gap : end] = keys[:, :, head:]
         self._values[rows, :, head + gap : end] = values[:, :, head:]
 
-    def _fill(self, keys: torch.Tensor, values: torch.Tensor, room: int) -> None:
-        b, h, n, d = keys.shape
-        self._keys = keys.new_empty((b, h, n + room, d))
-        self._values = values.new_empty((b, h, n + room, values.shape[-1]))
-        self._keys[:, :, :n], self._values[:, :, :n] = keys, values
-        self._view(n)
+    def _fill(self, room: int) -> None:
+        """Move the filled part to new buffers with ``room`` spare positions."""
+        self._hold(*_with_room(self.keys, self.values, room), self.keys.shape[-2])
 
     def spare(self) -> int:
         return self._keys.shape[-2] - self.keys.shape[-2]
@@ -58,7 +59,7 @@ class RoomyLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n, m = self.keys.shape[-2], key_states.shape[-2]
         if n + m > self._keys.shape[-2]:  # more than reserved: move to a buffer with room again
-            self._fill(self.keys, self.values, max(m, n))
+            self._fill(max(m, n))
         self._keys[:, :, n : n + m], self._values[:, :, n : n + m] = key_states, value_states
         self._view(n + m)
         return self.keys, self.values
@@ -85,6 +86,15 @@ class RoomyLayer(DynamicLayer):
             self._view(self.keys.shape[-2] + tokens_to_remove)
 
 
+def _with_room(keys: torch.Tensor, values: torch.Tensor, room: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Buffers holding ``keys``/``values`` followed by ``room`` unwritten positions."""
+    b, h, n, d = keys.shape
+    key_buffer = keys.new_empty((b, h, n + room, d))
+    value_buffer = values.new_empty((b, h, n + room, values.shape[-1]))
+    key_buffer[:, :, :n], value_buffer[:, :, :n] = keys, values
+    return key_buffer, value_buffer
+
+
 def reserve(cache, room: int):
     """Give every plain dynamic layer of ``cache`` (a DynamicCache, or the self-attention part of an
     EncoderDecoderCache) ``room`` spare positions. Sliding-window and other layer types are left as
@@ -97,21 +107,14 @@ def reserve(cache, room: int):
         if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
             layers[i] = RoomyLayer(layer.keys, layer.values, room)
         elif isinstance(layer, RoomyLayer) and layer.spare() < room:
-            layer._fill(layer.keys, layer.values, room)
+            layer._fill(room)
     return cache
 
 
 def repeated(cache, rows: int):
     """A copy of a batch-1 ``cache`` repeated to ``rows`` rows; ``cache`` itself is left as it was (its
     layers' tensors are replaced, never written, by the copy's updates)."""
-    copy = cache.__class__.__new__(cache.__class__)
-    copy.__dict__.update(cache.__dict__)
-    copy.layers = [_copied(layer) for layer in cache.layers]
-    copy.batch_repeat_interleave(rows)
-    return copy
-
-
-def _copied(layer):
-    twin = layer.__class__.__new__(layer.__class__)
-    twin.__dict__.update(layer.__dict__)
+    twin = copy.copy(cache)
+    twin.layers = [copy.copy(layer) for layer in cache.layers]
+    twin.batch_repeat_interleave(rows)
     return twin
