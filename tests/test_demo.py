@@ -11,8 +11,15 @@ from peftlab.comparison.compare import load_compare, run_configs
 from peftlab.comparison.demo import DEMO_MODEL, DEMO_STEPS, run_demo, write_experiment
 
 
-def test_demo_runs_three_methods_writes_the_report_and_resumes(tmp_path, capsys):
+def test_demo_runs_three_methods_writes_the_report_and_resumes(tmp_path, capsys, monkeypatch):
+    # The demo as `make demo` runs it: at its recorded lrs, no search (which is tested below and in
+    # test_lr_search.py), here on a tiny model for 2 steps.
+    monkeypatch.setattr("peftlab.comparison.demo.DEMO_STEPS", 2)
+    monkeypatch.setattr("peftlab.comparison.demo.DEMO_MODEL", "tiny-llama")
     folder = run_demo(output_dir=tmp_path / "demo", steps=2, model="tiny-llama")
+    assert (
+        not (folder / "lr_search").exists() and "chosen by compare's lr search" in (folder / "compare.yaml").read_text()
+    )
     assert folder == tmp_path / "demo"
     experiment = yaml.safe_load((folder / "compare.yaml").read_text())
     assert experiment["budget"] == {"steps": 2} and experiment["model"] == {"name": "tiny-llama"}
