@@ -1,4 +1,4 @@
-"""Generation of a whole test set: this tree's decoder against a snapshot of another (today's decoder).
+"""Generation, and log-likelihood scoring, of a whole test set: this tree against a snapshot of another.
 
     git worktree add /work/base <commit>      # the decoder to beat
     PEFTLAB_CPU_BF16=0 .venv/bin/python bench/generation.py --baseline /work/base [--rounds 3]
@@ -7,7 +7,11 @@
 What `peftlab eval` and every validation run (Backbone.generate_ids: greedy, the task's max_new_tokens,
 the shared prompt prefix on) do with SmolLM2-135M, the bundled model, zero-shot (the numerics of any
 method's frozen part), over the built-in text-to-SQL test set and the first --examples DialogSum
-test dialogues. Each contender runs in its own process with its own tree's `src` first on the path,
+test dialogues. --tasks commonsense_qa,emotion: log-likelihood scoring instead (tasks/loglik.py, as
+`peftlab eval` scores them: each prompt once with its options on its cache, batches of eval.batch_size
+(prompt, option) pairs), over the first --examples test examples of configs/<task>/zero_shot.yaml; the
+last column then says whether the picks are the baseline's, and the largest score difference.
+Each contender runs in its own process with its own tree's `src` first on the path,
 the contenders alternating for --rounds rounds; the table gives each one's median seconds, the median
 of the per-round ratios, and whether the tokens are the same as the baseline's at its batch size.
 Progress to stderr, a Markdown table for bench/RESULTS.md to stdout.
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+LOGLIK = {"commonsense_qa": "configs/commonsense_qa/zero_shot.yaml", "emotion": "configs/emotion/zero_shot.yaml"}
 
 
 def child(args) -> None:
@@ -40,12 +45,37 @@ def child(args) -> None:
     from peftlab.models.loading import load_backbone
 
     bb = load_backbone(ModelConfig(name="smollm2-135m"), log=lambda *a: None)
+    if args.task in LOGLIK:
+        return scoring(bb, args)
     prompts, new_tokens = prompts_of(args)[args.task]
     start = time.perf_counter()
     with torch.inference_mode():
         ids = bb.generate_ids(bb.model, prompts, new_tokens, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
     Path(args.out).write_text(json.dumps({"seconds": seconds, "ids": ids, "threads": torch.get_num_threads()}))
+
+
+def scoring(bb, args) -> None:
+    """One timed log-likelihood scoring of a task's test examples: seconds, picks and scores to --out."""
+    import torch
+
+    from peftlab.config import load_config
+    from peftlab.tasks import loglik
+    from peftlab.tasks.base import build_task
+
+    os.chdir(HERE.parent)  # the configs' data_dir is relative to the repository root
+    task = build_task(load_config(Path(LOGLIK[args.task])).task, log=lambda *a: None)
+    examples = task.split("test")[: args.examples]
+    options = [task.label_words if task.output_type == "classify" else e.choices for e in examples]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        scores = loglik.continuation_logprobs(bb, bb.model, [e.prompt for e in examples], options, args.batch_size)
+    seconds = time.perf_counter() - start
+    picks = [max(range(len(row)), key=lambda k: (row[k][0], -k)) for row in scores]
+    if task.output_type != "classify":
+        picks = [loglik.pick_choice(row) for row in scores]
+    flat = [s for row in scores for s, _ in row]
+    Path(args.out).write_text(json.dumps({"seconds": seconds, "ids": picks, "scores": flat}))
 
 
 def run(tree: Path, task: str, batch: int, args) -> dict:
@@ -64,7 +94,7 @@ def main() -> None:
     p.add_argument("--batch-sizes", default="16", help="comma-separated eval.batch_size values for this tree")
     p.add_argument("--baseline-batch-size", type=int, default=16)
     p.add_argument("--tasks", default="sql_demo,dialogsum")
-    p.add_argument("--examples", type=int, default=64, help="DialogSum test dialogues")
+    p.add_argument("--examples", type=int, default=64, help="DialogSum (or log-likelihood task) test examples")
     p.add_argument("--dialogsum", default=str(HERE.parent.parent / "shared/data/dialogsum"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--task", help=argparse.SUPPRESS)
@@ -85,24 +115,30 @@ def main() -> None:
     for task in args.tasks.split(","):
         seconds: dict[str, list[float]] = {}
         ids: dict[str, list] = {}
+        scores: dict[str, list[float]] = {}
         for r in range(args.rounds):
             for name, tree, batch in contenders if r % 2 == 0 else contenders[::-1]:
                 got = run(tree, task, batch, args)
                 seconds.setdefault(name, []).append(got["seconds"])
                 ids[name] = got["ids"]
+                if "scores" in got:
+                    scores[name] = got["scores"]
                 print(f"{task} round {r} {name}: {got['seconds']:.1f} s", file=sys.stderr, flush=True)
         first = contenders[0][0]
         for name, _, _ in contenders:
             ratios = [a / b for a, b in zip(seconds[first], seconds[name])]
+            same = same_cell(ids[name], ids[first])
+            if name in scores:  # log-likelihood: the picks, and how far the scores moved
+                same += f", scores within {max(abs(a - b) for a, b in zip(scores[name], scores[first])):.1e}"
             rows.append(
                 f"| {task} | {len(ids[name])} | {name} | {statistics.median(seconds[name]):.1f} "
-                f"| {ratio_cell(ratios)} | {same_cell(ids[name], ids[first])} |"
+                f"| {ratio_cell(ratios)} | {same} |"
             )
     print(
         f"{datetime.date.today()}; {cpu_name()} ({flags()}), {os.cpu_count()} cores, "
         f"PEFTLAB_CPU_BF16={os.environ.get('PEFTLAB_CPU_BF16', 'unset')}, {versions()}; {args.rounds} rounds\n"
     )
-    print(f"| task | prompts | contender | seconds (median) | speed-up against {first} (rounds) | same tokens |")
+    print(f"| task | prompts | contender | seconds (median) | speed-up against {first} (rounds) | same output |")
     print("|---|---:|---|---:|---:|---:|")
     print("\n".join(rows))
 

@@ -4,6 +4,7 @@ baseline's prompt, prompts cut at 384 tokens, targets at 128), in length-sorted 
 
     .venv/bin/python bench/memory_profile.py [--precisions fp32,bf16] [--examples 64]   # ~3 min, 2 cores
     .venv/bin/python bench/memory_profile.py --examples 32 --dropout fused,unfused --trainer   # ~15 min
+    .venv/bin/python bench/memory_profile.py --precisions fp32 --examples 48 --variant plain,swiglu,malloc,both
 
 --dropout: `fused` is peftlab's LoRA (each dropout folded into its lora_A, methods/lora_dropout.py),
 `unfused` is peft's own modules (dropout, then lora_A: a noise tensor and a dropped copy of the input
@@ -37,10 +38,12 @@ from machine import machine, versions
 from peft import get_peft_model
 
 from peftlab.config import ModelConfig, TaskConfig
+from peftlab.cpu_allocator import hold_mmap_threshold
 from peftlab.measure.precision import compute_dtype, store_frozen_linears
 from peftlab.methods import get_method, trainable_parameters
 from peftlab.methods.lora import peft_config
 from peftlab.models import load_backbone
+from peftlab.models.swiglu import lean_swiglu
 from peftlab.tasks.base import build_task
 from peftlab.tasks.catalog import resolve_task
 
@@ -113,11 +116,15 @@ def apply_lora(model: torch.nn.Module, dropout: str) -> torch.nn.Module:
     return lora.apply(model, cfg) if dropout == "fused" else get_peft_model(model, peft_config(model, cfg))
 
 
-def profile(precision: str, n: int, dropout: str = "fused") -> dict:
+def profile(precision: str, n: int, dropout: str = "fused", variant: str = "both") -> dict:
     """One process: load, apply LoRA, train one pass; the figures of every step."""
+    if variant in ("malloc", "both"):
+        hold_mmap_threshold()  # as every peftlab command does (cpu_allocator.py)
     rss0 = psutil.Process().memory_info().rss / GB
     bb = load_backbone(ModelConfig(name="smollm2-135m"), log=lambda *a: None)
     bb.model.float()
+    if variant in ("swiglu", "both"):
+        lean_swiglu(bb.model)  # as training does (training/run_model.prepare)
     bb.compute_dtype = compute_dtype(precision, "cpu")
     bb.model = apply_lora(bb.model, dropout)
     store_frozen_linears(bb.model, bb.compute_dtype)
@@ -150,7 +157,8 @@ def profile(precision: str, n: int, dropout: str = "fused") -> dict:
             }
         )
     fixed = {"weights_gb": dict(weights), "trainable_grads_adam_gb": 4 * trainable}
-    ident = {"precision": precision, "dropout": dropout, "rss_start_gb": rss0, "rss_loaded_gb": rss_loaded}
+    ident = {"precision": precision, "dropout": dropout, "variant": variant, "rss_start_gb": rss0}
+    ident["rss_loaded_gb"] = rss_loaded
     return {**ident, **fixed, "steps": steps}
 
 
@@ -173,7 +181,7 @@ def report(results: list[dict], trainer: dict | None) -> None:
     print(f"machine: {json.dumps(machine())}\nversions: {json.dumps(versions())}\n")
     first = results[0]["steps"][0]
     print(f"the longest batch {first['shape']} ({first['real_tokens']} real tokens)\n")
-    cols = {f"{r['precision']}, dropout {r['dropout']}": rows(r) for r in results}
+    cols = {f"{r['precision']}, dropout {r['dropout']}, {r['variant']}": rows(r) for r in results}
     if trainer is not None:
         cols["Trainer + peft (fp32, whole process)"] = {"process high-water mark after all steps": trainer["peak_gb"]}
     parts = list(dict.fromkeys(k for c in cols.values() for k in c))
@@ -200,8 +208,9 @@ def run_trainer(n: int) -> dict:
     return {**own, "peak_gb": own["peak_rss_mb"] / 1024}
 
 
-def child(precision: str, dropout: str, n: int) -> dict:
+def child(precision: str, dropout: str, variant: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "--one", precision, "--dropout", dropout, "--examples", str(n)]
+    cmd += ["--variant", variant]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -211,15 +220,21 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--dropout", default="fused", help="comma-separated: fused (peftlab's), unfused (peft's)")
     p.add_argument("--examples", type=int, default=64)
+    p.add_argument(
+        "--variant",
+        default="both",
+        help="comma-separated: plain (transformers' MLP, glibc's dynamic mmap threshold), swiglu "
+        "(models/swiglu.py), malloc (cpu_allocator.py), both (what peftlab trains with)",
+    )
     p.add_argument("--trainer", action="store_true", help="add Trainer + peft (hf_baseline.py --recipe strong)")
     p.add_argument("--json", help="also write the raw figures here")
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one precision, JSON out
     a = p.parse_args()
     if a.one:
-        print(json.dumps(profile(a.one, a.examples, a.dropout)))
+        print(json.dumps(profile(a.one, a.examples, a.dropout, a.variant)))
         return
-    runs = [(pr, d) for pr in a.precisions.split(",") for d in a.dropout.split(",")]
-    results = [child(pr, d, a.examples) for pr, d in runs]
+    runs = [(pr, d, v) for pr in a.precisions.split(",") for d in a.dropout.split(",") for v in a.variant.split(",")]
+    results = [child(pr, d, v, a.examples) for pr, d, v in runs]
     trainer = run_trainer(a.examples) if a.trainer else None
     if a.json:
         Path(a.json).write_text(json.dumps({"runs": results, "trainer": trainer}, indent=1))

@@ -10,6 +10,8 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
   peftlab-gc    peftlab with train.gradient_checkpointing: true (the memory option)
   peftlab-fast  peftlab with LoRA's fast_dropout: true (dropout masks from 16-bit random integers)
   peftlab-fast-fused  and fused_dropout: true too (the dropout replayed in backward, less memory)
+  peftlab-prev  the `peftlab` contender's config trained by another tree's peftlab (--prev, e.g. a git
+            worktree of an earlier commit), to measure a change side by side
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
   strong    ../shared/bench/hf_baseline.py --recipe strong: dynamic padding + group_by_length
 They alternate (peftlab, peftlab-fp32, peftlab-gc, padded, strong, peftlab, ...) for --repeats rounds per model x
@@ -56,7 +58,16 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
-CONTENDERS = ("peftlab", "peftlab-fp32", "peftlab-gc", "peftlab-fast", "peftlab-fast-fused", "padded", "strong")
+CONTENDERS = (
+    "peftlab",
+    "peftlab-fp32",
+    "peftlab-gc",
+    "peftlab-fast",
+    "peftlab-fast-fused",
+    "peftlab-prev",
+    "padded",
+    "strong",
+)
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
 TOKENS = (
@@ -75,6 +86,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated (default: all)")
     ap.add_argument("--out", help="write the raw per-run results to this JSON file")
+    ap.add_argument("--prev", help="the tree (a folder with src/peftlab) the peftlab-prev contender runs")
     ap.add_argument("--baseline", default=str(ROOT / "../shared/bench/hf_baseline.py"), help="hf_baseline.py")
     ap.add_argument("--data", default=str(ROOT / "../shared/data/dialogsum"), help="DialogSum folder (JSONL)")
     ap.add_argument(
@@ -87,6 +99,8 @@ def parse_args() -> argparse.Namespace:
             ap.error(f"--{name}: unknown {', '.join(bad)}; allowed: {', '.join(allowed)}")
     if "peftlab" not in a.contenders:
         ap.error("--contenders must include peftlab (the ratios are peftlab's against each)")
+    if ("peftlab-prev" in a.contenders) != bool(a.prev):
+        ap.error("--prev TREE and the contender peftlab-prev go together")
     a.data, a.baseline = str(Path(a.data).resolve()), str(Path(a.baseline).resolve())
     return a
 
@@ -108,10 +122,12 @@ def is_seq2seq(folder: Path) -> bool:
 
 
 # ---- one run of one contender -------------------------------------------------------------------
-def child_env(threads: int) -> dict:
-    """The same environment for every contender: thread count, no hub, no tokenizer threads."""
+def child_env(threads: int, tree: str | None = None) -> dict:
+    """The same environment for every contender: thread count, no hub, no tokenizer threads (and
+    another tree's peftlab first on the path for peftlab-prev)."""
     return {
         **os.environ,
+        **({"PYTHONPATH": str(Path(tree) / "src")} if tree else {}),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "TOKENIZERS_PARALLELISM": "false",
@@ -120,12 +136,12 @@ def child_env(threads: int) -> dict:
     }
 
 
-def run_child(cmd: list[str], workdir: Path, threads: int) -> dict:
+def run_child(cmd: list[str], workdir: Path, threads: int, tree: str | None = None) -> dict:
     """Run ``cmd`` in its own process; its output goes to files, its peak RSS comes from wait4."""
     out, err = workdir / "stdout.txt", workdir / "stderr.txt"
     t0 = time.perf_counter()
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=child_env(threads), stdout=fo, stderr=fe)
+        proc = subprocess.Popen(cmd, cwd=workdir, env=child_env(threads, tree), stdout=fo, stderr=fe)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     if proc.returncode != 0:
@@ -189,7 +205,8 @@ def run_peftlab(folder: Path, method: str, a: argparse.Namespace, workdir: Path,
     config = workdir / "config.yaml"
     cfg = peftlab_config(folder, method, a, workdir / "runs", variant)
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads)
+    tree = a.prev if variant == "peftlab-prev" else None
+    child = run_child([sys.executable, "-m", "peftlab", "train", str(config)], workdir, a.threads, tree)
     s = RunSummary.read(workdir / "runs" / "run" / "summary.json")
     tokens = s.tokens_seen + (decoder_label_tokens(config) if is_seq2seq(folder) else 0)
     return {

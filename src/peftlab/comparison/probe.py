@@ -28,13 +28,14 @@ from peftlab.config import ExperimentConfig
 from peftlab.console import console
 from peftlab.evaluation.evaluate import limit
 from peftlab.measure.flops import StepFlops
-from peftlab.measure.precision import run_dtypes, store_frozen_linears
+from peftlab.measure.precision import run_dtypes
 from peftlab.methods import count_parameters, get_method, method_options, trainable_parameters
 from peftlab.models.backbone import Backbone
 from peftlab.models.kind import output_head
 from peftlab.models.loading import load_as_trained
 from peftlab.tasks.base import Task
 from peftlab.training.batching import batches_forever
+from peftlab.training.run_model import prepare
 from peftlab.training.train import build_optimizer, step_cost
 from peftlab.training.train_data import build_loader, make_budget
 from peftlab.training.train_state import TrainState
@@ -276,10 +277,7 @@ def load_applied(cfg: ExperimentConfig, method, options, bases: dict) -> tuple[B
         set(),
     )
     t0 = time.perf_counter()
-    if cfg.train.gradient_checkpointing:  # as load_model does it
-        backbone.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    backbone.model = method.apply(backbone.model, options)
-    store_frozen_linears(backbone.model, backbone.compute_dtype)
+    prepare(backbone, method, options, cfg.train.gradient_checkpointing)  # as a run does it
     return backbone, load_seconds + time.perf_counter() - t0
 
 

@@ -69,11 +69,16 @@ def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """get_peft_model, then, with fused_dropout, the memory-saving dropout (a no-op at dropout 0 and
     for DoRA layers). Off by default: it trades step time for memory (the replayed dropout's random
     draw is the slow part on a CPU)."""
-    model = _peft_apply(model, cfg)
+    return dropout_options(_peft_apply(model, cfg), cfg)
+
+
+def dropout_options(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """fused_dropout and fast_dropout on a model peft has wrapped (qlora's too): the dropouts that fold
+    into their lora_A fold, and with fast_dropout every mask, folded or not, comes from keep_mask."""
     if cfg.fused_dropout:
         fuse_lora_dropout(model, fast=cfg.fast_dropout)
-    elif cfg.fast_dropout:
-        fast_lora_dropout(model)
+    if cfg.fast_dropout:
+        fast_lora_dropout(model)  # the ones left: DoRA's, quantized layers', or all without fused_dropout
     return model
 
 

@@ -137,7 +137,9 @@ def _output_in_autocast_dtype(module: nn.Module, args: tuple, output: torch.Tens
 def apply(model: nn.Module, cfg: QLoraConfig) -> nn.Module:
     model = quantize(model, cfg.double_quant)
     with torch.no_grad():
-        return get_peft_model(model, lora.peft_config(model, cfg))
+        model = get_peft_model(model, lora.peft_config(model, cfg))
+    # fast_dropout applies to every layer; fused_dropout folds none (a 4-bit layer has its own forward)
+    return lora.dropout_options(model, cfg)
 
 
 def load(base: nn.Module, folder: Path, cfg: QLoraConfig) -> nn.Module:
