@@ -119,7 +119,7 @@ def apply_lora(model: torch.nn.Module, dropout: str) -> torch.nn.Module:
 def profile(precision: str, n: int, dropout: str = "fused", variant: str = "both") -> dict:
     """One process: load, apply LoRA, train one pass; the figures of every step."""
     if variant in ("malloc", "both"):
-        hold_mmap_threshold()  # as every peftlab command does (cpu_allocator.py)
+        hold_mmap_threshold()  # as train.release_memory does (cpu_allocator.py)
     rss0 = psutil.Process().memory_info().rss / GB
     bb = load_backbone(ModelConfig(name="smollm2-135m"), log=lambda *a: None)
     bb.model.float()
@@ -224,7 +224,7 @@ def main() -> None:
         "--variant",
         default="both",
         help="comma-separated: plain (transformers' MLP, glibc's dynamic mmap threshold), swiglu "
-        "(models/swiglu.py), malloc (cpu_allocator.py), both (what peftlab trains with)",
+        "(models/swiglu.py), malloc (cpu_allocator.py, train.release_memory), both",
     )
     p.add_argument("--trainer", action="store_true", help="add Trainer + peft (hf_baseline.py --recipe strong)")
     p.add_argument("--json", help="also write the raw figures here")

@@ -29,7 +29,6 @@ import torch
 from machine import cpu_name
 
 from peftlab.config import MethodConfig, ModelConfig, TaskConfig
-from peftlab.cpu_allocator import hold_mmap_threshold
 from peftlab.measure.flops import StepFlops
 from peftlab.measure.precision import PRECISIONS, autocast, compute_dtype, store_frozen_linears
 from peftlab.methods import get_method, method_options, trainable_parameters
@@ -127,7 +126,6 @@ def main() -> None:
     # The target is a fraction of the fp32 peak; a step computing in bf16 is also set against the bf16 peak.
     peak_dtypes = [torch.float32] + ([torch.bfloat16] if dtype is torch.bfloat16 else [])
 
-    hold_mmap_threshold()  # as every peftlab command does (cpu_allocator.py)
     bb = load_backbone(ModelConfig(name=args.model, dtype="float32"), device=device, log=log)
     lean_swiglu(bb.model)  # as training does (training/run_model.prepare)
     method = get_method(args.method)

@@ -55,3 +55,41 @@ def test_gradient_checkpointing_recomputes_layers_and_keeps_the_loss_curve(tmp_p
     assert len(plain) == 3
     for a, b in zip(plain, checkpointed, strict=True):
         assert abs(a - b) < 1e-5, (plain, checkpointed)
+
+
+def test_release_memory_holds_the_mmap_threshold_and_trains_the_same_bits(tmp_path, copy_task):
+    """train.release_memory: the run process holds glibc's threshold (a subprocess: it lasts for the
+    process) and its losses are the default's to the bit."""
+    import subprocess
+    import sys
+
+    def config(name: str, release: bool):
+        cfg = {
+            "name": name,
+            "output_dir": str(tmp_path / "runs"),
+            "model": {"name": "tiny-llama"},
+            "method": {"name": "lora", "rank": 4, "dropout": 0.1},
+            "task": copy_task,
+            "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "release_memory": release},
+            "eval": {"max_validation": 1, "max_test": 1},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    def losses(run_dir):
+        rows = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        return [r["train_loss"] for r in rows if "train_loss" in r]
+
+    default = train(load_config(config("default", False)))
+    spy = "import sys, peftlab.cpu_allocator as a, runpy; real = a.hold_mmap_threshold\n"
+    spy += "def hold(*x):\n    done = real(*x); print('held:', done, file=sys.stderr); return done\n"
+    spy += "a.hold_mmap_threshold = hold\nimport peftlab.training.run_model as r; r.hold_mmap_threshold = hold\n"
+    spy += "sys.argv = ['peftlab', 'train', sys.argv[1]]; runpy.run_module('peftlab', run_name='__main__')"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    out = subprocess.run(
+        [sys.executable, "-c", spy, str(config("released", True))], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "held: True" in out.stderr
+    assert losses(tmp_path / "runs" / "released") == losses(default) and len(losses(default)) == 3

@@ -121,6 +121,14 @@ class TrainConfig(_Strict):
         "(all but the output head and embeddings): an estimate on the high side, as torch may skip a "
         "block's last matmul.",
     )
+    release_memory: bool = Field(
+        False,
+        description="CPU: hand freed activations back to the system at once (glibc malloc's mmap threshold held "
+        "at 1 MiB, cpu_allocator.py): the peak memory is then the live tensors, not the allocator's leftovers "
+        "too (SmolLM2-135M LoRA in fp32: 0.55x the peak), for about 40% slower steps (the pages are mapped "
+        "afresh each time; bench/RESULTS.md). The same losses and predictions to the bit. No effect on GPU "
+        "or without glibc.",
+    )
     checkpoint: bool = Field(
         True,
         description="Save a resumable checkpoint at every validation, every checkpoint_every steps and on "

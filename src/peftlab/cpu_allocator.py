@@ -12,8 +12,10 @@ bench/memory_profile.py), and it moved between identical runs.
 
 Setting the threshold (mallopt M_MMAP_THRESHOLD, the same as the MALLOC_MMAP_THRESHOLD_ environment
 variable) turns the dynamic adjustment off. Allocation places memory, not values: results are the
-same bits. Done for every peftlab command at start; where the variable is set already, or the C
-library is not glibc, nothing changes.
+same bits (tests/test_memory_options.py). It is the option train.release_memory, not the default:
+a mapped block's pages are faulted in and zeroed afresh at every allocation, and the same steps took
+about 40% longer (50 s against 72 s for six steps, bench/RESULTS.md). Where the variable is set
+already, or the C library is not glibc, nothing changes.
 """
 
 from __future__ import annotations

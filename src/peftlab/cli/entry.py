@@ -75,13 +75,11 @@ def _permissions(args) -> contextlib.AbstractContextManager:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peftlab.cpu_allocator import hold_mmap_threshold
     from peftlab.versions import warn_if_untested
 
     args = build_parser().parse_args(argv)
     warn_if_untested()  # one line when torch / transformers / peft are not the tested releases
     _quiet_libraries()
-    hold_mmap_threshold()  # freed activations go back to the system: the CPU peak is the live memory
     try:
         with _permissions(args):
             args.func(args)

@@ -70,6 +70,7 @@ METHOD_TRAIN_KEYS = frozenset(
         "schedule",
         "max_grad_norm",
         "gradient_checkpointing",
+        "release_memory",
         "checkpoint",
         "log_every",
     }

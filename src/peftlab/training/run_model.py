@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from peftlab.console import console
+from peftlab.cpu_allocator import hold_mmap_threshold
 from peftlab.measure import forgetting
 from peftlab.measure.precision import run_dtypes, store_frozen_linears
 from peftlab.methods.base import Method
@@ -22,6 +23,8 @@ def load_model(
     and the base model's LM loss on ``forgetting_texts`` (forgetting.py), measured before the method is
     applied: an untrained soft prompt already changes it (nan without texts)."""
     cfg = run.cfg
+    if cfg.train.release_memory:
+        hold_mmap_threshold()  # before the model loads: every large tensor from here on is mapped
     # fp32 master weights for model.dtype auto, the matmuls in train.precision's dtype: the same
     # function re-loads the finished run (evaluate.load_run), so re-evaluation reproduces the test score
     backbone = load_as_trained(
