@@ -8,8 +8,10 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
             so train.precision auto: bf16 on a CPU with AVX512-BF16/AMX, else fp32)
   peftlab-fp32  the same with train.precision fp32: the baselines' numerics on CPU
   peftlab-gc    peftlab with train.gradient_checkpointing: true (the memory option)
-  peftlab-fast  peftlab with LoRA's fast_dropout: true (dropout masks from 16-bit random integers)
-  peftlab-fast-fused  and fused_dropout: true too (the dropout replayed in backward, less memory)
+  peftlab-torch-dropout  LoRA's fast_dropout and fused_dropout off (torch's bernoulli_ draw, the
+            dropped input kept per projection: peft's own path; the defaults before 2026-12-07)
+  peftlab-fast  fast_dropout on, fused_dropout off (masks from 16-bit random integers)
+  peftlab-fast-fused  both on (the dropout replayed in backward, less memory): LoRA's defaults
   peftlab-prev  the `peftlab` contender's config trained by another tree's peftlab (--prev, e.g. a git
             worktree of an earlier commit), to measure a change side by side
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
@@ -58,8 +60,15 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
+# LoRA's dropout options per contender (methods/lora.py; both on by default since 2026-12-07)
+DROPOUT_OPTIONS = {
+    "peftlab-torch-dropout": {"fast_dropout": False, "fused_dropout": False},
+    "peftlab-fast": {"fast_dropout": True, "fused_dropout": False},
+    "peftlab-fast-fused": {"fast_dropout": True, "fused_dropout": True},
+}
 CONTENDERS = (
     "peftlab",
+    "peftlab-torch-dropout",
     "peftlab-fp32",
     "peftlab-gc",
     "peftlab-fast",
@@ -169,8 +178,7 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
             "alpha": 32,
             "dropout": 0.05,
             "target_modules": LORA_TARGETS[seq2seq],
-            "fast_dropout": variant.startswith("peftlab-fast"),
-            "fused_dropout": variant == "peftlab-fast-fused",
+            **DROPOUT_OPTIONS.get(variant, {}),  # the others: LoRA's defaults (both on)
         }
         if method == "lora"
         else {"name": "full"},

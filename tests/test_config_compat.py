@@ -43,3 +43,29 @@ def test_the_generation_batch_is_not_part_of_what_a_run_is():
     assert same_config(cfg)(yaml.safe_dump(older, sort_keys=False))
     older["eval"]["max_test"] = 10  # what is scored is part of it
     assert not same_config(cfg)(yaml.safe_dump(older, sort_keys=False))
+
+
+def test_a_lora_run_written_before_the_dropout_defaults_changed_is_not_the_new_default():
+    """LoRA's fast_dropout and fused_dropout became on by default: a run's config records them, so a
+    config.yaml without them (written before) reads as off, and is the same run only as off."""
+
+    def lora(method: dict) -> ExperimentConfig:
+        return ExperimentConfig.model_validate({**yaml.safe_load(dump_config(config())), "method": method})
+
+    new = lora({"name": "lora", "rank": 4})
+    assert new.method.options() == {"rank": 4, "fast_dropout": True, "fused_dropout": True}
+    old_text = dump_config(new).replace("  fast_dropout: true\n", "").replace("  fused_dropout: true\n", "")
+    assert "dropout: true" not in old_text
+    assert not same_config(new)(old_text)  # trained with torch's draw: not the run asked for now
+    assert same_config(lora({"name": "lora", "rank": 4, "fast_dropout": False, "fused_dropout": False}))(old_text)
+    hybrid = lora({"name": "hybrid", "methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning"}]})
+    assert hybrid.method.options()["methods"][0] == {
+        "name": "lora",
+        "rank": 4,
+        "fast_dropout": True,
+        "fused_dropout": True,
+    }
+    assert hybrid.method.options()["methods"][1] == {"name": "prompt_tuning"}
+    other = lora({"name": "prompt_tuning", "num_virtual_tokens": 4})  # other methods: nothing recorded
+    assert other.method.options() == {"num_virtual_tokens": 4}
+    assert same_config(other)(dump_config(other))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from peftlab.errors import PeftlabError, suggest
 from peftlab.rundir.runio import inside
@@ -45,11 +45,44 @@ class ModelConfig(_Strict):
     chat_template: bool = Field(True, description="Format prompts with the tokenizer's chat template when it has one.")
 
 
+# Method options whose default changed, per method: a run's config.yaml records their value even when
+# the config left them out, so that a config.yaml written before the change (the key absent) reads as
+# the old default (OLD_DEFAULTS, same_config), not as the new one. fast_dropout and fused_dropout:
+# off until 2026-12-07 (bench/RESULTS.md: the same quality, faster steps, less memory).
+RECORDED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": {"fast_dropout": True, "fused_dropout": True},
+    "qlora": {"fast_dropout": True, "fused_dropout": True},
+}
+OLD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": {"fast_dropout": False, "fused_dropout": False},
+    "qlora": {"fast_dropout": False, "fused_dropout": False},
+}
+
+
+def _with_defaults(entry: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> None:
+    """``defaults`` for the method ``entry`` names, and for each component of a hybrid, where absent."""
+    for key, value in defaults.get(str(entry.get("name")), {}).items():
+        entry.setdefault(key, value)
+    if entry.get("name") == "hybrid" and isinstance(entry.get("methods"), list):
+        for component in entry["methods"]:
+            if isinstance(component, dict):
+                _with_defaults(component, defaults)
+
+
 class MethodConfig(BaseModel):
     """``name`` picks the method; the other keys are that method's options (see ``peftlab methods``)."""
 
     model_config = ConfigDict(extra="allow")
     name: str = Field("lora", description="Fine-tuning method: see `peftlab methods`.")
+
+    @model_validator(mode="after")
+    def _record_changed_defaults(self) -> MethodConfig:
+        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        entry = {"name": self.name, **extra}
+        _with_defaults(entry, RECORDED_DEFAULTS)
+        entry.pop("name")
+        self.__pydantic_extra__ = entry
+        return self
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -431,6 +464,8 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
             old = yaml.safe_load(saved)
             if isinstance(old, dict) and isinstance(old.get("task"), dict):
                 old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
+            if isinstance(old, dict) and isinstance(old.get("method"), dict):
+                _with_defaults(old["method"], OLD_DEFAULTS)  # written before those defaults changed
             return dump_config(run_identity(ExperimentConfig.model_validate(old))) == current
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run

@@ -27,6 +27,7 @@ def _pair(arch: str, checkpointing: bool = False, **options):
     base, tok = tiny_model(arch)
     if checkpointing:  # as run_model.py enables it, before the method is applied
         base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    options.setdefault("fast_dropout", False)  # torch's draw: peft's bits
     cfg = LORA.config_cls(rank=4, dropout=0.1, fused_dropout=True, **options)
     unfused = get_peft_model(copy.deepcopy(base), peft_config(base, cfg))
     fused = LORA.apply(base, cfg)
@@ -145,9 +146,15 @@ def test_zero_dropout_is_left_to_peft():
     assert _fused_count(model) == 0
 
 
-def test_fusing_is_asked_for_by_default_lora_is_peft_s_unfused_path():
+def test_by_default_the_dropout_is_folded_with_fast_masks_and_off_it_is_peft_s_path():
     base, _ = tiny_model("tiny-llama")
-    assert _fused_count(LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1))) == 0  # step time first
+    default = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1))
+    folded = [m for m in default.modules() if isinstance(m, DropoutLinear)]
+    assert folded and len(folded) == _fused_count(default) and all(m.fast for m in folded)
+    base, _ = tiny_model("tiny-llama")
+    plain = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1, fused_dropout=False, fast_dropout=False))
+    assert _fused_count(plain) == 0
+    assert {type(m.lora_dropout["default"]) for m in plain.modules() if hasattr(m, "lora_dropout")} == {nn.Dropout}
 
 
 def test_keep_mask_keeps_one_minus_p_in_every_16_bit_lane_and_draws_anew():
@@ -181,7 +188,7 @@ def test_fast_dropout_fused_or_not_gives_the_same_bits_and_trains(arch):
 
     base, tok = tiny_model(arch)
     fused = LORA.apply(copy.deepcopy(base), LORA.config_cls(rank=4, dropout=0.1, fused_dropout=True, fast_dropout=True))
-    plain = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1, fast_dropout=True))
+    plain = LORA.apply(base, LORA.config_cls(rank=4, dropout=0.1, fused_dropout=False, fast_dropout=True))
     plain.load_state_dict(fused.state_dict())
     assert any(isinstance(m, FastDropout) for m in plain.modules()) and _fused_count(fused) > 0
     assert all(m.fast for m in fused.modules() if isinstance(m, DropoutLinear))

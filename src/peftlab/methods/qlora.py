@@ -138,7 +138,8 @@ def apply(model: nn.Module, cfg: QLoraConfig) -> nn.Module:
     model = quantize(model, cfg.double_quant)
     with torch.no_grad():
         model = get_peft_model(model, lora.peft_config(model, cfg))
-    # fast_dropout applies to every layer; fused_dropout folds none (a 4-bit layer has its own forward)
+    # LoRA's dropout options: the dropout folds where peft wraps the 4-bit base in its plain LoRA layer
+    # (on CPU); a layer of peft's own 4-bit class keeps its dropout module, drawn by fast_dropout
     return lora.dropout_options(model, cfg)
 
 
