@@ -11,19 +11,25 @@ from peftlab.config import load_config
 from peftlab.training.train import train
 
 
-def run(tmp_path, copy_task, checkpointing: bool):
-    """(train losses, attention calls that record a graph) of a 3-step LoRA run."""
+def lora_run(tmp_path, copy_task, name: str, dropout: float, **train_options):
+    """The config file of a 3-step LoRA run on tiny-llama."""
     cfg = {
-        "name": f"gc-{checkpointing}",
+        "name": name,
         "output_dir": str(tmp_path / "runs"),
         "model": {"name": "tiny-llama"},
-        "method": {"name": "lora", "rank": 4, "dropout": 0.0},
+        "method": {"name": "lora", "rank": 4, "dropout": dropout},
         "task": copy_task,
-        "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "gradient_checkpointing": checkpointing},
+        "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, **train_options},
         "eval": {"max_validation": 1, "max_test": 1},
     }
-    path = tmp_path / f"{cfg['name']}.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(tmp_path, copy_task, checkpointing: bool):
+    """(train losses, attention calls that record a graph) of a 3-step LoRA run."""
+    path = lora_run(tmp_path, copy_task, f"gc-{checkpointing}", 0.0, gradient_checkpointing=checkpointing)
     calls = []
 
     def count(module, args):
@@ -64,18 +70,7 @@ def test_release_memory_holds_the_mmap_threshold_and_trains_the_same_bits(tmp_pa
     import sys
 
     def config(name: str, release: bool):
-        cfg = {
-            "name": name,
-            "output_dir": str(tmp_path / "runs"),
-            "model": {"name": "tiny-llama"},
-            "method": {"name": "lora", "rank": 4, "dropout": 0.1},
-            "task": copy_task,
-            "train": {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "release_memory": release},
-            "eval": {"max_validation": 1, "max_test": 1},
-        }
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
+        return lora_run(tmp_path, copy_task, name, 0.1, release_memory=release)
 
     def losses(run_dir):
         rows = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
