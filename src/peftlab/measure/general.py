@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import gc
 import logging
 import os
@@ -71,9 +72,16 @@ def include_dir(cfg: LmEvalConfig, source: str) -> Path | None:
 
 
 def task_manager(cfg: LmEvalConfig, source: str):
-    _, TaskManager = _lm_eval()
     folder = include_dir(cfg, source)
-    return TaskManager(include_path=str(folder) if folder else None)
+    return _indexed(str(folder) if folder else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _indexed(include_path: str | None):
+    """lm-eval's TaskManager, indexed once per include folder and process: indexing reads every task
+    YAML lm-eval ships (seconds), and compare checks the names before it scores with them."""
+    _, TaskManager = _lm_eval()
+    return TaskManager(include_path=include_path)
 
 
 def check_tasks(general: GeneralConfig | None, source: str) -> None:
