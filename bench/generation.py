@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LOGLIK = {"commonsense_qa": "configs/commonsense_qa/zero_shot.yaml", "emotion": "configs/emotion/zero_shot.yaml"}
 
 
 def child(args) -> None:
@@ -45,8 +44,10 @@ def child(args) -> None:
     from peftlab.models.loading import load_backbone
 
     bb = load_backbone(ModelConfig(name="smollm2-135m"), log=lambda *a: None)
+    from loglik_throughput import TASKS as LOGLIK  # log-likelihood tasks: their configs
+
     if args.task in LOGLIK:
-        return scoring(bb, args)
+        return scoring(bb, args, LOGLIK[args.task])
     prompts, new_tokens = prompts_of(args)[args.task]
     start = time.perf_counter()
     with torch.inference_mode():
@@ -55,27 +56,25 @@ def child(args) -> None:
     Path(args.out).write_text(json.dumps({"seconds": seconds, "ids": ids, "threads": torch.get_num_threads()}))
 
 
-def scoring(bb, args) -> None:
+def scoring(bb, args, config: str) -> None:
     """One timed log-likelihood scoring of a task's test examples: seconds, picks and scores to --out."""
     import torch
+    from loglik_throughput import picks
 
     from peftlab.config import load_config
     from peftlab.tasks import loglik
     from peftlab.tasks.base import build_task
 
     os.chdir(HERE.parent)  # the configs' data_dir is relative to the repository root
-    task = build_task(load_config(Path(LOGLIK[args.task])).task, log=lambda *a: None)
+    task = build_task(load_config(Path(config)).task, log=lambda *a: None)
     examples = task.split("test")[: args.examples]
     options = [task.label_words if task.output_type == "classify" else e.choices for e in examples]
     start = time.perf_counter()
     with torch.inference_mode():
         scores = loglik.continuation_logprobs(bb, bb.model, [e.prompt for e in examples], options, args.batch_size)
     seconds = time.perf_counter() - start
-    picks = [max(range(len(row)), key=lambda k: (row[k][0], -k)) for row in scores]
-    if task.output_type != "classify":
-        picks = [loglik.pick_choice(row) for row in scores]
     flat = [s for row in scores for s, _ in row]
-    Path(args.out).write_text(json.dumps({"seconds": seconds, "ids": picks, "scores": flat}))
+    Path(args.out).write_text(json.dumps({"seconds": seconds, "ids": picks(task, scores), "scores": flat}))
 
 
 def run(tree: Path, task: str, batch: int, args) -> dict:

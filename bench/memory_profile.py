@@ -116,7 +116,7 @@ def apply_lora(model: torch.nn.Module, dropout: str) -> torch.nn.Module:
     return lora.apply(model, cfg) if dropout == "fused" else get_peft_model(model, peft_config(model, cfg))
 
 
-def profile(precision: str, n: int, dropout: str = "fused", variant: str = "both") -> dict:
+def profile(precision: str, n: int, dropout: str = "fused", variant: str = "swiglu") -> dict:
     """One process: load, apply LoRA, train one pass; the figures of every step."""
     if variant in ("malloc", "both"):
         hold_mmap_threshold()  # as train.release_memory does (cpu_allocator.py)
@@ -157,8 +157,8 @@ def profile(precision: str, n: int, dropout: str = "fused", variant: str = "both
             }
         )
     fixed = {"weights_gb": dict(weights), "trainable_grads_adam_gb": 4 * trainable}
-    ident = {"precision": precision, "dropout": dropout, "variant": variant, "rss_start_gb": rss0}
-    ident["rss_loaded_gb"] = rss_loaded
+    ident = {"precision": precision, "dropout": dropout, "variant": variant}
+    ident |= {"rss_start_gb": rss0, "rss_loaded_gb": rss_loaded}
     return {**ident, **fixed, "steps": steps}
 
 
@@ -222,9 +222,10 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=64)
     p.add_argument(
         "--variant",
-        default="both",
+        default="swiglu",
         help="comma-separated: plain (transformers' MLP, glibc's dynamic mmap threshold), swiglu "
-        "(models/swiglu.py), malloc (cpu_allocator.py, train.release_memory), both",
+        "(models/swiglu.py: how peftlab trains by default), malloc (cpu_allocator.py, "
+        "train.release_memory), both (default: %(default)s)",
     )
     p.add_argument("--trainer", action="store_true", help="add Trainer + peft (hf_baseline.py --recipe strong)")
     p.add_argument("--json", help="also write the raw figures here")

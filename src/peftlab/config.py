@@ -45,28 +45,26 @@ class ModelConfig(_Strict):
     chat_template: bool = Field(True, description="Format prompts with the tokenizer's chat template when it has one.")
 
 
-# Method options whose default changed, per method: a run's config.yaml records their value even when
-# the config left them out, so that a config.yaml written before the change (the key absent) reads as
-# the old default (OLD_DEFAULTS, same_config), not as the new one. fast_dropout and fused_dropout:
-# off until 2026-12-07 (bench/RESULTS.md: the same quality, faster steps, less memory).
-RECORDED_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lora": {"fast_dropout": True, "fused_dropout": True},
-    "qlora": {"fast_dropout": True, "fused_dropout": True},
-}
-OLD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lora": {"fast_dropout": False, "fused_dropout": False},
-    "qlora": {"fast_dropout": False, "fused_dropout": False},
-}
+# Method options whose default changed: option -> (old default, new default), and the methods that have
+# them. A run's config.yaml records the new default even when the config left the option out, so that a
+# config.yaml written before the change (the key absent) reads as the old default (same_config), not as
+# the new one. fast_dropout and fused_dropout: off until 2026-12-07 (bench/RESULTS.md: the same quality,
+# faster steps, less memory).
+CHANGED_DEFAULTS: dict[str, tuple[Any, Any]] = {"fast_dropout": (False, True), "fused_dropout": (False, True)}
+CHANGED_FOR = frozenset({"lora", "qlora"})
+OLD, NEW = 0, 1
 
 
-def _with_defaults(entry: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> None:
-    """``defaults`` for the method ``entry`` names, and for each component of a hybrid, where absent."""
-    for key, value in defaults.get(str(entry.get("name")), {}).items():
-        entry.setdefault(key, value)
+def _with_defaults(entry: dict[str, Any], which: int) -> None:
+    """The OLD or NEW changed defaults for the method ``entry`` names, and for each component of a
+    hybrid, where absent."""
+    if entry.get("name") in CHANGED_FOR:
+        for key, defaults in CHANGED_DEFAULTS.items():
+            entry.setdefault(key, defaults[which])
     if entry.get("name") == "hybrid" and isinstance(entry.get("methods"), list):
         for component in entry["methods"]:
             if isinstance(component, dict):
-                _with_defaults(component, defaults)
+                _with_defaults(component, which)
 
 
 class MethodConfig(BaseModel):
@@ -79,7 +77,7 @@ class MethodConfig(BaseModel):
     def _record_changed_defaults(self) -> MethodConfig:
         extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
         entry = {"name": self.name, **extra}
-        _with_defaults(entry, RECORDED_DEFAULTS)
+        _with_defaults(entry, NEW)
         entry.pop("name")
         self.__pydantic_extra__ = entry
         return self
@@ -465,7 +463,7 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
             if isinstance(old, dict) and isinstance(old.get("task"), dict):
                 old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
             if isinstance(old, dict) and isinstance(old.get("method"), dict):
-                _with_defaults(old["method"], OLD_DEFAULTS)  # written before those defaults changed
+                _with_defaults(old["method"], OLD)  # written before those defaults changed
             return dump_config(run_identity(ExperimentConfig.model_validate(old))) == current
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run
