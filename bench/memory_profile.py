@@ -15,6 +15,7 @@ step it records, with peftlab's own loss (the head on labelled positions only, m
   saved    bytes of the tensors autograd keeps for backward (the activations), by where they were
            made (torch.autograd.graph.saved_tensors_hooks; storages counted once; weights excluded)
   rss      the process's resident memory after loading, and its high-water mark after each step
+  seconds  forward + backward + optimizer step (the table sums all but the first, a warm-up)
 and the fixed part: weights (by dtype), trainable parameters with gradients and AdamW's two moments.
 The step order is the longest batch first, then the rest: growth of the high-water mark after the
 longest batch is allocator fragmentation across steps of other shapes, not a larger working set.
@@ -29,6 +30,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -140,12 +142,14 @@ def profile(precision: str, n: int, dropout: str = "fused", variant: str = "swig
     rss_loaded = psutil.Process().memory_info().rss / GB
     for b in data:
         saved.reset()
+        start = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t), bb.numerics():
             loss = bb.kind.loss_sum(model, head, b)
         held = psutil.Process().memory_info().rss / GB
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - start  # the saved-tensor hook's bookkeeping included, alike for all
         tokens = int(b["attention_mask"].sum())
         steps.append(
             {
@@ -154,6 +158,7 @@ def profile(precision: str, n: int, dropout: str = "fused", variant: str = "swig
                 "saved_bytes": dict(saved.by_where),
                 "rss_after_forward_gb": held,
                 "rss_peak_gb": rss_peak_gb(),
+                "seconds": seconds,
             }
         )
     fixed = {"weights_gb": dict(weights), "trainable_grads_adam_gb": 4 * trainable}
@@ -173,6 +178,7 @@ def rows(r: dict) -> dict[str, float]:
     col["process after loading (python, torch, tokenizer, data, weights)"] = r["rss_loaded_gb"]
     col["**process high-water mark after the longest step**"] = first["rss_peak_gb"]
     col["process high-water mark after all steps"] = r["steps"][-1]["rss_peak_gb"]
+    col["seconds: all steps after the first (not GB)"] = sum(s["seconds"] for s in r["steps"][1:])
     return col
 
 
