@@ -1,7 +1,7 @@
 """Roofline: the FLOP/s a peftlab training step achieves, as a fraction of this machine's matmul peak.
 
     .venv/bin/python bench/roofline.py [--model smollm2-135m] [--method lora] [--batch 8] [--steps 6]
-        [--repeats 3] [--threads N] [--out runs/bench/roofline.json]
+        [--repeats 3] [--threads N] [--precision auto] [--profile N] [--out runs/bench/roofline.json]
 
 The peak is measured here, in the same run: large square matmuls in fp32, the best size's median, and
 also in bf16 when the step computes in bf16 (--precision; auto resolves as training does:
@@ -113,6 +113,13 @@ def parse_args() -> argparse.Namespace:
         choices=PRECISIONS,
         help="train.precision of the step (default: auto, as training)",
     )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rounds, profile two steps on the longest batch and print their N costliest ops to stderr",
+    )
     ap.add_argument("--out", default="runs/bench/roofline.json")
     return ap.parse_args()
 
@@ -150,6 +157,17 @@ def main() -> None:
         rounds.append({"peak_flops_per_s": peaks, "step_seconds": times, "achieved_flops_per_s": achieved})
         log(f"  peaks {', '.join(f'{k} {v / 1e9:.1f}' for k, v in peaks.items())} GFLOP/s, step {achieved / 1e9:.1f}")
     report(args, rounds, flops, batches, dtype)
+    if args.profile:
+        profile_step(bb, batches, optimizer, params, head, device, lambda: autocast(device, dtype), args.profile)
+
+
+def profile_step(bb, batches, optimizer, params, head, device, autocast, top: int) -> None:
+    """torch.profiler's table of two steps on the first (longest) batch, ops by their own CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_steps(bb, batches[:1] * 2, optimizer, params, head, device, autocast)
+    log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
 
 
 def report(args, rounds: list[dict], flops: list[float], batches: list[dict], dtype) -> None:

@@ -137,3 +137,28 @@ def test_runs_differing_in_seed_or_lr_share_one_probe_and_every_method_one_base_
     assert by_name["lora-a-s0"].steps == by_name["lora-b-s0"].steps > 0
     assert by_name["lora-a-s0"].trainable == by_name["lora-b-s1"].trainable > 0
     assert plan.machine["probes"] == 2 and plan.machine["timed_steps"] == [1]
+
+
+def test_a_release_memory_run_is_probed_last_with_the_allocator_threshold_held_as_the_run_holds_it(
+    tmp_path, copy_task, monkeypatch
+):
+    from peftlab.comparison import plan as plan_module
+
+    methods = [
+        {"label": "lean", "name": "lora", "rank": 4, "dropout": 0.0, "train": {"release_memory": True}},
+        {"label": "zero_shot", "name": "none"},
+        {"label": "lora", "name": "lora", "rank": 4, "dropout": 0.0},
+    ]
+    path = experiment(tmp_path, copy_task, methods=methods, seeds=[0])
+    events = []
+    real_probe = probe_module.probe
+    monkeypatch.setattr(
+        probe_module, "probe", lambda cfgs, *a, **k: events.append(cfgs[0].label) or real_probe(cfgs, *a, **k)
+    )
+    # the real hold would slow every later test in this process: record the call instead
+    monkeypatch.setattr(plan_module, "hold_mmap_threshold", lambda: events.append("hold") or True)
+    monkeypatch.setattr(probe_module, "startup_seconds", lambda: 1.0)
+    plan = make_plan(path, timing=Timing(min_steps=1, min_seconds=0.0, max_steps=1))
+    assert events == ["zero_shot", "lora", "hold", "lean"]
+    assert {r.name for r in plan.runs} == {"lean-s0", "zero_shot-s0", "lora-s0"}
+    assert all(r.seconds and r.seconds > 0 for r in plan.runs)

@@ -17,7 +17,7 @@ def test_defaults_and_overrides(tmp_path):
     cfg = load_config(write(tmp_path, "train: {max_steps: 5}\n"), ["train.lr=3e-4", "method.rank=8", "name=x1"])
     assert cfg.train.lr == pytest.approx(3e-4)
     # LoRA's recorded defaults (config.CHANGED_DEFAULTS) are written into every run's config
-    assert cfg.method.options() == {"rank": 8, "fast_dropout": True, "fused_dropout": True}
+    assert cfg.method.options() == {"rank": 8, "fast_dropout": True, "fused_dropout": True, "fused_add": True}
     assert cfg.run_dir() == Path("runs") / "x1"
 
 

@@ -46,24 +46,30 @@ def test_the_generation_batch_is_not_part_of_what_a_run_is():
 
 
 def test_a_lora_run_written_before_the_dropout_defaults_changed_is_not_the_new_default():
-    """LoRA's fast_dropout and fused_dropout became on by default: a run's config records them, so a
-    config.yaml without them (written before) reads as off, and is the same run only as off."""
+    """LoRA's fast_dropout, fused_dropout and fused_add became on by default: a run's config records them,
+    so a config.yaml without them (written before) reads as off, and is the same run only as off."""
 
     def lora(method: dict) -> ExperimentConfig:
         return ExperimentConfig.model_validate({**yaml.safe_load(dump_config(config())), "method": method})
 
     new = lora({"name": "lora", "rank": 4})
-    assert new.method.options() == {"rank": 4, "fast_dropout": True, "fused_dropout": True}
-    old_text = dump_config(new).replace("  fast_dropout: true\n", "").replace("  fused_dropout: true\n", "")
-    assert "dropout: true" not in old_text
+    assert new.method.options() == {"rank": 4, "fast_dropout": True, "fused_dropout": True, "fused_add": True}
+    recorded = dump_config(new)
+    before_add = recorded.replace("  fused_add: true\n", "")  # written after the dropouts changed, before fused_add
+    old_text = before_add.replace("  fast_dropout: true\n", "").replace("  fused_dropout: true\n", "")
+    assert "dropout: true" not in old_text and "fused_add" not in before_add
     assert not same_config(new)(old_text)  # trained with torch's draw: not the run asked for now
-    assert same_config(lora({"name": "lora", "rank": 4, "fast_dropout": False, "fused_dropout": False}))(old_text)
+    assert not same_config(new)(before_add)  # trained with peft's add
+    off = {"fast_dropout": False, "fused_dropout": False, "fused_add": False}
+    assert same_config(lora({"name": "lora", "rank": 4, **off}))(old_text)
+    assert same_config(lora({"name": "lora", "rank": 4, "fused_add": False}))(before_add)
     hybrid = lora({"name": "hybrid", "methods": [{"name": "lora", "rank": 4}, {"name": "prompt_tuning"}]})
     assert hybrid.method.options()["methods"][0] == {
         "name": "lora",
         "rank": 4,
         "fast_dropout": True,
         "fused_dropout": True,
+        "fused_add": True,
     }
     assert hybrid.method.options()["methods"][1] == {"name": "prompt_tuning"}
     other = lora({"name": "prompt_tuning", "num_virtual_tokens": 4})  # other methods: nothing recorded

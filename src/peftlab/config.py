@@ -48,9 +48,13 @@ class ModelConfig(_Strict):
 # Method options whose default changed: option -> (old default, new default), and the methods that have
 # them. A run's config.yaml records the new default even when the config left the option out, so that a
 # config.yaml written before the change (the key absent) reads as the old default (same_config), not as
-# the new one. fast_dropout and fused_dropout: off until 2026-12-07 (bench/RESULTS.md: the same quality,
-# faster steps, less memory).
-CHANGED_DEFAULTS: dict[str, tuple[Any, Any]] = {"fast_dropout": (False, True), "fused_dropout": (False, True)}
+# the new one. fast_dropout, fused_dropout and fused_add: off until 2026-12-07 (bench/RESULTS.md: the same
+# quality, faster steps, less memory).
+CHANGED_DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "fast_dropout": (False, True),
+    "fused_dropout": (False, True),
+    "fused_add": (False, True),
+}
 CHANGED_FOR = frozenset({"lora", "qlora"})
 OLD, NEW = 0, 1
 
@@ -454,6 +458,7 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
     peftlab, before keys were added -- the same config once the new keys take their defaults (a new
     key's default keeps the old behaviour, so a finished run stays finished and a checkpoint resumes)."""
     current = dump_config(run_identity(cfg))
+    fields = yaml.safe_load(current)
 
     def matches(saved: str) -> bool:
         if saved == current:
@@ -464,7 +469,8 @@ def same_config(cfg: ExperimentConfig) -> Callable[[str], bool]:
                 old["task"].setdefault("dedupe", "off")  # written before task.dedupe: train was not decontaminated
             if isinstance(old, dict) and isinstance(old.get("method"), dict):
                 _with_defaults(old["method"], OLD)  # written before those defaults changed
-            return dump_config(run_identity(ExperimentConfig.model_validate(old))) == current
+            # as mappings: a default filled in here may stand elsewhere in the text than the same key written
+            return yaml.safe_load(dump_config(run_identity(ExperimentConfig.model_validate(old)))) == fields
         except (ValidationError, PeftlabError, yaml.YAMLError, TypeError, ValueError):
             return False  # not a config this peftlab reads: not the same run
 

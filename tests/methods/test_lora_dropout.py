@@ -28,6 +28,7 @@ def _pair(arch: str, checkpointing: bool = False, **options):
     if checkpointing:  # as run_model.py enables it, before the method is applied
         base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     options.setdefault("fast_dropout", False)  # torch's draw: peft's bits
+    options.setdefault("fused_add", False)  # peft's add (test_lora_fused_add.py tests the fused one)
     cfg = LORA.config_cls(rank=4, dropout=0.1, fused_dropout=True, **options)
     unfused = get_peft_model(copy.deepcopy(base), peft_config(base, cfg))
     fused = LORA.apply(base, cfg)

@@ -29,6 +29,7 @@ from peftlab.comparison.compare_checks import check_runs, label_of
 from peftlab.comparison.experiment import CompareConfig, model_folder
 from peftlab.comparison.lr_choice import KEEP
 from peftlab.config import ExperimentConfig
+from peftlab.cpu_allocator import hold_mmap_threshold
 from peftlab.evaluation.evaluate import limit
 from peftlab.methods import get_method
 from peftlab.models.loading import check_remote_code
@@ -40,7 +41,9 @@ HOW = (
     "mean of those steps' below 1.5x their median (a step slowed by another process's burst counts for "
     "nothing) times the run's exact FLOPs; one batch of validation examples generated to 1 and to 17 "
     "tokens three times each "
-    "(prefill and seconds per token fitted to the medians); a run's process start-up timed once; wall time "
+    "(prefill and seconds per token fitted to the medians), for a run with train.release_memory after the "
+    "others' probes with the allocator's threshold held as that run holds it; a run's process start-up timed "
+    "once; wall time "
     "= start-up + load + training + generation: each batch of validation and test examples decoded to its "
     "longest target after training, to max_new_tokens untrained (zero-shot, step 0). Not counted: the "
     "report at the end, forgetting and inference-cost measurements. Other jobs on this machine during the "
@@ -171,8 +174,12 @@ def make_plan(path: Path, launcher: dict | None = None, timing=None) -> Plan:
         groups.setdefault(probe_key(cfg), []).append(i)
     bases: dict = {}  # the base model, loaded once and copied for each method
     probes = []
-    for idx in groups.values():
+    # train.release_memory holds malloc's mmap threshold for the whole process, and its steps are slower
+    # (cpu_allocator.py): those runs are probed last, after the threshold is held here as they hold it.
+    for idx in sorted(groups.values(), key=lambda idx: checked.configs[idx[0]].train.release_memory):
         cfgs = [checked.configs[i] for i in idx]
+        if cfgs[0].train.release_memory:
+            hold_mmap_threshold()
         task = tasks[task_key(cfgs[0].task)]
         probes.append(probe(cfgs, task, cc.processes, timing, bases))
         for i, cfg in zip(idx, cfgs):

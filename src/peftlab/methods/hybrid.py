@@ -156,7 +156,10 @@ def _kind(method: Method, options: BaseModel) -> int:
 def _apply_one(model: nn.Module, method: Method, options: BaseModel) -> nn.Module:
     kind = _kind(method, options)
     if kind == 0:
-        return inject_adapter_in_model(method.peft_config(model, options), model)
+        model = inject_adapter_in_model(method.peft_config(model, options), model)
+        if method.after_peft is not None:  # LoRA's speed options, as its own apply sets them
+            method.after_peft(model, options)
+        return model
     if kind == 1:
         return method.apply(model, options)
     with warnings.catch_warnings():

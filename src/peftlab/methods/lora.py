@@ -7,7 +7,8 @@ decomposed into magnitude and direction) are peft options passed through.
 
 Implemented with peft, so the saved adapter folder loads with ``peft.PeftModel.from_pretrained``.
 With dropout > 0, each adapted projection's dropout is folded into its lora_A (methods/lora_dropout.py):
-the same bits, without a dropped copy of the input kept per projection for backward.
+the same bits, without a dropped copy of the input kept per projection for backward. In training the
+update is added to the frozen output inside one GEMM (methods/lora_fused_add.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from peftlab.methods import peft_common
 from peftlab.methods.base import Hook, Method
 from peftlab.methods.lora_dropout import fast_lora_dropout, fuse_lora_dropout
+from peftlab.methods.lora_fused_add import fuse_lora_add
 
 
 class LoraConfig(BaseModel):
@@ -42,6 +44,15 @@ class LoraConfig(BaseModel):
         "2026-12-07 (a run config written before then, without the key, reads as off).",
     )
 
+    fused_add: bool = Field(
+        True,
+        description="In training, add the update to the frozen projection's output inside one GEMM "
+        "(torch.addmm: base(x) + scaling * h @ lora_B^T; methods/lora_fused_add.py) instead of peft's three "
+        "passes over an output-sized tensor (matmul, scale, add). Evaluation and generation keep peft's "
+        "forward. With a power-of-two alpha / rank (the default gives 2) the same losses to the bit on the "
+        "CPUs measured, otherwise the same up to rounding; faster fp32 CPU steps (bench/RESULTS.md). On by "
+        "default since 2026-12-07 (a run config written before then, without the key, reads as off).",
+    )
     fast_dropout: bool = Field(
         True,
         description="Draw the dropout masks as 16-bit random integers, four to each 64-bit draw "
@@ -72,16 +83,20 @@ _peft_apply = peft_common.make_apply(peft_config)
 def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """get_peft_model, then the dropout options: fused_dropout folds each dropout into its lora_A (a no-op
     at dropout 0 and for DoRA layers), fast_dropout draws the masks (both on by default)."""
-    return dropout_options(_peft_apply(model, cfg), cfg)
+    return speed_options(_peft_apply(model, cfg), cfg)
 
 
-def dropout_options(model: nn.Module, cfg: LoraConfig) -> nn.Module:
-    """fused_dropout and fast_dropout on a model peft has wrapped (qlora's too): the dropouts that fold
-    into their lora_A fold, and with fast_dropout every mask, folded or not, comes from keep_mask."""
+def speed_options(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """fused_dropout, fast_dropout and fused_add on a model peft has wrapped (qlora's too): the dropouts
+    that fold into their lora_A fold, with fast_dropout every mask, folded or not, comes from keep_mask,
+    and with fused_add the plain LoRA Linears add their update inside one GEMM in training. The
+    dropouts come first: folding looks for peft's own Linear class, which fused_add changes."""
     if cfg.fused_dropout:
         fuse_lora_dropout(model, fast=cfg.fast_dropout)
     if cfg.fast_dropout:
         fast_lora_dropout(model)  # the ones left: DoRA's, quantized layers', or all without fused_dropout
+    if cfg.fused_add:
+        fuse_lora_add(model)  # a quantized base layer is not an nn.Linear: peft's forward, unchanged
     return model
 
 
@@ -99,4 +114,5 @@ METHOD = Method(
     added_markers=("lora_",),  # lora_A, lora_B, lora_magnitude_vector (DoRA), lora_embedding_*
     mergeable=True,
     peft_config=peft_config,
+    after_peft=speed_options,  # a hybrid injects LoRA's layers itself, then applies the same options
 )

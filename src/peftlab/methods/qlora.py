@@ -138,9 +138,10 @@ def apply(model: nn.Module, cfg: QLoraConfig) -> nn.Module:
     model = quantize(model, cfg.double_quant)
     with torch.no_grad():
         model = get_peft_model(model, lora.peft_config(model, cfg))
-    # LoRA's dropout options: the dropout folds where peft wraps the 4-bit base in its plain LoRA layer
-    # (on CPU); a layer of peft's own 4-bit class keeps its dropout module, drawn by fast_dropout
-    return lora.dropout_options(model, cfg)
+    # LoRA's speed options: the dropout folds where peft wraps the 4-bit base in its plain LoRA layer
+    # (on CPU); a layer of peft's own 4-bit class keeps its dropout module, drawn by fast_dropout;
+    # fused_add leaves a 4-bit base (not an nn.Linear) on peft's forward
+    return lora.speed_options(model, cfg)
 
 
 def load(base: nn.Module, folder: Path, cfg: QLoraConfig) -> nn.Module:
