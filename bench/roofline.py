@@ -1,7 +1,8 @@
 """Roofline: the FLOP/s a peftlab training step achieves, as a fraction of this machine's matmul peak.
 
-    .venv/bin/python bench/roofline.py [--model smollm2-135m] [--method lora] [--batch 8] [--steps 6]
-        [--repeats 3] [--threads N] [--precision auto] [--profile N] [--out runs/bench/roofline.json]
+    .venv/bin/python bench/roofline.py [--model smollm2-135m] [--method lora] [--option KEY=VALUE]
+        [--batch 8] [--steps 6] [--repeats 3] [--threads N] [--precision auto] [--profile N]
+        [--out runs/bench/roofline.json]
 
 The peak is measured here, in the same run: large square matmuls in fp32, the best size's median, and
 also in bf16 when the step computes in bf16 (--precision; auto resolves as training does:
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from machine import cpu_name
 
 from peftlab.config import MethodConfig, ModelConfig, TaskConfig
@@ -102,6 +104,13 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--method", default="lora", help="a peftlab method name (default options), e.g. lora, full")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method option other than its default, as YAML (repeatable), e.g. --option fused_add=false",
+    )
     ap.add_argument("--data", default="../shared/data/dialogsum")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=6, help="steps per round; the first warms up")
@@ -136,7 +145,8 @@ def main() -> None:
     bb = load_backbone(ModelConfig(name=args.model, dtype="float32"), device=device, log=log)
     lean_swiglu(bb.model)  # as training does (training/run_model.prepare)
     method = get_method(args.method)
-    bb.model = method.apply(bb.model, method_options(MethodConfig(name=args.method)))
+    options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.option)}
+    bb.model = method.apply(bb.model, method_options(MethodConfig(name=args.method, **options)))
     bb.model.to(device).train()
     store_frozen_linears(bb.model, dtype)  # as training does (precision.py)
     params = list(trainable_parameters(bb.model).values())
@@ -188,6 +198,7 @@ def report(args, rounds: list[dict], flops: list[float], batches: list[dict], dt
         "torch": torch.__version__,
         "model": args.model,
         "method": args.method,
+        "options": args.option,
         "batch": args.batch,
         "compute_dtype": str(dtype or torch.float32).removeprefix("torch."),
         "peak_flops_per_s": peak,

@@ -12,6 +12,8 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
             dropped input kept per projection: peft's own path; the defaults before 2026-12-07)
   peftlab-fast  fast_dropout on, fused_dropout off (masks from 16-bit random integers)
   peftlab-fast-fused  both on (the dropout replayed in backward, less memory): LoRA's defaults
+  peftlab-peft-add  LoRA's fused_add off: peft's matmul, scale and add of the update (the default
+            before 2026-12-07, late)
   peftlab-prev  the `peftlab` contender's config trained by another tree's peftlab (--prev, e.g. a git
             worktree of an earlier commit), to measure a change side by side
   padded    ../shared/bench/hf_baseline.py --recipe padded: every input padded to 512 tokens
@@ -61,10 +63,11 @@ sys.path.insert(0, str(ROOT / "bench"))  # t5_shaped.py and machine.py, next to 
 from machine import machine, versions  # noqa: E402 (found through the sys.path line above)
 
 # LoRA's dropout options per contender (methods/lora.py; both on by default since 2026-12-07)
-DROPOUT_OPTIONS = {
+LORA_OPTIONS = {
     "peftlab-torch-dropout": {"fast_dropout": False, "fused_dropout": False},
     "peftlab-fast": {"fast_dropout": True, "fused_dropout": False},
     "peftlab-fast-fused": {"fast_dropout": True, "fused_dropout": True},
+    "peftlab-peft-add": {"fused_add": False},
 }
 CONTENDERS = (
     "peftlab",
@@ -73,6 +76,7 @@ CONTENDERS = (
     "peftlab-gc",
     "peftlab-fast",
     "peftlab-fast-fused",
+    "peftlab-peft-add",
     "peftlab-prev",
     "padded",
     "strong",
@@ -178,7 +182,7 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
             "alpha": 32,
             "dropout": 0.05,
             "target_modules": LORA_TARGETS[seq2seq],
-            **DROPOUT_OPTIONS.get(variant, {}),  # the others: LoRA's defaults (both on)
+            **LORA_OPTIONS.get(variant, {}),  # the others: LoRA's defaults
         }
         if method == "lora"
         else {"name": "full"},
