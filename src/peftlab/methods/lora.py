@@ -81,8 +81,7 @@ _peft_apply = peft_common.make_apply(peft_config)
 
 
 def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
-    """get_peft_model, then the dropout options: fused_dropout folds each dropout into its lora_A (a no-op
-    at dropout 0 and for DoRA layers), fast_dropout draws the masks (both on by default)."""
+    """get_peft_model, then LoRA's speed options (``speed_options``; all on by default)."""
     return speed_options(_peft_apply(model, cfg), cfg)
 
 
