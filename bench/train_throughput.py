@@ -21,7 +21,8 @@ Contenders, on the same model, data, prompt and hyperparameters, each run in its
 They alternate (peftlab, peftlab-fp32, peftlab-gc, padded, strong, peftlab, ...) for --repeats rounds per model x
 method, so a slow spell of the machine hits all of them alike (--contenders picks some). Each trains
 one pass over the first --examples DialogSum training examples: LoRA r=16 alpha 32 dropout 0.05 on
-the attention projections (or full fine-tuning), lr 2e-4 with linear decay and no warmup, batch 8,
+the attention projections (or full fine-tuning, or prompt tuning with 20 virtual tokens through
+bench/hf_baseline_prompt.py), lr 2e-4 with linear decay and no warmup, batch 8,
 gradient clipping 1.0; the baselines run fp32 on CPU (Trainer's bf16 is GPU-only in them).
 peftlab's own training peak (optimizer steps only, summary.json peak_memory_bytes) is printed too.
 
@@ -82,6 +83,8 @@ CONTENDERS = (
     "strong",
 )
 PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary:"  # the baseline's PROMPT
+METHODS = ("lora", "full", "prompt_tuning")
+NUM_VIRTUAL_TOKENS = 20  # prompt tuning's soft prompt, both contenders
 LORA_TARGETS = {False: ["q_proj", "k_proj", "v_proj", "o_proj"], True: ["q", "v"]}  # as the baseline's
 TOKENS = (
     "real tokens = non-pad tokens the model reads: prompt + target (decoder-only), "
@@ -92,7 +95,9 @@ TOKENS = (
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2,t5", help="comma-separated: smollm2, t5 (default: both)")
-    ap.add_argument("--methods", default="lora,full", help="comma-separated: lora, full (default: both)")
+    ap.add_argument(
+        "--methods", default="lora,full", help="comma-separated: lora, full, prompt_tuning (default: lora,full)"
+    )
     ap.add_argument("--examples", type=int, default=96, help="training examples, one pass (default 96 = 12 steps)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the three contenders (default 3)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
@@ -107,9 +112,11 @@ def parse_args() -> argparse.Namespace:
     )
     a = ap.parse_args()
     a.models, a.methods, a.contenders = a.models.split(","), a.methods.split(","), a.contenders.split(",")
-    for name, allowed in (("models", ("smollm2", "t5")), ("methods", ("lora", "full")), ("contenders", CONTENDERS)):
+    for name, allowed in (("models", ("smollm2", "t5")), ("methods", METHODS), ("contenders", CONTENDERS)):
         if bad := [x for x in getattr(a, name) if x not in allowed]:
             ap.error(f"--{name}: unknown {', '.join(bad)}; allowed: {', '.join(allowed)}")
+    if "prompt_tuning" in a.methods and "t5" in a.models:
+        ap.error("--methods prompt_tuning: decoder-only models only (hf_baseline_prompt.py wraps a causal LM)")
     if "peftlab" not in a.contenders:
         ap.error("--contenders must include peftlab (the ratios are peftlab's against each)")
     if ("peftlab-prev" in a.contenders) != bool(a.prev):
@@ -185,6 +192,8 @@ def peftlab_config(folder: Path, method: str, a: argparse.Namespace, out_dir: Pa
             **LORA_OPTIONS.get(variant, {}),  # the others: LoRA's defaults
         }
         if method == "lora"
+        else {"name": "prompt_tuning", "num_virtual_tokens": NUM_VIRTUAL_TOKENS}
+        if method == "prompt_tuning"
         else {"name": "full"},
         # The baseline cuts a decoder-only sequence at 512 tokens in all and an encoder input at 512
         # (labels at 128); peftlab cuts the prompt's middle and the target separately.
@@ -254,9 +263,7 @@ def decoder_label_tokens(config: Path) -> int:
 
 
 def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, workdir: Path) -> dict:
-    cmd = [
-        sys.executable,
-        a.baseline,
+    args = [
         "--model",
         str(folder),
         "--data",
@@ -267,8 +274,6 @@ def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, 
         "summary",
         "--recipe",
         recipe,
-        "--method",
-        method,
         "--lora-r",
         "16",
         "--examples",
@@ -282,6 +287,11 @@ def run_baseline(recipe: str, folder: Path, method: str, a: argparse.Namespace, 
         "--threads",
         str(a.threads),
     ]
+    if method == "prompt_tuning":  # the shared script knows LoRA and full only: run it prompt-tuned
+        wrapper = [str(ROOT / "bench" / "hf_baseline_prompt.py"), "--baseline", a.baseline]
+        cmd = [sys.executable, *wrapper, "--num-virtual-tokens", str(NUM_VIRTUAL_TOKENS), "--", *args]
+    else:
+        cmd = [sys.executable, a.baseline, *args, "--method", method]
     child = run_child(cmd, workdir, a.threads)
     own = json.loads(child["stdout"].strip().splitlines()[-1])
     return {

@@ -25,6 +25,8 @@ from peftlab.task_config import TaskConfig
 from peftlab.tasks.catalog import resolve_task
 from peftlab.training.budget import BUDGET_KINDS
 
+DEFAULT_KV_CACHE_GB = 2.0  # eval.kv_cache_gb's default, and log-likelihood scoring's outside a run
+
 MAX_SEED = 2**32 - 1  # numpy.random.seed's range: a seed outside it passes `check`, then fails every run
 
 
@@ -198,14 +200,16 @@ class EvalConfig(_Strict):
         ge=1,
         description="Generation: at most this many prompts decode together (length-sorted; each batch is "
         "prefilled in groups of similar length, models/prefill_groups.py). More rows per decode step is faster on "
-        "CPU and GPU alike; the same tokens at any batch size. Also the (prompt, option) pairs per "
-        "log-likelihood batch.",
+        "CPU and GPU alike; the same tokens at any batch size. Log-likelihood scoring: at most this many prompts "
+        "per batch, each with all its options on its KV cache (tasks/loglik.py); where a prompt cannot be "
+        "shared, this many (prompt, option) pairs.",
     )
     kv_cache_gb: float | None = Field(
-        2.0,
+        DEFAULT_KV_CACHE_GB,
         gt=0,
-        description="Generation: fewer than batch_size prompts where their KV cache (estimated from the model's "
-        "config, fp32) would pass this many GB (models/kv_budget.py); null = no cap.",
+        description="Generation and log-likelihood scoring: fewer than batch_size prompts where their KV cache "
+        "(estimated from the model's config, fp32; in scoring, repeated for each option) would pass this many GB "
+        "(models/kv_budget.py); null = no cap.",
     )
     max_validation: int | None = Field(64, ge=1, description="Validate on the first N examples (null = all).")
     max_test: int | None = Field(None, ge=1, description="Test on the first N examples (null = all).")

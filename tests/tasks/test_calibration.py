@@ -49,7 +49,7 @@ def test_classify_and_multiple_choice_take_the_prior_out(monkeypatch):
     """The model scores 'yes' far above 'no' after any input, content-free included; calibration
     keeps only what the input adds."""
 
-    def fake(backbone, model, prompts, continuations, batch_size=16, max_source_tokens=512, progress=None):
+    def fake(backbone, model, prompts, continuations, batch_size=16, max_source_tokens=512, progress=None, **_):
         out = []
         for p, conts in zip(prompts, continuations):
             bias = {"yes": -0.2, "no": -3.0}

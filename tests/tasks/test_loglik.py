@@ -125,7 +125,7 @@ def test_progress_counts_every_pair_scored_content_free_included():
         seen = []
         classify(bb, bb.model, *three_prompts, batch_size=2, content_free=content_free, progress=seen.append)
         assert sum(seen) == want_classify == loglik.pairs_to_score(3, [three_prompts[1]] * 3, content_free)
-        assert max(seen) <= 2  # one call per batch
+        assert max(seen) <= 2 * 2  # one call per batch of 2 prompts, 2 label words each
         seen = []
         multiple_choice(bb, bb.model, *two_prompts, batch_size=2, content_free=content_free, progress=seen.append)
         assert sum(seen) == want_choice == loglik.pairs_to_score(2, two_prompts[1], content_free)
@@ -172,3 +172,54 @@ def test_shared_prompt_scoring_is_used_where_it_applies():
     assert shares_prompt(setup("tiny-t5", "prefix_tuning")[0].model)
     bb = setup("tiny-gpt-neo", "prefix_tuning")[0]  # local attention + a prefix: left padding would shift it
     assert not shares_prompt(bb.model)
+
+
+def test_the_rest_of_the_options_runs_in_groups_of_similar_length_with_the_scores_of_one_row_each(monkeypatch):
+    """CommonsenseQA's options are 1-8 tokens: padded to the longest, the forward over them was three
+    quarters padding. Each group is padded to its own longest option, and a one-token option (scored
+    by the prefill's logits alone) runs in none."""
+    from peftlab.models.causal import Causal
+
+    bb = backbone("tiny-llama")
+    model = bb.model.eval()
+    prompts = ["Question: which one", "Question: another, longer question here"]
+    options = [["a", "bcdefgh", "hi"], ["jk", "l", "mnopqrs"]]  # the test tokenizer: a token per character
+    lengths = {o: len(continuation_ids(bb, o)) for opts in options for o in opts}
+    assert sorted(set(lengths.values())) == [1, 2, 7]  # the premise: three lengths, one of them 1
+    widths, continued = [], Causal._continued
+
+    def spy(decoder, opts, pad):
+        widths.append(sorted(len(o) - 1 for o in opts))
+        return continued(decoder, opts, pad)
+
+    monkeypatch.setattr(Causal, "_continued", staticmethod(spy))
+    shared = continuation_logprobs(bb, model, prompts, options, batch_size=8, share_prompt=True)
+    assert sorted(widths) == [[1, 1], [6, 6]]  # two groups, no padding; the one-token options fed nowhere
+    for prompt, opts, row in zip(prompts, options, shared):
+        for option, (score, n) in zip(opts, row):
+            alone, n_alone = by_hand(bb, model, prompt, option)
+            assert n == n_alone
+            assert score == pytest.approx(alone, abs=1e-4)
+
+
+def test_prompts_per_scoring_batch_stop_where_their_repeated_cache_would_pass_the_cap():
+    bb = backbone("tiny-llama")
+    model = bb.model.eval()
+    prompts = [f"Review {i}: " + "good " * i for i in range(6)]
+    options = [["positive", "negative", "neutral"]] * len(prompts)
+    from peftlab.models.forward import core_model
+    from peftlab.models.kv_budget import GB, kv_bytes_per_token
+
+    per_prompt = 3 * (len(bb.prompt_ids(prompts[-1])) + 3) * kv_bytes_per_token(core_model(model).config)
+    calls = {}
+    for cap in (None, 2.5 * per_prompt / GB):
+        seen = []
+        calls[cap] = continuation_logprobs(
+            bb, model, prompts, options, batch_size=6, kv_cache_gb=cap, progress=seen.append, share_prompt=True
+        )
+        calls[cap, "batches"] = seen
+    assert calls[None, "batches"] == [18]  # every prompt in one batch: 6 prompts x 3 options
+    capped = calls[2.5 * per_prompt / GB, "batches"]
+    assert max(capped) <= 2 * 3 and sum(capped) == 18  # two prompts fit the cap, three do not
+    for free, tight in zip(calls[None], calls[2.5 * per_prompt / GB]):
+        assert [s for s, _ in tight] == pytest.approx([s for s, _ in free], abs=1e-5)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from peftlab.config import load_config
+from peftlab.config import DEFAULT_KV_CACHE_GB, load_config
 from peftlab.console import console, progress
 from peftlab.errors import PeftlabError
 from peftlab.measure.precision import run_dtypes, store_frozen_linears
@@ -50,7 +50,14 @@ def generate_and_score(
                 f"{label} (options)", total=loglik.pairs_to_score(len(examples), options, task.content_free), info=""
             )
             preds = rank_options(
-                backbone, model, task, examples, batch_size, max_source_tokens, progress=lambda n: live.advance(tid, n)
+                backbone,
+                model,
+                task,
+                examples,
+                batch_size,
+                max_source_tokens,
+                progress=lambda n: live.advance(tid, n),
+                kv_cache_gb=kv_cache_gb,
             )
         else:
             tid = live.add_task(label, total=len(examples), info="")
@@ -80,6 +87,7 @@ def rank_options(
     batch_size: int,
     max_source_tokens: int,
     progress: Callable[[int], None] = lambda n: None,
+    kv_cache_gb: float | None = DEFAULT_KV_CACHE_GB,
 ) -> list[str]:
     """Classification and multiple choice by log-likelihood: every prediction is a valid option."""
 
@@ -94,6 +102,7 @@ def rank_options(
             max_source_tokens=max_source_tokens,
             content_free=task.content_free,
             progress=progress,
+            kv_cache_gb=kv_cache_gb,
         )
     picks = loglik.multiple_choice(
         backbone,
@@ -104,6 +113,7 @@ def rank_options(
         max_source_tokens=max_source_tokens,
         content_free=task.content_free,
         progress=progress,
+        kv_cache_gb=kv_cache_gb,
     )
     return [e.choices[i] for e, i in zip(examples, picks)]
 

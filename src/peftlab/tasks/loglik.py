@@ -20,7 +20,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from peftlab.config import DEFAULT_KV_CACHE_GB
 from peftlab.models.backbone import IGNORE, Backbone
+from peftlab.models.decode import prefix_needs_equal_lengths
+from peftlab.models.forward import core_model
+from peftlab.models.kv_budget import GB, batches, kv_bytes_per_token
 from peftlab.models.option_scores import shared_prompt_logprobs, shares_prompt
 from peftlab.tasks.calibration import calibrated_choice, calibrated_label, label_prior
 
@@ -57,14 +61,16 @@ def continuation_logprobs(
     max_source_tokens: int = 512,
     progress: Callable[[int], None] = lambda n: None,
     share_prompt: bool | None = None,
+    kv_cache_gb: float | None = DEFAULT_KV_CACHE_GB,
 ) -> list[list[tuple[float, int]]]:
     """For each prompt and each of its continuations: (summed log-probability of the continuation's
     tokens given the prompt, number of continuation tokens). ``model`` may be plain or peft-wrapped.
     ``progress(n)`` is called after each batch with the number of (prompt, continuation) pairs scored.
 
     ``share_prompt`` (default: where it applies, models/option_scores.py): run each prompt once and
-    its continuations on its KV cache; otherwise one row per (prompt, continuation) pair.
-    ``batch_size`` counts pairs either way."""
+    its continuations on its KV cache, ``batch_size`` prompts per batch at most, fewer where their
+    repeated cache would pass ``kv_cache_gb`` (null: no cap); otherwise one row per (prompt,
+    continuation) pair, ``batch_size`` pairs per batch."""
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
     src = [backbone.prompt_ids(p, max_source_tokens) for p in prompts]  # once per prompt (truncation count)
@@ -74,8 +80,9 @@ def continuation_logprobs(
     was_training = model.training
     model.eval()
     try:
-        score = _by_prompt if share else _by_pair
-        return score(backbone, model, src, conts, batch_size, progress)
+        if share:
+            return _by_prompt(backbone, model, src, conts, batch_size, progress, kv_cache_gb)
+        return _by_pair(backbone, model, src, conts, batch_size, progress)
     finally:
         model.train(was_training)
 
@@ -100,23 +107,30 @@ def _by_pair(backbone, model, src, conts, batch_size, progress) -> list[list[tup
     return out
 
 
-def _by_prompt(backbone, model, src, conts, batch_size, progress) -> list[list[tuple[float, int]]]:
-    """Each prompt once, its continuations on its cache; a batch holds prompts with up to
-    ``batch_size`` continuations in all (at least one prompt)."""
+def _by_prompt(backbone, model, src, conts, batch_size, progress, kv_cache_gb) -> list[list[tuple[float, int]]]:
+    """Each prompt once, its continuations on its cache. A batch holds up to ``batch_size`` prompts
+    (longest first), as generation's does, and fewer where the cache repeated for their continuations
+    would pass ``kv_cache_gb``: the prefill's matrices grow with the prompts per batch (CommonsenseQA's
+    60 test questions took 6.2 s in batches of 12 prompts, 5.1 s in one batch: bench/RESULTS.md)."""
     out: list[list] = [[] for _ in conts]
     order = sorted(range(len(src)), key=lambda i: -len(src[i]))  # longest first, as above
-    batch: list[int] = []
-    for n, i in enumerate(order):
-        batch.append(i)
-        following = order[n + 1] if n + 1 < len(order) else None
-        if following is not None and sum(len(conts[b]) for b in batch) + len(conts[following]) <= batch_size:
-            continue
+    per_token = kv_bytes_per_token(core_model(model).config)
+    widest = max((len(c) for cs in conts for c in cs), default=0)
+    options = max((len(cs) for cs in conts), default=1)
+    groups = batches(
+        order,
+        [len(s) for s in src],
+        batch_size,
+        equal_lengths=prefix_needs_equal_lengths(model),  # as generation batches them (models/decode.py)
+        row_bytes=lambda length: options * (length + widest) * per_token,
+        budget=None if kv_cache_gb is None else kv_cache_gb * GB,
+    )
+    for batch in groups:
         with backbone.numerics():
             scores = shared_prompt_logprobs(backbone, model, [src[b] for b in batch], [conts[b] for b in batch])
         for b, row in zip(batch, scores):
             out[b] = [(s, len(c)) for s, c in zip(row, conts[b])]
         progress(sum(len(conts[b]) for b in batch))
-        batch = []
     return out
 
 
@@ -136,6 +150,7 @@ def classify(
     max_source_tokens: int = 512,
     content_free: list[str] | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    kv_cache_gb: float | None = DEFAULT_KV_CACHE_GB,
 ) -> list[str]:
     """The label word with the highest summed log-probability, per prompt (always one of label_words);
     with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
@@ -149,10 +164,17 @@ def classify(
         batch_size=batch_size,
         max_source_tokens=max_source_tokens,
         progress=progress,
+        kv_cache_gb=kv_cache_gb,
     )
     if content_free:
         cf = continuation_logprobs(
-            backbone, model, content_free, [list(label_words)] * len(content_free), batch_size, progress=progress
+            backbone,
+            model,
+            content_free,
+            [list(label_words)] * len(content_free),
+            batch_size,
+            progress=progress,
+            kv_cache_gb=kv_cache_gb,
         )
         prior = label_prior(cf)
         return [label_words[calibrated_label(row, prior)] for row in scores]
@@ -168,19 +190,17 @@ def multiple_choice(
     max_source_tokens: int = 512,
     content_free: list[str] | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    kv_cache_gb: float | None = DEFAULT_KV_CACHE_GB,
 ) -> list[int]:
     """Per prompt, the index of its best choice by length-normalised log-likelihood (``pick_choice``);
     with ``content_free`` prompts, contextually calibrated (tasks/calibration.py)."""
     if any(not c for c in choices):
         raise ValueError("every prompt needs at least one choice")
-    scores = continuation_logprobs(
-        backbone, model, prompts, choices, batch_size=batch_size, max_source_tokens=max_source_tokens, progress=progress
-    )
+    kwargs = {"batch_size": batch_size, "progress": progress, "kv_cache_gb": kv_cache_gb}
+    scores = continuation_logprobs(backbone, model, prompts, choices, max_source_tokens=max_source_tokens, **kwargs)
     if content_free:
         options = sorted({o for c in choices for o in c})
-        cf = continuation_logprobs(
-            backbone, model, content_free, [options] * len(content_free), batch_size, progress=progress
-        )
+        cf = continuation_logprobs(backbone, model, content_free, [options] * len(content_free), **kwargs)
         prior = {o: sum(row[j][0] for row in cf) / len(cf) for j, o in enumerate(options)}
         return [calibrated_choice(row, [prior[o] for o in c]) for row, c in zip(scores, choices)]
     return [pick_choice(row) for row in scores]
