@@ -8,7 +8,10 @@ prefix is placed exactly as in generation), repeats each prompt's cache rows for
 runs only the options' tokens on top (``Causal.option_logprobs``, models/causal.py):
 
     log p(option) = log p(o_1 | prompt)              <- the prefill's last logits
-                  + sum_t log p(o_t | prompt, o_<t)   <- one forward of o_1..o_{n-1} over the cache
+                  + sum_t log p(o_t | prompt, o_<t)   <- a forward of o_1..o_{n-1} over the cache
+
+The options' forwards run in groups of similar length (one-token options in none): padded to the
+longest option of a batch, CommonsenseQA's (1-8 tokens, 2.2 on average) were three quarters padding.
 
 The prompt is left-padded (as for generation) and its positions count from its first real token,
 so every token sits where it sits when the prompt and option run as one unpadded row; the scores
