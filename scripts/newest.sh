@@ -32,7 +32,7 @@ echo "changed against requirements.lock:"
 # ruff and the suite, run by the installed (editable) peftlab; a failure stops here and leaves the lock alone.
 "$venv/bin/python" -m ruff check .
 "$venv/bin/python" -m ruff format --check .
-"$venv/bin/python" -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
+"$venv/bin/python" -m pytest -q -n 2 --dist worksteal -p no:cacheprovider
 if [ "$mode" = upgrade ]; then
   "$venv/bin/python" -m peftlab.versions --write-lock requirements.lock
   echo "the suite passed with the newest releases: requirements.lock rewritten; run make test, then commit it"
