@@ -121,7 +121,7 @@ def main() -> None:
     if a.out:
         record = {
             "command": " ".join(sys.argv),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
             "machine": {**machine(), **versions()},
             "peak_flop_per_s": peak,
             "peaks": peaks,
