@@ -174,27 +174,32 @@ def test_shared_prompt_scoring_is_used_where_it_applies():
     assert not shares_prompt(bb.model)
 
 
-def test_the_rest_of_the_options_runs_in_groups_of_similar_length_with_the_scores_of_one_row_each(monkeypatch):
+@pytest.mark.parametrize("name", ("tiny-llama", "tiny-t5"))
+def test_options_run_in_groups_of_similar_length_with_the_scores_of_one_row_each(name, monkeypatch):
     """CommonsenseQA's options are 1-8 tokens: padded to the longest, the forward over them was three
-    quarters padding. Each group is padded to its own longest option, and a one-token option (scored
-    by the prefill's logits alone) runs in none."""
+    quarters padding. Each group is padded to its own longest option. A decoder-only model feeds each
+    option but its last token on the prompt's cache (a one-token option, scored by the prefill's logits
+    alone, runs in none); an encoder-decoder's decoder reads [start] + the option but its last token."""
     from peftlab.models.causal import Causal
+    from peftlab.models.seq2seq import Seq2Seq
 
-    bb = backbone("tiny-llama")
+    bb = backbone(name)
     model = bb.model.eval()
     prompts = ["Question: which one", "Question: another, longer question here"]
     options = [["a", "bcdefgh", "hi"], ["jk", "l", "mnopqrs"]]  # the test tokenizer: a token per character
     lengths = {o: len(continuation_ids(bb, o)) for opts in options for o in opts}
     assert sorted(set(lengths.values())) == [1, 2, 7]  # the premise: three lengths, one of them 1
-    widths, continued = [], Causal._continued
+    kind, method = (Seq2Seq, "_scored") if bb.is_seq2seq else (Causal, "_continued")
+    fed, original = [], getattr(kind, method)
 
-    def spy(decoder, opts, pad):
-        widths.append(sorted(len(o) - 1 for o in opts))
-        return continued(decoder, opts, pad)
+    def spy(decoder, opts, *rest):
+        fed.append(sorted(len(o) for o in opts))
+        return original(decoder, opts, *rest)
 
-    monkeypatch.setattr(Causal, "_continued", staticmethod(spy))
+    monkeypatch.setattr(kind, method, staticmethod(spy))
     shared = continuation_logprobs(bb, model, prompts, options, batch_size=8, share_prompt=True)
-    assert sorted(widths) == [[1, 1], [6, 6]]  # two groups, no padding; the one-token options fed nowhere
+    want = [[1, 1], [2, 2], [7, 7]] if bb.is_seq2seq else [[2, 2], [7, 7]]
+    assert sorted(fed) == want  # one group per length, no padding
     for prompt, opts, row in zip(prompts, options, shared):
         for option, (score, n) in zip(opts, row):
             alone, n_alone = by_hand(bb, model, prompt, option)

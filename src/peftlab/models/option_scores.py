@@ -21,7 +21,8 @@ changes what a row sees (prefix tuning on local or sliding-window attention: dec
 
 An encoder-decoder runs the encoder once per prompt (right-padded, as in training) and the decoder
 once per option over a copy of that encoding: the decoder reads [start] + option[:-1] and is scored
-on the option, as training scores a target (``Seq2Seq.option_logprobs``, models/seq2seq.py).
+on the option, as training scores a target (``Seq2Seq.option_logprobs``, models/seq2seq.py), in the
+same groups of similar length.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ peftlab decodes such a model (the search loops are models/decode.py and models/b
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,7 @@ from transformers import AutoModelForSeq2SeqLM
 from peftlab.errors import PeftlabError
 from peftlab.models.forward import Forward, core_model, prompt_learning, soft_prompt
 from peftlab.models.kv_room import reserve
+from peftlab.models.prefill_groups import length_groups
 from peftlab.models.rows import IGNORE, right_pad
 
 
@@ -75,6 +78,13 @@ class Seq2SeqDecoder:
         self.cache.reorder_cache(rows)
         self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
         self.mask = self.mask[rows]
+
+    def rows_copy(self, rows: torch.Tensor) -> Seq2SeqDecoder:
+        """Before any decoder step: a decoder whose row r is encoder row ``rows[r]``; this one stays as it is."""
+        other = copy.copy(self)
+        other.encoder_outputs = type(self.encoder_outputs)(last_hidden_state=self.encoder_outputs.last_hidden_state)
+        other.repeat_encoded(rows)
+        return other
 
     def repeat_encoded(self, rows: torch.Tensor) -> None:
         """Before any decoder step: row r becomes encoder row ``rows[r]`` (option scoring repeats a
@@ -157,18 +167,30 @@ class Seq2Seq:
     ) -> torch.Tensor:
         """Summed log-probability of every option (flat, prompt by prompt) given its prompt: the encoder
         runs once per prompt (``ids``/``mask`` right-padded, as in training), the decoder once per option
-        over a copy of that encoding, reading [start] + option[:-1] and scored on the option."""
+        over a copy of that encoding, reading [start] + option[:-1] and scored on the option. The options
+        run in groups of similar length, each padded to its own longest (models/option_scores.py)."""
         device = ids.device
         decoder = Seq2SeqDecoder(model)
         decoder.encode(ids, mask)
-        flat = [o for opts in options for o in opts]
-        decoder.repeat_encoded(torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device))
         start = decoder.fwd.core.config.decoder_start_token_id
         if start is None:
             raise PeftlabError("scoring: the model's config has no decoder_start_token_id")
-        width = max(1, max((len(o) for o in flat), default=0))  # an empty option still needs one decoder step
-        feed = right_pad([[start, *o[:-1]] for o in flat], pad, width)[0].to(device)
-        labels = right_pad(flat, IGNORE, width)[0].to(device)
+        flat = [o for opts in options for o in opts]
+        rows = torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device)
+        widths = [max(1, len(o)) for o in flat]  # an empty option still needs one decoder step
+        order = sorted(range(len(flat)), key=lambda i: -widths[i])  # longest first, as length_groups wants
+        scores = torch.zeros(len(flat), device=device)
+        for group in length_groups([widths[i] for i in order]):
+            members = [order[g] for g in group]
+            scores[members] = self._scored(decoder.rows_copy(rows[members]), [flat[i] for i in members], start, pad)
+        return scores
+
+    @staticmethod
+    def _scored(decoder: Seq2SeqDecoder, options: list[list[int]], start: int, pad: int) -> torch.Tensor:
+        """Summed log-probability of each option, the decoder reading [start] + option[:-1] over its row's encoding."""
+        device, width = decoder.mask.device, max(1, max(len(o) for o in options))
+        feed = right_pad([[start, *o[:-1]] for o in options], pad, width)[0].to(device)
+        labels = right_pad(options, IGNORE, width)[0].to(device)
         inputs = {"encoder_outputs": decoder.encoder_outputs, "attention_mask": decoder.mask, "decoder_input_ids": feed}
         logits = decoder.fwd.all_logits(decoder.cache, **inputs)
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
