@@ -13,7 +13,13 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 import peftlab.models.decode as decode
 from peftlab.models.kv_budget import batches, kv_bytes_per_token
 from peftlab.models.kv_room import RoomyLayer, repeated, reserve
-from peftlab.models.prefill_groups import Piece, length_groups, merged, trimmed
+from peftlab.models.prefill_groups import Piece, length_groups, merged, sorted_groups, trimmed
+
+
+def test_sorted_groups_sort_the_items_longest_first_then_group_them():
+    # item -> length, in no order: 3 and 7 (6 and 7 tokens) together, 5 and 1 (2 each), 4 alone
+    assert sorted_groups({1: 2, 3: 6, 4: 4, 5: 2, 7: 7}) == [[7, 3], [4], [1, 5]]
+    assert sorted_groups({}) == []
 
 
 def test_length_groups_keep_padding_within_an_eighth_of_the_real_tokens():

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 from peftlab.models.forward import Forward, core_model, output_head, positions, prompt_learning, soft_prompt
 from peftlab.models.kv_room import repeated, reserve
-from peftlab.models.prefill_groups import Piece, length_groups, merged, trimmed
+from peftlab.models.prefill_groups import Piece, length_groups, merged, sorted_groups, trimmed
 from peftlab.models.rows import IGNORE, right_pad
 from peftlab.models.shared_prefix import MIN_SHARED, shared_length, split
 
@@ -238,14 +238,13 @@ class Causal:
         option, CommonsenseQA's options (1-8 tokens, 2.2 on average) were three quarters padding."""
         device = ids.device
         flat = [o for opts in options for o in opts]
-        rest = sorted((i for i, o in enumerate(flat) if len(o) > 1), key=lambda i: -len(flat[i]))
-        decoder = CausalDecoder(model, room=len(flat[rest[0]]) - 1 if rest else 0)  # room: no cache copy per step
+        rest = {i: len(o) - 1 for i, o in enumerate(flat) if len(o) > 1}  # tokens fed after the first
+        decoder = CausalDecoder(model, room=max(rest.values(), default=0))  # room: no cache copy per step
         first = torch.log_softmax(decoder.prefill(ids, mask).float(), dim=-1)  # (prompts, vocab)
         rows = torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device)
         starts = torch.tensor([o[0] if o else 0 for o in flat], device=device)
         scores = first[rows, starts] * torch.tensor([bool(o) for o in flat], device=device)
-        for group in length_groups([len(flat[i]) - 1 for i in rest]):  # longest first, as length_groups wants
-            members = [rest[g] for g in group]
+        for members in sorted_groups(rest):
             on_top = decoder.rows_copy(rows[members])
             scores[members] += self._continued(on_top, [flat[i] for i in members], pad)
         return scores

@@ -50,6 +50,13 @@ def length_groups(lengths: list[int], waste: float = WASTE) -> list[list[int]]:
     return groups
 
 
+def sorted_groups(lengths: dict[int, int], waste: float = WASTE) -> list[list[int]]:
+    """The items of ``lengths`` (item -> length) sorted longest first, then grouped as ``length_groups``
+    groups them (option scoring: models/causal.py, models/seq2seq.py)."""
+    order = sorted(lengths, key=lambda i: -lengths[i])
+    return [[order[g] for g in group] for group in length_groups([lengths[i] for i in order], waste)]
+
+
 def trimmed(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A left-padded group without the columns that are padding in every row."""
     width = int(mask.sum(-1).max())

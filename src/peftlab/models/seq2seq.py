@@ -21,7 +21,7 @@ from transformers import AutoModelForSeq2SeqLM
 from peftlab.errors import PeftlabError
 from peftlab.models.forward import Forward, core_model, prompt_learning, soft_prompt
 from peftlab.models.kv_room import reserve
-from peftlab.models.prefill_groups import length_groups
+from peftlab.models.prefill_groups import sorted_groups
 from peftlab.models.rows import IGNORE, right_pad
 
 
@@ -177,11 +177,9 @@ class Seq2Seq:
             raise PeftlabError("scoring: the model's config has no decoder_start_token_id")
         flat = [o for opts in options for o in opts]
         rows = torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=device)
-        widths = [max(1, len(o)) for o in flat]  # an empty option still needs one decoder step
-        order = sorted(range(len(flat)), key=lambda i: -widths[i])  # longest first, as length_groups wants
+        widths = {i: max(1, len(o)) for i, o in enumerate(flat)}  # an empty option still needs one decoder step
         scores = torch.zeros(len(flat), device=device)
-        for group in length_groups([widths[i] for i in order]):
-            members = [order[g] for g in group]
+        for members in sorted_groups(widths):
             scores[members] = self._scored(decoder.rows_copy(rows[members]), [flat[i] for i in members], start, pad)
         return scores
 
